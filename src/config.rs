@@ -1,0 +1,363 @@
+//! Cluster configuration: `cluster.toml`, overridden by environment variables, overridden by
+//! flags; loaded once at start-up and validated by the consuming [`RawConfig::validate`].
+//!
+//! Every node of a cluster reads the same file. Each error names the key at fault in one line,
+//! e.g. `cluster.toml: node[2].api_addr: "127.0.0.1:70001" is not an address (ip:port)`.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::machine::job::validate_queue_name;
+use crate::machine::Rejection;
+
+/// A configuration error: one line naming the file and key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// `cluster.toml` as written, before validation.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Cluster-wide settings.
+    pub cluster: RawCluster,
+    /// One table per node.
+    #[serde(default)]
+    pub node: Vec<RawNode>,
+}
+
+/// The `[cluster]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    /// Cluster name, stored in every data dir on first start.
+    pub name: String,
+    /// Directory for node data; node N uses `data_dir/node-N`. Relative to the config file.
+    pub data_dir: PathBuf,
+    /// Leader heartbeat interval.
+    #[serde(default = "d_heartbeat")]
+    pub heartbeat_ms: u64,
+    /// Election timeout lower bound.
+    #[serde(default = "d_election_min")]
+    pub election_timeout_min_ms: u64,
+    /// Election timeout upper bound.
+    #[serde(default = "d_election_max")]
+    pub election_timeout_max_ms: u64,
+    /// Build a snapshot after this many applied entries since the last one.
+    #[serde(default = "d_snapshot_every")]
+    pub snapshot_every_entries: u64,
+    /// Entries kept in the log behind a snapshot, so a briefly lagging follower catches up by
+    /// log replication instead of a full snapshot.
+    #[serde(default = "d_snapshot_keep")]
+    pub snapshot_logs_kept: u64,
+    /// How long a write or linearizable read waits for a leader and a commit before the call
+    /// fails with UNAVAILABLE.
+    #[serde(default = "d_request_timeout")]
+    pub request_timeout_ms: u64,
+}
+
+fn d_heartbeat() -> u64 {
+    100
+}
+fn d_election_min() -> u64 {
+    400
+}
+fn d_election_max() -> u64 {
+    800
+}
+fn d_snapshot_every() -> u64 {
+    10_000
+}
+fn d_snapshot_keep() -> u64 {
+    1_000
+}
+fn d_request_timeout() -> u64 {
+    5_000
+}
+
+/// One `[[node]]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNode {
+    /// Node id, unique, >= 1.
+    pub id: u64,
+    /// Address peers use for Raft and forwarding.
+    pub raft_addr: String,
+    /// Address of the public gRPC API.
+    pub api_addr: String,
+    /// Address of the HTTP endpoint (`/metrics`, `/health`).
+    pub http_addr: String,
+}
+
+/// A validated node entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeConfig {
+    /// Node id.
+    pub id: u64,
+    /// Raft and forwarding address.
+    pub raft_addr: SocketAddr,
+    /// Public gRPC API address.
+    pub api_addr: SocketAddr,
+    /// HTTP address.
+    pub http_addr: SocketAddr,
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Cluster name.
+    pub name: String,
+    /// Absolute data directory (node N uses `data_dir/node-N`).
+    pub data_dir: PathBuf,
+    /// Heartbeat interval in ms.
+    pub heartbeat_ms: u64,
+    /// Election timeout lower bound in ms.
+    pub election_timeout_min_ms: u64,
+    /// Election timeout upper bound in ms.
+    pub election_timeout_max_ms: u64,
+    /// Snapshot interval in applied entries.
+    pub snapshot_every_entries: u64,
+    /// Entries kept behind a snapshot.
+    pub snapshot_logs_kept: u64,
+    /// Request timeout in ms.
+    pub request_timeout_ms: u64,
+    /// Nodes, ordered by id.
+    pub nodes: Vec<NodeConfig>,
+}
+
+impl Config {
+    /// Reads and validates a config file; `RAFTLINE_DATA_DIR` overrides `cluster.data_dir`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("{}: cannot read: {e}", path.display())))?;
+        let mut raw = RawConfig::parse(&text).map_err(|e| prefix(path, e))?;
+        if let Some(dir) = std::env::var_os("RAFTLINE_DATA_DIR") {
+            raw.cluster.data_dir = PathBuf::from(dir);
+        }
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        raw.validate(&base).map_err(|e| prefix(path, e))
+    }
+
+    /// The entry of node `id`.
+    pub fn node(&self, id: u64) -> Result<&NodeConfig, ConfigError> {
+        self.nodes.iter().find(|n| n.id == id).ok_or_else(|| {
+            let ids: Vec<String> = self.nodes.iter().map(|n| n.id.to_string()).collect();
+            ConfigError(format!(
+                "--id {id}: no such node in the config (ids are {})",
+                ids.join(", ")
+            ))
+        })
+    }
+
+    /// Data directory of node `id`.
+    pub fn node_dir(&self, id: u64) -> PathBuf {
+        self.data_dir.join(format!("node-{id}"))
+    }
+}
+
+fn prefix(path: &Path, e: ConfigError) -> ConfigError {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string());
+    ConfigError(format!("{name}: {}", e.0))
+}
+
+impl RawConfig {
+    /// Parses TOML; the error is one line with the position and toml's message.
+    pub fn parse(text: &str) -> Result<RawConfig, ConfigError> {
+        toml::from_str(text).map_err(|e: toml::de::Error| {
+            let position = e
+                .span()
+                .map(|s| {
+                    let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
+                    format!("line {line}: ")
+                })
+                .unwrap_or_default();
+            ConfigError(format!(
+                "{position}{}",
+                e.message().lines().next().unwrap_or("invalid TOML")
+            ))
+        })
+    }
+
+    /// Checks every key and resolves `data_dir` against `base` (the config file's directory).
+    pub fn validate(self, base: &Path) -> Result<Config, ConfigError> {
+        let c = self.cluster;
+        let err = |key: &str, msg: String| Err(ConfigError(format!("{key}: {msg}")));
+        if let Err(Rejection::Invalid { message, .. }) = validate_queue_name("name", &c.name) {
+            return err("cluster.name", format!("{:?} {message}", c.name));
+        }
+        if c.data_dir.as_os_str().is_empty() {
+            return err("cluster.data_dir", "must not be empty".into());
+        }
+        if !(10..=10_000).contains(&c.heartbeat_ms) {
+            return err(
+                "cluster.heartbeat_ms",
+                format!("is {}, must be 10..=10000", c.heartbeat_ms),
+            );
+        }
+        if c.election_timeout_min_ms <= c.heartbeat_ms * 2 {
+            return err(
+                "cluster.election_timeout_min_ms",
+                format!(
+                    "is {}, must be more than twice heartbeat_ms ({})",
+                    c.election_timeout_min_ms, c.heartbeat_ms
+                ),
+            );
+        }
+        if c.election_timeout_max_ms <= c.election_timeout_min_ms {
+            return err(
+                "cluster.election_timeout_max_ms",
+                format!(
+                    "is {}, must be more than election_timeout_min_ms ({})",
+                    c.election_timeout_max_ms, c.election_timeout_min_ms
+                ),
+            );
+        }
+        if c.election_timeout_max_ms > 60_000 {
+            return err(
+                "cluster.election_timeout_max_ms",
+                format!("is {}, must be at most 60000", c.election_timeout_max_ms),
+            );
+        }
+        if !(10..=10_000_000).contains(&c.snapshot_every_entries) {
+            return err(
+                "cluster.snapshot_every_entries",
+                format!("is {}, must be 10..=10000000", c.snapshot_every_entries),
+            );
+        }
+        if c.snapshot_logs_kept > 10_000_000 {
+            return err(
+                "cluster.snapshot_logs_kept",
+                format!("is {}, must be at most 10000000", c.snapshot_logs_kept),
+            );
+        }
+        if c.request_timeout_ms < c.election_timeout_max_ms || c.request_timeout_ms > 600_000 {
+            return err(
+                "cluster.request_timeout_ms",
+                format!(
+                    "is {}, must be election_timeout_max_ms ({})..=600000",
+                    c.request_timeout_ms, c.election_timeout_max_ms
+                ),
+            );
+        }
+        if self.node.is_empty() {
+            return err("node", "no [[node]] entries; a cluster needs at least one".into());
+        }
+        let mut ids = BTreeSet::new();
+        let mut addrs = BTreeSet::new();
+        let mut nodes = Vec::new();
+        for (i, n) in self.node.iter().enumerate() {
+            let at = |key: &str| format!("node[{i}].{key}");
+            if n.id == 0 {
+                return err(&at("id"), "must be at least 1".into());
+            }
+            if !ids.insert(n.id) {
+                return err(&at("id"), format!("{} is used by another node", n.id));
+            }
+            let mut parse = |key: &str, value: &str| -> Result<SocketAddr, ConfigError> {
+                let addr: SocketAddr = value.parse().map_err(|_| {
+                    ConfigError(format!("{}: {value:?} is not an address (ip:port)", at(key)))
+                })?;
+                if addr.port() == 0 {
+                    return Err(ConfigError(format!("{}: port must not be 0", at(key))));
+                }
+                if !addrs.insert(addr) {
+                    return Err(ConfigError(format!(
+                        "{}: {addr} is used twice in the config",
+                        at(key)
+                    )));
+                }
+                Ok(addr)
+            };
+            nodes.push(NodeConfig {
+                id: n.id,
+                raft_addr: parse("raft_addr", &n.raft_addr)?,
+                api_addr: parse("api_addr", &n.api_addr)?,
+                http_addr: parse("http_addr", &n.http_addr)?,
+            });
+        }
+        nodes.sort_by_key(|n| n.id);
+        let data_dir = if c.data_dir.is_absolute() {
+            c.data_dir
+        } else {
+            base.join(c.data_dir)
+        };
+        let data_dir = std::path::absolute(&data_dir).unwrap_or(data_dir);
+        Ok(Config {
+            name: c.name,
+            data_dir,
+            heartbeat_ms: c.heartbeat_ms,
+            election_timeout_min_ms: c.election_timeout_min_ms,
+            election_timeout_max_ms: c.election_timeout_max_ms,
+            snapshot_every_entries: c.snapshot_every_entries,
+            snapshot_logs_kept: c.snapshot_logs_kept,
+            request_timeout_ms: c.request_timeout_ms,
+            nodes,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[cluster]
+name = "t"
+data_dir = "data"
+[[node]]
+id = 1
+raft_addr = "127.0.0.1:7101"
+api_addr = "127.0.0.1:7201"
+http_addr = "127.0.0.1:7301"
+[[node]]
+id = 2
+raft_addr = "127.0.0.1:7102"
+api_addr = "127.0.0.1:7202"
+http_addr = "127.0.0.1:7302"
+"#;
+
+    fn check(text: &str) -> Result<Config, ConfigError> {
+        RawConfig::parse(text)?.validate(Path::new("/base"))
+    }
+
+    /// A good config validates and resolves data_dir against the config's directory.
+    #[test]
+    fn config_good() {
+        let c = check(GOOD).unwrap();
+        assert_eq!(c.nodes.len(), 2);
+        assert_eq!(c.node_dir(2), PathBuf::from("/base/data/node-2"));
+        assert!(c.node(3).unwrap_err().0.contains("--id 3"));
+    }
+
+    /// Each mistake gives one line naming the key.
+    #[test]
+    fn config_errors_name_the_key() {
+        let cases = [
+            (GOOD.replace("name = \"t\"", "name = \"t\"\nbogus = 1"), "bogus"),
+            (GOOD.replace("id = 2", "id = 1"), "node[1].id"),
+            (GOOD.replace("7202", "7201"), "node[1].api_addr"),
+            (GOOD.replace("127.0.0.1:7302", "nope"), "node[1].http_addr"),
+            (GOOD.replace("name = \"t\"", "name = \"\""), "cluster.name"),
+            (
+                GOOD.replace("data_dir = \"data\"", "data_dir = \"data\"\nheartbeat_ms = 500"),
+                "cluster.election_timeout_min_ms",
+            ),
+            (GOOD.replace("id = 1", "id = \"one\""), "line"),
+        ];
+        for (text, key) in cases {
+            let e = check(&text).unwrap_err().0;
+            assert!(e.contains(key), "{e:?} should name {key}");
+            assert_eq!(e.lines().count(), 1, "{e:?} should be one line");
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! The crate's one error type, and its one mapping to `tonic::Status` (and back, for clients).
+
+use crate::machine::Rejection;
+
+/// A raftline error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// A request field is malformed: nothing was written.
+    #[error("invalid argument: {field}: {message}")]
+    InvalidArgument {
+        /// The field at fault.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The named thing does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// A limit is reached (backpressure): retry later.
+    #[error("resource exhausted: {0}")]
+    ResourceExhausted(String),
+    /// No leader or quorum within the bound. `leader` is a hint when one is known.
+    #[error("unavailable: {message}")]
+    Unavailable {
+        /// What happened, and whether the write may still commit.
+        message: String,
+        /// Last known leader.
+        leader: Option<u64>,
+    },
+    /// A configuration or start-up problem a user must fix.
+    #[error("{0}")]
+    Config(String),
+    /// Any other failure (I/O, a peer's unexpected answer).
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// Crate-wide result.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Shorthand for [`Error::Unavailable`] without a leader hint.
+    pub fn unavailable(message: impl Into<String>) -> Error {
+        Error::Unavailable {
+            message: message.into(),
+            leader: None,
+        }
+    }
+
+    /// Exit code for the CLI: 2 for input a user must correct, 1 for everything else.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::InvalidArgument { .. } | Error::Config(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+impl From<Rejection> for Error {
+    fn from(r: Rejection) -> Error {
+        match r {
+            Rejection::Invalid { field, message } => Error::InvalidArgument { field, message },
+            Rejection::Exhausted { message } => Error::ResourceExhausted(message),
+        }
+    }
+}
+
+/// Whether a failed call's status says the request never reached the server (connection
+/// refused or not established), so retrying it elsewhere cannot apply it twice.
+pub fn not_sent(status: &tonic::Status) -> bool {
+    if status.code() != tonic::Code::Unavailable {
+        return false;
+    }
+    let mut text = status.message().to_string();
+    let mut source = std::error::Error::source(status);
+    while let Some(e) = source {
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text.contains("connect")
+}
+
+const LEADER_HINT: &str = "raftline-leader";
+
+impl From<Error> for tonic::Status {
+    fn from(e: Error) -> tonic::Status {
+        match e {
+            Error::InvalidArgument { field, message } => {
+                tonic::Status::invalid_argument(format!("{field}: {message}"))
+            }
+            Error::NotFound(m) => tonic::Status::not_found(m),
+            Error::ResourceExhausted(m) => tonic::Status::resource_exhausted(m),
+            Error::Unavailable { message, leader } => {
+                let mut status = tonic::Status::unavailable(message);
+                if let Some(id) = leader {
+                    if let Ok(v) = id.to_string().parse() {
+                        status.metadata_mut().insert(LEADER_HINT, v);
+                    }
+                }
+                status
+            }
+            Error::Config(m) => tonic::Status::failed_precondition(m),
+            Error::Internal(m) => tonic::Status::internal(m),
+        }
+    }
+}
+
+impl From<tonic::Status> for Error {
+    fn from(s: tonic::Status) -> Error {
+        let message = s.message().to_string();
+        match s.code() {
+            tonic::Code::InvalidArgument => {
+                let (field, message) = match message.split_once(": ") {
+                    Some((f, m)) => (f.to_string(), m.to_string()),
+                    None => (String::new(), message),
+                };
+                Error::InvalidArgument { field, message }
+            }
+            tonic::Code::NotFound => Error::NotFound(message),
+            tonic::Code::ResourceExhausted => Error::ResourceExhausted(message),
+            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => Error::Unavailable {
+                leader: s
+                    .metadata()
+                    .get(LEADER_HINT)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse().ok()),
+                message: if message.is_empty() {
+                    format!("{:?}", s.code())
+                } else {
+                    message
+                },
+            },
+            code => Error::Internal(format!("{code:?}: {message}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Errors survive the trip through a gRPC status, with the field and the leader hint.
+    #[test]
+    fn error_status_round_trip() {
+        let cases = [
+            Error::InvalidArgument {
+                field: "queue".into(),
+                message: "must not be empty".into(),
+            },
+            Error::NotFound("job 7".into()),
+            Error::ResourceExhausted("full".into()),
+            Error::Unavailable {
+                message: "no leader".into(),
+                leader: Some(3),
+            },
+        ];
+        for e in cases {
+            let back: Error = tonic::Status::from(e.clone()).into();
+            assert_eq!(back, e);
+        }
+        assert_eq!(Error::Config("x".into()).exit_code(), 2);
+        assert_eq!(Error::unavailable("x").exit_code(), 1);
+    }
+}

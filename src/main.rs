@@ -1,0 +1,34 @@
+//! The `raftline` binary: parses the command line and runs it (see `cli.rs`).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = raftline::cli::Cli::parse();
+    let node = matches!(
+        cli.command,
+        raftline::cli::Cmd::Node { .. } | raftline::cli::Cmd::Up { .. }
+    );
+    let default_filter = if node { "info,openraft=warn" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RAFTLINE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(raftline::cli::run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! One node's lifecycle: bind, open the data dir, decide whether to form or join the cluster,
+//! serve, and shut down cleanly.
+//!
+//! Start-up order matters:
+//! 1. Bind every listener first, so a port in use fails before anything is written.
+//! 2. Open (or create) the data dir, checking its stored identity (cluster name, node id).
+//! 3. Start Raft and the peer server, gated: until the node has decided it may take part, peers
+//!    get only `Hello` answers, never a vote or an append.
+//! 4. A node without Raft state probes its peers. If any peer's replicated state records that
+//!    this node ran before, its data was lost: it refuses to start, because a node that forgot
+//!    its vote can vote twice in one term and elect a second leader. If a peer already holds the
+//!    cluster, the node joins without initializing; if no peer does, it initializes the
+//!    membership from the config (safe when all nodes do it at once with the same config).
+//! 5. Open the gate, serve the API and HTTP, and register this run's incarnation.
+//!
+//! Shutdown: stop accepting, drain in-flight calls (bounded), stop Raft, flush sled, return.
+//!
+//! CAVEATS: a node whose disk was lost while *every* peer is unreachable cannot tell that it
+//! ran before and will start as new; the window between a node's first vote and its first
+//! registration being applied is likewise unprotected. Replacing a lost disk is a membership
+//! change under a new id (a later issue).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::machine::{Command, Response};
+use crate::proto::pb;
+use crate::raft::{self, Identity, Replica};
+use crate::server;
+
+/// How long in-flight calls may take to finish at shutdown.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+async fn bind(id: u64, key: &str, addr: SocketAddr) -> Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| Error::Config(format!("node {id}: cannot listen on {key} {addr}: {e}")))
+}
+
+/// What a node without Raft state does.
+#[derive(Debug, PartialEq, Eq)]
+enum Plan {
+    /// No peer holds the cluster: write the initial membership.
+    Form,
+    /// A peer holds the cluster and has never seen this node: wait to be replicated to.
+    Join,
+}
+
+/// Runs node `id` of `config` until `shutdown` completes.
+pub async fn run(config: Config, id: u64, shutdown: impl Future<Output = ()>) -> Result<()> {
+    let me = config.node(id).map_err(|e| Error::Config(e.0))?.clone();
+    let raft_listener = bind(id, "raft_addr", me.raft_addr).await?;
+    let api_listener = bind(id, "api_addr", me.api_addr).await?;
+    let http_listener = bind(id, "http_addr", me.http_addr).await?;
+
+    let dir = config.node_dir(id);
+    std::fs::create_dir_all(&dir).map_err(|e| {
+        Error::Config(format!("data dir {}: cannot create: {e}", dir.display()))
+    })?;
+    let identity = Identity {
+        cluster: config.name.clone(),
+        node_id: id,
+    };
+    let db = raft::open_db(&dir, &identity)?;
+    let replica = Replica::start(&config, id, db.clone()).await?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let gate = Arc::new(AtomicBool::new(false));
+    let raft_server = tokio::spawn(server::serve_raft(
+        raft_listener,
+        replica.clone(),
+        config.name.clone(),
+        gate.clone(),
+        stopped(),
+    ));
+
+    let plan = if replica.is_initialized().await {
+        None
+    } else {
+        match probe(&config, id).await {
+            Ok(plan) => Some(plan),
+            Err(e) => {
+                let _ = stop_tx.send(true);
+                let _ = raft_server.await;
+                replica.shutdown().await;
+                return Err(e);
+            }
+        }
+    };
+    gate.store(true, Ordering::Release);
+    if plan == Some(Plan::Form) {
+        replica.initialize(&config).await?;
+    }
+    tracing::info!(node = id, ?plan, dir = %dir.display(), "node started");
+
+    let api_server = tokio::spawn(server::serve_api(api_listener, replica.clone(), stopped()));
+    let http_server = tokio::spawn(server::http::serve(
+        http_listener,
+        replica.clone(),
+        stopped(),
+    ));
+    let register = tokio::spawn(register(replica.clone(), stopped()));
+
+    println!(
+        "raftline node {id} up: raft {} api {} http {} data {}",
+        me.raft_addr,
+        me.api_addr,
+        me.http_addr,
+        dir.display()
+    );
+
+    shutdown.await;
+    tracing::info!(node = id, "shutting down");
+    let _ = stop_tx.send(true);
+    register.abort();
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        for server in [api_server, http_server, raft_server] {
+            match server.await {
+                Ok(Err(e)) => tracing::warn!("{e}"),
+                Err(e) => tracing::warn!("server task: {e}"),
+                Ok(Ok(())) => {}
+            }
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("in-flight calls did not finish within {DRAIN_TIMEOUT:?}");
+    }
+    replica.shutdown().await;
+    db.flush_async()
+        .await
+        .map_err(|e| Error::Internal(format!("final flush: {e}")))?;
+    tracing::info!(node = id, "stopped");
+    Ok(())
+}
+
+/// Records this process run in the replicated state, retrying until it commits or shutdown.
+async fn register(replica: Arc<Replica>, stopped: impl Future<Output = ()>) {
+    let incarnation = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let command = Command::RegisterNode {
+        node_id: replica.id(),
+        incarnation,
+    };
+    let attempts = async {
+        loop {
+            match replica.propose(command.clone()).await {
+                Ok(Response::NodeRegistered) => {
+                    tracing::info!(incarnation, "registered this run with the cluster");
+                    return;
+                }
+                Ok(other) => {
+                    tracing::warn!(?other, "node registration refused");
+                    return;
+                }
+                Err(e) => {
+                    tracing::debug!("node registration not yet committed: {e}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    };
+    tokio::select! {
+        _ = attempts => {}
+        _ = stopped => {}
+    }
+}
+
+/// Asks every peer about the cluster. Returns the plan, or an error when this node must not
+/// start. Waits for every peer's answer up to a bound; unreachable peers count as fresh.
+async fn probe(config: &Config, id: u64) -> Result<Plan> {
+    let deadline = Instant::now() + Duration::from_millis(config.election_timeout_max_ms * 4);
+    let mut pending: Vec<_> = config.nodes.iter().filter(|n| n.id != id).collect();
+    let mut initialized = Vec::new();
+    while !pending.is_empty() && Instant::now() < deadline {
+        let mut still = Vec::new();
+        for peer in pending {
+            let Some(mut client) = raft::network::peer_client(&peer.raft_addr.to_string()) else {
+                continue;
+            };
+            let hello = pb::HelloRequest {
+                cluster: config.name.clone(),
+                from_id: id,
+            };
+            let reply =
+                tokio::time::timeout(Duration::from_millis(500), client.hello(hello)).await;
+            match reply {
+                Ok(Ok(reply)) => {
+                    let reply = reply.into_inner();
+                    if reply.cluster != config.name {
+                        return Err(Error::Config(format!(
+                            "peer {} at {} belongs to cluster {:?}, not {:?}; check raft_addr",
+                            peer.id, peer.raft_addr, reply.cluster, config.name
+                        )));
+                    }
+                    if reply.knows_caller {
+                        return Err(Error::Config(format!(
+                            "node {id}: the data dir {} is empty, but peer {} records that node \
+                             {id} has run in this cluster before (first seen at {} ms): its vote \
+                             and log were lost. Starting it would let it vote twice in a term \
+                             and elect a second leader, so it refuses. Restore its data dir, or \
+                             replace it with a new node id through a membership change.",
+                            config.node_dir(id).display(),
+                            peer.id,
+                            reply.caller_first_registered_ms
+                        )));
+                    }
+                    if reply.initialized {
+                        initialized.push(peer.id);
+                    }
+                }
+                _ => still.push(peer),
+            }
+        }
+        pending = still;
+        if !pending.is_empty() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    if !pending.is_empty() {
+        let ids: Vec<String> = pending.iter().map(|p| p.id.to_string()).collect();
+        tracing::warn!("peers {} did not answer the start-up probe", ids.join(", "));
+    }
+    Ok(if initialized.is_empty() {
+        Plan::Form
+    } else {
+        Plan::Join
+    })
+}

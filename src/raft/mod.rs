@@ -1,0 +1,499 @@
+//! Consensus: the only module that names openraft.
+//!
+//! [`Replica`] wraps one node's `openraft::Raft` with its sled storage and gives the rest of
+//! raftline four things: `propose` a command (forwarded to the leader when this node is not
+//! it), `read_barrier` for linearizable reads (read index, also from followers), `read` the
+//! local applied state, and the peer RPC handlers that take and return encoded bytes.
+//!
+//! Durability: an entry is acknowledged to a client only after openraft reports it committed,
+//! i.e. appended and fsynced on a majority (see `log_store.rs`).
+//!
+//! CAVEATS (not implemented): membership change at runtime, leader transfer, TLS between
+//! peers; a forwarded write whose connection breaks mid-call reports UNAVAILABLE with an
+//! unknown outcome instead of retrying (retries need idempotency keys, a later issue).
+
+pub mod log_store;
+pub mod network;
+pub mod state_machine;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Cursor;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openraft::error::{CheckIsLeaderError, ClientWriteError, InitializeError, RaftError};
+use openraft::{Raft, ServerState, SnapshotPolicy};
+use serde::{Deserialize, Serialize};
+use tonic::transport::Channel;
+
+use crate::codec;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::machine::{Command, Machine, Proposal, Response};
+use crate::proto::pb;
+use crate::proto::pb::raft_peer_client::RaftPeerClient;
+use log_store::LogStore;
+use state_machine::{SharedApplied, StateMachineStore};
+
+/// A cluster member's addresses, stored in Raft membership entries.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerNode {
+    /// Raft and forwarding address.
+    pub raft_addr: String,
+    /// Public API address.
+    pub api_addr: String,
+}
+
+impl fmt::Display for PeerNode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "raft={} api={}", self.raft_addr, self.api_addr)
+    }
+}
+
+openraft::declare_raft_types!(
+    /// raftline's openraft type configuration.
+    pub TypeConfig:
+        D = Proposal,
+        R = Response,
+        NodeId = u64,
+        Node = PeerNode,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+/// The identity written into a data dir on first start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    /// Cluster name from the config.
+    pub cluster: String,
+    /// This node's id.
+    pub node_id: u64,
+}
+
+/// Opens (or creates) a node's sled database and checks that it belongs to this cluster and
+/// node. A data dir from another cluster or node is refused.
+pub fn open_db(dir: &Path, identity: &Identity) -> Result<sled::Db> {
+    let db = sled::Config::new()
+        .path(dir)
+        .mode(sled::Mode::HighThroughput)
+        .open()
+        .map_err(|e| {
+            Error::Config(format!(
+                "data dir {}: cannot open the database: {e} (is another raftline node using it, \
+                 or is it damaged?)",
+                dir.display()
+            ))
+        })?;
+    let meta = db
+        .open_tree("meta")
+        .map_err(|e| Error::Internal(format!("data dir {}: {e}", dir.display())))?;
+    let stored = meta
+        .get("identity")
+        .map_err(|e| Error::Internal(format!("data dir {}: {e}", dir.display())))?;
+    match stored {
+        Some(bytes) => {
+            let found: Identity = codec::decode(&bytes).map_err(|e| {
+                Error::Config(format!("data dir {}: unreadable identity: {e}", dir.display()))
+            })?;
+            if &found != identity {
+                return Err(Error::Config(format!(
+                    "data dir {} belongs to cluster {:?} node {}, but this node is cluster {:?} \
+                     node {}; refusing to mix data of different clusters or nodes",
+                    dir.display(),
+                    found.cluster,
+                    found.node_id,
+                    identity.cluster,
+                    identity.node_id
+                )));
+            }
+        }
+        None => {
+            let bytes = codec::encode(identity).map_err(|e| Error::Internal(e.to_string()))?;
+            meta.insert("identity", bytes)
+                .and_then(|_| db.flush())
+                .map_err(|e| Error::Internal(format!("data dir {}: {e}", dir.display())))?;
+        }
+    }
+    Ok(db)
+}
+
+/// A snapshot of this node's Raft metrics, without openraft types.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RaftStatus {
+    /// This node's id.
+    pub id: u64,
+    /// `leader`, `follower`, `candidate`, `learner` or `shutdown`.
+    pub state: &'static str,
+    /// Known leader.
+    pub leader: Option<u64>,
+    /// Current term.
+    pub term: u64,
+    /// Index of the last applied entry.
+    pub last_applied: u64,
+    /// Index of the last log entry.
+    pub last_log_index: u64,
+    /// Index covered by the last snapshot.
+    pub snapshot_index: u64,
+    /// Index up to which the log was purged.
+    pub purged_index: u64,
+    /// Members: id, node, voter.
+    pub members: Vec<(u64, PeerNode, bool)>,
+    /// fsyncs done by the log store since start.
+    pub fsyncs: u64,
+}
+
+/// Outcome of a write forwarded to the leader, as sent back over the peer service.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum ForwardReply {
+    Applied(Response),
+    /// The receiver is not the leader; nothing was proposed.
+    NotLeader,
+    /// Proposed, but the outcome is unknown (timeout, leadership lost).
+    Unavailable(String),
+}
+
+/// One node's Raft replica.
+pub struct Replica {
+    id: u64,
+    raft: Raft<TypeConfig>,
+    applied: SharedApplied,
+    log: LogStore,
+    request_timeout: Duration,
+    peers: BTreeMap<u64, Option<RaftPeerClient<Channel>>>,
+}
+
+impl Replica {
+    /// Starts Raft on an opened database.
+    pub async fn start(config: &Config, id: u64, db: sled::Db) -> Result<Arc<Replica>> {
+        let raft_config = openraft::Config {
+            cluster_name: config.name.clone(),
+            heartbeat_interval: config.heartbeat_ms,
+            election_timeout_min: config.election_timeout_min_ms,
+            election_timeout_max: config.election_timeout_max_ms,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every_entries),
+            max_in_snapshot_log_to_keep: config.snapshot_logs_kept,
+            max_payload_entries: crate::machine::limits::APPEND_ENTRIES_MAX,
+            snapshot_max_chunk_size: crate::machine::limits::SNAPSHOT_CHUNK_BYTES_MAX as u64,
+            install_snapshot_timeout: config.request_timeout_ms,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| Error::Config(format!("raft settings: {e}")))?;
+        let log = LogStore::new(db.clone()).map_err(|e| Error::Internal(e.to_string()))?;
+        let sm = StateMachineStore::open(db).map_err(|e| {
+            Error::Config(format!("the state snapshot in the data dir is unreadable: {e}"))
+        })?;
+        let applied = sm.applied();
+        let raft = Raft::new(id, Arc::new(raft_config), network::Network, log.clone(), sm)
+            .await
+            .map_err(|e| Error::Internal(format!("starting raft: {e}")))?;
+        let peers = config
+            .nodes
+            .iter()
+            .filter(|n| n.id != id)
+            .map(|n| (n.id, network::peer_client(&n.raft_addr.to_string())))
+            .collect();
+        Ok(Arc::new(Replica {
+            id,
+            raft,
+            applied,
+            log,
+            request_timeout: Duration::from_millis(config.request_timeout_ms),
+            peers,
+        }))
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Writes the initial membership (every node of the config) into the log. Safe when several
+    /// nodes do it at once with the same config; a no-op once this node holds any Raft state.
+    pub async fn initialize(&self, config: &Config) -> Result<()> {
+        let members: BTreeMap<u64, PeerNode> = config
+            .nodes
+            .iter()
+            .map(|n| {
+                (
+                    n.id,
+                    PeerNode {
+                        raft_addr: n.raft_addr.to_string(),
+                        api_addr: n.api_addr.to_string(),
+                    },
+                )
+            })
+            .collect();
+        match self.raft.initialize(members).await {
+            Ok(()) => Ok(()),
+            Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
+            Err(e) => Err(Error::Internal(format!("initializing the cluster: {e}"))),
+        }
+    }
+
+    /// Whether this node holds Raft state (a vote or log entries).
+    pub async fn is_initialized(&self) -> bool {
+        self.raft.is_initialized().await.unwrap_or(false)
+    }
+
+    /// Reads the applied state of this node (no Raft round: use after `read_barrier` for a
+    /// linearizable read).
+    pub fn read<T>(&self, f: impl FnOnce(&Machine) -> T) -> T {
+        f(&self.applied.read().expect("state lock poisoned").machine)
+    }
+
+    /// This node's metrics.
+    pub fn status(&self) -> RaftStatus {
+        let m = self.raft.metrics().borrow().clone();
+        let state = match m.state {
+            ServerState::Leader => "leader",
+            ServerState::Follower => "follower",
+            ServerState::Candidate => "candidate",
+            ServerState::Learner => "learner",
+            ServerState::Shutdown => "shutdown",
+        };
+        let membership = m.membership_config.membership();
+        let voters: std::collections::BTreeSet<u64> = membership.voter_ids().collect();
+        RaftStatus {
+            id: self.id,
+            state,
+            leader: m.current_leader,
+            term: m.current_term,
+            last_applied: m.last_applied.map_or(0, |l| l.index),
+            last_log_index: m.last_log_index.unwrap_or(0),
+            snapshot_index: m.snapshot.map_or(0, |l| l.index),
+            purged_index: m.purged.map_or(0, |l| l.index),
+            members: membership
+                .nodes()
+                .map(|(id, node)| (*id, node.clone(), voters.contains(id)))
+                .collect(),
+            fsyncs: self.log.fsync_count(),
+        }
+    }
+
+    /// Waits until a leader is known, up to `deadline`.
+    async fn leader(&self, deadline: Instant) -> Result<u64> {
+        let mut metrics = self.raft.metrics();
+        loop {
+            if let Some(leader) = metrics.borrow_and_update().current_leader {
+                return Ok(leader);
+            }
+            let wait = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(wait, metrics.changed()).await {
+                Ok(Ok(())) => continue,
+                Ok(Err(_)) => return Err(Error::unavailable("this node is shutting down")),
+                Err(_) => {
+                    return Err(Error::unavailable(format!(
+                        "no leader elected within {} ms (is a majority of nodes up and \
+                         connected?); nothing was written",
+                        self.request_timeout.as_millis()
+                    )))
+                }
+            }
+        }
+    }
+
+    /// Pauses briefly before another attempt, without passing the deadline.
+    async fn backoff(&self, deadline: Instant) {
+        let pause = Duration::from_millis(20).min(deadline.saturating_duration_since(Instant::now()));
+        tokio::time::sleep(pause).await;
+    }
+
+    fn timed_out(&self, what: &str) -> Error {
+        Error::unavailable(format!(
+            "{what} not confirmed within {} ms (no quorum reachable?); the outcome is unknown and \
+             it may still be applied",
+            self.request_timeout.as_millis()
+        ))
+    }
+
+    /// Proposes a command and returns the state machine's response once it is committed on a
+    /// majority and applied here or on the leader. Forwards to the leader if this node is not
+    /// it; waits for a leader up to the request timeout, then fails UNAVAILABLE.
+    pub async fn propose(&self, command: Command) -> Result<Response> {
+        let deadline = Instant::now() + self.request_timeout;
+        loop {
+            let leader = self.leader(deadline).await?;
+            let reply = if leader == self.id {
+                self.propose_local(command.clone(), deadline).await
+            } else {
+                self.forward(leader, &command, deadline).await?
+            };
+            match reply {
+                ForwardReply::Applied(response) => return Ok(response),
+                ForwardReply::Unavailable(message) => {
+                    return Err(Error::Unavailable {
+                        message,
+                        leader: Some(leader),
+                    })
+                }
+                ForwardReply::NotLeader if Instant::now() < deadline => self.backoff(deadline).await,
+                ForwardReply::NotLeader => {
+                    return Err(Error::unavailable(format!(
+                        "no reachable leader within {} ms; nothing was written",
+                        self.request_timeout.as_millis()
+                    )))
+                }
+            }
+        }
+    }
+
+    async fn propose_local(&self, command: Command, deadline: Instant) -> ForwardReply {
+        let proposal = Proposal {
+            now_ms: wall_clock_ms(),
+            command,
+        };
+        let wait = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(wait, self.raft.client_write(proposal)).await {
+            Ok(Ok(written)) => ForwardReply::Applied(written.data),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
+                ForwardReply::NotLeader
+            }
+            Ok(Err(e)) => ForwardReply::Unavailable(format!("write outcome unknown: {e}")),
+            Err(_) => ForwardReply::Unavailable(self.timed_out("write").to_string()),
+        }
+    }
+
+    fn peer(&self, id: u64) -> Result<RaftPeerClient<Channel>> {
+        self.peers
+            .get(&id)
+            .and_then(|c| c.clone())
+            .ok_or_else(|| Error::Internal(format!("leader {id} is not in this node's config")))
+    }
+
+    async fn forward(
+        &self,
+        leader: u64,
+        command: &Command,
+        deadline: Instant,
+    ) -> Result<ForwardReply> {
+        let mut client = self.peer(leader)?;
+        let data = codec::encode(command).map_err(|e| Error::Internal(e.to_string()))?;
+        let wait = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(wait, client.propose(pb::PeerBytes { data })).await {
+            Err(_) => Ok(ForwardReply::Unavailable(self.timed_out("forwarded write").to_string())),
+            Ok(Err(status)) if crate::error::not_sent(&status) => Ok(ForwardReply::NotLeader),
+            Ok(Err(status)) => Ok(ForwardReply::Unavailable(format!(
+                "forwarding to leader {leader} failed, outcome unknown: {}",
+                status.message()
+            ))),
+            Ok(Ok(reply)) => codec::decode(&reply.into_inner().data)
+                .map_err(|e| Error::Internal(format!("leader {leader} answered: {e}"))),
+        }
+    }
+
+    /// Returns once this node's applied state includes every write acknowledged before the
+    /// call began (read index: the leader confirms leadership with a quorum; a follower asks
+    /// the leader for the index and waits to apply it).
+    pub async fn read_barrier(&self) -> Result<()> {
+        let deadline = Instant::now() + self.request_timeout;
+        loop {
+            let leader = self.leader(deadline).await?;
+            let index = if leader == self.id {
+                self.read_index_local(deadline).await?
+            } else {
+                self.read_index_remote(leader, deadline).await?
+            };
+            if let Some(index) = index {
+                let wait = deadline.saturating_duration_since(Instant::now());
+                return self
+                    .raft
+                    .wait(Some(wait))
+                    .applied_index_at_least(Some(index), "read index")
+                    .await
+                    .map(|_| ())
+                    .map_err(|_| self.timed_out("read"));
+            }
+            if Instant::now() >= deadline {
+                return Err(self.timed_out("read"));
+            }
+            self.backoff(deadline).await;
+        }
+    }
+
+    /// `Ok(None)` means "not the leader after all, ask again".
+    async fn read_index_local(&self, deadline: Instant) -> Result<Option<u64>> {
+        let wait = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(wait, self.raft.get_read_log_id()).await {
+            Ok(Ok((read_log_id, _))) => Ok(Some(read_log_id.map_or(0, |l| l.index))),
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_)))) => Ok(None),
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_)))) => Ok(None),
+            Ok(Err(e)) => Err(Error::unavailable(format!("read index: {e}"))),
+            Err(_) => Err(self.timed_out("read")),
+        }
+    }
+
+    async fn read_index_remote(&self, leader: u64, deadline: Instant) -> Result<Option<u64>> {
+        let mut client = self.peer(leader)?;
+        let wait = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(wait, client.read_index(pb::ReadIndexRequest {})).await {
+            Ok(Ok(reply)) => Ok(Some(reply.into_inner().index)),
+            Ok(Err(_)) => Ok(None),
+            Err(_) => Err(self.timed_out("read")),
+        }
+    }
+
+    /// Peer handler: a write forwarded by a follower.
+    pub async fn handle_propose(&self, data: &[u8]) -> Result<Vec<u8>> {
+        let command: Command = codec::decode(data).map_err(|e| Error::Internal(e.to_string()))?;
+        let reply = if self.raft.metrics().borrow().current_leader == Some(self.id) {
+            self.propose_local(command, Instant::now() + self.request_timeout).await
+        } else {
+            ForwardReply::NotLeader
+        };
+        codec::encode(&reply).map_err(|e| Error::Internal(e.to_string()))
+    }
+
+    /// Peer handler: read index for a follower. Errors if this node is not a confirmed leader.
+    pub async fn handle_read_index(&self) -> Result<u64> {
+        let deadline = Instant::now() + self.request_timeout;
+        match self.read_index_local(deadline).await? {
+            Some(index) => Ok(index),
+            None => Err(Error::unavailable("not the leader")),
+        }
+    }
+
+    /// Peer handler: AppendEntries.
+    pub async fn handle_append(&self, data: &[u8]) -> Result<Vec<u8>> {
+        let rpc = decode_rpc(data)?;
+        encode_rpc(&self.raft.append_entries(rpc).await)
+    }
+
+    /// Peer handler: Vote.
+    pub async fn handle_vote(&self, data: &[u8]) -> Result<Vec<u8>> {
+        let rpc = decode_rpc(data)?;
+        encode_rpc(&self.raft.vote(rpc).await)
+    }
+
+    /// Peer handler: InstallSnapshot (one chunk).
+    pub async fn handle_install_snapshot(&self, data: &[u8]) -> Result<Vec<u8>> {
+        let rpc = decode_rpc(data)?;
+        encode_rpc(&self.raft.install_snapshot(rpc).await)
+    }
+
+    /// Stops Raft (no more votes or appends from this node).
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!("raft shutdown: {e}");
+        }
+    }
+}
+
+fn decode_rpc<T: serde::de::DeserializeOwned>(data: &[u8]) -> Result<T> {
+    codec::decode(data).map_err(|e| Error::Internal(format!("peer message: {e}")))
+}
+
+fn encode_rpc<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+    codec::encode(value).map_err(|e| Error::Internal(format!("peer reply: {e}")))
+}
+
+/// The leader's wall clock, in ms since the Unix epoch: the only place raftline reads the
+/// clock for the state machine (DESIGN.md: Time).
+fn wall_clock_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

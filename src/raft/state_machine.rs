@@ -1,0 +1,233 @@
+//! Adapts the pure [`Machine`] to openraft's state-machine storage.
+//!
+//! The application state lives in memory (see `machine/mod.rs` for why) together with
+//! `last_applied` and the last membership, behind one lock, so an entry's effects and
+//! `last_applied` change together. Durability comes from the log plus snapshots: a snapshot is
+//! the encoded state, written to sled's `snapshot` tree and flushed before it is reported
+//! built or installed. On open, the last snapshot is loaded and openraft re-applies the log
+//! after it.
+
+use std::io::Cursor;
+use std::sync::{Arc, RwLock};
+
+use openraft::storage::RaftStateMachine;
+use openraft::{
+    EntryPayload, LogId, RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageError,
+    StorageIOError, StoredMembership,
+};
+use serde::{Deserialize, Serialize};
+
+use super::{PeerNode, TypeConfig};
+use crate::codec;
+use crate::machine::{Machine, Response};
+
+type NodeId = u64;
+
+/// The applied state: the machine plus what openraft needs to know about it.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    /// Last log id applied to `machine`.
+    pub last_applied: Option<LogId<NodeId>>,
+    /// Last membership config applied.
+    pub membership: StoredMembership<NodeId, PeerNode>,
+    /// The application state.
+    pub machine: Machine,
+}
+
+impl Default for Applied {
+    fn default() -> Self {
+        Applied {
+            last_applied: None,
+            membership: StoredMembership::default(),
+            machine: Machine::new(),
+        }
+    }
+}
+
+/// Shared handle to the applied state, read by the API without going through openraft.
+pub type SharedApplied = Arc<RwLock<Applied>>;
+
+/// What a snapshot's bytes hold.
+#[derive(Serialize, Deserialize)]
+struct SnapshotBody {
+    last_applied: Option<LogId<NodeId>>,
+    membership: StoredMembership<NodeId, PeerNode>,
+    machine: Vec<u8>,
+}
+
+/// A snapshot as kept in sled.
+#[derive(Serialize, Deserialize)]
+struct StoredSnapshot {
+    meta: SnapshotMeta<NodeId, PeerNode>,
+    data: Vec<u8>,
+}
+
+/// The state machine store. Cheap to clone; clones share the state.
+#[derive(Clone)]
+pub struct StateMachineStore {
+    applied: SharedApplied,
+    db: sled::Db,
+    snapshots: sled::Tree,
+}
+
+fn snap_read_err(e: impl std::error::Error + 'static) -> StorageError<NodeId> {
+    StorageIOError::read_snapshot(None, &e).into()
+}
+
+fn snap_write_err(e: impl std::error::Error + 'static) -> StorageError<NodeId> {
+    StorageIOError::write_snapshot(None, &e).into()
+}
+
+impl StateMachineStore {
+    /// Opens the store and restores the state from the last snapshot, if any.
+    pub fn open(db: sled::Db) -> Result<StateMachineStore, StorageError<NodeId>> {
+        let snapshots = db.open_tree("snapshot").map_err(snap_read_err)?;
+        let store = StateMachineStore {
+            applied: Arc::default(),
+            db,
+            snapshots,
+        };
+        if let Some(stored) = store.load()? {
+            let applied = decode_body(&stored.data)?;
+            *store.applied.write().expect("state lock poisoned") = applied;
+        }
+        Ok(store)
+    }
+
+    /// The shared applied state.
+    pub fn applied(&self) -> SharedApplied {
+        self.applied.clone()
+    }
+
+    fn load(&self) -> Result<Option<StoredSnapshot>, StorageError<NodeId>> {
+        match self.snapshots.get("current").map_err(snap_read_err)? {
+            Some(bytes) => Ok(Some(codec::decode(&bytes).map_err(snap_read_err)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn save(&self, stored: &StoredSnapshot) -> Result<(), StorageError<NodeId>> {
+        let bytes = codec::encode(stored).map_err(snap_write_err)?;
+        self.snapshots.insert("current", bytes).map_err(snap_write_err)?;
+        self.db.flush_async().await.map_err(snap_write_err)?;
+        Ok(())
+    }
+}
+
+fn decode_body(data: &[u8]) -> Result<Applied, StorageError<NodeId>> {
+    let body: SnapshotBody = codec::decode(data).map_err(snap_read_err)?;
+    let machine = Machine::decode(&body.machine).map_err(snap_read_err)?;
+    Ok(Applied {
+        last_applied: body.last_applied,
+        membership: body.membership,
+        machine,
+    })
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
+        let applied = self.applied.read().expect("state lock poisoned").clone();
+        let body = SnapshotBody {
+            last_applied: applied.last_applied,
+            membership: applied.membership.clone(),
+            machine: applied.machine.encode().map_err(snap_write_err)?,
+        };
+        let data = codec::encode(&body).map_err(snap_write_err)?;
+        let snapshot_id = match applied.last_applied {
+            Some(id) => format!("{}-{}-{}", id.leader_id.term, id.leader_id.node_id, id.index),
+            None => "empty".to_string(),
+        };
+        let meta = SnapshotMeta {
+            last_log_id: applied.last_applied,
+            last_membership: applied.membership,
+            snapshot_id,
+        };
+        let stored = StoredSnapshot { meta, data };
+        self.save(&stored).await?;
+        Ok(Snapshot {
+            meta: stored.meta,
+            snapshot: Box::new(Cursor::new(stored.data)),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotBuilder = StateMachineStore;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, PeerNode>), StorageError<NodeId>>
+    {
+        let applied = self.applied.read().expect("state lock poisoned");
+        Ok((applied.last_applied, applied.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = openraft::Entry<TypeConfig>> + Send,
+        I::IntoIter: Send,
+    {
+        let mut applied = self.applied.write().expect("state lock poisoned");
+        let mut responses = Vec::new();
+        for entry in entries {
+            if let Some(last) = applied.last_applied {
+                assert!(
+                    entry.log_id.index > last.index,
+                    "apply out of order: {} after {}",
+                    entry.log_id.index,
+                    last.index
+                );
+            }
+            applied.last_applied = Some(entry.log_id);
+            let response = match entry.payload {
+                EntryPayload::Blank => Response::Internal,
+                EntryPayload::Normal(proposal) => applied.machine.apply(&proposal),
+                EntryPayload::Membership(m) => {
+                    applied.membership = StoredMembership::new(Some(entry.log_id), m);
+                    Response::Internal
+                }
+            };
+            responses.push(response);
+        }
+        Ok(responses)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, PeerNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError<NodeId>> {
+        let data = snapshot.into_inner();
+        let mut restored = decode_body(&data)?;
+        // The snapshot's meta is authoritative for where it ends.
+        restored.last_applied = meta.last_log_id;
+        restored.membership = meta.last_membership.clone();
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            data,
+        };
+        self.save(&stored).await?;
+        *self.applied.write().expect("state lock poisoned") = restored;
+        tracing::info!(snapshot = %meta.snapshot_id, "installed snapshot");
+        Ok(())
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
+        Ok(self.load()?.map(|stored| Snapshot {
+            meta: stored.meta,
+            snapshot: Box::new(Cursor::new(stored.data)),
+        }))
+    }
+}

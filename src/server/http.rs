@@ -1,0 +1,68 @@
+//! Plain HTTP on `http_addr`: `/health` (JSON, this node's Raft view) and `/metrics`
+//! (Prometheus text). The dashboard comes in a later issue.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::routing::get;
+use axum::Router;
+use tokio::net::TcpListener;
+
+use crate::error::{Error, Result};
+use crate::raft::Replica;
+
+/// Serves HTTP until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    replica: Arc<Replica>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let health = {
+        let replica = replica.clone();
+        move || async move {
+            let s = replica.status();
+            axum::Json(serde_json::json!({
+                "id": s.id,
+                "state": s.state,
+                "leader": s.leader,
+                "term": s.term,
+                "last_applied": s.last_applied,
+            }))
+        }
+    };
+    let metrics = move || async move { metrics_text(&replica) };
+    let app = Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| Error::Internal(format!("http server: {e}")))
+}
+
+fn metrics_text(replica: &Replica) -> String {
+    let s = replica.status();
+    let jobs = replica.read(|m| m.job_count());
+    let gauges = [
+        ("raftline_raft_term", "Current Raft term.", s.term),
+        (
+            "raftline_raft_is_leader",
+            "1 if this node is the leader.",
+            u64::from(s.state == "leader"),
+        ),
+        ("raftline_raft_last_applied", "Index of the last applied entry.", s.last_applied),
+        ("raftline_raft_last_log_index", "Index of the last log entry.", s.last_log_index),
+        ("raftline_raft_snapshot_index", "Index covered by the last snapshot.", s.snapshot_index),
+        ("raftline_jobs", "Jobs held in the state machine.", jobs as u64),
+    ];
+    let mut out = String::new();
+    for (name, help, value) in gauges {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"));
+    }
+    out.push_str(&format!(
+        "# HELP raftline_log_fsyncs_total fsyncs of the Raft log and vote.\n\
+         # TYPE raftline_log_fsyncs_total counter\nraftline_log_fsyncs_total {}\n",
+        s.fsyncs
+    ));
+    out
+}

@@ -1,0 +1,133 @@
+//! `raftline up`: every node of a config as child processes of this one, for local use.
+//!
+//! Each node's output goes to `data_dir/node-<id>.log`. Ctrl-C (or SIGTERM) stops them all
+//! gracefully (SIGTERM, then SIGKILL after a bound). A node that exits is reported and the
+//! others go on; restart it by hand with `raftline node --config ... --id N`. Children are
+//! started with a parent-death signal, so they never outlive a killed launcher.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+
+/// How long nodes get to stop after SIGTERM before they are killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs `raftline up`.
+pub async fn run(config_path: &Path) -> Result<()> {
+    let config = Config::load(config_path).map_err(|e| Error::Config(e.0))?;
+    let config_path = std::path::absolute(config_path).map_err(|e| Error::Config(e.to_string()))?;
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        Error::Config(format!("data dir {}: cannot create: {e}", config.data_dir.display()))
+    })?;
+    let exe = std::env::current_exe()
+        .map_err(|e| Error::Internal(format!("cannot find this executable: {e}")))?;
+    let (exit_tx, mut exit_rx) = mpsc::channel(config.nodes.len());
+    let mut pids = Vec::new();
+    println!("raftline up: cluster {:?}, {} nodes", config.name, config.nodes.len());
+    for node in &config.nodes {
+        let log_path = config.data_dir.join(format!("node-{}.log", node.id));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| Error::Config(format!("{}: {e}", log_path.display())))?;
+        let err_log = log
+            .try_clone()
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let mut command = Command::new(&exe);
+        command
+            .arg("node")
+            .arg("--config")
+            .arg(&config_path)
+            .arg("--id")
+            .arg(node.id.to_string())
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err_log);
+        // SAFETY: prctl is async-signal-safe and touches only the child's own attributes.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+        let child = command
+            .spawn()
+            .map_err(|e| Error::Internal(format!("starting node {}: {e}", node.id)))?;
+        let pid = child.id().unwrap_or(0);
+        pids.push((node.id, pid));
+        println!(
+            "  node {}  pid {pid:<7}  api {}  raft {}  http {}  log {}",
+            node.id,
+            node.api_addr,
+            node.raft_addr,
+            node.http_addr,
+            log_path.display()
+        );
+        tokio::spawn(watch(node.id, child, exit_tx.clone()));
+    }
+    drop(exit_tx);
+    println!("Ctrl-C stops every node. In another terminal: raftline cluster status");
+
+    let mut running = pids.len();
+    let shutdown = crate::cli::shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            exited = exit_rx.recv() => match exited {
+                Some((id, status)) => {
+                    running -= 1;
+                    println!("raftline up: node {id} exited ({status})");
+                    if running == 0 {
+                        println!("raftline up: every node has exited");
+                        return Ok(());
+                    }
+                }
+                None => return Ok(()),
+            }
+        }
+    }
+    println!("raftline up: stopping {running} nodes");
+    for (_, pid) in &pids {
+        // SAFETY: plain kill(2) on a pid this process started; an exited child is harmless.
+        unsafe {
+            libc::kill(*pid as libc::pid_t, libc::SIGTERM);
+        }
+    }
+    let all_exited = async {
+        while running > 0 {
+            match exit_rx.recv().await {
+                Some((id, status)) => {
+                    running -= 1;
+                    println!("raftline up: node {id} stopped ({status})");
+                }
+                None => break,
+            }
+        }
+    };
+    if tokio::time::timeout(STOP_TIMEOUT, all_exited).await.is_err() {
+        for (_, pid) in &pids {
+            // SAFETY: as above.
+            unsafe {
+                libc::kill(*pid as libc::pid_t, libc::SIGKILL);
+            }
+        }
+        println!("raftline up: killed nodes that did not stop within {STOP_TIMEOUT:?}");
+    }
+    Ok(())
+}
+
+async fn watch(id: u64, mut child: Child, exits: mpsc::Sender<(u64, String)>) {
+    let status = match child.wait().await {
+        Ok(s) => s.to_string(),
+        Err(e) => format!("wait failed: {e}"),
+    };
+    let _ = exits.send((id, status)).await;
+}
