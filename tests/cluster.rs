@@ -1,0 +1,335 @@
+//! The cluster, end to end: real node processes, real sled data dirs, real gRPC, real kill -9.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::*;
+use raftline::Error;
+
+/// Submits `n` jobs, spreading them over the given nodes (one client per node, so each
+/// submit enters through that node); returns id -> argv.
+async fn submit_spread(
+    c: &Cluster,
+    via: &[u64],
+    tag: &str,
+    n: usize,
+) -> BTreeMap<u64, Vec<String>> {
+    let clients: Vec<_> = via.iter().map(|id| c.client_of(&[*id])).collect();
+    let mut acked = BTreeMap::new();
+    for i in 0..n {
+        let argv = vec!["echo".to_string(), format!("{tag}-{i}")];
+        let req = shell_job("q", &["echo", &argv[1]]);
+        let id = clients[i % clients.len()]
+            .submit(req)
+            .await
+            .unwrap_or_else(|e| panic!("submit {tag}-{i}: {e}"));
+        assert!(acked.insert(id, argv).is_none(), "id {id} handed out twice");
+    }
+    acked
+}
+
+/// Reads every acknowledged job through node `id` (linearizable unless `stale`).
+async fn assert_readable(c: &Cluster, id: u64, acked: &BTreeMap<u64, Vec<String>>, stale: bool) {
+    let client = c.client_of(&[id]);
+    for (job_id, argv) in acked {
+        let job = client
+            .job(*job_id, stale)
+            .await
+            .unwrap_or_else(|e| panic!("node {id}: job {job_id}: {e}"));
+        assert_eq!(&argv_of(&job), argv, "node {id}: job {job_id}");
+        assert_eq!(job.queue, "q");
+        assert_eq!(job.state, "ready");
+    }
+}
+
+/// Three nodes form a cluster with exactly one leader, and every node's view agrees, also as
+/// printed by `raftline cluster status --json`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_forms_with_one_leader() {
+    let c = Cluster::start(Settings::default()).await;
+    let leader = c.wait_leader(None).await;
+    let mut leaders = 0;
+    for id in c.ids() {
+        let s = c.status(id).await.expect("status");
+        assert_eq!(s.leader, Some(leader), "node {id} disagrees on the leader");
+        assert_eq!(s.members.len(), 3, "node {id} membership");
+        leaders += usize::from(s.state == "leader");
+    }
+    assert_eq!(leaders, 1);
+
+    let out = c.cli(&["cluster", "status", "--json"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["leader"], leader);
+    let nodes = v["nodes"].as_array().expect("nodes");
+    assert_eq!(nodes.len(), 3);
+    for n in nodes {
+        let expected = if n["id"] == leader { "leader" } else { "follower" };
+        assert_eq!(n["state"], expected, "{n}");
+        assert!(n["last_applied"].as_u64().is_some(), "{n}");
+    }
+}
+
+/// 200 jobs submitted through followers and the leader are readable from every node, by
+/// linearizable and (after catching up) stale reads; the CLI submit/get agree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submits_through_any_node_are_readable_everywhere() {
+    let c = Cluster::start(Settings::default()).await;
+    let acked = submit_spread(&c, &c.ids(), "any", 200).await;
+    assert_eq!(acked.len(), 200);
+    for id in c.ids() {
+        assert_readable(&c, id, &acked, false).await;
+    }
+    let leader = c.wait_leader(None).await;
+    let index = c.status(leader).await.unwrap().last_applied;
+    for id in c.ids() {
+        c.wait_applied(id, index).await;
+        assert_readable(&c, id, &acked, true).await;
+    }
+
+    let out = c.cli(&["submit", "--queue", "cli", "--priority", "7", "--json", "--", "ls", "-l"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let id = v["id"].as_u64().expect("id").to_string();
+    let out = c.cli(&["job", "get", &id, "--json"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let job: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(job["queue"], "cli");
+    assert_eq!(job["priority"], 7);
+    assert_eq!(job["argv"], serde_json::json!(["ls", "-l"]));
+    assert_eq!(job["state"], "ready");
+
+    let out = c.cli(&["job", "get", "999999"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not found"), "{}", show(&out));
+}
+
+/// kill -9 of the leader: a new leader is elected, submits go on through the survivors, and
+/// every acknowledged job stays readable. The killed node restarts from its data dir and
+/// catches up; after all three restart, every acknowledged job is still there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_kill9_failover_and_full_restart_keep_every_ack() {
+    let mut c = Cluster::start(Settings::default()).await;
+    let mut acked = submit_spread(&c, &c.ids(), "before", 50).await;
+
+    let old = c.wait_leader(None).await;
+    c.kill9(old);
+    let new = c.wait_leader(Some(old)).await;
+    assert_ne!(new, old);
+    let survivors = c.running();
+    acked.extend(submit_spread(&c, &survivors, "after", 50).await);
+    for id in &survivors {
+        assert_readable(&c, *id, &acked, false).await;
+    }
+
+    c.spawn(old);
+    let index = c.status(new).await.unwrap().last_applied;
+    c.wait_applied(old, index).await;
+    assert_readable(&c, old, &acked, true).await;
+
+    for id in c.ids() {
+        let status = c.stop(id).await;
+        assert!(status.success(), "node {id} did not exit cleanly: {status}");
+        assert!(c.log(id).contains("stopped"), "node {id} log:\n{}", c.log(id));
+    }
+    for id in c.ids() {
+        c.spawn(id);
+    }
+    c.wait_leader(None).await;
+    for id in c.ids() {
+        assert_readable(&c, id, &acked, false).await;
+    }
+    acked.extend(submit_spread(&c, &c.ids(), "restarted", 10).await);
+    assert_eq!(acked.len(), 110);
+}
+
+/// A node stopped while the others write enough to snapshot and purge their logs is brought
+/// up to date by snapshot install when it restarts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lagging_node_catches_up_by_snapshot_install() {
+    let mut c = Cluster::start(Settings {
+        snapshot_every_entries: 20,
+        snapshot_logs_kept: 0,
+        ..Settings::default()
+    })
+    .await;
+    let mut acked = submit_spread(&c, &c.ids(), "early", 5).await;
+    let leader = c.wait_leader(None).await;
+    let lagging = c.ids().into_iter().find(|id| *id != leader).unwrap();
+    let index = c.status(leader).await.unwrap().last_applied;
+    c.wait_applied(lagging, index).await;
+    let stopped_at = c.status(lagging).await.unwrap().last_applied;
+    assert!(c.stop(lagging).await.success());
+
+    let survivors = c.running();
+    acked.extend(submit_spread(&c, &survivors, "while-down", 150).await);
+    let purged = wait_for("the leader to purge its log", Duration::from_secs(20), || async {
+        let s = c.status(leader).await?;
+        (s.purged_index > stopped_at + 1).then_some(s.purged_index)
+    })
+    .await;
+    assert!(purged > stopped_at, "log purged to {purged}, node stopped at {stopped_at}");
+
+    c.spawn(lagging);
+    let index = c.status(leader).await.unwrap().last_applied;
+    c.wait_applied(lagging, index).await;
+    let s = c.status(lagging).await.unwrap();
+    assert!(s.snapshot_index > stopped_at, "no snapshot installed: {s:?}");
+    assert!(c.log(lagging).contains("installed snapshot"), "{}", c.log(lagging));
+    assert_readable(&c, lagging, &acked, true).await;
+}
+
+/// A node restarted on an emptied data dir while the cluster exists refuses to start with a
+/// clear message and exit code 2; the cluster goes on unharmed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emptied_data_dir_is_refused_and_cluster_unharmed() {
+    let mut c = Cluster::start(Settings::default()).await;
+    let mut acked = submit_spread(&c, &c.ids(), "a", 10).await;
+    let victim = 3;
+    // Wait until the victim's registration is known to every node.
+    let leader = c.wait_leader(None).await;
+    let index = c.status(leader).await.unwrap().last_applied;
+    for id in c.ids() {
+        c.wait_applied(id, index).await;
+    }
+    assert!(c.stop(victim).await.success());
+    std::fs::remove_dir_all(c.node_dir(victim)).unwrap();
+    std::fs::create_dir_all(c.node_dir(victim)).unwrap();
+
+    c.spawn(victim);
+    let status = c.wait_exit(victim, Duration::from_secs(20)).await;
+    assert_eq!(status.code(), Some(2), "log:\n{}", c.log(victim));
+    let log = c.log(victim);
+    assert!(log.contains("has run in this cluster before"), "{log}");
+    assert!(log.contains("vote twice"), "{log}");
+
+    c.wait_leader(None).await;
+    acked.extend(submit_spread(&c, &c.running(), "b", 10).await);
+    for id in c.running() {
+        assert_readable(&c, id, &acked, false).await;
+    }
+}
+
+/// With one node left, a submit fails UNAVAILABLE within the request bound and is not
+/// acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_node_left_submits_fail_unavailable_within_bound() {
+    let mut c = Cluster::start(Settings {
+        request_timeout_ms: 2_000,
+        ..Settings::default()
+    })
+    .await;
+    submit_spread(&c, &c.ids(), "a", 5).await;
+    let leader = c.wait_leader(None).await;
+    // Keep the leader: the hardest case, a leader that has lost its quorum.
+    for id in c.ids().into_iter().filter(|id| *id != leader) {
+        c.kill9(id);
+    }
+    let client = c.client_of(&[leader]);
+    let started = Instant::now();
+    let result = client.submit(shell_job("q", &["echo", "lonely"])).await;
+    let took = started.elapsed();
+    assert!(matches!(result, Err(Error::Unavailable { .. })), "{result:?}");
+    assert!(took < Duration::from_millis(2_000 + 2_000), "took {took:?}");
+
+    // Same through the CLI: exit code 1 and a one-line error naming the problem.
+    let started = Instant::now();
+    let out = c.cli(&["submit", "--queue", "q", "--", "echo", "cli"]);
+    assert!(started.elapsed() < Duration::from_secs(4 * 2 + 2), "{:?}", started.elapsed());
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("unavailable"), "{stderr}");
+    assert!(out.stdout.is_empty(), "acknowledged: {}", show(&out));
+}
+
+/// Bad requests get INVALID_ARGUMENT naming the field, the CLI exits 2 with one line, and
+/// nothing is written to the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_are_refused_and_write_nothing() {
+    let c = Cluster::start(Settings::default()).await;
+    submit_spread(&c, &c.ids(), "a", 3).await;
+    let leader = c.wait_leader(None).await;
+    // Let start-up registrations settle so the log index is stable.
+    let before = wait_for("a stable log", Duration::from_secs(10), || async {
+        let a = c.status(leader).await?.last_log_index;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let b = c.status(leader).await?.last_log_index;
+        (a == b).then_some(b)
+    })
+    .await;
+
+    let huge = "x".repeat(70 * 1024);
+    let cases: [(&[&str], &str); 4] = [
+        (&["submit", "--queue", "", "--", "echo"], "queue"),
+        (&["submit", "--queue", "a b", "--", "echo"], "queue"),
+        (&["submit", "--queue", "q", "--", "echo", &huge], "shell.argv"),
+        (&["submit", "--queue", "q", "--priority", "11", "--", "echo"], "priority"),
+    ];
+    for (args, field) in cases {
+        let out = c.cli(args);
+        assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("invalid argument") && stderr.contains(field), "{stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    }
+    // The same through the library client, through a follower.
+    let follower = c.ids().into_iter().find(|id| *id != leader).unwrap();
+    let e = c
+        .client_of(&[follower])
+        .submit(shell_job("", &["echo"]))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::InvalidArgument { ref field, .. } if field == "queue"), "{e:?}");
+
+    let after = c.status(leader).await.unwrap().last_log_index;
+    assert_eq!(before, after, "a refused request wrote to the log");
+}
+
+/// `raftline up` starts every node of a config, they form a cluster, and SIGINT stops them all
+/// gracefully.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_starts_all_nodes_and_stops_them_on_ctrl_c() {
+    let c = Cluster::new(Settings::default());
+    let mut up = std::process::Command::new(BIN)
+        .args(["up", "--config"])
+        .arg(&c.config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn up");
+    let all = c.ids();
+    wait_for("a leader under up", Duration::from_secs(20), || async {
+        for id in &all {
+            c.status(*id).await?.leader?;
+        }
+        Some(())
+    })
+    .await;
+    let id = c
+        .client_of(&all)
+        .submit(shell_job("q", &["echo", "up"]))
+        .await
+        .expect("submit");
+    assert!(id >= 1);
+    // SAFETY: kill(2) on the child this test started.
+    unsafe {
+        libc::kill(up.id() as libc::pid_t, libc::SIGINT);
+    }
+    let status = wait_for("up to exit", Duration::from_secs(20), || {
+        let s = up.try_wait().expect("try_wait");
+        async move { s }
+    })
+    .await;
+    assert!(status.success(), "{status}");
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(up.stdout.as_mut().unwrap(), &mut stdout).unwrap();
+    for n in &c.nodes {
+        assert!(stdout.contains(&n.api), "{stdout}");
+        assert!(stdout.contains(&format!("node {} stopped (exit status: 0)", n.id)), "{stdout}");
+    }
+    for id in &all {
+        assert!(c.status(*id).await.is_none(), "node {id} still answers after up stopped");
+    }
+}

@@ -1,0 +1,321 @@
+//! Test harness: real `raftline node` processes on loopback, each with a sled data dir in a
+//! temp dir, driven through the real gRPC client and CLI.
+//!
+//! Ports come from a fixed test range below the kernel's ephemeral range (so no outgoing
+//! connection can take one), starting at an offset derived from the process id and advanced
+//! by an atomic counter; each port is checked free by binding it before use.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+use raftline::client::Client;
+use raftline::proto::pb;
+
+/// The built binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_raftline");
+
+/// Test port range: [PORT_LO, PORT_HI), below the ephemeral range (32768+).
+const PORT_LO: u16 = 20_000;
+const PORT_HI: u16 = 32_000;
+
+static NEXT_PORT: AtomicU16 = AtomicU16::new(0);
+
+/// A free port from the test range.
+pub fn free_port() -> u16 {
+    let span = PORT_HI - PORT_LO;
+    let _ = NEXT_PORT.compare_exchange(
+        0,
+        ((std::process::id() * 97) % span as u32) as u16,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..span {
+        let offset = NEXT_PORT.fetch_add(1, Ordering::SeqCst) % span;
+        let port = PORT_LO + offset;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {PORT_LO}..{PORT_HI}");
+}
+
+/// Polls `f` every 50 ms until it returns `Some`, or panics with `what` at the deadline.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One node's addresses.
+#[derive(Clone, Debug)]
+pub struct NodeAddrs {
+    pub id: u64,
+    pub raft: String,
+    pub api: String,
+    pub http: String,
+}
+
+/// A cluster of real node processes.
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub nodes: Vec<NodeAddrs>,
+    procs: BTreeMap<u64, Child>,
+}
+
+/// Settings a test may change; the rest are fast defaults for loopback.
+pub struct Settings {
+    pub nodes: u64,
+    pub snapshot_every_entries: u64,
+    pub snapshot_logs_kept: u64,
+    pub request_timeout_ms: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            nodes: 3,
+            snapshot_every_entries: 10_000,
+            snapshot_logs_kept: 1_000,
+            request_timeout_ms: 3_000,
+        }
+    }
+}
+
+impl Cluster {
+    /// Writes a config for a new cluster in a temp dir (no process started).
+    pub fn new(settings: Settings) -> Cluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let nodes: Vec<NodeAddrs> = (1..=settings.nodes)
+            .map(|id| NodeAddrs {
+                id,
+                raft: format!("127.0.0.1:{}", free_port()),
+                api: format!("127.0.0.1:{}", free_port()),
+                http: format!("127.0.0.1:{}", free_port()),
+            })
+            .collect();
+        let mut text = format!(
+            "[cluster]\nname = \"test\"\ndata_dir = \"data\"\nheartbeat_ms = 50\n\
+             election_timeout_min_ms = 300\nelection_timeout_max_ms = 600\n\
+             snapshot_every_entries = {}\nsnapshot_logs_kept = {}\nrequest_timeout_ms = {}\n",
+            settings.snapshot_every_entries, settings.snapshot_logs_kept, settings.request_timeout_ms
+        );
+        for n in &nodes {
+            text.push_str(&format!(
+                "\n[[node]]\nid = {}\nraft_addr = \"{}\"\napi_addr = \"{}\"\nhttp_addr = \"{}\"\n",
+                n.id, n.raft, n.api, n.http
+            ));
+        }
+        let config = dir.path().join("cluster.toml");
+        std::fs::write(&config, text).expect("write config");
+        Cluster {
+            dir,
+            config,
+            nodes,
+            procs: BTreeMap::new(),
+        }
+    }
+
+    /// A started cluster with a leader.
+    pub async fn start(settings: Settings) -> Cluster {
+        let mut c = Cluster::new(settings);
+        for id in c.ids() {
+            c.spawn(id);
+        }
+        c.wait_leader(None).await;
+        c
+    }
+
+    pub fn ids(&self) -> Vec<u64> {
+        self.nodes.iter().map(|n| n.id).collect()
+    }
+
+    pub fn node(&self, id: u64) -> &NodeAddrs {
+        self.nodes.iter().find(|n| n.id == id).expect("node id")
+    }
+
+    pub fn node_dir(&self, id: u64) -> PathBuf {
+        self.dir.path().join("data").join(format!("node-{id}"))
+    }
+
+    pub fn log_path(&self, id: u64) -> PathBuf {
+        self.dir.path().join(format!("node-{id}.log"))
+    }
+
+    /// Starts node `id` as a process; its output is appended to its log file.
+    pub fn spawn(&mut self, id: u64) {
+        assert!(!self.procs.contains_key(&id), "node {id} already running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path(id))
+            .expect("log file");
+        let child = Command::new(BIN)
+            .args(["node", "--config"])
+            .arg(&self.config)
+            .args(["--id", &id.to_string()])
+            .env("RAFTLINE_LOG", "info,openraft=warn")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn node");
+        self.procs.insert(id, child);
+    }
+
+    /// `kill -9` of node `id`.
+    pub fn kill9(&mut self, id: u64) {
+        let mut child = self.procs.remove(&id).expect("node running");
+        child.kill().expect("kill -9");
+        child.wait().expect("reap");
+    }
+
+    /// SIGTERM to node `id`; returns its exit status after it stopped.
+    pub async fn stop(&mut self, id: u64) -> std::process::ExitStatus {
+        let mut child = self.procs.remove(&id).expect("node running");
+        // SAFETY: kill(2) on a child this harness started and has not reaped.
+        unsafe {
+            libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        wait_for(&format!("node {id} to exit"), Duration::from_secs(15), || {
+            let status = child.try_wait().expect("try_wait");
+            async move { status }
+        })
+        .await
+    }
+
+    /// Waits for node `id`, started with `spawn`, to exit by itself; returns its status.
+    pub async fn wait_exit(&mut self, id: u64, timeout: Duration) -> std::process::ExitStatus {
+        let mut child = self.procs.remove(&id).expect("node running");
+        wait_for(&format!("node {id} to exit"), timeout, || {
+            let status = child.try_wait().expect("try_wait");
+            async move { status }
+        })
+        .await
+    }
+
+    pub fn running(&self) -> Vec<u64> {
+        self.procs.keys().copied().collect()
+    }
+
+    pub fn log(&self, id: u64) -> String {
+        std::fs::read_to_string(self.log_path(id)).unwrap_or_default()
+    }
+
+    /// A client of the given nodes.
+    pub fn client_of(&self, ids: &[u64]) -> Client {
+        let addrs: Vec<String> = ids.iter().map(|id| self.node(*id).api.clone()).collect();
+        Client::new(&addrs).expect("client")
+    }
+
+    /// A client of every running node.
+    pub fn client(&self) -> Client {
+        self.client_of(&self.running())
+    }
+
+    /// Node `id`'s own status, if it answers.
+    pub async fn status(&self, id: u64) -> Option<pb::NodeStatusResponse> {
+        let client = self.client_of(&[id]);
+        tokio::time::timeout(Duration::from_secs(2), client.node_status(0))
+            .await
+            .ok()?
+            .ok()
+    }
+
+    /// Waits until every running node reports the same leader (other than `not`), in the same
+    /// term; returns it.
+    pub async fn wait_leader(&self, not: Option<u64>) -> u64 {
+        wait_for("an agreed leader", Duration::from_secs(20), || async {
+            let mut seen = None;
+            for id in self.running() {
+                let s = self.status(id).await?;
+                let view = (s.leader?, s.term);
+                if seen.is_some_and(|v| v != view) {
+                    return None;
+                }
+                seen = Some(view);
+            }
+            let (leader, _) = seen?;
+            (Some(leader) != not && self.running().contains(&leader)).then_some(leader)
+        })
+        .await
+    }
+
+    /// Waits until node `id` has applied at least `index`.
+    pub async fn wait_applied(&self, id: u64, index: u64) {
+        wait_for(
+            &format!("node {id} to apply index {index}"),
+            Duration::from_secs(30),
+            || async { (self.status(id).await?.last_applied >= index).then_some(()) },
+        )
+        .await
+    }
+
+    /// Runs the CLI with `--addr` set to every node; returns its output.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        let addrs: Vec<String> = self.nodes.iter().map(|n| n.api.clone()).collect();
+        run_cli(self.dir.path(), &[&["--addr", &addrs.join(",")], args].concat())
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for (_, mut child) in std::mem::take(&mut self.procs) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Runs the CLI in `dir` and returns its output.
+pub fn run_cli(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run raftline")
+}
+
+/// A shell job request.
+pub fn shell_job(queue: &str, argv: &[&str]) -> pb::SubmitRequest {
+    pb::SubmitRequest {
+        queue: queue.to_string(),
+        priority: 0,
+        kind: Some(pb::submit_request::Kind::Shell(pb::ShellCommand {
+            argv: argv.iter().map(|s| s.to_string()).collect(),
+        })),
+    }
+}
+
+/// The argv of a job read back.
+pub fn argv_of(job: &pb::Job) -> Vec<String> {
+    match &job.kind {
+        Some(pb::job::Kind::Shell(s)) => s.argv.clone(),
+        other => panic!("job {} is not a shell job: {other:?}", job.id),
+    }
+}
+
+/// stdout and stderr of a CLI run, for assertion messages.
+pub fn show(out: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}

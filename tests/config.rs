@@ -1,0 +1,80 @@
+//! Start-up refusals: malformed config, unknown id, port in use. Each is one clear line on
+//! stderr, exit code 2, and no data dir is created.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+fn node(c: &Cluster, id: &str) -> std::process::Output {
+    Command::new(BIN)
+        .args(["node", "--config"])
+        .arg(&c.config)
+        .args(["--id", id])
+        .output()
+        .expect("run node")
+}
+
+fn assert_refused(out: &std::process::Output, needles: &[&str]) {
+    assert_eq!(out.status.code(), Some(2), "{}", show(out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    for needle in needles {
+        assert!(lines[0].contains(needle), "{:?} should mention {needle:?}", lines[0]);
+    }
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// Malformed configs name the key and line; nothing is written.
+#[test]
+fn malformed_config_is_refused_naming_the_key() {
+    let c = Cluster::new(Settings::default());
+    let good = std::fs::read_to_string(&c.config).unwrap();
+    let cases = [
+        (good.replace("heartbeat_ms = 50", "heartbeat_ms = 50\nbogus_key = 1"), vec!["bogus_key"]),
+        (good.replace("id = 2", "id = 1"), vec!["node[1].id", "used by another node"]),
+        (good.replacen("raft_addr = \"", "raft_addr = \"nope", 1), vec!["node[0].raft_addr"]),
+        (good.replace("heartbeat_ms = 50", "heartbeat_ms = \"fast\""), vec!["line 4"]),
+        (good.replace("[cluster]", "[cluster"), vec!["cluster.toml", "line 1"]),
+    ];
+    for (text, needles) in cases {
+        std::fs::write(&c.config, text).unwrap();
+        assert_refused(&node(&c, "1"), &needles);
+        assert!(!c.dir.path().join("data").exists(), "a refused start wrote a data dir");
+    }
+}
+
+/// An id that is not in the config is refused.
+#[test]
+fn unknown_id_is_refused() {
+    let c = Cluster::new(Settings::default());
+    assert_refused(&node(&c, "9"), &["--id 9", "no such node"]);
+    assert!(!c.dir.path().join("data").exists());
+    let out = node(&c, "x");
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+}
+
+/// A port already in use is refused before anything is written.
+#[test]
+fn port_in_use_is_refused() {
+    let c = Cluster::new(Settings::default());
+    let _taken = std::net::TcpListener::bind(&c.node(1).api).expect("bind api port");
+    assert_refused(&node(&c, "1"), &["api_addr", &c.node(1).api]);
+    assert!(!c.dir.path().join("data").exists());
+}
+
+/// A data dir written by another cluster is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_dir_of_another_cluster_is_refused() {
+    let mut c = Cluster::start(Settings {
+        nodes: 1,
+        ..Settings::default()
+    })
+    .await;
+    assert!(c.stop(1).await.success());
+    let text = std::fs::read_to_string(&c.config).unwrap();
+    std::fs::write(&c.config, text.replace("name = \"test\"", "name = \"other\"")).unwrap();
+    assert_refused(&node(&c, "1"), &["belongs to cluster \"test\""]);
+}
