@@ -5,7 +5,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::env::set_var("PROTOC", protoc);
     println!("cargo:rerun-if-changed=proto");
     tonic_prost_build::configure().compile_protos(
-        &["proto/raftline/v1/api.proto", "proto/raftline/v1/raft.proto"],
+        &[
+            "proto/raftline/v1/api.proto",
+            "proto/raftline/v1/raft.proto",
+        ],
         &["proto"],
     )?;
     Ok(())

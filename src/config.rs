@@ -250,7 +250,10 @@ impl RawConfig {
             );
         }
         if self.node.is_empty() {
-            return err("node", "no [[node]] entries; a cluster needs at least one".into());
+            return err(
+                "node",
+                "no [[node]] entries; a cluster needs at least one".into(),
+            );
         }
         let mut ids = BTreeSet::new();
         let mut addrs = BTreeSet::new();
@@ -265,7 +268,10 @@ impl RawConfig {
             }
             let mut parse = |key: &str, value: &str| -> Result<SocketAddr, ConfigError> {
                 let addr: SocketAddr = value.parse().map_err(|_| {
-                    ConfigError(format!("{}: {value:?} is not an address (ip:port)", at(key)))
+                    ConfigError(format!(
+                        "{}: {value:?} is not an address (ip:port)",
+                        at(key)
+                    ))
                 })?;
                 if addr.port() == 0 {
                     return Err(ConfigError(format!("{}: port must not be 0", at(key))));
@@ -343,13 +349,19 @@ http_addr = "127.0.0.1:7302"
     #[test]
     fn config_errors_name_the_key() {
         let cases = [
-            (GOOD.replace("name = \"t\"", "name = \"t\"\nbogus = 1"), "bogus"),
+            (
+                GOOD.replace("name = \"t\"", "name = \"t\"\nbogus = 1"),
+                "bogus",
+            ),
             (GOOD.replace("id = 2", "id = 1"), "node[1].id"),
             (GOOD.replace("7202", "7201"), "node[1].api_addr"),
             (GOOD.replace("127.0.0.1:7302", "nope"), "node[1].http_addr"),
             (GOOD.replace("name = \"t\"", "name = \"\""), "cluster.name"),
             (
-                GOOD.replace("data_dir = \"data\"", "data_dir = \"data\"\nheartbeat_ms = 500"),
+                GOOD.replace(
+                    "data_dir = \"data\"",
+                    "data_dir = \"data\"\nheartbeat_ms = 500",
+                ),
                 "cluster.election_timeout_min_ms",
             ),
             (GOOD.replace("id = 1", "id = \"one\""), "line"),

@@ -62,9 +62,8 @@ pub async fn run(config: Config, id: u64, shutdown: impl Future<Output = ()>) ->
     let http_listener = bind(id, "http_addr", me.http_addr).await?;
 
     let dir = config.node_dir(id);
-    std::fs::create_dir_all(&dir).map_err(|e| {
-        Error::Config(format!("data dir {}: cannot create: {e}", dir.display()))
-    })?;
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| Error::Config(format!("data dir {}: cannot create: {e}", dir.display())))?;
     let identity = Identity {
         cluster: config.name.clone(),
         node_id: id,
@@ -197,8 +196,7 @@ async fn probe(config: &Config, id: u64) -> Result<Plan> {
                 cluster: config.name.clone(),
                 from_id: id,
             };
-            let reply =
-                tokio::time::timeout(Duration::from_millis(500), client.hello(hello)).await;
+            let reply = tokio::time::timeout(Duration::from_millis(500), client.hello(hello)).await;
             match reply {
                 Ok(Ok(reply)) => {
                     let reply = reply.into_inner();

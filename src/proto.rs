@@ -39,7 +39,9 @@ pub fn job(job: &Job) -> pb::Job {
         queue: job.spec.queue.clone(),
         priority: job.spec.priority,
         kind: Some(match &job.spec.kind {
-            JobKind::Shell { argv } => pb::job::Kind::Shell(pb::ShellCommand { argv: argv.clone() }),
+            JobKind::Shell { argv } => {
+                pb::job::Kind::Shell(pb::ShellCommand { argv: argv.clone() })
+            }
             JobKind::External { payload } => pb::job::Kind::Payload(payload.clone()),
         }),
         created_ms: job.created_ms,

@@ -23,13 +23,20 @@ pub async fn run(config_path: &Path) -> Result<()> {
     let config = Config::load(config_path).map_err(|e| Error::Config(e.0))?;
     let config_path = std::path::absolute(config_path).map_err(|e| Error::Config(e.to_string()))?;
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-        Error::Config(format!("data dir {}: cannot create: {e}", config.data_dir.display()))
+        Error::Config(format!(
+            "data dir {}: cannot create: {e}",
+            config.data_dir.display()
+        ))
     })?;
     let exe = std::env::current_exe()
         .map_err(|e| Error::Internal(format!("cannot find this executable: {e}")))?;
     let (exit_tx, mut exit_rx) = mpsc::channel(config.nodes.len());
     let mut pids = Vec::new();
-    println!("raftline up: cluster {:?}, {} nodes", config.name, config.nodes.len());
+    println!(
+        "raftline up: cluster {:?}, {} nodes",
+        config.name,
+        config.nodes.len()
+    );
     for node in &config.nodes {
         let log_path = config.data_dir.join(format!("node-{}.log", node.id));
         let log = std::fs::OpenOptions::new()
@@ -112,7 +119,10 @@ pub async fn run(config_path: &Path) -> Result<()> {
             }
         }
     };
-    if tokio::time::timeout(STOP_TIMEOUT, all_exited).await.is_err() {
+    if tokio::time::timeout(STOP_TIMEOUT, all_exited)
+        .await
+        .is_err()
+    {
         for (_, pid) in &pids {
             // SAFETY: as above.
             unsafe {

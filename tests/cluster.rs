@@ -66,7 +66,11 @@ async fn cluster_forms_with_one_leader() {
     let nodes = v["nodes"].as_array().expect("nodes");
     assert_eq!(nodes.len(), 3);
     for n in nodes {
-        let expected = if n["id"] == leader { "leader" } else { "follower" };
+        let expected = if n["id"] == leader {
+            "leader"
+        } else {
+            "follower"
+        };
         assert_eq!(n["state"], expected, "{n}");
         assert!(n["last_applied"].as_u64().is_some(), "{n}");
     }
@@ -89,7 +93,17 @@ async fn submits_through_any_node_are_readable_everywhere() {
         assert_readable(&c, id, &acked, true).await;
     }
 
-    let out = c.cli(&["submit", "--queue", "cli", "--priority", "7", "--json", "--", "ls", "-l"]);
+    let out = c.cli(&[
+        "submit",
+        "--queue",
+        "cli",
+        "--priority",
+        "7",
+        "--json",
+        "--",
+        "ls",
+        "-l",
+    ]);
     assert!(out.status.success(), "{}", show(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     let id = v["id"].as_u64().expect("id").to_string();
@@ -103,7 +117,11 @@ async fn submits_through_any_node_are_readable_everywhere() {
 
     let out = c.cli(&["job", "get", "999999"]);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not found"), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not found"),
+        "{}",
+        show(&out)
+    );
 }
 
 /// kill -9 of the leader: a new leader is elected, submits go on through the survivors, and
@@ -132,7 +150,11 @@ async fn leader_kill9_failover_and_full_restart_keep_every_ack() {
     for id in c.ids() {
         let status = c.stop(id).await;
         assert!(status.success(), "node {id} did not exit cleanly: {status}");
-        assert!(c.log(id).contains("stopped"), "node {id} log:\n{}", c.log(id));
+        assert!(
+            c.log(id).contains("stopped"),
+            "node {id} log:\n{}",
+            c.log(id)
+        );
     }
     for id in c.ids() {
         c.spawn(id);
@@ -165,19 +187,33 @@ async fn lagging_node_catches_up_by_snapshot_install() {
 
     let survivors = c.running();
     acked.extend(submit_spread(&c, &survivors, "while-down", 150).await);
-    let purged = wait_for("the leader to purge its log", Duration::from_secs(20), || async {
-        let s = c.status(leader).await?;
-        (s.purged_index > stopped_at + 1).then_some(s.purged_index)
-    })
+    let purged = wait_for(
+        "the leader to purge its log",
+        Duration::from_secs(20),
+        || async {
+            let s = c.status(leader).await?;
+            (s.purged_index > stopped_at + 1).then_some(s.purged_index)
+        },
+    )
     .await;
-    assert!(purged > stopped_at, "log purged to {purged}, node stopped at {stopped_at}");
+    assert!(
+        purged > stopped_at,
+        "log purged to {purged}, node stopped at {stopped_at}"
+    );
 
     c.spawn(lagging);
     let index = c.status(leader).await.unwrap().last_applied;
     c.wait_applied(lagging, index).await;
     let s = c.status(lagging).await.unwrap();
-    assert!(s.snapshot_index > stopped_at, "no snapshot installed: {s:?}");
-    assert!(c.log(lagging).contains("installed snapshot"), "{}", c.log(lagging));
+    assert!(
+        s.snapshot_index > stopped_at,
+        "no snapshot installed: {s:?}"
+    );
+    assert!(
+        c.log(lagging).contains("installed snapshot"),
+        "{}",
+        c.log(lagging)
+    );
     assert_readable(&c, lagging, &acked, true).await;
 }
 
@@ -231,13 +267,20 @@ async fn one_node_left_submits_fail_unavailable_within_bound() {
     let started = Instant::now();
     let result = client.submit(shell_job("q", &["echo", "lonely"])).await;
     let took = started.elapsed();
-    assert!(matches!(result, Err(Error::Unavailable { .. })), "{result:?}");
+    assert!(
+        matches!(result, Err(Error::Unavailable { .. })),
+        "{result:?}"
+    );
     assert!(took < Duration::from_millis(2_000 + 2_000), "took {took:?}");
 
     // Same through the CLI: exit code 1 and a one-line error naming the problem.
     let started = Instant::now();
     let out = c.cli(&["submit", "--queue", "q", "--", "echo", "cli"]);
-    assert!(started.elapsed() < Duration::from_secs(4 * 2 + 2), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(4 * 2 + 2),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("unavailable"), "{stderr}");
@@ -264,14 +307,23 @@ async fn bad_requests_are_refused_and_write_nothing() {
     let cases: [(&[&str], &str); 4] = [
         (&["submit", "--queue", "", "--", "echo"], "queue"),
         (&["submit", "--queue", "a b", "--", "echo"], "queue"),
-        (&["submit", "--queue", "q", "--", "echo", &huge], "shell.argv"),
-        (&["submit", "--queue", "q", "--priority", "11", "--", "echo"], "priority"),
+        (
+            &["submit", "--queue", "q", "--", "echo", &huge],
+            "shell.argv",
+        ),
+        (
+            &["submit", "--queue", "q", "--priority", "11", "--", "echo"],
+            "priority",
+        ),
     ];
     for (args, field) in cases {
         let out = c.cli(args);
         assert_eq!(out.status.code(), Some(2), "{}", show(&out));
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains("invalid argument") && stderr.contains(field), "{stderr}");
+        assert!(
+            stderr.contains("invalid argument") && stderr.contains(field),
+            "{stderr}"
+        );
         assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     }
     // The same through the library client, through a follower.
@@ -281,7 +333,10 @@ async fn bad_requests_are_refused_and_write_nothing() {
         .submit(shell_job("", &["echo"]))
         .await
         .unwrap_err();
-    assert!(matches!(e, Error::InvalidArgument { ref field, .. } if field == "queue"), "{e:?}");
+    assert!(
+        matches!(e, Error::InvalidArgument { ref field, .. } if field == "queue"),
+        "{e:?}"
+    );
 
     let after = c.status(leader).await.unwrap().last_log_index;
     assert_eq!(before, after, "a refused request wrote to the log");
@@ -327,9 +382,15 @@ async fn up_starts_all_nodes_and_stops_them_on_ctrl_c() {
     std::io::Read::read_to_string(up.stdout.as_mut().unwrap(), &mut stdout).unwrap();
     for n in &c.nodes {
         assert!(stdout.contains(&n.api), "{stdout}");
-        assert!(stdout.contains(&format!("node {} stopped (exit status: 0)", n.id)), "{stdout}");
+        assert!(
+            stdout.contains(&format!("node {} stopped (exit status: 0)", n.id)),
+            "{stdout}"
+        );
     }
     for id in &all {
-        assert!(c.status(*id).await.is_none(), "node {id} still answers after up stopped");
+        assert!(
+            c.status(*id).await.is_none(),
+            "node {id} still answers after up stopped"
+        );
     }
 }

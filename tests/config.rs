@@ -22,7 +22,11 @@ fn assert_refused(out: &std::process::Output, needles: &[&str]) {
     let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
     assert_eq!(lines.len(), 1, "{stderr}");
     for needle in needles {
-        assert!(lines[0].contains(needle), "{:?} should mention {needle:?}", lines[0]);
+        assert!(
+            lines[0].contains(needle),
+            "{:?} should mention {needle:?}",
+            lines[0]
+        );
     }
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
@@ -33,16 +37,34 @@ fn malformed_config_is_refused_naming_the_key() {
     let c = Cluster::new(Settings::default());
     let good = std::fs::read_to_string(&c.config).unwrap();
     let cases = [
-        (good.replace("heartbeat_ms = 50", "heartbeat_ms = 50\nbogus_key = 1"), vec!["bogus_key"]),
-        (good.replace("id = 2", "id = 1"), vec!["node[1].id", "used by another node"]),
-        (good.replacen("raft_addr = \"", "raft_addr = \"nope", 1), vec!["node[0].raft_addr"]),
-        (good.replace("heartbeat_ms = 50", "heartbeat_ms = \"fast\""), vec!["line 4"]),
-        (good.replace("[cluster]", "[cluster"), vec!["cluster.toml", "line 1"]),
+        (
+            good.replace("heartbeat_ms = 50", "heartbeat_ms = 50\nbogus_key = 1"),
+            vec!["bogus_key"],
+        ),
+        (
+            good.replace("id = 2", "id = 1"),
+            vec!["node[1].id", "used by another node"],
+        ),
+        (
+            good.replacen("raft_addr = \"", "raft_addr = \"nope", 1),
+            vec!["node[0].raft_addr"],
+        ),
+        (
+            good.replace("heartbeat_ms = 50", "heartbeat_ms = \"fast\""),
+            vec!["line 4"],
+        ),
+        (
+            good.replace("[cluster]", "[cluster"),
+            vec!["cluster.toml", "line 1"],
+        ),
     ];
     for (text, needles) in cases {
         std::fs::write(&c.config, text).unwrap();
         assert_refused(&node(&c, "1"), &needles);
-        assert!(!c.dir.path().join("data").exists(), "a refused start wrote a data dir");
+        assert!(
+            !c.dir.path().join("data").exists(),
+            "a refused start wrote a data dir"
+        );
     }
 }
 
@@ -75,6 +97,10 @@ async fn data_dir_of_another_cluster_is_refused() {
     .await;
     assert!(c.stop(1).await.success());
     let text = std::fs::read_to_string(&c.config).unwrap();
-    std::fs::write(&c.config, text.replace("name = \"test\"", "name = \"other\"")).unwrap();
+    std::fs::write(
+        &c.config,
+        text.replace("name = \"test\"", "name = \"other\""),
+    )
+    .unwrap();
     assert_refused(&node(&c, "1"), &["belongs to cluster \"test\""]);
 }

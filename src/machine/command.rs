@@ -33,7 +33,7 @@ pub enum Command {
 
 /// The outcome of applying one command. Rejections are normal, deterministic outcomes: every
 /// replica computes the same one.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {
     /// The job was created with this id.
     Submitted {
@@ -43,6 +43,7 @@ pub enum Response {
     /// The node's registration was recorded.
     NodeRegistered,
     /// A Raft-internal entry (blank or membership) with no application response.
+    #[default]
     Internal,
     /// The command was refused and changed nothing.
     Rejected(Rejection),
@@ -63,10 +64,4 @@ pub enum Rejection {
         /// Which limit, and its value.
         message: String,
     },
-}
-
-impl Default for Response {
-    fn default() -> Self {
-        Response::Internal
-    }
 }

@@ -82,7 +82,12 @@ fn dump(m: &Machine, out: &mut String) {
         .unwrap();
     }
     for queue in m.ready.keys() {
-        writeln!(out, "ready {queue}: {:?}", m.ready_in(queue).collect::<Vec<_>>()).unwrap();
+        writeln!(
+            out,
+            "ready {queue}: {:?}",
+            m.ready_in(queue).collect::<Vec<_>>()
+        )
+        .unwrap();
     }
     for (id, n) in &m.nodes {
         writeln!(
@@ -114,7 +119,10 @@ fn golden_scripts() {
             continue;
         }
         let expected = std::fs::read_to_string(&golden).unwrap_or_else(|_| {
-            panic!("{} missing: run with RAFTLINE_GOLDEN_UPDATE=1", golden.display())
+            panic!(
+                "{} missing: run with RAFTLINE_GOLDEN_UPDATE=1",
+                golden.display()
+            )
         });
         assert_eq!(
             output,

@@ -143,10 +143,7 @@ impl JobSpec {
                     ));
                 }
                 if let Some(i) = argv.iter().position(|a| a.contains('\0')) {
-                    return Err(invalid(
-                        &format!("shell.argv[{i}]"),
-                        "contains a NUL byte",
-                    ));
+                    return Err(invalid(&format!("shell.argv[{i}]"), "contains a NUL byte"));
                 }
             }
             JobKind::External { payload } => {
@@ -193,12 +190,18 @@ mod tests {
         assert_eq!(shell("q-1.a_b", &["echo", "hi"]).validate(), Ok(()));
         assert_eq!(field_of(shell("", &["echo"]).validate()), "queue");
         assert_eq!(field_of(shell("a b", &["echo"]).validate()), "queue");
-        assert_eq!(field_of(shell(&"q".repeat(129), &["echo"]).validate()), "queue");
+        assert_eq!(
+            field_of(shell(&"q".repeat(129), &["echo"]).validate()),
+            "queue"
+        );
         assert_eq!(shell(&"q".repeat(128), &["echo"]).validate(), Ok(()));
         assert_eq!(field_of(shell("q", &[]).validate()), "shell.argv");
         assert_eq!(field_of(shell("q", &[""]).validate()), "shell.argv[0]");
         let big = "x".repeat(limits::ARGV_BYTES_MAX);
-        assert_eq!(field_of(shell("q", &["echo", &big]).validate()), "shell.argv");
+        assert_eq!(
+            field_of(shell("q", &["echo", &big]).validate()),
+            "shell.argv"
+        );
         let mut p = shell("q", &["echo"]);
         p.priority = 11;
         assert_eq!(field_of(p.validate()), "priority");

@@ -129,7 +129,10 @@ impl Machine {
         let now = self.now_ms;
         if !self.nodes.contains_key(&node_id) && self.nodes.len() >= limits::NODES_MAX {
             return Response::Rejected(Rejection::Exhausted {
-                message: format!("{} nodes registered, the limit (NODES_MAX)", limits::NODES_MAX),
+                message: format!(
+                    "{} nodes registered, the limit (NODES_MAX)",
+                    limits::NODES_MAX
+                ),
             });
         }
         let record = self.nodes.entry(node_id).or_insert(NodeRecord {
@@ -181,8 +184,14 @@ impl Machine {
                     .get(id)
                     .unwrap_or_else(|| panic!("ready index of {queue} holds unknown job {id}"));
                 assert_eq!(job.state, JobState::Ready, "job {id} indexed as ready");
-                assert_eq!(&job.spec.queue, queue, "job {id} indexed under the wrong queue");
-                assert_eq!(job.spec.priority, *priority, "job {id} indexed at wrong priority");
+                assert_eq!(
+                    &job.spec.queue, queue,
+                    "job {id} indexed under the wrong queue"
+                );
+                assert_eq!(
+                    job.spec.priority, *priority,
+                    "job {id} indexed at wrong priority"
+                );
                 ready_count += 1;
             }
         }
@@ -191,12 +200,19 @@ impl Machine {
             .values()
             .filter(|j| j.state == JobState::Ready)
             .count();
-        assert_eq!(ready_count, ready_jobs, "ready index and job states disagree");
+        assert_eq!(
+            ready_count, ready_jobs,
+            "ready index and job states disagree"
+        );
         if let Some((&last, _)) = self.jobs.last_key_value() {
             assert!(last < self.next_job_id, "job id {last} >= next_job_id");
         }
         for job in self.jobs.values() {
-            assert!(job.created_ms <= self.now_ms, "job {} created in the future", job.id);
+            assert!(
+                job.created_ms <= self.now_ms,
+                "job {} created in the future",
+                job.id
+            );
         }
     }
 
@@ -265,7 +281,9 @@ mod tests {
         let mut m = Machine::new();
         let before = m.clone();
         let r = m.apply(&submit(0, "", 5));
-        assert!(matches!(r, Response::Rejected(Rejection::Invalid { ref field, .. }) if field == "queue"));
+        assert!(
+            matches!(r, Response::Rejected(Rejection::Invalid { ref field, .. }) if field == "queue")
+        );
         assert_eq!(m, before);
         assert_eq!(m.apply(&submit(0, "q", 5)), Response::Submitted { id: 1 });
     }

@@ -81,7 +81,11 @@ impl LogStore {
         }
     }
 
-    fn meta_put<T: serde::Serialize>(&self, key: &str, value: &T) -> Result<(), StorageError<NodeId>> {
+    fn meta_put<T: serde::Serialize>(
+        &self,
+        key: &str,
+        value: &T,
+    ) -> Result<(), StorageError<NodeId>> {
         let bytes = codec::encode(value).map_err(io_err)?;
         self.meta.insert(key, bytes).map_err(io_err)?;
         Ok(())
@@ -135,14 +139,19 @@ impl RaftLogReader<TypeConfig> for LogStore {
         let mut entries = Vec::new();
         for item in self.log.range(index_key(start)..) {
             let (key, value) = item.map_err(read_err)?;
-            let index = u64::from_be_bytes(key.as_ref().try_into().map_err(|_| {
-                read_err(codec::CodecError("log key is not 8 bytes".into()))
-            })?);
+            let index = u64::from_be_bytes(
+                key.as_ref()
+                    .try_into()
+                    .map_err(|_| read_err(codec::CodecError("log key is not 8 bytes".into())))?,
+            );
             if end.is_some_and(|end| index >= end) {
                 break;
             }
             let entry: Entry = codec::decode(&value).map_err(read_err)?;
-            assert_eq!(entry.log_id.index, index, "log entry stored under the wrong key");
+            assert_eq!(
+                entry.log_id.index, index,
+                "log entry stored under the wrong key"
+            );
             entries.push(entry);
         }
         Ok(entries)
@@ -185,7 +194,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
-        Ok(self.meta_get::<Option<LogId<NodeId>>>("committed")?.flatten())
+        Ok(self
+            .meta_get::<Option<LogId<NodeId>>>("committed")?
+            .flatten())
     }
 
     async fn append<I>(

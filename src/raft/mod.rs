@@ -12,6 +12,10 @@
 //! peers; a forwarded write whose connection breaks mid-call reports UNAVAILABLE with an
 //! unknown outcome instead of retrying (retries need idempotency keys, a later issue).
 
+// openraft's `StorageError` is large, and its storage traits fix it as the error type; our
+// helpers return it as is rather than boxing it twice.
+#![allow(clippy::result_large_err)]
+
 pub mod log_store;
 pub mod network;
 pub mod state_machine;
@@ -96,7 +100,10 @@ pub fn open_db(dir: &Path, identity: &Identity) -> Result<sled::Db> {
     match stored {
         Some(bytes) => {
             let found: Identity = codec::decode(&bytes).map_err(|e| {
-                Error::Config(format!("data dir {}: unreadable identity: {e}", dir.display()))
+                Error::Config(format!(
+                    "data dir {}: unreadable identity: {e}",
+                    dir.display()
+                ))
             })?;
             if &found != identity {
                 return Err(Error::Config(format!(
@@ -184,7 +191,9 @@ impl Replica {
         .map_err(|e| Error::Config(format!("raft settings: {e}")))?;
         let log = LogStore::new(db.clone()).map_err(|e| Error::Internal(e.to_string()))?;
         let sm = StateMachineStore::open(db).map_err(|e| {
-            Error::Config(format!("the state snapshot in the data dir is unreadable: {e}"))
+            Error::Config(format!(
+                "the state snapshot in the data dir is unreadable: {e}"
+            ))
         })?;
         let applied = sm.applied();
         let raft = Raft::new(id, Arc::new(raft_config), network::Network, log.clone(), sm)
@@ -298,7 +307,8 @@ impl Replica {
 
     /// Pauses briefly before another attempt, without passing the deadline.
     async fn backoff(&self, deadline: Instant) {
-        let pause = Duration::from_millis(20).min(deadline.saturating_duration_since(Instant::now()));
+        let pause =
+            Duration::from_millis(20).min(deadline.saturating_duration_since(Instant::now()));
         tokio::time::sleep(pause).await;
     }
 
@@ -330,7 +340,9 @@ impl Replica {
                         leader: Some(leader),
                     })
                 }
-                ForwardReply::NotLeader if Instant::now() < deadline => self.backoff(deadline).await,
+                ForwardReply::NotLeader if Instant::now() < deadline => {
+                    self.backoff(deadline).await
+                }
                 ForwardReply::NotLeader => {
                     return Err(Error::unavailable(format!(
                         "no reachable leader within {} ms; nothing was written",
@@ -374,7 +386,9 @@ impl Replica {
         let data = codec::encode(command).map_err(|e| Error::Internal(e.to_string()))?;
         let wait = deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout(wait, client.propose(pb::PeerBytes { data })).await {
-            Err(_) => Ok(ForwardReply::Unavailable(self.timed_out("forwarded write").to_string())),
+            Err(_) => Ok(ForwardReply::Unavailable(
+                self.timed_out("forwarded write").to_string(),
+            )),
             Ok(Err(status)) if crate::error::not_sent(&status) => Ok(ForwardReply::NotLeader),
             Ok(Err(status)) => Ok(ForwardReply::Unavailable(format!(
                 "forwarding to leader {leader} failed, outcome unknown: {}",
@@ -440,7 +454,8 @@ impl Replica {
     pub async fn handle_propose(&self, data: &[u8]) -> Result<Vec<u8>> {
         let command: Command = codec::decode(data).map_err(|e| Error::Internal(e.to_string()))?;
         let reply = if self.raft.metrics().borrow().current_leader == Some(self.id) {
-            self.propose_local(command, Instant::now() + self.request_timeout).await
+            self.propose_local(command, Instant::now() + self.request_timeout)
+                .await
         } else {
             ForwardReply::NotLeader
         };

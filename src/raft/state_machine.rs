@@ -12,8 +12,8 @@ use std::sync::{Arc, RwLock};
 
 use openraft::storage::RaftStateMachine;
 use openraft::{
-    EntryPayload, LogId, RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageError,
-    StorageIOError, StoredMembership,
+    EntryPayload, LogId, RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageError, StorageIOError,
+    StoredMembership,
 };
 use serde::{Deserialize, Serialize};
 
@@ -108,7 +108,9 @@ impl StateMachineStore {
 
     async fn save(&self, stored: &StoredSnapshot) -> Result<(), StorageError<NodeId>> {
         let bytes = codec::encode(stored).map_err(snap_write_err)?;
-        self.snapshots.insert("current", bytes).map_err(snap_write_err)?;
+        self.snapshots
+            .insert("current", bytes)
+            .map_err(snap_write_err)?;
         self.db.flush_async().await.map_err(snap_write_err)?;
         Ok(())
     }
@@ -134,7 +136,10 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
         };
         let data = codec::encode(&body).map_err(snap_write_err)?;
         let snapshot_id = match applied.last_applied {
-            Some(id) => format!("{}-{}-{}", id.leader_id.term, id.leader_id.node_id, id.index),
+            Some(id) => format!(
+                "{}-{}-{}",
+                id.leader_id.term, id.leader_id.node_id, id.index
+            ),
             None => "empty".to_string(),
         };
         let meta = SnapshotMeta {

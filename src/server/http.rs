@@ -50,14 +50,32 @@ fn metrics_text(replica: &Replica) -> String {
             "1 if this node is the leader.",
             u64::from(s.state == "leader"),
         ),
-        ("raftline_raft_last_applied", "Index of the last applied entry.", s.last_applied),
-        ("raftline_raft_last_log_index", "Index of the last log entry.", s.last_log_index),
-        ("raftline_raft_snapshot_index", "Index covered by the last snapshot.", s.snapshot_index),
-        ("raftline_jobs", "Jobs held in the state machine.", jobs as u64),
+        (
+            "raftline_raft_last_applied",
+            "Index of the last applied entry.",
+            s.last_applied,
+        ),
+        (
+            "raftline_raft_last_log_index",
+            "Index of the last log entry.",
+            s.last_log_index,
+        ),
+        (
+            "raftline_raft_snapshot_index",
+            "Index covered by the last snapshot.",
+            s.snapshot_index,
+        ),
+        (
+            "raftline_jobs",
+            "Jobs held in the state machine.",
+            jobs as u64,
+        ),
     ];
     let mut out = String::new();
     for (name, help, value) in gauges {
-        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"));
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
+        ));
     }
     out.push_str(&format!(
         "# HELP raftline_log_fsyncs_total fsyncs of the Raft log and vote.\n\

@@ -33,7 +33,10 @@ pub async fn serve_api(
     tonic::transport::Server::builder()
         .concurrency_limit_per_connection(limits::API_CONCURRENCY_MAX)
         .add_service(service)
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown)
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
         .await
         .map_err(|e| Error::Internal(format!("api server: {e}")))
 }
@@ -51,7 +54,10 @@ pub async fn serve_raft(
         .max_encoding_message_size(limits::PEER_MESSAGE_BYTES_MAX);
     tonic::transport::Server::builder()
         .add_service(service)
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown)
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
         .await
         .map_err(|e| Error::Internal(format!("raft server: {e}")))
 }

@@ -61,10 +61,17 @@ impl RaftPeer for RaftService {
         req: Request<pb::PeerBytes>,
     ) -> Result<Response<pb::PeerBytes>, Status> {
         self.check_open()?;
-        bytes(self.replica.handle_install_snapshot(&req.into_inner().data).await)
+        bytes(
+            self.replica
+                .handle_install_snapshot(&req.into_inner().data)
+                .await,
+        )
     }
 
-    async fn propose(&self, req: Request<pb::PeerBytes>) -> Result<Response<pb::PeerBytes>, Status> {
+    async fn propose(
+        &self,
+        req: Request<pb::PeerBytes>,
+    ) -> Result<Response<pb::PeerBytes>, Status> {
         self.check_open()?;
         bytes(self.replica.handle_propose(&req.into_inner().data).await)
     }

@@ -56,7 +56,10 @@ where
         if let Some(v) = f().await {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -113,7 +116,9 @@ impl Cluster {
             "[cluster]\nname = \"test\"\ndata_dir = \"data\"\nheartbeat_ms = 50\n\
              election_timeout_min_ms = 300\nelection_timeout_max_ms = 600\n\
              snapshot_every_entries = {}\nsnapshot_logs_kept = {}\nrequest_timeout_ms = {}\n",
-            settings.snapshot_every_entries, settings.snapshot_logs_kept, settings.request_timeout_ms
+            settings.snapshot_every_entries,
+            settings.snapshot_logs_kept,
+            settings.request_timeout_ms
         );
         for n in &nodes {
             text.push_str(&format!(
@@ -191,10 +196,14 @@ impl Cluster {
         unsafe {
             libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
         }
-        wait_for(&format!("node {id} to exit"), Duration::from_secs(15), || {
-            let status = child.try_wait().expect("try_wait");
-            async move { status }
-        })
+        wait_for(
+            &format!("node {id} to exit"),
+            Duration::from_secs(15),
+            || {
+                let status = child.try_wait().expect("try_wait");
+                async move { status }
+            },
+        )
         .await
     }
 
@@ -268,7 +277,10 @@ impl Cluster {
     /// Runs the CLI with `--addr` set to every node; returns its output.
     pub fn cli(&self, args: &[&str]) -> Output {
         let addrs: Vec<String> = self.nodes.iter().map(|n| n.api.clone()).collect();
-        run_cli(self.dir.path(), &[&["--addr", &addrs.join(",")], args].concat())
+        run_cli(
+            self.dir.path(),
+            &[&["--addr", &addrs.join(",")], args].concat(),
+        )
     }
 }
 

@@ -1,0 +1,94 @@
+//! Taste enforced by machine (STYLE.md habit 12): the deterministic core imports nothing that
+//! could make replicas diverge, openraft stays inside `src/raft/`, and no stubs or debug
+//! macros are left in `src/`.
+
+use std::path::{Path, PathBuf};
+
+fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(rust_files(&path));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Lines of code with `//` comments removed, so docs may name what code may not use.
+fn code_lines(path: &Path) -> Vec<(usize, String)> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.split("//").next().unwrap_or("").to_string()))
+        .collect()
+}
+
+/// Whether `word` occurs in `line` not as part of a longer identifier ("monotonic" does not
+/// use tonic).
+fn contains_word(line: &str, word: &str) -> bool {
+    line.match_indices(word).any(|(i, _)| {
+        let before = line[..i].chars().next_back();
+        !before.is_some_and(|c| c.is_alphanumeric() || c == '_')
+    })
+}
+
+fn violations(dir: &str, banned: &[&str], skip: &[&str]) -> Vec<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut found = Vec::new();
+    for file in rust_files(&root.join(dir)) {
+        let rel = file.strip_prefix(root).unwrap().display().to_string();
+        if skip.iter().any(|s| rel.starts_with(s)) {
+            continue;
+        }
+        for (n, line) in code_lines(&file) {
+            for word in banned {
+                if contains_word(&line, word) {
+                    found.push(format!("{rel}:{n}: uses {word}"));
+                }
+            }
+        }
+    }
+    found
+}
+
+/// `src/machine/` has no clock, randomness, hash-ordered maps, async runtime or I/O crates.
+#[test]
+fn tidy_machine_is_deterministic() {
+    let banned = [
+        "SystemTime",
+        "Instant",
+        "rand::",
+        "thread_rng",
+        "HashMap",
+        "HashSet",
+        "tokio",
+        "sled",
+        "tonic",
+        "openraft",
+        "std::fs",
+        "std::net",
+        "std::env",
+    ];
+    let found = violations("src/machine", &banned, &["src/machine/golden.rs"]);
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}
+
+/// Only `src/raft/` names openraft.
+#[test]
+fn tidy_openraft_only_in_raft() {
+    let found = violations("src", &["openraft::", "use openraft"], &["src/raft/"]);
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}
+
+/// No stubs, debug macros or unbounded channels anywhere in `src/`.
+#[test]
+fn tidy_no_stubs_or_unbounded_channels() {
+    let banned = ["dbg!(", "todo!(", "unimplemented!(", "unbounded_channel"];
+    let found = violations("src", &banned, &[]);
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}
