@@ -122,8 +122,14 @@ pub async fn run(config: Config, id: u64, shutdown: impl Future<Output = ()>) ->
         dir.display()
     );
 
-    shutdown.await;
-    tracing::info!(node = id, "shutting down");
+    let failure = tokio::select! {
+        _ = shutdown => None,
+        reason = replica.failed() => Some(reason),
+    };
+    match &failure {
+        None => tracing::info!(node = id, "shutting down"),
+        Some(reason) => tracing::error!(node = id, "raft stopped on a fatal error: {reason}"),
+    }
     let _ = stop_tx.send(true);
     register.abort();
     let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
@@ -143,6 +149,12 @@ pub async fn run(config: Config, id: u64, shutdown: impl Future<Output = ()>) ->
     db.flush_async()
         .await
         .map_err(|e| Error::Internal(format!("final flush: {e}")))?;
+    if let Some(reason) = failure {
+        return Err(Error::Internal(format!(
+            "node {id} stopped: raft failed: {reason} (is the disk of {} full or failing?)",
+            dir.display()
+        )));
+    }
     tracing::info!(node = id, "stopped");
     Ok(())
 }

@@ -80,6 +80,7 @@ pub struct Identity {
 /// Opens (or creates) a node's sled database and checks that it belongs to this cluster and
 /// node. A data dir from another cluster or node is refused.
 pub fn open_db(dir: &Path, identity: &Identity) -> Result<sled::Db> {
+    let was_empty = std::fs::read_dir(dir).map_or(true, |mut d| d.next().is_none());
     let db = sled::Config::new()
         .path(dir)
         .mode(sled::Mode::HighThroughput)
@@ -116,6 +117,14 @@ pub fn open_db(dir: &Path, identity: &Identity) -> Result<sled::Db> {
                     identity.node_id
                 )));
             }
+        }
+        None if !was_empty => {
+            return Err(Error::Config(format!(
+                "data dir {} is not empty but holds no raftline identity: it is damaged or not \
+                 a raftline data dir. If this node never started successfully, delete the \
+                 directory; otherwise restore it from a backup.",
+                dir.display()
+            )));
         }
         None => {
             let bytes = codec::encode(identity).map_err(|e| Error::Internal(e.to_string()))?;
@@ -487,6 +496,20 @@ impl Replica {
     pub async fn handle_install_snapshot(&self, data: &[u8]) -> Result<Vec<u8>> {
         let rpc = decode_rpc(data)?;
         encode_rpc(&self.raft.install_snapshot(rpc).await)
+    }
+
+    /// Completes when Raft has stopped on a fatal error (a failing or full disk, a broken
+    /// invariant), with its description. Pending forever while Raft runs normally.
+    pub async fn failed(&self) -> String {
+        let mut metrics = self.raft.metrics();
+        loop {
+            if let Err(e) = &metrics.borrow_and_update().running_state {
+                return e.to_string();
+            }
+            if metrics.changed().await.is_err() {
+                return "raft stopped unexpectedly".to_string();
+            }
+        }
     }
 
     /// Stops Raft (no more votes or appends from this node).
