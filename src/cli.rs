@@ -50,27 +50,126 @@ pub enum Cmd {
         #[command(subcommand)]
         command: ClusterCmd,
     },
-    /// Submit a shell job: `raftline submit --queue Q -- CMD ARGS...`.
-    Submit {
-        /// Queue name, [A-Za-z0-9_.-]{1,128}.
-        #[arg(long)]
-        queue: String,
-        /// Priority 1..=10, 10 most urgent (default 5).
-        #[arg(long)]
-        priority: Option<u32>,
-        /// Print `{"id": N}`.
-        #[arg(long)]
-        json: bool,
-        /// The command and its arguments.
-        #[arg(last = true, required = true, value_name = "CMD")]
-        argv: Vec<String>,
-    },
+    /// Submit a shell job: `raftline submit --queue Q [options] -- CMD ARGS...`.
+    Submit(Box<SubmitArgs>),
     /// Job commands.
     Job {
         /// Subcommand.
         #[command(subcommand)]
         command: JobCmd,
     },
+    /// List jobs.
+    Jobs {
+        /// Subcommand.
+        #[command(subcommand)]
+        command: JobsCmd,
+    },
+    /// Queue commands.
+    Queue {
+        /// Subcommand.
+        #[command(subcommand)]
+        command: QueueCmd,
+    },
+    /// Dead letters.
+    Dlq {
+        /// Subcommand.
+        #[command(subcommand)]
+        command: DlqCmd,
+    },
+    /// Run an external worker: lease jobs over the API and run them. Shell jobs run their own
+    /// argv; external jobs run CMD with their payload on stdin.
+    Worker {
+        /// Queues to serve (comma-separated); every queue when omitted.
+        #[arg(long, value_delimiter = ',')]
+        queue: Vec<String>,
+        /// Capabilities this worker offers (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        capabilities: Vec<String>,
+        /// Most jobs run at once.
+        #[arg(long, default_value_t = 4)]
+        concurrency: u32,
+        /// Worker id (default: worker-<host>-<pid>).
+        #[arg(long)]
+        worker_id: Option<String>,
+        /// Handler for external jobs: receives the payload on stdin.
+        #[arg(last = true, value_name = "CMD")]
+        handler: Vec<String>,
+    },
+}
+
+/// `raftline submit` options.
+#[derive(Debug, clap::Args)]
+pub struct SubmitArgs {
+    /// Queue name, [A-Za-z0-9_.-]{1,128}.
+    #[arg(long)]
+    pub queue: String,
+    /// Priority 1..=10, 10 most urgent (default 5).
+    #[arg(long)]
+    pub priority: Option<u32>,
+    /// Start after this long (e.g. 30s, 5m, 1h, 250ms).
+    #[arg(long, allow_hyphen_values = true)]
+    pub delay: Option<String>,
+    /// Start at this time, in ms since the Unix epoch.
+    #[arg(long)]
+    pub run_at: Option<u64>,
+    /// Attempts before dead letters (default 3).
+    #[arg(long)]
+    pub max_attempts: Option<u32>,
+    /// Kill an attempt after this long (e.g. 10m).
+    #[arg(long, allow_hyphen_values = true)]
+    pub timeout: Option<String>,
+    /// Lease ttl (default 30s).
+    #[arg(long, allow_hyphen_values = true)]
+    pub lease_ttl: Option<String>,
+    /// A repeat within the window returns the first job's id.
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
+    /// A tag (repeatable).
+    #[arg(long)]
+    pub tag: Vec<String>,
+    /// Capabilities a worker must offer (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub requires: Vec<String>,
+    /// Exit codes that go straight to dead letters (comma-separated).
+    #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
+    pub permanent_exit_codes: Vec<i32>,
+    /// SLA: flag the job if unfinished this long after submit (e.g. 1h).
+    #[arg(long, allow_hyphen_values = true)]
+    pub deadline: Option<String>,
+    /// Environment variable K=V for the job (repeatable).
+    #[arg(long)]
+    pub env: Vec<String>,
+    /// Working directory of the job.
+    #[arg(long)]
+    pub cwd: Option<String>,
+    /// Print `{"id": N, "duplicate": bool}`.
+    #[arg(long)]
+    pub json: bool,
+    /// The command and its arguments.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub argv: Vec<String>,
+}
+
+/// New parameters for a retry or requeue.
+#[derive(Debug, clap::Args)]
+pub struct RetryArgs {
+    /// Job id.
+    pub id: u64,
+    /// New priority.
+    #[arg(long)]
+    pub priority: Option<u32>,
+    /// New attempt budget.
+    #[arg(long)]
+    pub max_attempts: Option<u32>,
+    /// Environment variable K=V to set (repeatable).
+    #[arg(long)]
+    pub env: Vec<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// New command and arguments.
+    #[arg(last = true, value_name = "CMD")]
+    pub argv: Vec<String>,
 }
 
 /// `raftline cluster ...`
@@ -87,13 +186,112 @@ pub enum ClusterCmd {
 /// `raftline job ...`
 #[derive(Debug, Subcommand)]
 pub enum JobCmd {
-    /// Show one job.
+    /// Show one job: state, attempts, output tails.
     Get {
         /// Job id.
         id: u64,
         /// Read this node's local state without a Raft round (may be behind).
         #[arg(long)]
         stale: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a job; a running one is killed.
+    Cancel {
+        /// Job id.
+        id: u64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a scheduled, dead or cancelled job again now, optionally with new parameters.
+    Retry(RetryArgs),
+}
+
+/// `raftline jobs ...`
+#[derive(Debug, Subcommand)]
+pub enum JobsCmd {
+    /// List jobs by id.
+    List {
+        /// Only this queue.
+        #[arg(long)]
+        queue: Option<String>,
+        /// Only this state (scheduled, ready, leased, succeeded, dead, cancelled).
+        #[arg(long)]
+        state: Option<String>,
+        /// At most this many (default 100, at most 1000).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Only ids above this (for paging).
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        /// Read this node's local state.
+        #[arg(long)]
+        stale: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `raftline queue ...`
+#[derive(Debug, Subcommand)]
+pub enum QueueCmd {
+    /// Stop leasing from a queue (running jobs finish).
+    Pause {
+        /// Queue.
+        queue: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Resume leasing from a queue.
+    Resume {
+        /// Queue.
+        queue: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A queue's state and counts.
+    Get {
+        /// Queue.
+        queue: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every queue.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `raftline dlq ...`
+#[derive(Debug, Subcommand)]
+pub enum DlqCmd {
+    /// Dead jobs.
+    List {
+        /// Only this queue.
+        #[arg(long)]
+        queue: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a dead job again with a fresh attempt budget, optionally with new parameters.
+    Requeue(RetryArgs),
+    /// Remove dead jobs.
+    Purge {
+        /// Only this queue.
+        #[arg(long)]
+        queue: Option<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -112,45 +310,358 @@ pub async fn run(cli: Cli) -> Result<()> {
         Cmd::Cluster {
             command: ClusterCmd::Status { json },
         } => cluster_status(&cli.addr, json).await,
-        Cmd::Submit {
-            queue,
-            priority,
-            json,
-            argv,
+        Cmd::Submit(args) => submit(&cli.addr, *args).await,
+        Cmd::Job { command } => job(&cli.addr, command).await,
+        Cmd::Jobs {
+            command:
+                JobsCmd::List {
+                    queue,
+                    state,
+                    limit,
+                    after,
+                    stale,
+                    json,
+                },
         } => {
-            let client = client(&cli.addr)?;
-            let req = pb::SubmitRequest {
-                queue,
-                priority: priority.unwrap_or(0),
-                kind: Some(pb::submit_request::Kind::Shell(pb::ShellCommand { argv })),
+            let req = pb::ListJobsRequest {
+                queue: queue.unwrap_or_default(),
+                state: state.unwrap_or_default(),
+                after_id: after,
+                limit,
+                stale,
             };
-            if priority == Some(0) {
-                return Err(Error::InvalidArgument {
-                    field: "priority".into(),
-                    message: "is 0, must be 1..=10".into(),
-                });
-            }
-            let id = client.submit(req).await?;
-            if json {
-                println!("{}", serde_json::json!({ "id": id }));
-            } else {
-                println!("{id}");
-            }
+            print_jobs(&client(&cli.addr)?.list_jobs(req).await?, json);
             Ok(())
         }
-        Cmd::Job {
-            command: JobCmd::Get { id, stale, json },
+        Cmd::Queue { command } => queue(&cli.addr, command).await,
+        Cmd::Dlq { command } => dlq(&cli.addr, command).await,
+        Cmd::Worker {
+            queue,
+            capabilities,
+            concurrency,
+            worker_id,
+            handler,
         } => {
-            let job = client(&cli.addr)?.job(id, stale).await?;
-            let v = proto::job_json(&job);
-            if json {
-                println!("{v}");
-            } else {
-                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
-            }
+            let worker_id = worker_id.unwrap_or_else(|| {
+                let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .map(|h| h.trim().to_string())
+                    .unwrap_or_else(|_| "host".into());
+                format!("worker-{host}-{}", std::process::id())
+            });
+            let backend = std::sync::Arc::new(crate::worker::RemoteBackend {
+                client: client(&cli.addr)?,
+                worker_id,
+                queues: queue,
+                capabilities,
+            });
+            let pool = crate::worker::PoolConfig {
+                min: 1,
+                max: concurrency.clamp(1, 256),
+                handler: (!handler.is_empty()).then_some(handler),
+            };
+            crate::worker::run(backend, pool, shutdown_signal()).await;
             Ok(())
         }
     }
+}
+
+fn invalid(field: &str, message: String) -> Error {
+    Error::InvalidArgument {
+        field: field.into(),
+        message,
+    }
+}
+
+/// Parses a duration such as `250ms`, `30s`, `5m`, `2h` or `1d` into ms.
+pub fn parse_duration(field: &str, text: &str) -> Result<u64> {
+    let text = text.trim();
+    if text.starts_with('-') {
+        return Err(invalid(field, format!("{text:?} is negative")));
+    }
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let unit_ms = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => {
+            return Err(invalid(
+                field,
+                format!("{text:?} is not a duration (a number and ms, s, m, h or d, e.g. 30s)"),
+            ))
+        }
+    };
+    let n: u64 = number
+        .parse()
+        .map_err(|_| invalid(field, format!("{text:?} is not a duration (e.g. 30s)")))?;
+    n.checked_mul(unit_ms)
+        .ok_or_else(|| invalid(field, format!("{text:?} is too long")))
+}
+
+fn parse_env(field: &str, pairs: &[String]) -> Result<std::collections::HashMap<String, String>> {
+    pairs
+        .iter()
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => Err(invalid(field, format!("{p:?} is not K=V"))),
+        })
+        .collect()
+}
+
+async fn submit(addr: &[String], a: SubmitArgs) -> Result<()> {
+    if a.priority == Some(0) {
+        return Err(invalid("priority", "is 0, must be 1..=10".into()));
+    }
+    if a.max_attempts == Some(0) {
+        return Err(invalid("max_attempts", "is 0, must be 1..=100".into()));
+    }
+    let now = crate::raft::wall_clock_ms();
+    let deadline_ms = match &a.deadline {
+        Some(d) => Some(now.saturating_add(parse_duration("deadline", d)?)),
+        None => None,
+    };
+    let timeout_ms = a
+        .timeout
+        .as_deref()
+        .map(|t| parse_duration("timeout", t))
+        .transpose()?;
+    if timeout_ms == Some(0) {
+        return Err(invalid("timeout", "must be more than 0".into()));
+    }
+    let req = pb::SubmitRequest {
+        queue: a.queue,
+        priority: a.priority.unwrap_or(0),
+        kind: Some(pb::submit_request::Kind::Shell(pb::ShellCommand {
+            argv: a.argv,
+            env: parse_env("env", &a.env)?,
+            cwd: a.cwd.unwrap_or_default(),
+        })),
+        delay_ms: a
+            .delay
+            .as_deref()
+            .map(|d| parse_duration("delay", d))
+            .transpose()?
+            .unwrap_or(0),
+        run_at_ms: a.run_at,
+        max_attempts: a.max_attempts.unwrap_or(0),
+        backoff: None,
+        timeout_ms,
+        lease_ttl_ms: a
+            .lease_ttl
+            .as_deref()
+            .map(|t| parse_duration("lease_ttl", t))
+            .transpose()?
+            .unwrap_or(0),
+        idempotency_key: a.idempotency_key.unwrap_or_default(),
+        tags: a.tag,
+        required_capabilities: a.requires,
+        permanent_exit_codes: a.permanent_exit_codes,
+        deadline_ms,
+    };
+    if req.lease_ttl_ms != 0 && req.lease_ttl_ms < crate::machine::limits::LEASE_TTL_MS_MIN {
+        return Err(invalid(
+            "lease_ttl",
+            format!(
+                "must be at least {} ms",
+                crate::machine::limits::LEASE_TTL_MS_MIN
+            ),
+        ));
+    }
+    let client = client(addr)?;
+    let reply = client.submit_full(req).await?;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({ "id": reply.id, "duplicate": reply.duplicate })
+        );
+    } else {
+        println!("{}", reply.id);
+    }
+    Ok(())
+}
+
+fn retry_request(a: &RetryArgs) -> Result<pb::RetryJobRequest> {
+    if a.priority == Some(0) {
+        return Err(invalid("priority", "is 0, must be 1..=10".into()));
+    }
+    Ok(pb::RetryJobRequest {
+        id: a.id,
+        argv: a.argv.clone(),
+        env: parse_env("env", &a.env)?,
+        priority: a.priority,
+        max_attempts: a.max_attempts,
+    })
+}
+
+fn print_state(id: u64, state: &str, json: bool) {
+    if json {
+        println!("{}", serde_json::json!({ "id": id, "state": state }));
+    } else {
+        println!("job {id}: {state}");
+    }
+}
+
+async fn job(addr: &[String], command: JobCmd) -> Result<()> {
+    let client = client(addr)?;
+    match command {
+        JobCmd::Get { id, stale, json } => {
+            let job = client.job(id, stale).await?;
+            if json {
+                println!("{}", proto::job_json(&job));
+            } else {
+                print_job(&job);
+            }
+        }
+        JobCmd::Cancel { id, json } => print_state(id, &client.cancel(id).await?, json),
+        JobCmd::Retry(a) => {
+            let state = client.retry(retry_request(&a)?).await?;
+            print_state(a.id, &state, a.json);
+        }
+    }
+    Ok(())
+}
+
+fn print_job(job: &pb::Job) {
+    let what = match &job.kind {
+        Some(pb::job::Kind::Shell(s)) => s.argv.join(" "),
+        Some(pb::job::Kind::Payload(p)) => format!("external payload, {} bytes", p.len()),
+        None => String::new(),
+    };
+    println!(
+        "job {}  queue {}  priority {}  {}",
+        job.id, job.queue, job.priority, job.state
+    );
+    println!("  run: {what}");
+    println!(
+        "  attempts: {} of {} used ({} in all)",
+        job.attempts_used, job.max_attempts, job.attempts_total
+    );
+    if !job.error.is_empty() {
+        println!("  error: {}", job.error);
+    }
+    for a in &job.attempts {
+        let node = a.node.map_or(String::new(), |n| format!(" node {n}"));
+        let exit = a.exit_code.map_or(String::new(), |c| format!(" exit {c}"));
+        let class = if a.error_class.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", a.error_class)
+        };
+        println!(
+            "  attempt {}: {}{class}{exit} by {}{node}",
+            a.number, a.result, a.worker
+        );
+        for line in a
+            .output_tail
+            .lines()
+            .rev()
+            .take(5)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+        {
+            println!("    | {line}");
+        }
+    }
+}
+
+fn print_jobs(jobs: &[pb::Job], json: bool) {
+    if json {
+        let list: Vec<_> = jobs.iter().map(proto::job_json).collect();
+        println!("{}", serde_json::Value::Array(list));
+        return;
+    }
+    for j in jobs {
+        let what = match &j.kind {
+            Some(pb::job::Kind::Shell(s)) => s.argv.join(" "),
+            _ => "(external)".into(),
+        };
+        println!(
+            "{:>8}  {:<16} {:<10} p{:<2} attempts {}/{}  {what}",
+            j.id, j.queue, j.state, j.priority, j.attempts_used, j.max_attempts
+        );
+    }
+}
+
+fn print_queue(q: &pb::QueueInfo, json: bool) {
+    if json {
+        println!("{}", proto::queue_json(q));
+    } else {
+        println!(
+            "{:<20} {:<7} scheduled {} ready {} leased {} succeeded {} dead {} cancelled {} \
+             deadline_missed {}",
+            q.queue,
+            if q.paused { "paused" } else { "active" },
+            q.scheduled,
+            q.ready,
+            q.leased,
+            q.succeeded,
+            q.dead,
+            q.cancelled,
+            q.deadline_missed
+        );
+    }
+}
+
+async fn queue(addr: &[String], command: QueueCmd) -> Result<()> {
+    let client = client(addr)?;
+    match command {
+        QueueCmd::Pause { queue, json } => print_queue(&client.pause(&queue, true).await?, json),
+        QueueCmd::Resume { queue, json } => print_queue(&client.pause(&queue, false).await?, json),
+        QueueCmd::Get { queue, json } => print_queue(&client.queue(&queue, false).await?, json),
+        QueueCmd::List { json } => {
+            let queues = client.queues(false).await?;
+            if json {
+                let list: Vec<_> = queues.iter().map(proto::queue_json).collect();
+                println!("{}", serde_json::Value::Array(list));
+            } else {
+                for q in &queues {
+                    print_queue(q, false);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn dlq(addr: &[String], command: DlqCmd) -> Result<()> {
+    let client = client(addr)?;
+    match command {
+        DlqCmd::List { queue, limit, json } => {
+            let req = pb::ListJobsRequest {
+                queue: queue.unwrap_or_default(),
+                state: "dead".into(),
+                after_id: 0,
+                limit,
+                stale: false,
+            };
+            print_jobs(&client.list_jobs(req).await?, json);
+        }
+        DlqCmd::Requeue(a) => {
+            let job = client.job(a.id, false).await?;
+            if job.state != "dead" {
+                return Err(Error::FailedPrecondition(format!(
+                    "job {} is {}, not in the dead-letter queue",
+                    a.id, job.state
+                )));
+            }
+            let state = client.retry(retry_request(&a)?).await?;
+            print_state(a.id, &state, a.json);
+        }
+        DlqCmd::Purge { queue, json } => {
+            let n = client.purge_dead(queue.as_deref()).await?;
+            if json {
+                println!("{}", serde_json::json!({ "purged": n }));
+            } else {
+                println!("purged {n} dead jobs");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Completes on SIGTERM or SIGINT.

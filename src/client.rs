@@ -13,7 +13,7 @@ use std::time::Duration;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::error::{not_sent, Error, Result};
-use crate::machine::limits;
+use crate::machine::{limits, Report};
 use crate::proto::pb;
 use crate::proto::pb::api_client::ApiClient;
 
@@ -96,13 +96,16 @@ impl Client {
 
     /// Submits a job; returns its id.
     pub async fn submit(&self, req: pb::SubmitRequest) -> Result<u64> {
-        let reply = self
-            .call(false, |mut c| {
-                let req = req.clone();
-                async move { c.submit(req).await }
-            })
-            .await?;
-        Ok(reply.id)
+        Ok(self.submit_full(req).await?.id)
+    }
+
+    /// Submits a job; returns the id and whether an idempotency key matched an earlier job.
+    pub async fn submit_full(&self, req: pb::SubmitRequest) -> Result<pb::SubmitResponse> {
+        self.call(false, |mut c| {
+            let req = req.clone();
+            async move { c.submit(req).await }
+        })
+        .await
     }
 
     /// Reads a job, linearizable unless `stale`.
@@ -111,6 +114,152 @@ impl Client {
             c.get_job(pb::GetJobRequest { id, stale }).await
         })
         .await
+    }
+
+    /// Lists jobs.
+    pub async fn list_jobs(&self, req: pb::ListJobsRequest) -> Result<Vec<pb::Job>> {
+        let reply = self
+            .call(true, |mut c| {
+                let req = req.clone();
+                async move { c.list_jobs(req).await }
+            })
+            .await?;
+        Ok(reply.jobs)
+    }
+
+    /// Cancels a job; returns its new state.
+    pub async fn cancel(&self, id: u64) -> Result<String> {
+        let reply = self
+            .call(false, |mut c| async move {
+                c.cancel_job(pb::JobRef { id }).await
+            })
+            .await?;
+        Ok(reply.state)
+    }
+
+    /// Retries a job now, optionally with new parameters; returns its new state.
+    pub async fn retry(&self, req: pb::RetryJobRequest) -> Result<String> {
+        let reply = self
+            .call(false, |mut c| {
+                let req = req.clone();
+                async move { c.retry_job(req).await }
+            })
+            .await?;
+        Ok(reply.state)
+    }
+
+    /// Pauses (`true`) or resumes a queue.
+    pub async fn pause(&self, queue: &str, paused: bool) -> Result<pb::QueueInfo> {
+        let req = pb::QueueRef {
+            queue: queue.to_string(),
+            stale: false,
+        };
+        self.call(false, |mut c| {
+            let req = req.clone();
+            async move {
+                if paused {
+                    c.pause_queue(req).await
+                } else {
+                    c.resume_queue(req).await
+                }
+            }
+        })
+        .await
+    }
+
+    /// A queue's settings and counters.
+    pub async fn queue(&self, queue: &str, stale: bool) -> Result<pb::QueueInfo> {
+        let req = pb::QueueRef {
+            queue: queue.to_string(),
+            stale,
+        };
+        self.call(true, |mut c| {
+            let req = req.clone();
+            async move { c.get_queue(req).await }
+        })
+        .await
+    }
+
+    /// Every queue.
+    pub async fn queues(&self, stale: bool) -> Result<Vec<pb::QueueInfo>> {
+        let reply = self
+            .call(true, |mut c| async move {
+                c.list_queues(pb::ListQueuesRequest { stale }).await
+            })
+            .await?;
+        Ok(reply.queues)
+    }
+
+    /// Removes dead jobs (of one queue when given); returns how many.
+    pub async fn purge_dead(&self, queue: Option<&str>) -> Result<u64> {
+        let req = pb::PurgeDeadRequest {
+            queue: queue.unwrap_or_default().to_string(),
+        };
+        let reply = self
+            .call(false, |mut c| {
+                let req = req.clone();
+                async move { c.purge_dead(req).await }
+            })
+            .await?;
+        Ok(reply.purged)
+    }
+
+    /// Leases jobs (worker API).
+    pub async fn lease(&self, req: pb::LeaseRequest) -> Result<pb::LeaseResponse> {
+        self.call(false, |mut c| {
+            let req = req.clone();
+            async move { c.lease(req).await }
+        })
+        .await
+    }
+
+    /// Extends every lease of a worker (worker API).
+    pub async fn heartbeat(&self, worker_id: &str) -> Result<pb::HeartbeatResponse> {
+        let req = pb::HeartbeatRequest {
+            worker_id: worker_id.to_string(),
+        };
+        self.call(false, |mut c| {
+            let req = req.clone();
+            async move { c.heartbeat(req).await }
+        })
+        .await
+    }
+
+    /// Ends an attempt (worker API); returns the job's new state.
+    pub async fn complete(&self, job_id: u64, token: u64, report: &Report) -> Result<String> {
+        let req = crate::worker::complete_request(job_id, token, report);
+        let reply = self
+            .call(false, |mut c| {
+                let req = req.clone();
+                async move { c.complete(req).await }
+            })
+            .await?;
+        Ok(reply.state)
+    }
+
+    /// Stores a checkpoint (worker API).
+    pub async fn checkpoint(&self, job_id: u64, token: u64, data: Vec<u8>) -> Result<()> {
+        let req = pb::CheckpointRequest {
+            job_id,
+            token,
+            data,
+        };
+        self.call(false, |mut c| {
+            let req = req.clone();
+            async move { c.checkpoint(req).await }
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Hands a lease back (worker API).
+    pub async fn release(&self, job_id: u64, token: u64) -> Result<String> {
+        let reply = self
+            .call(false, |mut c| async move {
+                c.release(pb::ReleaseRequest { job_id, token }).await
+            })
+            .await?;
+        Ok(reply.state)
     }
 
     /// The status of the node at index `i` of the address list (no failover: it is that

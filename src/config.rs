@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::machine::job::validate_queue_name;
-use crate::machine::Rejection;
+use crate::machine::job::{validate_name, validate_queue_name};
+use crate::machine::{limits, Rejection, Settings};
 
 /// A configuration error: one line naming the file and key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -57,6 +57,24 @@ pub struct RawCluster {
     /// fails with UNAVAILABLE.
     #[serde(default = "d_request_timeout")]
     pub request_timeout_ms: u64,
+    /// Fewest shell jobs a node runs at once (when work is waiting).
+    #[serde(default = "d_workers_min")]
+    pub workers_min: u32,
+    /// Most shell jobs a node runs at once; 0 turns the node's executor off.
+    #[serde(default = "d_workers_max")]
+    pub workers_max: u32,
+    /// How long dead jobs are kept before they are purged.
+    #[serde(default = "d_dead_retention")]
+    pub dead_retention_ms: u64,
+    /// How long succeeded and cancelled jobs are kept.
+    #[serde(default = "d_finished_retention")]
+    pub finished_retention_ms: u64,
+    /// How long an idempotency key returns its first job.
+    #[serde(default = "d_idempotency_window")]
+    pub idempotency_window_ms: u64,
+    /// Waiting this long raises a ready job's effective priority by one level.
+    #[serde(default = "d_priority_aging")]
+    pub priority_aging_ms: u64,
 }
 
 fn d_heartbeat() -> u64 {
@@ -77,6 +95,27 @@ fn d_snapshot_keep() -> u64 {
 fn d_request_timeout() -> u64 {
     5_000
 }
+fn d_workers_min() -> u32 {
+    2
+}
+fn d_workers_max() -> u32 {
+    8
+}
+fn d_dead_retention() -> u64 {
+    Settings::default().dead_retention_ms
+}
+fn d_finished_retention() -> u64 {
+    Settings::default().finished_retention_ms
+}
+fn d_idempotency_window() -> u64 {
+    Settings::default().idempotency_window_ms
+}
+fn d_priority_aging() -> u64 {
+    Settings::default().priority_aging_ms
+}
+fn d_queues() -> Vec<String> {
+    vec!["*".to_string()]
+}
 
 /// One `[[node]]` table.
 #[derive(Debug, Clone, Deserialize)]
@@ -90,6 +129,12 @@ pub struct RawNode {
     pub api_addr: String,
     /// Address of the HTTP endpoint (`/metrics`, `/health`).
     pub http_addr: String,
+    /// Queues this node's executor takes shell jobs from; `["*"]` (the default) means all.
+    #[serde(default = "d_queues")]
+    pub queues: Vec<String>,
+    /// Capabilities this node's executor offers.
+    #[serde(default)]
+    pub capabilities: Vec<String>,
 }
 
 /// A validated node entry.
@@ -103,6 +148,10 @@ pub struct NodeConfig {
     pub api_addr: SocketAddr,
     /// HTTP address.
     pub http_addr: SocketAddr,
+    /// Queues the executor serves; empty means all.
+    pub queues: Vec<String>,
+    /// Capabilities the executor offers.
+    pub capabilities: Vec<String>,
 }
 
 /// A validated configuration.
@@ -124,6 +173,12 @@ pub struct Config {
     pub snapshot_logs_kept: u64,
     /// Request timeout in ms.
     pub request_timeout_ms: u64,
+    /// Fewest concurrent shell jobs per node (when work waits).
+    pub workers_min: u32,
+    /// Most concurrent shell jobs per node; 0 = no executor.
+    pub workers_max: u32,
+    /// Replicated settings the leader proposes (retentions, windows, aging).
+    pub settings: Settings,
     /// Nodes, ordered by id.
     pub nodes: Vec<NodeConfig>,
 }
@@ -249,6 +304,36 @@ impl RawConfig {
                 ),
             );
         }
+        if c.workers_max > 256 {
+            return err(
+                "cluster.workers_max",
+                format!("is {}, must be 0..=256", c.workers_max),
+            );
+        }
+        if c.workers_min > c.workers_max {
+            return err(
+                "cluster.workers_min",
+                format!(
+                    "is {}, must be at most workers_max ({})",
+                    c.workers_min, c.workers_max
+                ),
+            );
+        }
+        let settings = Settings {
+            dead_retention_ms: c.dead_retention_ms,
+            finished_retention_ms: c.finished_retention_ms,
+            idempotency_window_ms: c.idempotency_window_ms,
+            priority_aging_ms: c.priority_aging_ms,
+        };
+        let mut probe = crate::machine::Machine::new();
+        if let crate::machine::Response::Rejected(Rejection::Invalid { field, message }) = probe
+            .apply(&crate::machine::Proposal {
+                now_ms: 0,
+                command: crate::machine::Command::Configure(settings),
+            })
+        {
+            return err(&format!("cluster.{field}"), message);
+        }
         if self.node.is_empty() {
             return err(
                 "node",
@@ -284,11 +369,48 @@ impl RawConfig {
                 }
                 Ok(addr)
             };
+            let queues = if n.queues.iter().any(|q| q == "*") {
+                Vec::new()
+            } else {
+                for (j, q) in n.queues.iter().enumerate() {
+                    if let Err(Rejection::Invalid { message, .. }) = validate_queue_name("", q) {
+                        return err(&at(&format!("queues[{j}]")), format!("{q:?} {message}"));
+                    }
+                }
+                if n.queues.is_empty() || n.queues.len() > limits::LEASE_QUEUES_MAX {
+                    return err(
+                        &at("queues"),
+                        format!(
+                            "must list 1..={} queues, or \"*\"",
+                            limits::LEASE_QUEUES_MAX
+                        ),
+                    );
+                }
+                n.queues.clone()
+            };
+            for (j, cap) in n.capabilities.iter().enumerate() {
+                if let Err(Rejection::Invalid { message, .. }) =
+                    validate_name("", cap, limits::CAPABILITY_BYTES_MAX)
+                {
+                    return err(
+                        &at(&format!("capabilities[{j}]")),
+                        format!("{cap:?} {message}"),
+                    );
+                }
+            }
+            if n.capabilities.len() > limits::CAPABILITIES_MAX {
+                return err(
+                    &at("capabilities"),
+                    format!("has more than {}", limits::CAPABILITIES_MAX),
+                );
+            }
             nodes.push(NodeConfig {
                 id: n.id,
                 raft_addr: parse("raft_addr", &n.raft_addr)?,
                 api_addr: parse("api_addr", &n.api_addr)?,
                 http_addr: parse("http_addr", &n.http_addr)?,
+                queues,
+                capabilities: n.capabilities.clone(),
             });
         }
         nodes.sort_by_key(|n| n.id);
@@ -307,6 +429,9 @@ impl RawConfig {
             snapshot_every_entries: c.snapshot_every_entries,
             snapshot_logs_kept: c.snapshot_logs_kept,
             request_timeout_ms: c.request_timeout_ms,
+            workers_min: c.workers_min,
+            workers_max: c.workers_max,
+            settings,
             nodes,
         })
     }

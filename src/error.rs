@@ -16,6 +16,9 @@ pub enum Error {
     /// The named thing does not exist.
     #[error("not found: {0}")]
     NotFound(String),
+    /// The call does not apply to the current state (a stale fencing token, a finished job).
+    #[error("failed precondition: {0}")]
+    FailedPrecondition(String),
     /// A limit is reached (backpressure): retry later.
     #[error("resource exhausted: {0}")]
     ResourceExhausted(String),
@@ -61,6 +64,8 @@ impl From<Rejection> for Error {
         match r {
             Rejection::Invalid { field, message } => Error::InvalidArgument { field, message },
             Rejection::Exhausted { message } => Error::ResourceExhausted(message),
+            Rejection::NotFound { job_id } => Error::NotFound(format!("job {job_id}")),
+            Rejection::Precondition { message } => Error::FailedPrecondition(message),
         }
     }
 }
@@ -89,6 +94,7 @@ impl From<Error> for tonic::Status {
                 tonic::Status::invalid_argument(format!("{field}: {message}"))
             }
             Error::NotFound(m) => tonic::Status::not_found(m),
+            Error::FailedPrecondition(m) => tonic::Status::failed_precondition(m),
             Error::ResourceExhausted(m) => tonic::Status::resource_exhausted(m),
             Error::Unavailable { message, leader } => {
                 let mut status = tonic::Status::unavailable(message);
@@ -117,6 +123,7 @@ impl From<tonic::Status> for Error {
                 Error::InvalidArgument { field, message }
             }
             tonic::Code::NotFound => Error::NotFound(message),
+            tonic::Code::FailedPrecondition => Error::FailedPrecondition(message),
             tonic::Code::ResourceExhausted => Error::ResourceExhausted(message),
             tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => Error::Unavailable {
                 leader: s
@@ -148,6 +155,7 @@ mod tests {
                 message: "must not be empty".into(),
             },
             Error::NotFound("job 7".into()),
+            Error::FailedPrecondition("stale token".into()),
             Error::ResourceExhausted("full".into()),
             Error::Unavailable {
                 message: "no leader".into(),

@@ -31,7 +31,7 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::machine::{Command, Response};
+use crate::machine::{Command, NodeRun, Response, WorkerRef};
 use crate::proto::pb;
 use crate::raft::{self, Identity, Replica};
 use crate::server;
@@ -112,7 +112,39 @@ pub async fn run(config: Config, id: u64, shutdown: impl Future<Output = ()>) ->
         replica.clone(),
         stopped(),
     ));
-    let register = tokio::spawn(register(replica.clone(), stopped()));
+    let incarnation = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let register = tokio::spawn(register(replica.clone(), incarnation, stopped()));
+    let ticker = tokio::spawn(crate::ticker::run(
+        replica.clone(),
+        config.settings,
+        stopped(),
+    ));
+    let (executor_stop, executor_stopped) = watch::channel(false);
+    let executor = (config.workers_max > 0).then(|| {
+        let backend = Arc::new(crate::worker::LocalBackend {
+            replica: replica.clone(),
+            worker: WorkerRef {
+                id: format!("node-{id}"),
+                node: Some(NodeRun {
+                    node_id: id,
+                    incarnation,
+                }),
+            },
+            queues: me.queues.clone(),
+            capabilities: me.capabilities.clone(),
+        });
+        let pool = crate::worker::PoolConfig {
+            min: config.workers_min,
+            max: config.workers_max,
+            handler: None,
+        };
+        let mut rx = executor_stopped;
+        tokio::spawn(crate::worker::run(backend, pool, async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }))
+    });
 
     println!(
         "raftline node {id} up: raft {} api {} http {} data {}",
@@ -130,8 +162,14 @@ pub async fn run(config: Config, id: u64, shutdown: impl Future<Output = ()>) ->
         None => tracing::info!(node = id, "shutting down"),
         Some(reason) => tracing::error!(node = id, "raft stopped on a fatal error: {reason}"),
     }
+    // Hand running jobs back while Raft still runs, then stop serving.
+    let _ = executor_stop.send(true);
+    if let Some(executor) = executor {
+        let _ = executor.await;
+    }
     let _ = stop_tx.send(true);
     register.abort();
+    ticker.abort();
     let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
         for server in [api_server, http_server, raft_server] {
             match server.await {
@@ -160,10 +198,7 @@ pub async fn run(config: Config, id: u64, shutdown: impl Future<Output = ()>) ->
 }
 
 /// Records this process run in the replicated state, retrying until it commits or shutdown.
-async fn register(replica: Arc<Replica>, stopped: impl Future<Output = ()>) {
-    let incarnation = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
+async fn register(replica: Arc<Replica>, incarnation: u64, stopped: impl Future<Output = ()>) {
     let command = Command::RegisterNode {
         node_id: replica.id(),
         incarnation,
@@ -171,8 +206,12 @@ async fn register(replica: Arc<Replica>, stopped: impl Future<Output = ()>) {
     let attempts = async {
         loop {
             match replica.propose(command.clone()).await {
-                Ok(Response::NodeRegistered) => {
-                    tracing::info!(incarnation, "registered this run with the cluster");
+                Ok(Response::NodeRegistered { released }) => {
+                    tracing::info!(
+                        incarnation,
+                        released,
+                        "registered this run with the cluster"
+                    );
                     return;
                 }
                 Ok(other) => {

@@ -1,7 +1,12 @@
 //! The generated gRPC types, and every conversion between wire and domain types.
 
+use std::collections::BTreeMap;
+
 use crate::error::Error;
-use crate::machine::{limits, Job, JobKind, JobSpec};
+use crate::machine::{
+    limits, Attempt, Backoff, ErrorClass, Grant, Job, JobChanges, JobKind, JobSpec, JobState,
+    QueueStats, Report,
+};
 
 /// Generated from `proto/raftline/v1/*.proto`.
 #[allow(missing_docs, clippy::all)]
@@ -9,59 +14,303 @@ pub mod pb {
     tonic::include_proto!("raftline.v1");
 }
 
-/// Turns a submit request into a job spec; field checks happen in [`JobSpec::validate`].
-pub fn job_spec(req: pb::SubmitRequest) -> Result<JobSpec, Error> {
+fn invalid(field: &str, message: &str) -> Error {
+    Error::InvalidArgument {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// A submit request as the machine's command arguments: (spec, delay_ms, run_at_ms). Field
+/// checks happen in [`JobSpec::validate`]; zero values mean "the default".
+pub fn submit(req: pb::SubmitRequest) -> Result<(JobSpec, u64, Option<u64>), Error> {
     let kind = match req.kind {
-        Some(pb::submit_request::Kind::Shell(shell)) => JobKind::Shell { argv: shell.argv },
-        Some(pb::submit_request::Kind::Payload(payload)) => JobKind::External { payload },
-        None => {
-            return Err(Error::InvalidArgument {
-                field: "kind".into(),
-                message: "set either shell (argv) or payload".into(),
-            })
-        }
-    };
-    Ok(JobSpec {
-        queue: req.queue,
-        priority: if req.priority == 0 {
-            limits::PRIORITY_DEFAULT
-        } else {
-            req.priority
+        Some(pb::submit_request::Kind::Shell(shell)) => JobKind::Shell {
+            argv: shell.argv,
+            env: shell.env.into_iter().collect(),
+            cwd: (!shell.cwd.is_empty()).then_some(shell.cwd),
         },
-        kind,
+        Some(pb::submit_request::Kind::Payload(payload)) => JobKind::External { payload },
+        None => return Err(invalid("kind", "set either shell (argv) or payload")),
+    };
+    let mut spec = JobSpec::new(req.queue, kind);
+    if req.priority != 0 {
+        spec.priority = req.priority;
+    }
+    if req.max_attempts != 0 {
+        spec.max_attempts = req.max_attempts;
+    }
+    if let Some(b) = req.backoff {
+        spec.backoff = Backoff {
+            base_ms: b.base_ms,
+            factor: b.factor,
+            cap_ms: b.cap_ms,
+            jitter: !b.no_jitter,
+        };
+    }
+    spec.timeout_ms = req.timeout_ms;
+    if req.lease_ttl_ms != 0 {
+        spec.lease_ttl_ms = req.lease_ttl_ms;
+    }
+    spec.idempotency_key = (!req.idempotency_key.is_empty()).then_some(req.idempotency_key);
+    spec.tags = req.tags;
+    spec.required_capabilities = req.required_capabilities;
+    spec.permanent_exit_codes = req.permanent_exit_codes;
+    spec.deadline_ms = req.deadline_ms;
+    Ok((spec, req.delay_ms, req.run_at_ms))
+}
+
+/// A retry request as job changes.
+pub fn changes(req: &pb::RetryJobRequest) -> JobChanges {
+    JobChanges {
+        argv: (!req.argv.is_empty()).then(|| req.argv.clone()),
+        env: (!req.env.is_empty()).then(|| {
+            let sorted: BTreeMap<_, _> = req.env.clone().into_iter().collect();
+            sorted.into_iter().collect()
+        }),
+        priority: req.priority,
+        max_attempts: req.max_attempts,
+    }
+}
+
+/// A worker's completion as a report.
+pub fn report(req: &pb::CompleteRequest) -> Result<Report, Error> {
+    let error_class = if req.success {
+        None
+    } else {
+        Some(match req.error_class.as_str() {
+            "" | "transient" => ErrorClass::Transient,
+            "permanent" => ErrorClass::Permanent,
+            "timeout" => ErrorClass::Timeout,
+            other => {
+                return Err(invalid(
+                    "error_class",
+                    &format!("{other:?} is not one of transient, permanent, timeout"),
+                ))
+            }
+        })
+    };
+    Ok(Report {
+        error_class,
+        exit_code: req.exit_code,
+        error: req.error.clone(),
+        output_tail: req.output_tail.clone(),
     })
+}
+
+/// Parses a state name for list filters.
+pub fn state(name: &str) -> Result<Option<JobState>, Error> {
+    if name.is_empty() {
+        return Ok(None);
+    }
+    JobState::parse(name).map(Some).ok_or_else(|| {
+        invalid(
+            "state",
+            &format!("{name:?} is not one of scheduled, ready, leased, succeeded, dead, cancelled"),
+        )
+    })
+}
+
+fn shell(kind: &JobKind) -> pb::job::Kind {
+    match kind {
+        JobKind::Shell { argv, env, cwd } => pb::job::Kind::Shell(pb::ShellCommand {
+            argv: argv.clone(),
+            env: env.clone().into_iter().collect(),
+            cwd: cwd.clone().unwrap_or_default(),
+        }),
+        JobKind::External { payload } => pb::job::Kind::Payload(payload.clone()),
+    }
+}
+
+fn attempt(a: &Attempt) -> pb::Attempt {
+    let outcome = a.outcome.as_ref();
+    pb::Attempt {
+        number: a.number,
+        token: a.token,
+        worker: a.worker.clone(),
+        node: a.node,
+        started_ms: a.started_ms,
+        ended_ms: a.ended_ms,
+        result: match outcome {
+            None => "running",
+            Some(o) if o.error_class.is_none() => "succeeded",
+            Some(_) => "failed",
+        }
+        .into(),
+        error_class: outcome
+            .and_then(|o| o.error_class)
+            .map_or("", ErrorClass::name)
+            .into(),
+        exit_code: outcome.and_then(|o| o.exit_code),
+        error: outcome.map(|o| o.error.clone()).unwrap_or_default(),
+        output_tail: outcome.map(|o| o.output_tail.clone()).unwrap_or_default(),
+    }
 }
 
 /// A job as sent to clients.
 pub fn job(job: &Job) -> pb::Job {
+    let s = &job.spec;
     pb::Job {
         id: job.id,
-        queue: job.spec.queue.clone(),
-        priority: job.spec.priority,
-        kind: Some(match &job.spec.kind {
-            JobKind::Shell { argv } => {
-                pb::job::Kind::Shell(pb::ShellCommand { argv: argv.clone() })
-            }
-            JobKind::External { payload } => pb::job::Kind::Payload(payload.clone()),
-        }),
+        queue: s.queue.clone(),
+        priority: s.priority,
+        kind: Some(shell(&s.kind)),
         created_ms: job.created_ms,
         state: job.state.name().to_string(),
+        max_attempts: s.max_attempts,
+        attempts_used: job.attempts_used,
+        attempts_total: job.attempts_total,
+        attempts: job.attempts.iter().map(attempt).collect(),
+        run_at_ms: job.run_at_ms,
+        finished_ms: job.finished_ms,
+        error: job.error.clone().unwrap_or_default(),
+        tags: s.tags.clone(),
+        required_capabilities: s.required_capabilities.clone(),
+        permanent_exit_codes: s.permanent_exit_codes.clone(),
+        timeout_ms: s.timeout_ms,
+        lease_ttl_ms: s.lease_ttl_ms,
+        deadline_ms: s.deadline_ms,
+        deadline_missed: job.deadline_missed,
+        idempotency_key: s.idempotency_key.clone().unwrap_or_default(),
+        lease_token: job.lease.as_ref().map(|l| l.token),
+        lease_worker: job
+            .lease
+            .as_ref()
+            .map(|l| l.worker.clone())
+            .unwrap_or_default(),
+        lease_expires_ms: job.lease.as_ref().map(|l| l.expires_ms),
+        has_checkpoint: job.checkpoint.is_some(),
+    }
+}
+
+/// A lease grant as sent to a worker (built from the grant alone: a follower serving the call
+/// may not have applied the lease yet).
+pub fn leased(grant: &Grant) -> pb::LeasedJob {
+    let s = &grant.spec;
+    let job = pb::Job {
+        id: grant.job_id,
+        queue: s.queue.clone(),
+        priority: s.priority,
+        kind: Some(shell(&s.kind)),
+        state: JobState::Leased.name().to_string(),
+        max_attempts: s.max_attempts,
+        attempts_total: grant.attempt,
+        tags: s.tags.clone(),
+        required_capabilities: s.required_capabilities.clone(),
+        permanent_exit_codes: s.permanent_exit_codes.clone(),
+        timeout_ms: s.timeout_ms,
+        lease_ttl_ms: s.lease_ttl_ms,
+        deadline_ms: s.deadline_ms,
+        idempotency_key: s.idempotency_key.clone().unwrap_or_default(),
+        lease_token: Some(grant.token),
+        lease_expires_ms: Some(grant.expires_ms),
+        has_checkpoint: grant.checkpoint.is_some(),
+        ..Default::default()
+    };
+    pb::LeasedJob {
+        job: Some(job),
+        token: grant.token,
+        attempt: grant.attempt,
+        expires_ms: grant.expires_ms,
+        ttl_ms: grant.ttl_ms,
+        checkpoint: grant.checkpoint.clone(),
+    }
+}
+
+/// A queue's counters.
+pub fn queue(name: &str, stats: &QueueStats, paused: bool) -> pb::QueueInfo {
+    let c = |s: JobState| stats.counts[s as usize];
+    pb::QueueInfo {
+        queue: name.to_string(),
+        paused,
+        scheduled: c(JobState::Scheduled),
+        ready: c(JobState::Ready),
+        leased: c(JobState::Leased),
+        succeeded: c(JobState::Succeeded),
+        dead: c(JobState::Dead),
+        cancelled: c(JobState::Cancelled),
+        deadline_missed: stats.deadline_missed,
     }
 }
 
 /// A job as JSON for the CLI.
 pub fn job_json(job: &pb::Job) -> serde_json::Value {
+    let attempts: Vec<serde_json::Value> = job
+        .attempts
+        .iter()
+        .map(|a| {
+            serde_json::json!({
+                "number": a.number,
+                "token": a.token,
+                "worker": a.worker,
+                "node": a.node,
+                "started_ms": a.started_ms,
+                "ended_ms": a.ended_ms,
+                "result": a.result,
+                "error_class": a.error_class,
+                "exit_code": a.exit_code,
+                "error": a.error,
+                "output_tail": a.output_tail,
+            })
+        })
+        .collect();
     let mut v = serde_json::json!({
         "id": job.id,
         "queue": job.queue,
-        "priority": job.priority,
-        "created_ms": job.created_ms,
         "state": job.state,
+        "priority": job.priority,
+        "attempts": attempts,
+        "attempts_used": job.attempts_used,
+        "attempts_total": job.attempts_total,
+        "max_attempts": job.max_attempts,
+        "created_ms": job.created_ms,
+        "run_at_ms": job.run_at_ms,
+        "finished_ms": job.finished_ms,
+        "error": job.error,
+        "tags": job.tags,
+        "required_capabilities": job.required_capabilities,
+        "permanent_exit_codes": job.permanent_exit_codes,
+        "timeout_ms": job.timeout_ms,
+        "lease_ttl_ms": job.lease_ttl_ms,
+        "deadline_ms": job.deadline_ms,
+        "deadline_missed": job.deadline_missed,
+        "idempotency_key": job.idempotency_key,
+        "lease_token": job.lease_token,
+        "lease_worker": job.lease_worker,
     });
     match &job.kind {
-        Some(pb::job::Kind::Shell(shell)) => v["argv"] = serde_json::json!(shell.argv),
+        Some(pb::job::Kind::Shell(shell)) => {
+            v["argv"] = serde_json::json!(shell.argv);
+            v["env"] = serde_json::json!(shell.env);
+            v["cwd"] = serde_json::json!(shell.cwd);
+        }
         Some(pb::job::Kind::Payload(p)) => v["payload_bytes"] = serde_json::json!(p.len()),
         None => {}
     }
     v
+}
+
+/// A queue as JSON for the CLI.
+pub fn queue_json(q: &pb::QueueInfo) -> serde_json::Value {
+    serde_json::json!({
+        "queue": q.queue,
+        "paused": q.paused,
+        "counts": {
+            "scheduled": q.scheduled,
+            "ready": q.ready,
+            "leased": q.leased,
+            "succeeded": q.succeeded,
+            "dead": q.dead,
+            "cancelled": q.cancelled,
+        },
+        "deadline_missed": q.deadline_missed,
+    })
+}
+
+/// Clamps a list limit: 0 means 100.
+pub fn list_limit(limit: u32) -> usize {
+    match limit {
+        0 => 100,
+        n => n.min(limits::LIST_LIMIT_MAX) as usize,
+    }
 }

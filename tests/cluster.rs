@@ -40,7 +40,13 @@ async fn assert_readable(c: &Cluster, id: u64, acked: &BTreeMap<u64, Vec<String>
             .unwrap_or_else(|e| panic!("node {id}: job {job_id}: {e}"));
         assert_eq!(&argv_of(&job), argv, "node {id}: job {job_id}");
         assert_eq!(job.queue, "q");
-        assert_eq!(job.state, "ready");
+        // Node executors run the echo jobs (and retry them when a node dies mid-run), so any
+        // lifecycle state is fine here: this test is about the job being there.
+        assert!(
+            raftline::machine::JobState::parse(&job.state).is_some(),
+            "node {id}: job {job_id} is {:?}",
+            job.state
+        );
     }
 }
 
@@ -113,7 +119,7 @@ async fn submits_through_any_node_are_readable_everywhere() {
     assert_eq!(job["queue"], "cli");
     assert_eq!(job["priority"], 7);
     assert_eq!(job["argv"], serde_json::json!(["ls", "-l"]));
-    assert_eq!(job["state"], "ready");
+    assert!(job["state"].is_string());
 
     let out = c.cli(&["job", "get", "999999"]);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::job::{JobId, JobSpec};
+use super::job::{ErrorClass, JobId, JobSpec, JobState};
 
 /// One log entry's payload: a command stamped by the leader with its wall clock.
 ///
@@ -16,32 +16,227 @@ pub struct Proposal {
     pub command: Command,
 }
 
+/// Cluster-wide settings that change how apply behaves. Replicated (not read from each node's
+/// config) so every replica applies with the same values; the leader proposes its config's
+/// values when they differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settings {
+    /// How long dead jobs are kept before they are purged.
+    pub dead_retention_ms: u64,
+    /// How long succeeded and cancelled jobs are kept.
+    pub finished_retention_ms: u64,
+    /// How long an idempotency key maps to its first job.
+    pub idempotency_window_ms: u64,
+    /// Waiting this long raises a job's effective priority by one level (priority aging).
+    pub priority_aging_ms: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            dead_retention_ms: 30 * 24 * 3_600_000,
+            finished_retention_ms: 7 * 24 * 3_600_000,
+            idempotency_window_ms: 24 * 3_600_000,
+            priority_aging_ms: 60_000,
+        }
+    }
+}
+
+/// Who asks for a lease.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerRef {
+    /// Worker id, unique per worker process (`[A-Za-z0-9_.-]`).
+    pub id: String,
+    /// The node process, for a node's own executor (its leases end when the node restarts).
+    pub node: Option<super::job::NodeRun>,
+}
+
+/// What a worker reports at the end of an attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    /// `None` for success; otherwise the class the worker saw (`Transient`, `Permanent`,
+    /// `Timeout`). A shell job's exit code listed in `permanent_exit_codes` is made permanent
+    /// by the machine.
+    pub error_class: Option<ErrorClass>,
+    /// Exit code of a shell job that exited.
+    pub exit_code: Option<i32>,
+    /// Error description.
+    pub error: String,
+    /// End of the output.
+    pub output_tail: String,
+}
+
+/// Changes a requeue may make to a job's definition.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobChanges {
+    /// New argv of a shell job.
+    pub argv: Option<Vec<String>>,
+    /// Environment variables to set (replacing ones of the same name).
+    pub env: Option<Vec<(String, String)>>,
+    /// New priority.
+    pub priority: Option<u32>,
+    /// New attempt budget.
+    pub max_attempts: Option<u32>,
+}
+
 /// A state change, proposed by the leader and applied identically on every replica.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
-    /// Add a job to its queue.
-    Submit(JobSpec),
-    /// A node process started (or restarted) with a fresh incarnation id. The set of nodes ever
-    /// registered lets a node with an emptied data dir learn that it used to hold state.
+    /// Add a job to its queue, ready at `run_at_ms` or after `delay_ms` (state-machine time).
+    Submit {
+        /// The job.
+        spec: JobSpec,
+        /// Delay from now.
+        delay_ms: u64,
+        /// Absolute start time; wins over `delay_ms` when set.
+        run_at_ms: Option<u64>,
+    },
+    /// A node process started with a fresh incarnation id. Leases held by the node's previous
+    /// run end at once (the attempt counts); the set of nodes ever registered lets a node with
+    /// an emptied data dir learn that it ran before.
     RegisterNode {
         /// The node's configured id.
         node_id: u64,
         /// A number unique to this process run of the node.
         incarnation: u64,
     },
+    /// Grant up to `max` ready jobs of `queues` (all queues when empty) whose required
+    /// capabilities the worker has, each under a new lease.
+    Lease {
+        /// Who leases.
+        worker: WorkerRef,
+        /// Queues to take from; empty means every queue.
+        queues: Vec<String>,
+        /// Capabilities the worker offers.
+        capabilities: Vec<String>,
+        /// Most jobs to grant.
+        max: u32,
+        /// Lease ttl; the job's own `lease_ttl_ms` when `None`.
+        ttl_ms: Option<u64>,
+    },
+    /// Extend every lease the worker holds by its ttl.
+    Heartbeat {
+        /// Worker id.
+        worker: String,
+    },
+    /// End an attempt (success or failure) under lease `token`.
+    Complete {
+        /// The job.
+        job_id: JobId,
+        /// Fencing token of the lease.
+        token: u64,
+        /// What happened.
+        report: Report,
+    },
+    /// Store a checkpoint under lease `token`; the next attempt's lease hands it back.
+    Checkpoint {
+        /// The job.
+        job_id: JobId,
+        /// Fencing token of the lease.
+        token: u64,
+        /// Opaque progress data.
+        data: Vec<u8>,
+    },
+    /// Hand a leased job back without counting the attempt (worker shutting down).
+    Release {
+        /// The job.
+        job_id: JobId,
+        /// Fencing token of the lease.
+        token: u64,
+    },
+    /// Cancel a job that has not finished; a running attempt is told through its lease.
+    Cancel {
+        /// The job.
+        job_id: JobId,
+    },
+    /// Run a job again now: a scheduled job becomes ready at once; a dead or cancelled job gets
+    /// a fresh attempt budget. Optionally with new parameters.
+    Requeue {
+        /// The job.
+        job_id: JobId,
+        /// New parameters.
+        changes: JobChanges,
+    },
+    /// Stop (or resume) leasing from a queue; running jobs finish.
+    PauseQueue {
+        /// The queue.
+        queue: String,
+        /// `true` to pause, `false` to resume.
+        paused: bool,
+    },
+    /// Remove dead jobs (of one queue, or all), at most `PURGE_BATCH_MAX` per command.
+    PurgeDead {
+        /// Only this queue, if set.
+        queue: Option<String>,
+    },
+    /// Replace the cluster-wide settings.
+    Configure(Settings),
+    /// Process what is due at `now_ms`: timers, lease expiries, deadlines, retention purges.
+    Tick,
+}
+
+/// A job granted by a lease.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    /// The job.
+    pub job_id: JobId,
+    /// Fencing token of the new lease.
+    pub token: u64,
+    /// Attempt number (over the job's whole life).
+    pub attempt: u32,
+    /// Lease expiry, state-machine time.
+    pub expires_ms: u64,
+    /// Lease ttl.
+    pub ttl_ms: u64,
+    /// The job's definition.
+    pub spec: JobSpec,
+    /// The checkpoint stored by an earlier attempt.
+    pub checkpoint: Option<Vec<u8>>,
 }
 
 /// The outcome of applying one command. Rejections are normal, deterministic outcomes: every
 /// replica computes the same one.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {
-    /// The job was created with this id.
+    /// The job was created with this id, or, with `duplicate`, an earlier job with the same
+    /// idempotency key has it.
     Submitted {
         /// Cluster-assigned id.
         id: JobId,
+        /// The idempotency key matched an earlier submit; nothing was created.
+        duplicate: bool,
     },
-    /// The node's registration was recorded.
-    NodeRegistered,
+    /// The node's registration was recorded; `released` leases of its previous run ended.
+    NodeRegistered {
+        /// Leases of the previous run that were ended.
+        released: u32,
+    },
+    /// Jobs granted by a lease (possibly none).
+    Leased(Vec<Grant>),
+    /// The worker's leases after a heartbeat: (job, token, expires_ms).
+    Heartbeated(Vec<(JobId, u64, u64)>),
+    /// An attempt ended; the job is now in `state`.
+    Completed {
+        /// New state.
+        state: JobState,
+    },
+    /// A command on one job succeeded; the job is now in `state`.
+    Done {
+        /// New state.
+        state: JobState,
+    },
+    /// Queue settings changed, or settings replaced.
+    Ok,
+    /// Dead jobs removed.
+    Purged {
+        /// How many.
+        count: u64,
+    },
+    /// Due work processed by a Tick.
+    Ticked {
+        /// Items processed.
+        work: u32,
+    },
     /// A Raft-internal entry (blank or membership) with no application response.
     #[default]
     Internal,
@@ -57,6 +252,17 @@ pub enum Rejection {
         /// The request field at fault, e.g. `queue` or `shell.argv`.
         field: String,
         /// What is wrong with it.
+        message: String,
+    },
+    /// The job does not exist (never did, or was purged).
+    NotFound {
+        /// The job id.
+        job_id: JobId,
+    },
+    /// The command does not apply to the job as it is: a stale fencing token, a job already
+    /// finished, a lease held by someone else.
+    Precondition {
+        /// What does not hold.
         message: String,
     },
     /// A limit of `limits.rs` is reached.

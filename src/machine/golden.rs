@@ -1,25 +1,41 @@
 //! Golden-script tests for the state machine.
 //!
-//! Each `testscripts/*.script` file is a list of commands, one per line; the runner applies them
-//! to a fresh [`Machine`] and writes every command, its response and (on `state`) a dump of the
-//! state into the output, which must equal the `.golden` file beside the script. Run with
-//! `RAFTLINE_GOLDEN_UPDATE=1` to rewrite the golden files, then review the diff.
+//! Each `testscripts/*.script` file is a list of commands, one per line, applied in order to a
+//! fresh [`Machine`]. The output echoes each command as `> line`, then its response (and, for
+//! `state`, `job` and `due`, a dump); it must equal the `.golden` file beside the script. Run
+//! with `RAFTLINE_GOLDEN_UPDATE=1` to rewrite the golden files, then review the diff. Comment
+//! (`#`) and blank lines are copied. The invariants are checked after every command.
 //!
-//! Commands (`@T` sets the proposal's `now_ms`, default the previous one):
-//! - `submit QUEUE PRIORITY ARGV...` / `submit-payload QUEUE PRIORITY BYTES`
-//! - `register NODE INCARNATION`
-//! - `state`
+//! A trailing `@T` word sets the proposal's `now_ms` for that command and the ones after it
+//! (0 at the start). Options are `key=value` words (lists comma-separated) or bare flags:
+//!
+//! - `submit QUEUE [p=N] [attempts=N] [delay=MS] [run_at=MS] [key=K] [caps=a,b] [perm=3,4]
+//!   [ttl=MS] [deadline=MS] [timeout=MS] [backoff=BASE,FACTOR,CAP] [nojitter] [payload=BYTES]
+//!   -- ARGV...` — a shell job, or an external one of BYTES bytes with `payload=`; `""` is an
+//!   empty queue name or argv item.
+//! - `lease WORKER [max=N] [queues=a,b] [caps=a,b] [ttl=MS] [node=ID:INCARNATION]` (max 1)
+//! - `heartbeat WORKER`
+//! - `complete JOB TOKEN ok` | `complete JOB TOKEN fail [class=NAME] [exit=N] [error=TEXT]`
+//!   (class transient unless named)
+//! - `checkpoint JOB TOKEN DATA`, `release JOB TOKEN`, `cancel JOB`
+//! - `requeue JOB [p=N] [attempts=N] [argv=a,b]`
+//! - `pause QUEUE`, `resume QUEUE`, `purge [QUEUE]`, `tick`, `register NODE INCARNATION`
+//! - `configure [dead=MS] [finished=MS] [idem=MS] [aging=MS]` (others keep their value)
+//! - `state` dumps the whole state, `job ID` one job, `ready QUEUE` a queue's ready jobs in
+//!   lease order with their ranks, `due` prints [`Machine::next_due`].
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
 use super::*;
 
+/// Runs one script and returns its output.
 fn run_script(script: &str) -> String {
     let mut m = Machine::new();
     let mut out = String::new();
     let mut now_ms = 0;
-    for line in script.lines() {
+    for (n, line) in script.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             writeln!(out, "{line}").unwrap();
@@ -28,72 +44,436 @@ fn run_script(script: &str) -> String {
         writeln!(out, "> {line}").unwrap();
         let mut words: Vec<&str> = line.split_whitespace().collect();
         if let Some(t) = words.last().and_then(|w| w.strip_prefix('@')) {
-            now_ms = t.parse().expect("@T must be a number");
+            now_ms = t
+                .parse()
+                .unwrap_or_else(|_| panic!("line {}: bad time @{t}", n + 1));
             words.pop();
         }
-        let command = match words.as_slice() {
-            ["state"] => {
-                dump(&m, &mut out);
-                continue;
-            }
-            ["submit", queue, priority, argv @ ..] => Command::Submit(JobSpec {
-                queue: queue.trim_matches('"').to_string(),
-                priority: priority.parse().unwrap(),
-                kind: JobKind::Shell {
-                    argv: argv.iter().map(|s| s.to_string()).collect(),
-                },
-            }),
-            ["submit-payload", queue, priority, bytes] => Command::Submit(JobSpec {
-                queue: queue.to_string(),
-                priority: priority.parse().unwrap(),
-                kind: JobKind::External {
-                    payload: vec![b'x'; bytes.parse().unwrap()],
-                },
-            }),
-            ["register", node, incarnation] => Command::RegisterNode {
-                node_id: node.parse().unwrap(),
-                incarnation: incarnation.parse().unwrap(),
+        match words.as_slice() {
+            ["state"] => dump(&m, &mut out),
+            ["job", id] => match m.jobs.get(&num(id)) {
+                Some(job) => dump_job(job, &mut out),
+                None => writeln!(out, "job {id} not found").unwrap(),
             },
-            other => panic!("unknown script command {other:?}"),
-        };
-        let response = m.apply(&Proposal { now_ms, command });
-        m.check_invariants();
-        writeln!(out, "{response:?}").unwrap();
+            ["due"] => writeln!(out, "next_due: {}", opt(m.next_due())).unwrap(),
+            ["ready", queue] => dump_ready(&m, queue, &mut out),
+            _ => {
+                let command =
+                    parse(&words, &m).unwrap_or_else(|e| panic!("line {}: {e}: {line}", n + 1));
+                let response = m.apply(&Proposal { now_ms, command });
+                m.check_invariants();
+                print_response(&response, &mut out);
+            }
+        }
     }
     out
 }
 
-fn dump(m: &Machine, out: &mut String) {
-    writeln!(out, "now_ms={} next_job_id={}", m.now_ms, m.next_job_id).unwrap();
-    for job in m.jobs.values() {
-        let kind = match &job.spec.kind {
-            JobKind::Shell { argv } => format!("shell {argv:?}"),
-            JobKind::External { payload } => format!("external {} bytes", payload.len()),
+fn num<T: std::str::FromStr>(word: &str) -> T {
+    word.parse()
+        .unwrap_or_else(|_| panic!("{word:?} is not a number"))
+}
+
+/// `key=value` options (a bare word is a flag); lists are comma-separated.
+struct Opts<'a>(BTreeMap<&'a str, &'a str>);
+
+impl<'a> Opts<'a> {
+    /// Parses `words`, refusing keys not in `allowed`.
+    fn parse(words: &[&'a str], allowed: &[&str]) -> Result<Self, String> {
+        let mut opts = BTreeMap::new();
+        for word in words {
+            let (key, value) = word.split_once('=').unwrap_or((word, ""));
+            if !allowed.contains(&key) {
+                return Err(format!("unknown option {key:?}"));
+            }
+            opts.insert(key, value);
+        }
+        Ok(Opts(opts))
+    }
+
+    fn num<T: std::str::FromStr>(&self, key: &str) -> Option<T> {
+        self.0.get(key).map(|v| num(v))
+    }
+
+    fn str(&self, key: &str) -> Option<String> {
+        self.0.get(key).map(|v| v.to_string())
+    }
+
+    fn list(&self, key: &str) -> Option<Vec<String>> {
+        let value = self.0.get(key)?;
+        Some(
+            value
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect(),
+        )
+    }
+}
+
+fn parse(words: &[&str], m: &Machine) -> Result<Command, String> {
+    Ok(match words {
+        ["submit", rest @ ..] => submit(rest)?,
+        ["lease", worker, rest @ ..] => {
+            let o = Opts::parse(rest, &["max", "queues", "caps", "ttl", "node"])?;
+            let node = o.str("node").map(|v| {
+                let (id, incarnation) = v.split_once(':').expect("node=ID:INCARNATION");
+                NodeRun {
+                    node_id: num(id),
+                    incarnation: num(incarnation),
+                }
+            });
+            Command::Lease {
+                worker: WorkerRef {
+                    id: worker.to_string(),
+                    node,
+                },
+                queues: o.list("queues").unwrap_or_default(),
+                capabilities: o.list("caps").unwrap_or_default(),
+                max: o.num("max").unwrap_or(1),
+                ttl_ms: o.num("ttl"),
+            }
+        }
+        ["heartbeat", worker] => Command::Heartbeat {
+            worker: worker.to_string(),
+        },
+        ["complete", job, token, result, rest @ ..] => Command::Complete {
+            job_id: num(job),
+            token: num(token),
+            report: report(result, rest)?,
+        },
+        ["checkpoint", job, token, data] => Command::Checkpoint {
+            job_id: num(job),
+            token: num(token),
+            data: data.as_bytes().to_vec(),
+        },
+        ["release", job, token] => Command::Release {
+            job_id: num(job),
+            token: num(token),
+        },
+        ["cancel", job] => Command::Cancel { job_id: num(job) },
+        ["requeue", job, rest @ ..] => {
+            let o = Opts::parse(rest, &["p", "attempts", "argv"])?;
+            let changes = JobChanges {
+                argv: o.list("argv"),
+                env: None,
+                priority: o.num("p"),
+                max_attempts: o.num("attempts"),
+            };
+            Command::Requeue {
+                job_id: num(job),
+                changes,
+            }
+        }
+        [verb @ ("pause" | "resume"), queue] => Command::PauseQueue {
+            queue: queue.to_string(),
+            paused: *verb == "pause",
+        },
+        ["purge", queue @ ..] if queue.len() <= 1 => Command::PurgeDead {
+            queue: queue.first().map(|q| q.to_string()),
+        },
+        ["configure", rest @ ..] => {
+            let o = Opts::parse(rest, &["dead", "finished", "idem", "aging"])?;
+            let s = m.settings;
+            Command::Configure(Settings {
+                dead_retention_ms: o.num("dead").unwrap_or(s.dead_retention_ms),
+                finished_retention_ms: o.num("finished").unwrap_or(s.finished_retention_ms),
+                idempotency_window_ms: o.num("idem").unwrap_or(s.idempotency_window_ms),
+                priority_aging_ms: o.num("aging").unwrap_or(s.priority_aging_ms),
+            })
+        }
+        ["tick"] => Command::Tick,
+        ["register", node, incarnation] => Command::RegisterNode {
+            node_id: num(node),
+            incarnation: num(incarnation),
+        },
+        _ => return Err("unknown command or wrong arguments".into()),
+    })
+}
+
+fn submit(words: &[&str]) -> Result<Command, String> {
+    let split = words.iter().position(|w| *w == "--").unwrap_or(words.len());
+    let argv: Vec<&str> = words[split..]
+        .iter()
+        .skip(1)
+        .map(|a| a.trim_matches('"'))
+        .collect();
+    let [queue, rest @ ..] = &words[..split] else {
+        return Err("submit needs a queue".into());
+    };
+    let allowed = [
+        "p", "attempts", "delay", "run_at", "key", "caps", "perm", "ttl", "deadline", "timeout",
+        "backoff", "nojitter", "payload",
+    ];
+    let o = Opts::parse(rest, &allowed)?;
+    let queue = queue.trim_matches('"');
+    let mut spec = match o.num("payload") {
+        Some(bytes) => JobSpec::new(
+            queue,
+            JobKind::External {
+                payload: vec![b'x'; bytes],
+            },
+        ),
+        None => JobSpec::shell(queue, &argv),
+    };
+    spec.priority = o.num("p").unwrap_or(spec.priority);
+    spec.max_attempts = o.num("attempts").unwrap_or(spec.max_attempts);
+    spec.idempotency_key = o.str("key");
+    spec.required_capabilities = o.list("caps").unwrap_or_default();
+    spec.permanent_exit_codes = o
+        .list("perm")
+        .unwrap_or_default()
+        .iter()
+        .map(|c| num(c))
+        .collect();
+    spec.lease_ttl_ms = o.num("ttl").unwrap_or(spec.lease_ttl_ms);
+    spec.deadline_ms = o.num("deadline");
+    spec.timeout_ms = o.num("timeout");
+    if let Some(backoff) = o.list("backoff") {
+        let [base, factor, cap] = &backoff[..] else {
+            return Err("backoff=BASE,FACTOR,CAP".into());
         };
+        (
+            spec.backoff.base_ms,
+            spec.backoff.factor,
+            spec.backoff.cap_ms,
+        ) = (num(base), num(factor), num(cap));
+    }
+    spec.backoff.jitter = o.str("nojitter").is_none();
+    Ok(Command::Submit {
+        spec,
+        delay_ms: o.num("delay").unwrap_or(0),
+        run_at_ms: o.num("run_at"),
+    })
+}
+
+fn report(result: &str, words: &[&str]) -> Result<Report, String> {
+    let o = Opts::parse(words, &["class", "exit", "error"])?;
+    let classes = [
+        ErrorClass::Transient,
+        ErrorClass::Permanent,
+        ErrorClass::Timeout,
+        ErrorClass::LostLease,
+        ErrorClass::Released,
+        ErrorClass::Cancelled,
+    ];
+    let error_class = match (result, o.str("class")) {
+        ("ok", None) => None,
+        ("fail", None) => Some(ErrorClass::Transient),
+        ("fail", Some(name)) => Some(
+            classes
+                .into_iter()
+                .find(|c| c.name() == name)
+                .ok_or(format!("unknown class {name}"))?,
+        ),
+        _ => return Err("complete JOB TOKEN ok | fail [class=..]".into()),
+    };
+    Ok(Report {
+        error_class,
+        exit_code: o.num("exit"),
+        error: o.str("error").unwrap_or_default(),
+        output_tail: String::new(),
+    })
+}
+
+fn opt(value: Option<u64>) -> String {
+    value.map_or("none".into(), |v| v.to_string())
+}
+
+fn checkpoint(data: &Option<Vec<u8>>) -> String {
+    data.as_ref().map_or("none".into(), |d| {
+        format!("{:?}", String::from_utf8_lossy(d))
+    })
+}
+
+/// Prints a list of items after `head`, one `[item]` per line, aligned under the first.
+fn print_items(head: &str, items: Vec<String>, out: &mut String) {
+    if items.is_empty() {
+        writeln!(out, "{head} []").unwrap();
+    }
+    for (i, item) in items.iter().enumerate() {
+        let lead = if i == 0 {
+            head.to_string()
+        } else {
+            " ".repeat(head.len())
+        };
+        writeln!(out, "{lead} [{item}]").unwrap();
+    }
+}
+
+fn print_response(response: &Response, out: &mut String) {
+    let text = match response {
+        Response::Submitted { id, duplicate } => {
+            let dup = if *duplicate { " (duplicate)" } else { "" };
+            format!("Submitted job {id}{dup}")
+        }
+        Response::NodeRegistered { released } => format!("NodeRegistered released={released}"),
+        Response::Leased(grants) => {
+            let items = grants.iter().map(|g| {
+                format!(
+                    "job {} token {} attempt {} expires {} checkpoint {}",
+                    g.job_id,
+                    g.token,
+                    g.attempt,
+                    g.expires_ms,
+                    checkpoint(&g.checkpoint)
+                )
+            });
+            return print_items("Leased", items.collect(), out);
+        }
+        Response::Heartbeated(leases) => {
+            let items = leases
+                .iter()
+                .map(|(id, token, expires)| format!("job {id} token {token} expires {expires}"));
+            return print_items("Heartbeated", items.collect(), out);
+        }
+        Response::Completed { state } => format!("Completed -> {}", state.name()),
+        Response::Done { state } => format!("Done -> {}", state.name()),
+        Response::Ok => "Ok".into(),
+        Response::Purged { count } => format!("Purged {count}"),
+        Response::Ticked { work } => format!("Ticked work={work}"),
+        Response::Internal => "Internal".into(),
+        Response::Rejected(rejection) => format!("Rejected({})", rejection_text(rejection)),
+    };
+    writeln!(out, "{text}").unwrap();
+}
+
+fn rejection_text(rejection: &Rejection) -> String {
+    match rejection {
+        Rejection::Invalid { field, message } => format!("Invalid: {field} {message}"),
+        Rejection::NotFound { job_id } => format!("NotFound: job {job_id}"),
+        Rejection::Precondition { message } => format!("Precondition: {message}"),
+        Rejection::Exhausted { message } => format!("Exhausted: {message}"),
+    }
+}
+
+fn dump(m: &Machine, out: &mut String) {
+    writeln!(
+        out,
+        "now={} next_job_id={} next_token={}",
+        m.now_ms, m.next_job_id, m.next_token
+    )
+    .unwrap();
+    if m.settings != Settings::default() {
+        let s = &m.settings;
         writeln!(
             out,
-            "job {} queue={} priority={} state={} created_ms={} {kind}",
-            job.id,
-            job.spec.queue,
-            job.spec.priority,
-            job.state.name(),
-            job.created_ms
+            "settings dead={} finished={} idem={} aging={}",
+            s.dead_retention_ms,
+            s.finished_retention_ms,
+            s.idempotency_window_ms,
+            s.priority_aging_ms
         )
         .unwrap();
     }
-    for queue in m.ready.keys() {
+    for job in m.jobs.values() {
+        dump_job(job, out);
+    }
+    for queue in m.index.ready.keys() {
+        dump_ready(m, queue, out);
+    }
+    if !m.paused.is_empty() {
+        let paused: Vec<&str> = m.paused.iter().map(String::as_str).collect();
+        writeln!(out, "paused: {}", paused.join(" ")).unwrap();
+    }
+    for (queue, stats) in &m.index.queues {
+        let counts: Vec<String> = JobState::ALL
+            .iter()
+            .filter(|s| stats.counts[**s as usize] > 0)
+            .map(|s| format!("{}={}", s.name(), stats.counts[*s as usize]))
+            .collect();
+        let missed = stats.deadline_missed;
         writeln!(
             out,
-            "ready {queue}: {:?}",
-            m.ready_in(queue).collect::<Vec<_>>()
+            "queue {queue}: {} deadline_missed={missed}",
+            counts.join(" ")
         )
         .unwrap();
+    }
+    for (key, (id, expires)) in &m.idempotency {
+        writeln!(out, "idempotency {key:?} -> job {id} until {expires}").unwrap();
     }
     for (id, n) in &m.nodes {
         writeln!(
             out,
-            "node {id} incarnation={} first_registered_ms={} registered_ms={}",
+            "node {id} incarnation={} first_registered={} registered={}",
             n.incarnation, n.first_registered_ms, n.registered_ms
+        )
+        .unwrap();
+    }
+    writeln!(out, "next_due: {}", opt(m.next_due())).unwrap();
+}
+
+fn dump_ready(m: &Machine, queue: &str, out: &mut String) {
+    let ids: Vec<String> = m
+        .ready_in(queue)
+        .map(|id| format!("{id} (rank {})", m.jobs[&id].rank))
+        .collect();
+    writeln!(out, "ready {queue}: {}", ids.join(", ")).unwrap();
+}
+
+fn dump_job(job: &Job, out: &mut String) {
+    let kind = match &job.spec.kind {
+        JobKind::Shell { argv, .. } => format!("argv=[{}]", argv.join(" ")),
+        JobKind::External { payload } => format!("payload={}B", payload.len()),
+    };
+    let lease = job.lease.as_ref().map_or("none".into(), |l| {
+        format!("[token {} {} expires {}]", l.token, l.worker, l.expires_ms)
+    });
+    writeln!(
+        out,
+        "job {} {} p={} {} run_at={} attempts={}/{}/{} lease={lease} checkpoint={} {kind}",
+        job.id,
+        job.spec.queue,
+        job.spec.priority,
+        job.state.name(),
+        job.run_at_ms,
+        job.attempts_used,
+        job.attempts_total,
+        job.spec.max_attempts,
+        if job.checkpoint.is_some() {
+            "yes"
+        } else {
+            "no"
+        },
+    )
+    .unwrap();
+    let mut extra = Vec::new();
+    if let Some(t) = job.finished_ms {
+        extra.push(format!("finished={t}"));
+    }
+    if let Some(t) = job.purge_at_ms {
+        extra.push(format!("purge_at={t}"));
+    }
+    if let Some(t) = job.spec.deadline_ms {
+        extra.push(format!("deadline={t} missed={}", job.deadline_missed));
+    }
+    if let Some(e) = &job.error {
+        extra.push(format!("error={e:?}"));
+    }
+    if !extra.is_empty() {
+        writeln!(out, "  {}", extra.join(" ")).unwrap();
+    }
+    for a in &job.attempts {
+        let node = a.node.map_or(String::new(), |n| format!(" node {n}"));
+        let outcome = a.outcome.as_ref().map_or("open".into(), |o| {
+            let class = o.error_class.map_or("ok", ErrorClass::name);
+            let exit = o.exit_code.map_or(String::new(), |c| format!(" exit={c}"));
+            let error = if o.error.is_empty() {
+                String::new()
+            } else {
+                format!(" {:?}", o.error)
+            };
+            format!("{class}{exit}{error}")
+        });
+        writeln!(
+            out,
+            "  attempt {} token {} {}{node} {}..{} {outcome}",
+            a.number,
+            a.token,
+            a.worker,
+            a.started_ms,
+            a.ended_ms.map_or(String::new(), |t| t.to_string())
         )
         .unwrap();
     }

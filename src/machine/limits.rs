@@ -49,9 +49,93 @@ pub const APPEND_ENTRIES_MAX: u64 = 512;
 /// Concurrent API requests served by one node; further ones queue in the server.
 pub const API_CONCURRENCY_MAX: usize = 1024;
 
+/// Attempts a job may be given (`max_attempts`).
+pub const MAX_ATTEMPTS_MAX: u32 = 100;
+/// Attempts when a submit names none.
+pub const MAX_ATTEMPTS_DEFAULT: u32 = 3;
+/// Attempt records kept per job (the newest); older ones are dropped, the count stays.
+pub const ATTEMPTS_KEPT_MAX: usize = 20;
+/// Bytes of stdout/stderr kept per attempt (the end of the output).
+pub const OUTPUT_TAIL_BYTES_MAX: usize = 4 * 1024;
+/// Bytes of an error message kept per attempt.
+pub const ERROR_BYTES_MAX: usize = 1024;
+/// Bytes of a checkpoint a worker may store on its job.
+pub const CHECKPOINT_BYTES_MAX: usize = 64 * 1024;
+/// Tags per job, and bytes per tag.
+pub const TAGS_MAX: usize = 16;
+/// See [`TAGS_MAX`].
+pub const TAG_BYTES_MAX: usize = 64;
+/// Capabilities a job may require or a worker may offer, and bytes per name.
+pub const CAPABILITIES_MAX: usize = 16;
+/// See [`CAPABILITIES_MAX`].
+pub const CAPABILITY_BYTES_MAX: usize = 64;
+/// Environment variables of a shell job, and their total bytes.
+pub const ENV_VARS_MAX: usize = 64;
+/// See [`ENV_VARS_MAX`].
+pub const ENV_BYTES_MAX: usize = 16 * 1024;
+/// Bytes of a working directory path.
+pub const CWD_BYTES_MAX: usize = 4096;
+/// Bytes of an idempotency key.
+pub const IDEMPOTENCY_KEY_BYTES_MAX: usize = 256;
+/// Bytes of a worker id.
+pub const WORKER_ID_BYTES_MAX: usize = 128;
+/// Queues named in one lease request.
+pub const LEASE_QUEUES_MAX: usize = 64;
+/// Jobs handed out by one lease.
+pub const LEASE_BATCH_MAX: u32 = 256;
+/// A lease stops granting once the granted jobs' definitions and checkpoints reach this many
+/// bytes (it always grants at least one), so a lease response fits in one API message.
+pub const LEASE_RESPONSE_BYTES_MAX: usize = 2 * 1024 * 1024;
+/// Ready jobs a lease looks at per queue to find one whose required capabilities the worker
+/// has; a lease never scans a whole queue.
+pub const LEASE_SCAN_MAX: usize = 1024;
+/// Shortest lease: below this, heartbeats (every ttl/3) cannot keep up with the network.
+pub const LEASE_TTL_MS_MIN: u64 = 1_000;
+/// Longest lease: a dead worker's job must come back within this.
+pub const LEASE_TTL_MS_MAX: u64 = 3_600_000;
+/// Lease ttl when a request names none.
+pub const LEASE_TTL_MS_DEFAULT: u64 = 30_000;
+/// Longest job timeout (7 days).
+pub const TIMEOUT_MS_MAX: u64 = 7 * 24 * 3_600_000;
+/// Longest delay or distance of run_at / deadline into the future (366 days).
+pub const DELAY_MS_MAX: u64 = 366 * 24 * 3_600_000;
+/// Backoff bounds: base and cap at most one day, factor 1..=10.
+pub const BACKOFF_MS_MAX: u64 = 24 * 3_600_000;
+/// See [`BACKOFF_MS_MAX`].
+pub const BACKOFF_FACTOR_MAX: u32 = 10;
+/// Jobs one queue may hold; past it submits to that queue get RESOURCE_EXHAUSTED.
+pub const QUEUE_JOBS_MAX: u64 = 1_000_000;
+/// Distinct queues with jobs or settings.
+pub const QUEUES_MAX: usize = 10_000;
+/// Due items (timers, expiries, purges) one Tick processes; the rest wait for the next Tick,
+/// so one log entry never does unbounded work.
+pub const TICK_WORK_MAX: usize = 1_000;
+/// Dead jobs removed by one purge command.
+pub const PURGE_BATCH_MAX: usize = 10_000;
+/// Jobs returned by one list call.
+pub const LIST_LIMIT_MAX: u32 = 1_000;
+/// Longest long-poll wait of a lease request.
+pub const LEASE_WAIT_MS_MAX: u64 = 60_000;
+
 const _: () = assert!(PRIORITY_MIN <= PRIORITY_DEFAULT && PRIORITY_DEFAULT <= PRIORITY_MAX);
 const _: () = assert!(ARGV_BYTES_MAX + PAYLOAD_BYTES_MAX < API_MESSAGE_BYTES_MAX);
 const _: () = assert!(SNAPSHOT_CHUNK_BYTES_MAX < PEER_MESSAGE_BYTES_MAX);
+const _: () = assert!(MAX_ATTEMPTS_DEFAULT <= MAX_ATTEMPTS_MAX);
+const _: () =
+    assert!(LEASE_TTL_MS_MIN <= LEASE_TTL_MS_DEFAULT && LEASE_TTL_MS_DEFAULT <= LEASE_TTL_MS_MAX);
+const _: () = assert!((LEASE_BATCH_MAX as usize) <= TICK_WORK_MAX);
+const _: () = assert!(QUEUE_JOBS_MAX as usize <= JOBS_MAX);
+// One granted job (definition plus checkpoint) always fits in a lease response, and a response
+// filled up to LEASE_RESPONSE_BYTES_MAX plus one more job fits in one API message.
+const _: () = assert!(
+    LEASE_RESPONSE_BYTES_MAX
+        + ARGV_BYTES_MAX
+        + PAYLOAD_BYTES_MAX
+        + CHECKPOINT_BYTES_MAX
+        + ENV_BYTES_MAX
+        + 64 * 1024
+        < API_MESSAGE_BYTES_MAX
+);
 // An append batch of the largest jobs must fit in one peer message.
 const _: () = assert!(
     (APPEND_ENTRIES_MAX as usize) * (ARGV_BYTES_MAX + PAYLOAD_BYTES_MAX + 1024)

@@ -3,8 +3,9 @@
 //! Every change to raftline's state is a [`Command`] in a Raft log entry, stamped by the leader
 //! with its clock ([`Proposal`]). [`Machine::apply`] turns one proposal into a [`Response`] and
 //! a new state; applied in log order on every replica it gives identical states. Nothing here
-//! reads a clock, a random source, the network or the disk, and no iteration order depends on
-//! hashing (all maps are `BTreeMap`).
+//! reads a clock, a thread-local random source, the network or the disk, and no iteration order
+//! depends on hashing (all maps are `BTreeMap`). Retry jitter comes from a PRNG seeded by
+//! (job id, attempt) (`backoff.rs`).
 //!
 //! ## Where the state lives
 //!
@@ -14,33 +15,57 @@
 //! apply stays a pure function; and atomicity with `last_applied` holds by construction, since
 //! both live in the same in-memory value and are rebuilt together from the last snapshot plus
 //! the log after a crash. The cost is replay time on restart (at most one snapshot interval of
-//! entries) and memory proportional to the jobs held.
+//! entries) and memory proportional to the jobs held (bounded by `JOBS_MAX`).
+//!
+//! ## Jobs
+//!
+//! `scheduled` → `ready` → `leased` → `succeeded` | back to `scheduled` (transient failure,
+//! attempts left, after a backoff) | `dead` | `cancelled`. Ready jobs sit in an ordered index
+//! per queue keyed by rank = ready time + (10 - priority) × `priority_aging_ms`, so a lease is
+//! O(log n) and higher priorities go first, while a job that waited long enough overtakes
+//! newer, more urgent ones (no starvation). Every lease carries a fencing token from one
+//! strictly increasing counter; completing, failing, checkpointing or releasing needs the
+//! current lease's token, so a job reaches a terminal state exactly once.
+//!
+//! Timers (scheduled starts, lease expiries, SLA deadlines, retention purges, idempotency key
+//! expiry) fire only inside a replicated [`Command::Tick`], which the leader proposes when
+//! [`Machine::next_due`] has passed; each Tick does at most `TICK_WORK_MAX` items.
 //!
 //! ## Invariants (checked by [`Machine::check_invariants`] after every apply in debug builds)
 //!
 //! - `now_ms` never decreases.
-//! - Every job id is below `next_job_id`; ids are assigned in log order.
-//! - A job is in its queue's ready index exactly when its state is `Ready`.
+//! - Every job id is below `next_job_id`; every token below `next_token`.
+//! - The indexes equal the ones rebuilt from the jobs alone.
+//! - A job has a lease exactly when it is `leased`; its newest attempt carries that token and
+//!   is open; no other attempt is open.
+//! - `attempts_used <= attempts_total`, and no more than `max_attempts` attempts are used.
+//! - Terminal jobs have `finished_ms`; others do not.
 //!
 //! ## CAVEATS (not implemented yet)
 //!
-//! Leases, retries, dead letters, workflows, resources, timers and cron come in later issues;
-//! jobs are only `ready` here.
+//! Workflows, resources, cron and event triggers come in later issues.
 
+pub mod backoff;
 pub mod command;
+pub mod index;
 pub mod job;
+mod lifecycle;
 pub mod limits;
 
 #[cfg(test)]
 mod golden;
 
-use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-pub use command::{Command, Proposal, Rejection, Response};
-pub use job::{Job, JobId, JobKind, JobSpec, JobState};
+pub use command::{
+    Command, Grant, JobChanges, Proposal, Rejection, Report, Response, Settings, WorkerRef,
+};
+pub use index::{Index, QueueStats};
+pub use job::{
+    Attempt, Backoff, ErrorClass, Job, JobId, JobKind, JobSpec, JobState, Lease, NodeRun, Outcome,
+};
 
 /// What the state machine remembers of a node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,9 +78,6 @@ pub struct NodeRecord {
     pub registered_ms: u64,
 }
 
-/// Key of the ready index: higher priority first, then FIFO by id (ids follow submit order).
-type ReadyKey = (Reverse<u32>, JobId);
-
 /// The whole replicated application state.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Machine {
@@ -63,19 +85,33 @@ pub struct Machine {
     now_ms: u64,
     /// Next job id to assign.
     next_job_id: JobId,
+    /// Next enqueue sequence number (FIFO tie-break in the ready index).
+    next_seq: u64,
+    /// Next fencing token.
+    next_token: u64,
+    /// Cluster-wide settings.
+    settings: Settings,
     /// Every job held, by id.
     jobs: BTreeMap<JobId, Job>,
-    /// Ready jobs per queue, in lease order.
-    ready: BTreeMap<String, BTreeSet<ReadyKey>>,
+    /// Indexes over `jobs`.
+    index: Index,
+    /// Paused queues.
+    paused: BTreeSet<String>,
+    /// Idempotency key -> (job, expiry).
+    idempotency: BTreeMap<String, (JobId, u64)>,
+    /// Idempotency keys by expiry.
+    idempotency_expiry: BTreeSet<(u64, String)>,
     /// Every node ever registered.
     nodes: BTreeMap<u64, NodeRecord>,
 }
 
 impl Machine {
-    /// An empty state; job ids start at 1.
+    /// An empty state; job ids and tokens start at 1.
     pub fn new() -> Self {
         Machine {
             next_job_id: 1,
+            next_seq: 1,
+            next_token: 1,
             ..Machine::default()
         }
     }
@@ -85,69 +121,54 @@ impl Machine {
     pub fn apply(&mut self, proposal: &Proposal) -> Response {
         self.now_ms = self.now_ms.max(proposal.now_ms);
         let response = match &proposal.command {
-            Command::Submit(spec) => self.submit(spec),
+            Command::Submit {
+                spec,
+                delay_ms,
+                run_at_ms,
+            } => self.submit(spec, *delay_ms, *run_at_ms),
             Command::RegisterNode {
                 node_id,
                 incarnation,
             } => self.register_node(*node_id, *incarnation),
+            Command::Lease {
+                worker,
+                queues,
+                capabilities,
+                max,
+                ttl_ms,
+            } => self.lease(worker, queues, capabilities, *max, *ttl_ms),
+            Command::Heartbeat { worker } => self.heartbeat(worker),
+            Command::Complete {
+                job_id,
+                token,
+                report,
+            } => self.complete(*job_id, *token, report),
+            Command::Checkpoint {
+                job_id,
+                token,
+                data,
+            } => self.checkpoint(*job_id, *token, data),
+            Command::Release { job_id, token } => self.release(*job_id, *token),
+            Command::Cancel { job_id } => self.cancel(*job_id),
+            Command::Requeue { job_id, changes } => self.requeue(*job_id, changes),
+            Command::PauseQueue { queue, paused } => self.pause_queue(queue, *paused),
+            Command::PurgeDead { queue } => self.purge_dead(queue.as_deref()),
+            Command::Configure(settings) => self.configure(settings),
+            Command::Tick => self.tick(),
         };
         #[cfg(debug_assertions)]
         self.check_invariants();
         response
     }
 
-    fn submit(&mut self, spec: &JobSpec) -> Response {
-        if let Err(rejection) = spec.validate() {
-            return Response::Rejected(rejection);
-        }
-        if self.jobs.len() >= limits::JOBS_MAX {
-            return Response::Rejected(Rejection::Exhausted {
-                message: format!(
-                    "the cluster holds {} jobs, the limit (JOBS_MAX)",
-                    limits::JOBS_MAX
-                ),
-            });
-        }
-        let id = self.next_job_id;
-        self.next_job_id += 1;
-        let job = Job {
-            id,
-            spec: spec.clone(),
-            created_ms: self.now_ms,
-            state: JobState::Ready,
-        };
-        self.ready
-            .entry(spec.queue.clone())
-            .or_default()
-            .insert((Reverse(spec.priority), id));
-        let previous = self.jobs.insert(id, job);
-        assert!(previous.is_none(), "job id {id} assigned twice");
-        Response::Submitted { id }
-    }
-
-    fn register_node(&mut self, node_id: u64, incarnation: u64) -> Response {
-        let now = self.now_ms;
-        if !self.nodes.contains_key(&node_id) && self.nodes.len() >= limits::NODES_MAX {
-            return Response::Rejected(Rejection::Exhausted {
-                message: format!(
-                    "{} nodes registered, the limit (NODES_MAX)",
-                    limits::NODES_MAX
-                ),
-            });
-        }
-        let record = self.nodes.entry(node_id).or_insert(NodeRecord {
-            incarnation,
-            first_registered_ms: now,
-            registered_ms: now,
-        });
-        record.incarnation = incarnation;
-        record.registered_ms = now;
-        Response::NodeRegistered
-    }
-
     /// State-machine time.
     pub fn now_ms(&self) -> u64 {
         self.now_ms
+    }
+
+    /// Cluster-wide settings in force.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
     }
 
     /// A job by id.
@@ -160,12 +181,96 @@ impl Machine {
         self.jobs.len()
     }
 
+    /// Jobs in id order after `after`, filtered by queue and state, at most `limit`.
+    pub fn list(
+        &self,
+        queue: Option<&str>,
+        state: Option<JobState>,
+        after: JobId,
+        limit: usize,
+    ) -> Vec<&Job> {
+        if let (Some(q), Some(JobState::Dead)) = (queue, state) {
+            return self
+                .index
+                .dead
+                .get(q)
+                .into_iter()
+                .flat_map(|ids| ids.range(after.saturating_add(1)..))
+                .filter_map(|id| self.jobs.get(id))
+                .take(limit)
+                .collect();
+        }
+        self.jobs
+            .range(after.saturating_add(1)..)
+            .map(|(_, j)| j)
+            .filter(|j| queue.is_none_or(|q| j.spec.queue == q))
+            .filter(|j| state.is_none_or(|s| j.state == s))
+            .take(limit)
+            .collect()
+    }
+
     /// Ready jobs of a queue, in the order they would be leased.
     pub fn ready_in(&self, queue: &str) -> impl Iterator<Item = JobId> + '_ {
-        self.ready
+        self.index
+            .ready
             .get(queue)
             .into_iter()
-            .flat_map(|set| set.iter().map(|(_, id)| *id))
+            .flat_map(|set| set.iter().map(|(_, _, id)| *id))
+    }
+
+    /// Ready jobs in the given queues (all queues when empty), not counting paused ones.
+    pub fn ready_count(&self, queues: &[String]) -> u64 {
+        let ready = |q: &String| {
+            if self.paused.contains(q) {
+                0
+            } else {
+                self.index.ready.get(q).map_or(0, |s| s.len() as u64)
+            }
+        };
+        if queues.is_empty() {
+            self.index.ready.keys().map(ready).sum()
+        } else {
+            queues.iter().map(ready).sum()
+        }
+    }
+
+    /// Whether a lease by a worker offering `capabilities` on `queues` (all when empty) would
+    /// grant a job now; `shell_only` for a node's own executor.
+    pub fn leasable(&self, queues: &[String], capabilities: &[String], shell_only: bool) -> bool {
+        if queues.is_empty() {
+            let all: Vec<String> = self.index.ready.keys().cloned().collect();
+            return self.best_ready(&all, capabilities, shell_only).is_some();
+        }
+        self.best_ready(queues, capabilities, shell_only).is_some()
+    }
+
+    /// Counters of a queue, and whether it is paused.
+    pub fn queue(&self, queue: &str) -> (QueueStats, bool) {
+        (
+            self.index.queues.get(queue).cloned().unwrap_or_default(),
+            self.paused.contains(queue),
+        )
+    }
+
+    /// Every queue with jobs or paused.
+    pub fn queue_names(&self) -> Vec<String> {
+        let mut names: BTreeSet<String> = self.index.queues.keys().cloned().collect();
+        names.extend(self.paused.iter().cloned());
+        names.into_iter().collect()
+    }
+
+    /// Leases a worker holds: (job, token).
+    pub fn leases_of(&self, worker: &str) -> Vec<(JobId, u64)> {
+        self.index
+            .worker_leases
+            .get(worker)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| {
+                let lease = self.jobs.get(id)?.lease.as_ref()?;
+                Some((*id, lease.token))
+            })
+            .collect()
     }
 
     /// The record of a node, if it ever registered.
@@ -173,47 +278,86 @@ impl Machine {
         self.nodes.get(&node_id)
     }
 
+    /// Earliest state-machine time at which a Tick has work; `None` when nothing is pending
+    /// (an idle cluster proposes nothing).
+    pub fn next_due(&self) -> Option<u64> {
+        let idem = self.idempotency_expiry.first().map(|(t, _)| *t);
+        [self.index.next_due(), idem].into_iter().flatten().min()
+    }
+
     /// Panics if an invariant of the module doc is broken: replicas must never go on from a
     /// state that is wrong.
     pub fn check_invariants(&self) {
-        let mut ready_count = 0;
-        for (queue, set) in &self.ready {
-            for (Reverse(priority), id) in set {
-                let job = self
-                    .jobs
-                    .get(id)
-                    .unwrap_or_else(|| panic!("ready index of {queue} holds unknown job {id}"));
-                assert_eq!(job.state, JobState::Ready, "job {id} indexed as ready");
-                assert_eq!(
-                    &job.spec.queue, queue,
-                    "job {id} indexed under the wrong queue"
-                );
-                assert_eq!(
-                    job.spec.priority, *priority,
-                    "job {id} indexed at wrong priority"
-                );
-                ready_count += 1;
-            }
-        }
-        let ready_jobs = self
-            .jobs
-            .values()
-            .filter(|j| j.state == JobState::Ready)
-            .count();
         assert_eq!(
-            ready_count, ready_jobs,
-            "ready index and job states disagree"
+            self.index,
+            Index::build(self.jobs.values()),
+            "indexes differ from the ones rebuilt from the jobs"
         );
         if let Some((&last, _)) = self.jobs.last_key_value() {
             assert!(last < self.next_job_id, "job id {last} >= next_job_id");
         }
         for job in self.jobs.values() {
+            let id = job.id;
             assert!(
                 job.created_ms <= self.now_ms,
-                "job {} created in the future",
-                job.id
+                "job {id} created in the future"
+            );
+            assert_eq!(
+                job.lease.is_some(),
+                job.state == JobState::Leased,
+                "job {id} lease"
+            );
+            assert!(job.attempts_used <= job.attempts_total, "job {id} attempts");
+            assert!(
+                job.attempts_used <= job.spec.max_attempts,
+                "job {id} over max_attempts"
+            );
+            assert!(
+                job.attempts.len() <= limits::ATTEMPTS_KEPT_MAX,
+                "job {id} attempts kept"
+            );
+            assert_eq!(
+                job.finished_ms.is_some(),
+                job.state.is_terminal(),
+                "job {id} finished"
+            );
+            let open: Vec<&Attempt> = job
+                .attempts
+                .iter()
+                .filter(|a| a.ended_ms.is_none())
+                .collect();
+            match &job.lease {
+                Some(lease) => {
+                    assert!(
+                        lease.token < self.next_token,
+                        "job {id} token from the future"
+                    );
+                    assert_eq!(
+                        open.len(),
+                        1,
+                        "job {id} leased with {} open attempts",
+                        open.len()
+                    );
+                    assert_eq!(open[0].token, lease.token, "job {id} open attempt token");
+                }
+                None => assert!(
+                    open.is_empty(),
+                    "job {id} has an open attempt without a lease"
+                ),
+            }
+            let tokens: Vec<u64> = job.attempts.iter().map(|a| a.token).collect();
+            assert!(
+                tokens.windows(2).all(|w| w[0] < w[1]),
+                "job {id} tokens not increasing"
             );
         }
+        for (key, (id, expires)) in &self.idempotency {
+            assert!(
+                self.idempotency_expiry.contains(&(*expires, key.clone())),
+                "idempotency key {key:?} of job {id} has no expiry"
+            );
+        }
+        assert_eq!(self.idempotency.len(), self.idempotency_expiry.len());
     }
 
     /// Encodes the state for a snapshot.
@@ -236,22 +380,22 @@ impl Machine {
 }
 
 /// Version of the snapshot encoding; bumped on every incompatible change to [`Machine`].
-const SNAPSHOT_FORMAT: u32 = 1;
+const SNAPSHOT_FORMAT: u32 = 2;
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn submit(now_ms: u64, queue: &str, priority: u32) -> Proposal {
+        let mut spec = JobSpec::shell(queue, &["true"]);
+        spec.priority = priority;
         Proposal {
             now_ms,
-            command: Command::Submit(JobSpec {
-                queue: queue.into(),
-                priority,
-                kind: JobKind::Shell {
-                    argv: vec!["true".into()],
-                },
-            }),
+            command: Command::Submit {
+                spec,
+                delay_ms: 0,
+                run_at_ms: None,
+            },
         }
     }
 
@@ -265,7 +409,7 @@ mod tests {
         assert_eq!(m.job(2).unwrap().created_ms, 2_000);
     }
 
-    /// The ready index orders by priority, then FIFO.
+    /// The ready index orders by priority, then FIFO, for jobs enqueued close together.
     #[test]
     fn ready_order_priority_then_fifo() {
         let mut m = Machine::new();
@@ -285,7 +429,13 @@ mod tests {
             matches!(r, Response::Rejected(Rejection::Invalid { ref field, .. }) if field == "queue")
         );
         assert_eq!(m, before);
-        assert_eq!(m.apply(&submit(0, "q", 5)), Response::Submitted { id: 1 });
+        assert_eq!(
+            m.apply(&submit(0, "q", 5)),
+            Response::Submitted {
+                id: 1,
+                duplicate: false
+            }
+        );
     }
 
     /// Encode/decode of a snapshot round-trips, and a foreign format is refused.

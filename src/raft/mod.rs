@@ -161,6 +161,23 @@ pub struct RaftStatus {
     pub fsyncs: u64,
 }
 
+/// Notifications of Raft state changes, see [`Replica::changes`].
+pub struct Changes(tokio::sync::watch::Receiver<openraft::RaftMetrics<u64, PeerNode>>);
+
+impl Changes {
+    /// Waits for the next change after the last one seen.
+    pub async fn changed(&mut self) {
+        if self.0.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// Marks the current state as seen.
+    pub fn mark_seen(&mut self) {
+        self.0.borrow_and_update();
+    }
+}
+
 /// Outcome of a write forwarded to the leader, as sent back over the peer service.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 enum ForwardReply {
@@ -261,6 +278,17 @@ impl Replica {
     /// linearizable read).
     pub fn read<T>(&self, f: impl FnOnce(&Machine) -> T) -> T {
         f(&self.applied.read().expect("state lock poisoned").machine)
+    }
+
+    /// Whether this node is the leader, as far as it knows.
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().current_leader == Some(self.id)
+    }
+
+    /// A watch that fires whenever this node's Raft state changes (an entry applied, a leader
+    /// elected).
+    pub fn changes(&self) -> Changes {
+        Changes(self.raft.metrics())
     }
 
     /// This node's metrics.
@@ -530,7 +558,7 @@ fn encode_rpc<T: Serialize>(value: &T) -> Result<Vec<u8>> {
 
 /// The leader's wall clock, in ms since the Unix epoch: the only place raftline reads the
 /// clock for the state machine (DESIGN.md: Time).
-fn wall_clock_ms() -> u64 {
+pub fn wall_clock_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)

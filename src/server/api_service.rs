@@ -1,15 +1,19 @@
 //! The public `Api` service: validate, then propose (writes) or read.
+//!
+//! Every write is checked here before it is proposed (so bad input writes nothing) and checked
+//! again by the machine when applied. Reads are linearizable unless the request says `stale`.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tonic::{Request, Response, Status};
 
 use crate::error::Error;
-use crate::machine::{Command, Response as MachineResponse};
+use crate::machine::{limits, Command, Response as Applied, WorkerRef};
 use crate::proto::{self, pb};
 use crate::raft::Replica;
 
-/// Serves clients.
+/// Serves clients and external workers.
 pub struct ApiService {
     replica: Arc<Replica>,
 }
@@ -19,6 +23,73 @@ impl ApiService {
     pub fn new(replica: Arc<Replica>) -> Self {
         ApiService { replica }
     }
+
+    async fn read_barrier(&self, stale: bool) -> Result<(), Status> {
+        if !stale {
+            self.replica.read_barrier().await?;
+        }
+        Ok(())
+    }
+
+    /// Proposes a command that ends in a job state (cancel, retry, complete, ...).
+    async fn job_command(
+        &self,
+        id: u64,
+        command: Command,
+    ) -> Result<Response<pb::JobStateReply>, Status> {
+        match self.replica.propose(command).await? {
+            Applied::Done { state } | Applied::Completed { state } => {
+                Ok(Response::new(pb::JobStateReply {
+                    id,
+                    state: state.name().to_string(),
+                }))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    fn queue_info(&self, queue: &str) -> pb::QueueInfo {
+        self.replica.read(|m| {
+            let (stats, paused) = m.queue(queue);
+            proto::queue(queue, &stats, paused)
+        })
+    }
+
+    async fn pause(&self, queue: String, paused: bool) -> Result<Response<pb::QueueInfo>, Status> {
+        match self
+            .replica
+            .propose(Command::PauseQueue {
+                queue: queue.clone(),
+                paused,
+            })
+            .await?
+        {
+            Applied::Ok => {
+                // Read our own write: this node may not have applied it yet.
+                self.replica.read_barrier().await?;
+                Ok(Response::new(self.queue_info(&queue)))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+/// Maps a machine response that is not the expected one: a rejection becomes its error.
+fn unexpected(response: Applied) -> Status {
+    match response {
+        Applied::Rejected(r) => Error::from(r).into(),
+        other => Error::Internal(format!("unexpected response {other:?}")).into(),
+    }
+}
+
+fn check_range(field: &str, value: u64, max: u64) -> Result<(), Error> {
+    if value > max {
+        return Err(Error::InvalidArgument {
+            field: field.into(),
+            message: format!("is {value}, the limit is {max}"),
+        });
+    }
+    Ok(())
 }
 
 #[tonic::async_trait]
@@ -27,24 +98,219 @@ impl pb::api_server::Api for ApiService {
         &self,
         req: Request<pb::SubmitRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
-        let spec = proto::job_spec(req.into_inner())?;
+        let (spec, delay_ms, run_at_ms) = proto::submit(req.into_inner())?;
         spec.validate().map_err(Error::from)?;
-        match self.replica.propose(Command::Submit(spec)).await? {
-            MachineResponse::Submitted { id } => Ok(Response::new(pb::SubmitResponse { id })),
-            MachineResponse::Rejected(r) => Err(Error::from(r).into()),
-            other => Err(Error::Internal(format!("unexpected response {other:?}")).into()),
+        check_range("delay_ms", delay_ms, limits::DELAY_MS_MAX)?;
+        match self
+            .replica
+            .propose(Command::Submit {
+                spec,
+                delay_ms,
+                run_at_ms,
+            })
+            .await?
+        {
+            Applied::Submitted { id, duplicate } => {
+                Ok(Response::new(pb::SubmitResponse { id, duplicate }))
+            }
+            other => Err(unexpected(other)),
         }
     }
 
     async fn get_job(&self, req: Request<pb::GetJobRequest>) -> Result<Response<pb::Job>, Status> {
         let req = req.into_inner();
-        if !req.stale {
-            self.replica.read_barrier().await?;
-        }
+        self.read_barrier(req.stale).await?;
         match self.replica.read(|m| m.job(req.id).map(proto::job)) {
             Some(job) => Ok(Response::new(job)),
             None => Err(Error::NotFound(format!("job {}", req.id)).into()),
         }
+    }
+
+    async fn list_jobs(
+        &self,
+        req: Request<pb::ListJobsRequest>,
+    ) -> Result<Response<pb::ListJobsResponse>, Status> {
+        let req = req.into_inner();
+        let state = proto::state(&req.state)?;
+        let queue = (!req.queue.is_empty()).then_some(req.queue.as_str());
+        self.read_barrier(req.stale).await?;
+        let limit = proto::list_limit(req.limit);
+        let jobs = self.replica.read(|m| {
+            m.list(queue, state, req.after_id, limit)
+                .into_iter()
+                .map(proto::job)
+                .collect()
+        });
+        Ok(Response::new(pb::ListJobsResponse { jobs }))
+    }
+
+    async fn cancel_job(
+        &self,
+        req: Request<pb::JobRef>,
+    ) -> Result<Response<pb::JobStateReply>, Status> {
+        let id = req.into_inner().id;
+        self.job_command(id, Command::Cancel { job_id: id }).await
+    }
+
+    async fn retry_job(
+        &self,
+        req: Request<pb::RetryJobRequest>,
+    ) -> Result<Response<pb::JobStateReply>, Status> {
+        let req = req.into_inner();
+        let changes = proto::changes(&req);
+        self.job_command(
+            req.id,
+            Command::Requeue {
+                job_id: req.id,
+                changes,
+            },
+        )
+        .await
+    }
+
+    async fn pause_queue(
+        &self,
+        req: Request<pb::QueueRef>,
+    ) -> Result<Response<pb::QueueInfo>, Status> {
+        self.pause(req.into_inner().queue, true).await
+    }
+
+    async fn resume_queue(
+        &self,
+        req: Request<pb::QueueRef>,
+    ) -> Result<Response<pb::QueueInfo>, Status> {
+        self.pause(req.into_inner().queue, false).await
+    }
+
+    async fn get_queue(
+        &self,
+        req: Request<pb::QueueRef>,
+    ) -> Result<Response<pb::QueueInfo>, Status> {
+        let req = req.into_inner();
+        crate::machine::job::validate_queue_name("queue", &req.queue).map_err(Error::from)?;
+        self.read_barrier(req.stale).await?;
+        Ok(Response::new(self.queue_info(&req.queue)))
+    }
+
+    async fn list_queues(
+        &self,
+        req: Request<pb::ListQueuesRequest>,
+    ) -> Result<Response<pb::ListQueuesResponse>, Status> {
+        self.read_barrier(req.into_inner().stale).await?;
+        let queues = self.replica.read(|m| {
+            m.queue_names()
+                .iter()
+                .map(|q| {
+                    let (stats, paused) = m.queue(q);
+                    proto::queue(q, &stats, paused)
+                })
+                .collect()
+        });
+        Ok(Response::new(pb::ListQueuesResponse { queues }))
+    }
+
+    async fn purge_dead(
+        &self,
+        req: Request<pb::PurgeDeadRequest>,
+    ) -> Result<Response<pb::PurgeDeadResponse>, Status> {
+        let queue = req.into_inner().queue;
+        let queue = (!queue.is_empty()).then_some(queue);
+        if let Some(q) = &queue {
+            crate::machine::job::validate_queue_name("queue", q).map_err(Error::from)?;
+        }
+        match self.replica.propose(Command::PurgeDead { queue }).await? {
+            Applied::Purged { count } => Ok(Response::new(pb::PurgeDeadResponse { purged: count })),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn lease(
+        &self,
+        req: Request<pb::LeaseRequest>,
+    ) -> Result<Response<pb::LeaseResponse>, Status> {
+        let req = req.into_inner();
+        check_range("wait_ms", req.wait_ms, limits::LEASE_WAIT_MS_MAX)?;
+        let worker = WorkerRef {
+            id: req.worker_id,
+            node: None,
+        };
+        let grants = lease_wait(
+            &self.replica,
+            &worker,
+            &req.queues,
+            &req.capabilities,
+            req.max.max(1),
+            (req.ttl_ms != 0).then_some(req.ttl_ms),
+            Duration::from_millis(req.wait_ms),
+        )
+        .await?;
+        Ok(Response::new(pb::LeaseResponse {
+            jobs: grants.iter().map(proto::leased).collect(),
+        }))
+    }
+
+    async fn heartbeat(
+        &self,
+        req: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        let worker = req.into_inner().worker_id;
+        match self.replica.propose(Command::Heartbeat { worker }).await? {
+            Applied::Heartbeated(held) => Ok(Response::new(pb::HeartbeatResponse {
+                leases: held
+                    .into_iter()
+                    .map(|(job_id, token, expires_ms)| pb::HeldLease {
+                        job_id,
+                        token,
+                        expires_ms,
+                    })
+                    .collect(),
+            })),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn complete(
+        &self,
+        req: Request<pb::CompleteRequest>,
+    ) -> Result<Response<pb::JobStateReply>, Status> {
+        let req = req.into_inner();
+        let report = proto::report(&req)?;
+        let command = Command::Complete {
+            job_id: req.job_id,
+            token: req.token,
+            report,
+        };
+        self.job_command(req.job_id, command).await
+    }
+
+    async fn checkpoint(
+        &self,
+        req: Request<pb::CheckpointRequest>,
+    ) -> Result<Response<pb::JobStateReply>, Status> {
+        let req = req.into_inner();
+        check_range(
+            "data",
+            req.data.len() as u64,
+            limits::CHECKPOINT_BYTES_MAX as u64,
+        )?;
+        let command = Command::Checkpoint {
+            job_id: req.job_id,
+            token: req.token,
+            data: req.data,
+        };
+        self.job_command(req.job_id, command).await
+    }
+
+    async fn release(
+        &self,
+        req: Request<pb::ReleaseRequest>,
+    ) -> Result<Response<pb::JobStateReply>, Status> {
+        let req = req.into_inner();
+        let command = Command::Release {
+            job_id: req.job_id,
+            token: req.token,
+        };
+        self.job_command(req.job_id, command).await
     }
 
     async fn node_status(
@@ -73,5 +339,43 @@ impl pb::api_server::Api for ApiService {
                 .collect(),
             cluster: String::new(),
         }))
+    }
+}
+
+/// Leases for `worker`, waiting up to `wait` for a job (long-poll). Proposes a Lease only when
+/// this node's state shows ready jobs in the queues, so an idle worker writes nothing to the
+/// log; otherwise waits for the next applied change.
+pub async fn lease_wait(
+    replica: &Replica,
+    worker: &WorkerRef,
+    queues: &[String],
+    capabilities: &[String],
+    max: u32,
+    ttl_ms: Option<u64>,
+    wait: Duration,
+) -> Result<Vec<crate::machine::Grant>, Error> {
+    let deadline = Instant::now() + wait;
+    let mut changes = replica.changes();
+    loop {
+        if replica.read(|m| m.leasable(queues, capabilities, worker.node.is_some())) {
+            let command = Command::Lease {
+                worker: worker.clone(),
+                queues: queues.to_vec(),
+                capabilities: capabilities.to_vec(),
+                max,
+                ttl_ms,
+            };
+            match replica.propose(command).await? {
+                Applied::Leased(grants) if !grants.is_empty() => return Ok(grants),
+                Applied::Leased(_) => changes.mark_seen(),
+                Applied::Rejected(r) => return Err(r.into()),
+                other => return Err(Error::Internal(format!("unexpected response {other:?}"))),
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(Vec::new());
+        }
+        let _ = tokio::time::timeout(left, changes.changed()).await;
     }
 }

@@ -87,6 +87,10 @@ pub struct Settings {
     pub snapshot_every_entries: u64,
     pub snapshot_logs_kept: u64,
     pub request_timeout_ms: u64,
+    /// Extra lines for the `[cluster]` table.
+    pub cluster_extra: String,
+    /// Extra lines for every `[[node]]` table.
+    pub node_extra: String,
 }
 
 impl Default for Settings {
@@ -96,6 +100,8 @@ impl Default for Settings {
             snapshot_every_entries: 10_000,
             snapshot_logs_kept: 1_000,
             request_timeout_ms: 3_000,
+            cluster_extra: String::new(),
+            node_extra: String::new(),
         }
     }
 }
@@ -115,15 +121,16 @@ impl Cluster {
         let mut text = format!(
             "[cluster]\nname = \"test\"\ndata_dir = \"data\"\nheartbeat_ms = 50\n\
              election_timeout_min_ms = 300\nelection_timeout_max_ms = 600\n\
-             snapshot_every_entries = {}\nsnapshot_logs_kept = {}\nrequest_timeout_ms = {}\n",
+             snapshot_every_entries = {}\nsnapshot_logs_kept = {}\nrequest_timeout_ms = {}\n{}\n",
             settings.snapshot_every_entries,
             settings.snapshot_logs_kept,
-            settings.request_timeout_ms
+            settings.request_timeout_ms,
+            settings.cluster_extra
         );
         for n in &nodes {
             text.push_str(&format!(
-                "\n[[node]]\nid = {}\nraft_addr = \"{}\"\napi_addr = \"{}\"\nhttp_addr = \"{}\"\n",
-                n.id, n.raft, n.api, n.http
+                "\n[[node]]\nid = {}\nraft_addr = \"{}\"\napi_addr = \"{}\"\nhttp_addr = \"{}\"\n{}\n",
+                n.id, n.raft, n.api, n.http, settings.node_extra
             ));
         }
         let config = dir.path().join("cluster.toml");
@@ -310,7 +317,9 @@ pub fn shell_job(queue: &str, argv: &[&str]) -> pb::SubmitRequest {
         priority: 0,
         kind: Some(pb::submit_request::Kind::Shell(pb::ShellCommand {
             argv: argv.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
         })),
+        ..Default::default()
     }
 }
 

@@ -1,0 +1,402 @@
+//! Jobs that run: lifecycle, retries, dead letters, cancel/pause/requeue, failover of a running
+//! job, and an external worker over the gRPC worker API. Real node processes throughout.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::*;
+use raftline::proto::pb;
+use raftline::Error;
+
+/// Fast retries for tests: 100 ms base, no jitter.
+fn fast_backoff() -> Option<pb::Backoff> {
+    Some(pb::Backoff {
+        base_ms: 100,
+        factor: 2,
+        cap_ms: 400,
+        no_jitter: true,
+    })
+}
+
+async fn wait_terminal(c: &Cluster, id: u64, timeout: Duration) -> pb::Job {
+    let client = c.client();
+    wait_for(&format!("job {id} to finish"), timeout, || async {
+        let job = client.job(id, true).await.ok()?;
+        ["succeeded", "dead", "cancelled"]
+            .contains(&job.state.as_str())
+            .then_some(job)
+    })
+    .await
+}
+
+/// 1,000 shell jobs (`true`, `false`, and `exit 3` with 3 permanent) end in the right terminal
+/// state with the right attempt counts, and each reached its terminal state exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousand_shell_jobs_end_in_the_right_state() {
+    let c = Cluster::start(Settings::default()).await;
+    let client = c.client();
+    let kinds = [
+        ("true", vec!["true"]),
+        ("false", vec!["false"]),
+        ("exit3", vec!["sh", "-c", "exit 3"]),
+    ];
+    let mut expected = BTreeMap::new();
+    let mut submits = Vec::new();
+    for i in 0..1000usize {
+        let (name, argv) = &kinds[i % 3];
+        let mut req = shell_job("mix", argv);
+        req.backoff = fast_backoff();
+        req.permanent_exit_codes = vec![3];
+        req.tags = vec![name.to_string()];
+        submits.push(req);
+    }
+    let clients: Vec<_> = c.ids().iter().map(|id| c.client_of(&[*id])).collect();
+    use futures::StreamExt;
+    let results: Vec<_> = futures::stream::iter(submits.into_iter().enumerate())
+        .map(|(i, req)| {
+            let client = &clients[i % clients.len()];
+            async move { (req.tags[0].clone(), client.submit(req).await) }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    for (name, id) in results {
+        expected.insert(id.expect("submit"), name);
+    }
+    assert_eq!(expected.len(), 1000);
+
+    wait_for("every job to finish", Duration::from_secs(120), || async {
+        let q = client.queue("mix", false).await.ok()?;
+        (q.succeeded + q.dead == 1000).then_some(())
+    })
+    .await;
+    let q = client.queue("mix", false).await.unwrap();
+    assert_eq!(
+        (q.succeeded, q.dead, q.scheduled, q.ready, q.leased),
+        (334, 666, 0, 0, 0)
+    );
+
+    for (id, name) in &expected {
+        let job = client.job(*id, false).await.unwrap();
+        let ends: Vec<&str> = job.attempts.iter().map(|a| a.result.as_str()).collect();
+        let classes: Vec<&str> = job
+            .attempts
+            .iter()
+            .map(|a| a.error_class.as_str())
+            .collect();
+        assert!(job.finished_ms.is_some(), "job {id} has no finish time");
+        match name.as_str() {
+            "true" => {
+                assert_eq!(job.state, "succeeded", "job {id}");
+                assert_eq!(
+                    ends,
+                    ["succeeded"],
+                    "job {id}: exactly one successful attempt"
+                );
+            }
+            "false" => {
+                assert_eq!(job.state, "dead", "job {id}");
+                assert_eq!(ends, ["failed"; 3], "job {id}");
+                assert_eq!(classes, ["transient"; 3], "job {id}");
+                assert!(
+                    job.attempts.iter().all(|a| a.exit_code == Some(1)),
+                    "job {id}"
+                );
+            }
+            _ => {
+                assert_eq!(job.state, "dead", "job {id}");
+                assert_eq!(
+                    classes,
+                    ["permanent"],
+                    "job {id}: no retry of a permanent exit"
+                );
+                assert_eq!(job.attempts[0].exit_code, Some(3));
+            }
+        }
+        assert_eq!(job.attempts_used as usize, job.attempts.len(), "job {id}");
+    }
+    // Every node ran some of them: the work spreads over the cluster's executors.
+    let mut nodes = std::collections::BTreeSet::new();
+    for id in expected.keys().take(300) {
+        let job = client.job(*id, true).await.unwrap();
+        nodes.extend(job.attempts.iter().filter_map(|a| a.node));
+    }
+    assert!(!nodes.is_empty());
+}
+
+/// kill -9 of the node running a long job: its lease expires, the job runs again on another
+/// node and succeeds once; a completion under the old lease's token is rejected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_of_the_running_node_reruns_the_job_elsewhere_once() {
+    let mut c = Cluster::start(Settings::default()).await;
+    let client = c.client();
+    let mut req = shell_job("long", &["sh", "-c", "sleep 2; echo done"]);
+    req.lease_ttl_ms = 1_500;
+    req.backoff = fast_backoff();
+    let id = client.submit(req).await.unwrap();
+    let first = wait_for("the job to start", Duration::from_secs(20), || async {
+        let job = client.job(id, false).await.ok()?;
+        let a = job.attempts.first()?;
+        (job.state == "leased").then(|| (a.node.expect("node-local attempt"), a.token))
+    })
+    .await;
+    let (node, old_token) = first;
+    c.kill9(node);
+    c.wait_leader(Some(node)).await;
+
+    let client = c.client();
+    let job = wait_terminal(&c, id, Duration::from_secs(60)).await;
+    assert_eq!(job.state, "succeeded", "{job:?}");
+    let successes: Vec<_> = job
+        .attempts
+        .iter()
+        .filter(|a| a.result == "succeeded")
+        .collect();
+    assert_eq!(successes.len(), 1, "{:?}", job.attempts);
+    assert_ne!(
+        successes[0].node,
+        Some(node),
+        "ran again on the killed node"
+    );
+    assert_eq!(
+        job.attempts[0].error_class, "lost_lease",
+        "{:?}",
+        job.attempts
+    );
+    assert!(successes[0].output_tail.contains("done"));
+
+    let late = raftline::machine::Report {
+        error_class: None,
+        exit_code: Some(0),
+        error: String::new(),
+        output_tail: String::new(),
+    };
+    let e = client.complete(id, old_token, &late).await.unwrap_err();
+    assert!(matches!(e, Error::FailedPrecondition(_)), "{e:?}");
+    let again = client.job(id, false).await.unwrap();
+    assert_eq!(
+        again.attempts, job.attempts,
+        "a stale completion changed the job"
+    );
+}
+
+/// Cancel kills a running job's process; a paused queue is not leased while another queue
+/// runs; a dead job requeued with a new command runs the new command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_pause_and_dlq_requeue() {
+    let c = Cluster::start(Settings::default()).await;
+    let client = c.client();
+    let pid_file = c.dir.path().join("pid");
+    let script = format!("echo $$ > {}; exec sleep 60", pid_file.display());
+    let id = client
+        .submit(shell_job("slow", &["sh", "-c", &script]))
+        .await
+        .unwrap();
+    let pid: i32 = wait_for(
+        "the job to write its pid",
+        Duration::from_secs(20),
+        || async { std::fs::read_to_string(&pid_file).ok()?.trim().parse().ok() },
+    )
+    .await;
+    let out = c.cli(&["job", "cancel", &id.to_string(), "--json"]);
+    assert!(out.status.success(), "{}", show(&out));
+    wait_for(
+        "the cancelled process to die",
+        Duration::from_secs(10),
+        || async {
+            // SAFETY: signal 0 only checks whether the process exists.
+            (unsafe { libc::kill(pid, 0) } != 0).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(client.job(id, false).await.unwrap().state, "cancelled");
+
+    let out = c.cli(&["queue", "pause", "held", "--json"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let held = client.submit(shell_job("held", &["true"])).await.unwrap();
+    let other = client.submit(shell_job("other", &["true"])).await.unwrap();
+    assert_eq!(
+        wait_terminal(&c, other, Duration::from_secs(20))
+            .await
+            .state,
+        "succeeded"
+    );
+    assert_eq!(
+        client.job(held, false).await.unwrap().state,
+        "ready",
+        "a paused queue was leased"
+    );
+    let out = c.cli(&["queue", "get", "held", "--json"]);
+    let q: serde_json::Value = serde_json::from_slice(&out.stdout).expect("queue json");
+    assert_eq!(
+        (q["paused"].as_bool(), q["counts"]["ready"].as_u64()),
+        (Some(true), Some(1))
+    );
+    c.cli(&["queue", "resume", "held"]);
+    assert_eq!(
+        wait_terminal(&c, held, Duration::from_secs(20)).await.state,
+        "succeeded"
+    );
+
+    let mut req = shell_job("dlq", &["sh", "-c", "exit 9"]);
+    req.max_attempts = 1;
+    let dead = client.submit(req).await.unwrap();
+    assert_eq!(
+        wait_terminal(&c, dead, Duration::from_secs(20)).await.state,
+        "dead"
+    );
+    let out = c.cli(&["dlq", "list", "--queue", "dlq", "--json"]);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("dlq json");
+    assert_eq!(list[0]["id"], dead);
+    let marker = c.dir.path().join("fixed");
+    let fixed = format!("echo fixed > {}", marker.display());
+    let out = c.cli(&[
+        "dlq",
+        "requeue",
+        &dead.to_string(),
+        "--max-attempts",
+        "2",
+        "--",
+        "sh",
+        "-c",
+        &fixed,
+    ]);
+    assert!(out.status.success(), "{}", show(&out));
+    let job = wait_terminal(&c, dead, Duration::from_secs(20)).await;
+    assert_eq!(job.state, "succeeded");
+    assert_eq!(std::fs::read_to_string(&marker).unwrap().trim(), "fixed");
+    assert_eq!(job.max_attempts, 2);
+
+    let out = c.cli(&["job", "cancel", &dead.to_string()]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already succeeded"),
+        "{}",
+        show(&out)
+    );
+    let out = c.cli(&["job", "get", "987654"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let out = c.cli(&["submit", "--queue", "q", "--delay", "-5s", "--", "true"]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("delay"),
+        "{}",
+        show(&out)
+    );
+    let out = c.cli(&["submit", "--queue", "q", "--timeout", "0s", "--", "true"]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+}
+
+/// An external worker written against the gRPC API leases, heartbeats, checkpoints and
+/// crashes; the next attempt gets the checkpoint back, and the crashed worker's late
+/// completion is rejected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_worker_gets_the_checkpoint_after_a_crash() {
+    let c = Cluster::start(Settings::default()).await;
+    let client = c.client();
+    let submit = pb::SubmitRequest {
+        queue: "ext".into(),
+        kind: Some(pb::submit_request::Kind::Payload(
+            b"resize image 42".to_vec(),
+        )),
+        lease_ttl_ms: 1_000,
+        backoff: fast_backoff(),
+        ..Default::default()
+    };
+    let id = client.submit(submit).await.unwrap();
+    let lease = |worker: &str| pb::LeaseRequest {
+        worker_id: worker.into(),
+        queues: vec!["ext".into()],
+        max: 4,
+        wait_ms: 10_000,
+        ..Default::default()
+    };
+    let first = client.lease(lease("crashy")).await.unwrap();
+    assert_eq!(first.jobs.len(), 1, "{first:?}");
+    let grant = &first.jobs[0];
+    assert_eq!(grant.job.as_ref().unwrap().id, id);
+    assert_eq!(grant.checkpoint, None);
+    match &grant.job.as_ref().unwrap().kind {
+        Some(pb::job::Kind::Payload(p)) => assert_eq!(p, b"resize image 42"),
+        other => panic!("{other:?}"),
+    }
+    let beat = client.heartbeat("crashy").await.unwrap();
+    assert_eq!(beat.leases.len(), 1);
+    assert_eq!(
+        (beat.leases[0].job_id, beat.leases[0].token),
+        (id, grant.token)
+    );
+    client
+        .checkpoint(id, grant.token, b"step-1".to_vec())
+        .await
+        .unwrap();
+    // The worker crashes: no more heartbeats. Its lease expires and the job is retried.
+    let second = wait_for("a second lease", Duration::from_secs(30), || async {
+        let r = client
+            .lease(pb::LeaseRequest {
+                wait_ms: 500,
+                ..lease("steady")
+            })
+            .await
+            .ok()?;
+        r.jobs.into_iter().next()
+    })
+    .await;
+    assert_eq!(second.job.as_ref().unwrap().id, id);
+    assert!(second.token > grant.token, "fencing tokens must increase");
+    assert_eq!(second.attempt, 2);
+    assert_eq!(second.checkpoint.as_deref(), Some(&b"step-1"[..]));
+
+    let ok = raftline::machine::Report {
+        error_class: None,
+        exit_code: None,
+        error: String::new(),
+        output_tail: "resized".into(),
+    };
+    let e = client.complete(id, grant.token, &ok).await.unwrap_err();
+    assert!(matches!(e, Error::FailedPrecondition(_)), "{e:?}");
+    let e = client
+        .checkpoint(id, grant.token, b"late".to_vec())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::FailedPrecondition(_)), "{e:?}");
+    assert_eq!(
+        client.complete(id, second.token, &ok).await.unwrap(),
+        "succeeded"
+    );
+    let job = client.job(id, false).await.unwrap();
+    assert_eq!(job.attempts[0].error_class, "lost_lease");
+    assert_eq!(job.attempts[1].result, "succeeded");
+
+    // `raftline worker` runs an external job's payload through its handler command.
+    let out_file = c.dir.path().join("payload");
+    let submit = pb::SubmitRequest {
+        queue: "ext2".into(),
+        kind: Some(pb::submit_request::Kind::Payload(b"hello worker".to_vec())),
+        ..Default::default()
+    };
+    let id = client.submit(submit).await.unwrap();
+    let addrs: Vec<String> = c.nodes.iter().map(|n| n.api.clone()).collect();
+    let handler = format!("cat > {}", out_file.display());
+    let mut worker = std::process::Command::new(BIN)
+        .args([
+            "--addr",
+            &addrs.join(","),
+            "worker",
+            "--queue",
+            "ext2",
+            "--",
+            "sh",
+            "-c",
+            &handler,
+        ])
+        .spawn()
+        .expect("start raftline worker");
+    let job = wait_terminal(&c, id, Duration::from_secs(30)).await;
+    let _ = worker.kill();
+    let _ = worker.wait();
+    assert_eq!(job.state, "succeeded", "{job:?}");
+    assert_eq!(std::fs::read_to_string(&out_file).unwrap(), "hello worker");
+}
