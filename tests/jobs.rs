@@ -400,3 +400,103 @@ async fn external_worker_gets_the_checkpoint_after_a_crash() {
     assert_eq!(job.state, "succeeded", "{job:?}");
     assert_eq!(std::fs::read_to_string(&out_file).unwrap(), "hello worker");
 }
+
+/// Submit options end to end: a timeout kills the process group and counts as a transient
+/// failure; env and cwd reach the process and the output tail is kept; an idempotency key
+/// returns the first job; a node restarted while running a job with a long lease gives the job
+/// back at once (its new incarnation ends the old run's leases), well before the ttl.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeout_env_idempotency_and_restart_release() {
+    let mut c = Cluster::start(Settings::default()).await;
+    let client = c.client();
+
+    let out = c.cli(&[
+        "submit",
+        "--queue",
+        "opts",
+        "--timeout",
+        "1s",
+        "--max-attempts",
+        "1",
+        "--json",
+        "--",
+        "sh",
+        "-c",
+        "sleep 30",
+    ]);
+    assert!(out.status.success(), "{}", show(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let timed = v["id"].as_u64().unwrap();
+    let job = wait_terminal(&c, timed, Duration::from_secs(30)).await;
+    assert_eq!(job.state, "dead");
+    assert_eq!(job.attempts[0].error_class, "timeout", "{:?}", job.attempts);
+
+    let out = c.cli(&[
+        "submit",
+        "--queue",
+        "opts",
+        "--env",
+        "GREETING=hi there",
+        "--cwd",
+        "/tmp",
+        "--",
+        "sh",
+        "-c",
+        "echo \"$GREETING\"; pwd",
+    ]);
+    let id: u64 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("id");
+    let job = wait_terminal(&c, id, Duration::from_secs(30)).await;
+    assert_eq!(job.state, "succeeded");
+    assert_eq!(job.attempts[0].output_tail, "hi there\n/tmp\n");
+
+    let key = [
+        "submit",
+        "--queue",
+        "opts",
+        "--idempotency-key",
+        "deploy-42",
+        "--json",
+        "--",
+        "true",
+    ];
+    let first: serde_json::Value = serde_json::from_slice(&c.cli(&key).stdout).unwrap();
+    let again: serde_json::Value = serde_json::from_slice(&c.cli(&key).stdout).unwrap();
+    assert_eq!(first["id"], again["id"]);
+    assert_eq!(
+        (first["duplicate"].as_bool(), again["duplicate"].as_bool()),
+        (Some(false), Some(true))
+    );
+
+    let mut req = shell_job("restart", &["sh", "-c", "sleep 3; echo finished"]);
+    req.lease_ttl_ms = 120_000;
+    let id = client.submit(req).await.unwrap();
+    let node = wait_for("the job to start", Duration::from_secs(20), || async {
+        let job = client.job(id, false).await.ok()?;
+        (job.state == "leased").then(|| job.attempts[0].node.unwrap())
+    })
+    .await;
+    c.kill9(node);
+    c.spawn(node);
+    let client = c.client();
+    let job = wait_terminal(&c, id, Duration::from_secs(60)).await;
+    assert_eq!(job.state, "succeeded", "{job:?}");
+    assert_eq!(
+        job.attempts[0].error_class, "lost_lease",
+        "{:?}",
+        job.attempts
+    );
+    assert!(
+        job.attempts[0].error.contains("restarted"),
+        "{:?}",
+        job.attempts[0]
+    );
+    let released_after = job.attempts[0].ended_ms.unwrap() - job.attempts[0].started_ms;
+    assert!(
+        released_after < 60_000,
+        "released after {released_after} ms, not at once"
+    );
+    drop(client);
+}
