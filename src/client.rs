@@ -271,7 +271,20 @@ impl Client {
             .ok_or_else(|| Error::Internal(format!("no node at index {i}")))?;
         let mut client = client.clone();
         Ok(client
-            .node_status(pb::NodeStatusRequest {})
+            .node_status(pb::NodeStatusRequest { with_digest: false })
+            .await?
+            .into_inner())
+    }
+
+    /// The status of the node at index `i`, with a digest of its state machine.
+    pub async fn node_digest(&self, i: usize) -> Result<pb::NodeStatusResponse> {
+        let (_, client) = self
+            .nodes
+            .get(i)
+            .ok_or_else(|| Error::Internal(format!("no node at index {i}")))?;
+        let mut client = client.clone();
+        Ok(client
+            .node_status(pb::NodeStatusRequest { with_digest: true })
             .await?
             .into_inner())
     }

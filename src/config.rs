@@ -310,7 +310,7 @@ impl RawConfig {
                 format!("is {}, must be 0..=256", c.workers_max),
             );
         }
-        if c.workers_min > c.workers_max {
+        if c.workers_max > 0 && c.workers_min > c.workers_max {
             return err(
                 "cluster.workers_min",
                 format!(
@@ -429,7 +429,7 @@ impl RawConfig {
             snapshot_every_entries: c.snapshot_every_entries,
             snapshot_logs_kept: c.snapshot_logs_kept,
             request_timeout_ms: c.request_timeout_ms,
-            workers_min: c.workers_min,
+            workers_min: c.workers_min.min(c.workers_max),
             workers_max: c.workers_max,
             settings,
             nodes,

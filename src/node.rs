@@ -240,7 +240,14 @@ async fn probe(config: &Config, id: u64) -> Result<Plan> {
     while !pending.is_empty() && Instant::now() < deadline {
         let mut still = Vec::new();
         for peer in pending {
-            let Some(mut client) = raft::network::peer_client(&peer.raft_addr.to_string()) else {
+            let local_ip = config
+                .node(id)
+                .ok()
+                .map(|n| n.raft_addr.ip())
+                .filter(|ip| !ip.is_unspecified());
+            let Some(mut client) =
+                raft::network::peer_client(&peer.raft_addr.to_string(), local_ip)
+            else {
                 continue;
             };
             let hello = pb::HelloRequest {

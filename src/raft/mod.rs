@@ -222,14 +222,25 @@ impl Replica {
             ))
         })?;
         let applied = sm.applied();
-        let raft = Raft::new(id, Arc::new(raft_config), network::Network, log.clone(), sm)
+        let local_ip = config
+            .node(id)
+            .ok()
+            .map(|n| n.raft_addr.ip())
+            .filter(|ip| !ip.is_unspecified());
+        let network = network::Network { local_ip };
+        let raft = Raft::new(id, Arc::new(raft_config), network, log.clone(), sm)
             .await
             .map_err(|e| Error::Internal(format!("starting raft: {e}")))?;
         let peers = config
             .nodes
             .iter()
             .filter(|n| n.id != id)
-            .map(|n| (n.id, network::peer_client(&n.raft_addr.to_string())))
+            .map(|n| {
+                (
+                    n.id,
+                    network::peer_client(&n.raft_addr.to_string(), local_ip),
+                )
+            })
             .collect();
         Ok(Arc::new(Replica {
             id,
@@ -289,6 +300,24 @@ impl Replica {
     /// elected).
     pub fn changes(&self) -> Changes {
         Changes(self.raft.metrics())
+    }
+
+    /// A digest of the applied state (FNV-1a 64 of its encoding, hex) and the log index it
+    /// covers, read together: replicas at the same index must have equal digests.
+    pub fn digest(&self) -> Result<(u64, String)> {
+        let applied = self.applied.read().expect("state lock poisoned");
+        let bytes = applied
+            .machine
+            .encode()
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in bytes {
+            hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        Ok((
+            applied.last_applied.map_or(0, |l| l.index),
+            format!("{hash:016x}"),
+        ))
     }
 
     /// This node's metrics.

@@ -5,6 +5,8 @@
 //! `Unreachable` (openraft backs off replication to it); other transport failures are
 //! `Network` errors (retried at once).
 
+use std::net::IpAddr;
+
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
@@ -27,7 +29,10 @@ type NodeId = u64;
 
 /// Creates peer connections on openraft's request.
 #[derive(Clone, Default)]
-pub struct Network;
+pub struct Network {
+    /// Source address of outgoing peer connections (this node's raft_addr IP).
+    pub local_ip: Option<IpAddr>,
+}
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerConnection;
@@ -35,17 +40,20 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     async fn new_client(&mut self, target: NodeId, node: &PeerNode) -> PeerConnection {
         PeerConnection {
             target,
-            client: peer_client(&node.raft_addr),
+            client: peer_client(&node.raft_addr, self.local_ip),
         }
     }
 }
 
 /// A lazily connected client of a peer's `RaftPeer` service, with raftline's message limits.
-pub fn peer_client(raft_addr: &str) -> Option<RaftPeerClient<Channel>> {
+/// Outgoing connections leave from `local_ip` when given (a node's own raft_addr IP), so
+/// peer traffic can be told apart by address, e.g. by firewall rules in partition tests.
+pub fn peer_client(raft_addr: &str, local_ip: Option<IpAddr>) -> Option<RaftPeerClient<Channel>> {
     let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{raft_addr}")).ok()?;
     let channel = endpoint
         .connect_timeout(std::time::Duration::from_millis(500))
         .tcp_nodelay(true)
+        .local_address(local_ip)
         .connect_lazy();
     Some(
         RaftPeerClient::new(channel)

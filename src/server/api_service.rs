@@ -315,8 +315,13 @@ impl pb::api_server::Api for ApiService {
 
     async fn node_status(
         &self,
-        _req: Request<pb::NodeStatusRequest>,
+        req: Request<pb::NodeStatusRequest>,
     ) -> Result<Response<pb::NodeStatusResponse>, Status> {
+        let (digest_applied, digest) = if req.into_inner().with_digest {
+            self.replica.digest()?
+        } else {
+            (0, String::new())
+        };
         let s = self.replica.status();
         Ok(Response::new(pb::NodeStatusResponse {
             id: s.id,
@@ -338,6 +343,8 @@ impl pb::api_server::Api for ApiService {
                 })
                 .collect(),
             cluster: String::new(),
+            digest,
+            digest_applied,
         }))
     }
 }

@@ -1,0 +1,250 @@
+//! The system under test: real `raftline node` processes on this machine, each on its own
+//! loopback address (127.0.1.N) so the network nemesis can cut links between chosen nodes.
+//! Nodes bind their outgoing peer connections to their own address (raftline does this for
+//! every node), so a packet's source and destination addresses name the link it travels.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use raftline::client::Client;
+
+/// One node of the cluster under test.
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    /// Node id (1-based).
+    pub id: u64,
+    /// Loopback address of the node.
+    pub ip: String,
+    /// Raft port.
+    pub raft_port: u16,
+    /// API port.
+    pub api_port: u16,
+    /// HTTP port.
+    pub http_port: u16,
+}
+
+impl NodeSpec {
+    /// `ip:api_port`.
+    pub fn api(&self) -> String {
+        format!("{}:{}", self.ip, self.api_port)
+    }
+}
+
+/// Running node processes, their data and logs under `dir`.
+pub struct Cluster {
+    /// Directory holding cluster.toml, data dirs and node logs.
+    pub dir: PathBuf,
+    /// The raftline binary.
+    pub bin: PathBuf,
+    /// Node specs, by id.
+    pub nodes: Vec<NodeSpec>,
+    procs: BTreeMap<u64, Child>,
+}
+
+/// Finds the raftline binary: `RAFTLINE_BIN`, or next to this executable, built on demand
+/// with the same profile.
+pub fn raftline_bin() -> Result<PathBuf, String> {
+    if let Some(bin) = std::env::var_os("RAFTLINE_BIN") {
+        return Ok(PathBuf::from(bin));
+    }
+    let me = std::env::current_exe().map_err(|e| e.to_string())?;
+    let dir = me.parent().ok_or("no directory for this executable")?;
+    // Test binaries live in target/<profile>/deps; the node binary one level up.
+    let dir = if dir.ends_with("deps") {
+        dir.parent().unwrap_or(dir)
+    } else {
+        dir
+    };
+    let bin = dir.join("raftline");
+    if !bin.exists() {
+        let release = dir.ends_with("release");
+        let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cargo.args(["build", "-p", "raftline", "--bin", "raftline"]);
+        if release {
+            cargo.arg("--release");
+        }
+        let status = cargo.status().map_err(|e| format!("running cargo: {e}"))?;
+        if !status.success() || !bin.exists() {
+            return Err(format!(
+                "no raftline binary at {} and cargo build failed",
+                bin.display()
+            ));
+        }
+    }
+    Ok(bin)
+}
+
+impl Cluster {
+    /// Writes the config of an `n`-node cluster under `dir`, ports from `base_port`.
+    pub fn new(dir: &Path, bin: PathBuf, n: u64, base_port: u16) -> Result<Cluster, String> {
+        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        let nodes: Vec<NodeSpec> = (1..=n)
+            .map(|id| NodeSpec {
+                id,
+                ip: format!("127.0.1.{id}"),
+                raft_port: base_port,
+                api_port: base_port + 1,
+                http_port: base_port + 2,
+            })
+            .collect();
+        let mut text = String::from(
+            "[cluster]\nname = \"jepsen\"\ndata_dir = \"data\"\nheartbeat_ms = 50\n\
+             election_timeout_min_ms = 300\nelection_timeout_max_ms = 600\n\
+             snapshot_every_entries = 2000\nsnapshot_logs_kept = 500\nrequest_timeout_ms = 2000\n\
+             workers_max = 0\n",
+        );
+        for n in &nodes {
+            text.push_str(&format!(
+                "\n[[node]]\nid = {}\nraft_addr = \"{ip}:{}\"\napi_addr = \"{ip}:{}\"\nhttp_addr = \"{ip}:{}\"\n",
+                n.id,
+                n.raft_port,
+                n.api_port,
+                n.http_port,
+                ip = n.ip
+            ));
+        }
+        std::fs::write(dir.join("cluster.toml"), text).map_err(|e| e.to_string())?;
+        Ok(Cluster {
+            dir: dir.to_path_buf(),
+            bin,
+            nodes,
+            procs: BTreeMap::new(),
+        })
+    }
+
+    /// Node ids.
+    pub fn ids(&self) -> Vec<u64> {
+        self.nodes.iter().map(|n| n.id).collect()
+    }
+
+    /// Starts node `id` (its log is appended to `dir/node-<id>.log`).
+    pub fn start(&mut self, id: u64) -> Result<(), String> {
+        if self.procs.contains_key(&id) {
+            return Ok(());
+        }
+        let log_path = self.dir.join(format!("node-{id}.log"));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| e.to_string())?;
+        let err = log.try_clone().map_err(|e| e.to_string())?;
+        let child = Command::new(&self.bin)
+            .args(["node", "--config"])
+            .arg(self.dir.join("cluster.toml"))
+            .args(["--id", &id.to_string()])
+            .env("RAFTLINE_LOG", "info,openraft=warn")
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| format!("starting node {id}: {e}"))?;
+        self.procs.insert(id, child);
+        Ok(())
+    }
+
+    /// `kill -9` of node `id`.
+    pub fn kill(&mut self, id: u64) {
+        if let Some(mut child) = self.procs.remove(&id) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGSTOP (`true`) or SIGCONT (`false`) to node `id`.
+    pub fn pause(&self, id: u64, stop: bool) {
+        if let Some(child) = self.procs.get(&id) {
+            let signal = if stop { libc::SIGSTOP } else { libc::SIGCONT };
+            // SAFETY: kill(2) on a child this harness started and has not reaped.
+            unsafe {
+                libc::kill(child.id() as libc::pid_t, signal);
+            }
+        }
+    }
+
+    /// Whether node `id` runs.
+    pub fn running(&self, id: u64) -> bool {
+        self.procs.contains_key(&id)
+    }
+
+    /// A client of node `id` only.
+    pub fn client_of(&self, id: u64) -> Client {
+        let node = self.nodes.iter().find(|n| n.id == id).expect("node id");
+        Client::new(&[node.api()]).expect("client")
+    }
+
+    /// A client of every node.
+    pub fn client(&self) -> Client {
+        let addrs: Vec<String> = self.nodes.iter().map(NodeSpec::api).collect();
+        Client::new(&addrs).expect("client")
+    }
+
+    /// The leader as seen by the nodes that answer, once all answering nodes agree.
+    pub async fn wait_leader(&self, timeout: Duration) -> Option<u64> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            let mut seen = None;
+            let mut agreed = true;
+            for id in self.ids().into_iter().filter(|id| self.running(*id)) {
+                let status = tokio::time::timeout(
+                    Duration::from_millis(500),
+                    self.client_of(id).node_status(0),
+                )
+                .await;
+                match status {
+                    Ok(Ok(s)) if s.leader.is_some() => {
+                        if seen.is_some_and(|l| Some(l) != s.leader) {
+                            agreed = false;
+                        }
+                        seen = s.leader;
+                    }
+                    _ => agreed = false,
+                }
+            }
+            if agreed && seen.is_some() {
+                return seen;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        None
+    }
+
+    /// Stops every node: SIGCONT (in case paused), then SIGTERM, then kill after a bound.
+    pub fn stop_all(&mut self) {
+        for id in self.ids() {
+            self.pause(id, false);
+        }
+        for child in self.procs.values() {
+            // SAFETY: as in `pause`.
+            unsafe {
+                libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for (_, mut child) in std::mem::take(&mut self.procs) {
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for (_, mut child) in std::mem::take(&mut self.procs) {
+            // SAFETY: as in `pause`; a stopped process must be continued to die cleanly.
+            unsafe {
+                libc::kill(child.id() as libc::pid_t, libc::SIGCONT);
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! One test run: start the cluster, run the workload under the nemesis, heal, drain, read
+//! everything back, check, report. Teardown (processes, firewall table) runs on every exit
+//! path through `Drop`.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Mutex;
+
+use crate::checker::{self, Verdict};
+use crate::cluster::{raftline_bin, Cluster};
+use crate::history::{self, Kind, Op, Recorder};
+use crate::nemesis::{self, Kind as Nemesis};
+use crate::net::Net;
+use crate::report;
+use crate::workload::{self, Ctx};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// `queue` or `reads`.
+    pub workload: String,
+    /// Faults to inject.
+    pub nemeses: Vec<Nemesis>,
+    /// Length of the faulty period.
+    pub time: Duration,
+    /// Seed of the fault schedule and client choices.
+    pub seed: u64,
+    /// Nodes in the cluster.
+    pub nodes: u64,
+    /// First port (each node uses three, on its own address).
+    pub base_port: u16,
+    /// Where histories, logs and reports go.
+    pub store: PathBuf,
+}
+
+/// The outcome of a run.
+pub struct Outcome {
+    /// Test name.
+    pub test: String,
+    /// The report text.
+    pub report: String,
+    /// Checker verdicts.
+    pub verdicts: Vec<Verdict>,
+    /// Where the files are.
+    pub dir: PathBuf,
+}
+
+/// Runs one test.
+pub async fn run(plan: &Plan) -> Result<Outcome, String> {
+    let names: Vec<&str> = plan
+        .nemeses
+        .iter()
+        .map(|n| match n {
+            Nemesis::Partition => "partition",
+            Nemesis::Kill => "kill",
+            Nemesis::Pause => "pause",
+        })
+        .collect();
+    let test = format!("{}-{}", plan.workload, names.join("+"));
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let dir = plan.store.join(&test).join(stamp.to_string());
+    let mut notes = Vec::new();
+    let cluster = Cluster::new(&dir, raftline_bin()?, plan.nodes, plan.base_port)?;
+    let net = if plan.nemeses.contains(&Nemesis::Partition) {
+        match Net::new(&format!("{}", std::process::id())) {
+            Ok(net) => Some(Arc::new(net)),
+            Err(e) => {
+                notes.push(format!("no network faults: {e} (needs root and nftables)"));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let cluster = Arc::new(Mutex::new(cluster));
+    {
+        let mut c = cluster.lock().await;
+        for id in c.ids() {
+            c.start(id)?;
+        }
+        c.wait_leader(Duration::from_secs(30))
+            .await
+            .ok_or("the cluster elected no leader in 30 s")?;
+    }
+    let nodes = cluster.lock().await.nodes.clone();
+    let t0 = Instant::now();
+    let rec = Arc::new(Recorder::new(Box::new(move || {
+        t0.elapsed().as_millis() as u64
+    })));
+    let ctx = Ctx::new(nodes, rec.clone(), plan.seed);
+    let mut tasks = tokio::task::JoinSet::new();
+    for p in 0..3 {
+        tasks.spawn(workload::submitter(ctx.clone(), p));
+    }
+    for p in 0..4 {
+        tasks.spawn(workload::worker(ctx.clone(), 100 + p));
+    }
+    for p in 0..3 {
+        if plan.workload == "reads" {
+            tasks.spawn(workload::reader(ctx.clone(), 200 + p));
+        }
+    }
+    let until = t0 + plan.time;
+    let faults = nemesis::run(
+        cluster.clone(),
+        net.clone(),
+        plan.nemeses.clone(),
+        plan.seed,
+        t0,
+        until,
+    )
+    .await;
+    tokio::time::sleep(until.saturating_duration_since(Instant::now())).await;
+
+    // Heal: network, paused and killed nodes; then drain the queue with well-behaved workers.
+    if let Some(net) = &net {
+        net.heal()?;
+    }
+    {
+        let mut c = cluster.lock().await;
+        for id in c.ids() {
+            c.pause(id, false);
+            c.start(id)?;
+        }
+        if c.wait_leader(Duration::from_secs(30)).await.is_none() {
+            notes.push("no leader within 30 s after healing".into());
+        }
+    }
+    ctx.draining.store(true, Ordering::Relaxed);
+    let client = cluster.lock().await.client();
+    if !workload::drained(&client, Duration::from_secs(60)).await {
+        notes.push("the queue did not drain within 60 s after healing".into());
+    }
+    ctx.stop.store(true, Ordering::Relaxed);
+    let _ = tokio::time::timeout(Duration::from_secs(15), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    tasks.abort_all();
+
+    match workload::final_reads(&ctx, &client, 1_000).await {
+        Ok(n) => notes.push(format!("final reads: {n} jobs")),
+        Err(e) => notes.push(format!("final reads failed: {e}")),
+    }
+    digests(&cluster, &rec).await;
+    let history = rec.events();
+    std::fs::write(dir.join("history.jsonl"), history::to_jsonl(&history))
+        .map_err(|e| e.to_string())?;
+    let verdicts = checker::check_all(&history);
+    let report = report::render(&test, plan.seed, &notes, &history, &faults, &verdicts);
+    std::fs::write(dir.join("report.txt"), &report).map_err(|e| e.to_string())?;
+    cluster.lock().await.stop_all();
+    Ok(Outcome {
+        test,
+        report,
+        verdicts,
+        dir,
+    })
+}
+
+/// Records each node's state digest once all nodes have applied the same index.
+async fn digests(cluster: &Arc<Mutex<Cluster>>, rec: &Recorder) {
+    let c = cluster.lock().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut seen = Vec::new();
+        for id in c.ids() {
+            if let Ok(Ok(s)) =
+                tokio::time::timeout(Duration::from_secs(2), c.client_of(id).node_digest(0)).await
+            {
+                seen.push((id, s.digest_applied, s.digest));
+            }
+        }
+        let same_index = seen.windows(2).all(|w| w[0].1 == w[1].1);
+        if (same_index && seen.len() == c.ids().len()) || Instant::now() > deadline {
+            for (node, applied, digest) in seen {
+                rec.complete(
+                    2_000 + node,
+                    Some(node),
+                    Kind::Ok,
+                    Op::Digest {
+                        node,
+                        applied,
+                        digest,
+                    },
+                );
+            }
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

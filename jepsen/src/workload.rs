@@ -1,0 +1,314 @@
+//! Workloads: client processes that drive the cluster and record every operation.
+//!
+//! - `queue`: submitters add jobs with unique payload values (external jobs, so only these
+//!   workers run them); workers lease batches, and sometimes crash holding a lease (the job
+//!   must come back) or complete after their lease expired (the completion must be refused);
+//!   at the end the queue is drained and every job read back.
+//! - `reads`: `queue` plus readers that read known jobs linearizably through every node,
+//!   including nodes on the minority side of a partition.
+//!
+//! Every client talks to one node at a time (no client-side failover), so a request to a
+//! node cut off from the majority exercises that node's forwarding and read-index paths.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use raftline::client::Client;
+use raftline::proto::pb;
+use raftline::Error;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::cluster::NodeSpec;
+use crate::history::{Grant, Kind, Op, Recorder};
+
+/// Queue every workload job goes to.
+pub const QUEUE: &str = "jepsen";
+/// Lease ttl of workload jobs: short, so crashed workers' jobs come back during the test.
+pub const LEASE_TTL_MS: u64 = 2_000;
+/// Bound on one client call.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Shared state of the client processes.
+pub struct Ctx {
+    /// The nodes.
+    pub nodes: Vec<NodeSpec>,
+    /// The history.
+    pub rec: Arc<Recorder>,
+    /// Set to stop the processes.
+    pub stop: AtomicBool,
+    /// Set while draining: workers no longer crash or dawdle.
+    pub draining: AtomicBool,
+    /// Next unique payload value.
+    next_value: AtomicU64,
+    /// Ids of acknowledged jobs, for readers.
+    known: Mutex<Vec<u64>>,
+    /// Seed of the processes' choices.
+    seed: u64,
+}
+
+impl Ctx {
+    /// A context over `nodes`, recording into `rec`.
+    pub fn new(nodes: Vec<NodeSpec>, rec: Arc<Recorder>, seed: u64) -> Arc<Ctx> {
+        Arc::new(Ctx {
+            nodes,
+            rec,
+            stop: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+            next_value: AtomicU64::new(1),
+            known: Mutex::new(Vec::new()),
+            seed,
+        })
+    }
+
+    fn client(&self, node: &NodeSpec) -> Client {
+        Client::new(&[node.api()]).expect("client")
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    fn rng(&self, process: u64) -> ChaCha8Rng {
+        ChaCha8Rng::seed_from_u64(self.seed ^ process.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+    }
+}
+
+/// How a call ended, for the history: ok, fail (did not happen) or info (unknown).
+fn outcome<T>(r: &Result<Result<T, Error>, tokio::time::error::Elapsed>) -> Kind {
+    match r {
+        Ok(Ok(_)) => Kind::Ok,
+        Ok(Err(Error::InvalidArgument { .. }))
+        | Ok(Err(Error::NotFound(_)))
+        | Ok(Err(Error::FailedPrecondition(_)))
+        | Ok(Err(Error::ResourceExhausted(_))) => Kind::Fail,
+        Ok(Err(Error::Unavailable { message, .. })) if message.contains("nothing was written") => {
+            Kind::Fail
+        }
+        _ => Kind::Info,
+    }
+}
+
+/// A submitter: adds jobs until stopped.
+pub async fn submitter(ctx: Arc<Ctx>, process: u64) {
+    let mut i = process as usize;
+    while !ctx.stopped() {
+        let node = &ctx.nodes[i % ctx.nodes.len()];
+        i += 1;
+        let value = ctx.next_value.fetch_add(1, Ordering::Relaxed);
+        ctx.rec
+            .invoke(process, Some(node.id), Op::Submit { value, job: None });
+        let req = pb::SubmitRequest {
+            queue: QUEUE.into(),
+            kind: Some(pb::submit_request::Kind::Payload(
+                value.to_string().into_bytes(),
+            )),
+            max_attempts: 100,
+            lease_ttl_ms: LEASE_TTL_MS,
+            backoff: Some(pb::Backoff {
+                base_ms: 50,
+                factor: 2,
+                cap_ms: 500,
+                no_jitter: false,
+            }),
+            ..Default::default()
+        };
+        let r = tokio::time::timeout(CALL_TIMEOUT, ctx.client(node).submit(req)).await;
+        let kind = outcome(&r);
+        let job = match &r {
+            Ok(Ok(id)) => Some(*id),
+            _ => None,
+        };
+        if let Some(id) = job {
+            ctx.known.lock().expect("known").push(id);
+        }
+        ctx.rec
+            .complete(process, Some(node.id), kind, Op::Submit { value, job });
+        let pause = if kind == Kind::Ok { 20 } else { 50 };
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+    }
+}
+
+fn value_of(job: &pb::Job) -> u64 {
+    match &job.kind {
+        Some(pb::job::Kind::Payload(p)) => String::from_utf8_lossy(p).parse().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// A worker: leases, then completes, crashes holding the lease, or completes too late.
+pub async fn worker(ctx: Arc<Ctx>, process: u64) {
+    let mut rng = ctx.rng(process);
+    let worker_id = format!("jepsen-{process}");
+    let mut i = process as usize;
+    while !ctx.stopped() {
+        let node = &ctx.nodes[i % ctx.nodes.len()];
+        i += 1;
+        let client = ctx.client(node);
+        ctx.rec
+            .invoke(process, Some(node.id), Op::Lease { grants: Vec::new() });
+        let req = pb::LeaseRequest {
+            worker_id: worker_id.clone(),
+            queues: vec![QUEUE.into()],
+            max: 8,
+            wait_ms: 500,
+            ..Default::default()
+        };
+        let r = tokio::time::timeout(CALL_TIMEOUT, client.lease(req)).await;
+        let kind = outcome(&r);
+        let grants: Vec<Grant> = match &r {
+            Ok(Ok(reply)) => reply
+                .jobs
+                .iter()
+                .filter_map(|l| {
+                    let job = l.job.as_ref()?;
+                    Some(Grant {
+                        job: job.id,
+                        token: l.token,
+                        value: value_of(job),
+                    })
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        ctx.rec.complete(
+            process,
+            Some(node.id),
+            kind,
+            Op::Lease {
+                grants: grants.clone(),
+            },
+        );
+        if kind != Kind::Ok {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let draining = ctx.draining.load(Ordering::Relaxed);
+        let (ctx_ref, client_ref) = (&*ctx, &client);
+        let mut runs = Vec::new();
+        for grant in grants {
+            let roll: f64 = rng.random();
+            if !draining && roll < 0.1 {
+                continue; // crash holding the lease: it must expire and the job come back
+            }
+            let late = !draining && roll < 0.2;
+            // Each grant is its own process in the history (one operation in flight each).
+            let sub = process * 1_000 + runs.len() as u64 + 1;
+            runs.push(async move {
+                if late {
+                    tokio::time::sleep(Duration::from_millis(LEASE_TTL_MS + 700)).await;
+                }
+                complete(ctx_ref, sub, node, client_ref, grant).await;
+            });
+        }
+        futures::future::join_all(runs).await;
+    }
+}
+
+async fn complete(ctx: &Ctx, process: u64, node: &NodeSpec, client: &Client, g: Grant) {
+    let op = Op::Complete {
+        job: g.job,
+        token: g.token,
+        value: g.value,
+    };
+    ctx.rec.invoke(process, Some(node.id), op.clone());
+    let report = raftline::machine::Report {
+        error_class: None,
+        exit_code: None,
+        error: String::new(),
+        output_tail: String::new(),
+    };
+    let r = tokio::time::timeout(CALL_TIMEOUT, client.complete(g.job, g.token, &report)).await;
+    ctx.rec.complete(process, Some(node.id), outcome(&r), op);
+}
+
+/// A reader: reads known jobs through every node in turn.
+pub async fn reader(ctx: Arc<Ctx>, process: u64) {
+    let mut rng = ctx.rng(process);
+    let mut i = process as usize;
+    while !ctx.stopped() {
+        let job = {
+            let known = ctx.known.lock().expect("known");
+            if known.is_empty() {
+                None
+            } else {
+                Some(known[rng.random_range(0..known.len())])
+            }
+        };
+        let Some(job) = job else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let node = &ctx.nodes[i % ctx.nodes.len()];
+        i += 1;
+        ctx.rec.invoke(
+            process,
+            Some(node.id),
+            Op::Read {
+                job,
+                value: None,
+                state: None,
+            },
+        );
+        let r = tokio::time::timeout(CALL_TIMEOUT, ctx.client(node).job(job, false)).await;
+        let (kind, value, state) = match &r {
+            Ok(Ok(j)) => (Kind::Ok, Some(value_of(j)), Some(j.state.clone())),
+            Ok(Err(Error::NotFound(_))) => (Kind::Ok, None, None),
+            _ => (Kind::Fail, None, None),
+        };
+        ctx.rec
+            .complete(process, Some(node.id), kind, Op::Read { job, value, state });
+    }
+}
+
+/// Reads every job of the queue back (linearizable, paged) as `FinalRead` observations.
+pub async fn final_reads(ctx: &Ctx, client: &Client, process: u64) -> Result<usize, String> {
+    let mut after = 0;
+    let mut count = 0;
+    loop {
+        let req = pb::ListJobsRequest {
+            queue: QUEUE.into(),
+            after_id: after,
+            limit: 1000,
+            ..Default::default()
+        };
+        let jobs = client.list_jobs(req).await.map_err(|e| e.to_string())?;
+        let Some(last) = jobs.last() else {
+            return Ok(count);
+        };
+        after = last.id;
+        for j in &jobs {
+            let succeeded = j
+                .attempts
+                .iter()
+                .filter(|a| a.result == "succeeded")
+                .count();
+            ctx.rec.complete(
+                process,
+                None,
+                Kind::Ok,
+                Op::FinalRead {
+                    job: j.id,
+                    value: value_of(j),
+                    state: j.state.clone(),
+                    attempts_succeeded: succeeded as u32,
+                },
+            );
+            count += 1;
+        }
+    }
+}
+
+/// Waits until the queue has nothing scheduled, ready or leased, up to `timeout`.
+pub async fn drained(client: &Client, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Ok(q) = client.queue(QUEUE, false).await {
+            if q.scheduled + q.ready + q.leased == 0 {
+                return true;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
+}
