@@ -46,11 +46,17 @@ pub struct Ctx {
     known: Mutex<Vec<u64>>,
     /// Seed of the processes' choices.
     seed: u64,
+    /// One client per node (index = node id - 1).
+    clients: Vec<Arc<Client>>,
 }
 
 impl Ctx {
     /// A context over `nodes`, recording into `rec`.
     pub fn new(nodes: Vec<NodeSpec>, rec: Arc<Recorder>, seed: u64) -> Arc<Ctx> {
+        let clients: Vec<Arc<Client>> = nodes
+            .iter()
+            .map(|n| Arc::new(Client::new(&[n.api()]).expect("client")))
+            .collect();
         Arc::new(Ctx {
             nodes,
             rec,
@@ -59,11 +65,12 @@ impl Ctx {
             next_value: AtomicU64::new(1),
             known: Mutex::new(Vec::new()),
             seed,
+            clients,
         })
     }
 
-    fn client(&self, node: &NodeSpec) -> Client {
-        Client::new(&[node.api()]).expect("client")
+    fn client(&self, node: &NodeSpec) -> Arc<Client> {
+        self.clients[(node.id - 1) as usize].clone()
     }
 
     fn stopped(&self) -> bool {
@@ -137,15 +144,25 @@ fn value_of(job: &pb::Job) -> u64 {
     }
 }
 
+/// Completions a worker may have in flight before it waits to lease more.
+const WORKER_INFLIGHT_MAX: usize = 16;
+
 /// A worker: leases, then completes, crashes holding the lease, or completes too late.
+/// Completions run concurrently with further leases, as in a real worker pool.
 pub async fn worker(ctx: Arc<Ctx>, process: u64) {
     let mut rng = ctx.rng(process);
     let worker_id = format!("jepsen-{process}");
+    let mut inflight = tokio::task::JoinSet::new();
     let mut i = process as usize;
+    let mut sub = 0;
     while !ctx.stopped() {
-        let node = &ctx.nodes[i % ctx.nodes.len()];
+        while inflight.len() >= WORKER_INFLIGHT_MAX {
+            inflight.join_next().await;
+        }
+        while inflight.try_join_next().is_some() {}
+        let node = ctx.nodes[i % ctx.nodes.len()].clone();
         i += 1;
-        let client = ctx.client(node);
+        let client = ctx.client(&node);
         ctx.rec
             .invoke(process, Some(node.id), Op::Lease { grants: Vec::new() });
         let req = pb::LeaseRequest {
@@ -184,25 +201,31 @@ pub async fn worker(ctx: Arc<Ctx>, process: u64) {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let draining = ctx.draining.load(Ordering::Relaxed);
-        let (ctx_ref, client_ref) = (&*ctx, &client);
-        let mut runs = Vec::new();
         for grant in grants {
             let roll: f64 = rng.random();
             if !draining && roll < 0.1 {
                 continue; // crash holding the lease: it must expire and the job come back
             }
-            let late = !draining && roll < 0.2;
-            // Each grant is its own process in the history (one operation in flight each).
-            let sub = process * 1_000 + runs.len() as u64 + 1;
-            runs.push(async move {
-                if late {
-                    tokio::time::sleep(Duration::from_millis(LEASE_TTL_MS + 700)).await;
-                }
-                complete(ctx_ref, sub, node, client_ref, grant).await;
+            // Work takes a while; one grant in ten finishes after its lease expired, while the
+            // job may already be held by another worker (its completion must be refused).
+            let work_ms = if draining {
+                0
+            } else if roll < 0.2 {
+                LEASE_TTL_MS + rng.random_range(100..1_500)
+            } else {
+                rng.random_range(0..600)
+            };
+            // Each completion is its own process in the history (one operation in flight each).
+            sub += 1;
+            let id = process * 1_000_000 + sub;
+            let (ctx, node, client) = (ctx.clone(), node.clone(), client.clone());
+            inflight.spawn(async move {
+                tokio::time::sleep(Duration::from_millis(work_ms)).await;
+                complete(&ctx, id, &node, &client, grant).await;
             });
         }
-        futures::future::join_all(runs).await;
     }
+    while inflight.join_next().await.is_some() {}
 }
 
 async fn complete(ctx: &Ctx, process: u64, node: &NodeSpec, client: &Client, g: Grant) {
