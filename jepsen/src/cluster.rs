@@ -43,6 +43,18 @@ pub struct Cluster {
     procs: BTreeMap<u64, Child>,
 }
 
+/// libfaketime, when installed (Debian's `faketime` package).
+pub fn libfaketime() -> Option<PathBuf> {
+    [
+        "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
+        "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1",
+        "/usr/lib/faketime/libfaketimeMT.so.1",
+    ]
+    .into_iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists())
+}
+
 /// Finds the raftline binary: `RAFTLINE_BIN`, or next to this executable, built on demand
 /// with the same profile.
 pub fn raftline_bin() -> Result<PathBuf, String> {
@@ -121,6 +133,11 @@ impl Cluster {
 
     /// Starts node `id` (its log is appended to `dir/node-<id>.log`).
     pub fn start(&mut self, id: u64) -> Result<(), String> {
+        self.start_with(id, &[])
+    }
+
+    /// Starts node `id` with extra environment variables (e.g. a faked clock).
+    pub fn start_with(&mut self, id: u64, env: &[(String, String)]) -> Result<(), String> {
         if self.procs.contains_key(&id) {
             return Ok(());
         }
@@ -136,6 +153,7 @@ impl Cluster {
             .arg(self.dir.join("cluster.toml"))
             .args(["--id", &id.to_string()])
             .env("RAFTLINE_LOG", "info,openraft=warn")
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(err)
@@ -148,6 +166,25 @@ impl Cluster {
     /// `kill -9` of node `id`.
     pub fn kill(&mut self, id: u64) {
         if let Some(mut child) = self.procs.remove(&id) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Graceful stop of node `id` (SIGTERM, then kill after 10 s).
+    pub fn stop(&mut self, id: u64) {
+        if let Some(mut child) = self.procs.remove(&id) {
+            // SAFETY: kill(2) on a child this harness started and has not reaped.
+            unsafe {
+                libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+            }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
             let _ = child.kill();
             let _ = child.wait();
         }

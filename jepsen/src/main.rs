@@ -20,7 +20,7 @@ struct Args {
     /// Workload: queue or reads (lock and cron come with their features).
     #[arg(long, default_value = "queue")]
     workload: String,
-    /// Faults, comma-separated: partition, kill, pause.
+    /// Faults, comma-separated: partition, kill, pause, lossy, restart, clock.
     #[arg(long, value_delimiter = ',', default_value = "partition,kill,pause")]
     nemesis: Vec<String>,
     /// Seconds of faults per test.
@@ -35,7 +35,7 @@ struct Args {
     /// First port (each node uses three on its own loopback address 127.0.1.N).
     #[arg(long, default_value_t = 17100)]
     base_port: u16,
-    /// Run every workload against each nemesis alone and all together.
+    /// Run every workload against partition, kill and pause alone, and against all nemeses.
     #[arg(long)]
     all: bool,
     /// Where results go.

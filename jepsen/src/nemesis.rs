@@ -2,9 +2,11 @@
 //! sequence of faults (the timing of client operations still varies from run to run).
 //!
 //! After a quiet period, one fault at a time: a partition (random halves, the leader isolated,
-//! one node isolated, a bridge, a one-way cut), `kill -9` of a node or the leader (restarted
-//! with its data dir after a while), or a SIGSTOP pause longer than the election timeout and
-//! the lease ttl. Each fault is healed before the next; every start and end is logged.
+//! one node isolated, a bridge, a one-way cut), lossy links (30% of packets dropped), `kill -9`
+//! of a node, the leader, a majority or every node (restarted with their data dirs after a
+//! while), a SIGSTOP pause longer than the election timeout and the lease ttl, a rolling
+//! restart, or a node restarted with its wall clock off by 5-60 s (libfaketime; the leader
+//! stamps proposals with its clock, so a skewed leader moves state-machine time). Each fault is healed before the next; every start and end is logged.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -26,17 +28,26 @@ pub enum Kind {
     Kill,
     /// SIGSTOP then SIGCONT.
     Pause,
+    /// 30% packet loss on every link (needs nftables).
+    Lossy,
+    /// Rolling restart: SIGTERM each node in turn and start it again.
+    Restart,
+    /// A node restarted with its clock offset by tens of seconds (libfaketime).
+    Clock,
 }
 
 impl Kind {
-    /// Parses `partition`, `kill` or `pause`.
+    /// Parses a nemesis name.
     pub fn parse(name: &str) -> Result<Kind, String> {
         match name {
             "partition" => Ok(Kind::Partition),
             "kill" => Ok(Kind::Kill),
             "pause" => Ok(Kind::Pause),
+            "lossy" => Ok(Kind::Lossy),
+            "restart" => Ok(Kind::Restart),
+            "clock" => Ok(Kind::Clock),
             other => Err(format!(
-                "unknown nemesis {other:?} (partition, kill, pause)"
+                "unknown nemesis {other:?} (partition, kill, pause, lossy, restart, clock)"
             )),
         }
     }
@@ -89,7 +100,8 @@ pub async fn run(
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let kinds: Vec<Kind> = kinds
         .into_iter()
-        .filter(|k| *k != Kind::Partition || net.is_some())
+        .filter(|k| !matches!(k, Kind::Partition | Kind::Lossy) || net.is_some())
+        .filter(|k| *k != Kind::Clock || crate::cluster::libfaketime().is_some())
         .collect();
     let mut faults = Vec::new();
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -118,15 +130,66 @@ pub async fn run(
                 name
             }
             Kind::Kill => {
-                cluster.lock().await.kill(target);
-                tokio::time::sleep(hold).await;
-                if let Err(e) = cluster.lock().await.start(target) {
-                    eprintln!("nemesis: restart: {e}");
+                let (victims, name) = kill_set(&ids, &mut rng, target, target_leader);
+                for id in &victims {
+                    cluster.lock().await.kill(*id);
                 }
-                format!(
-                    "kill -9 node {target}{}",
-                    if target_leader { " (leader)" } else { "" }
-                )
+                tokio::time::sleep(hold).await;
+                for id in &victims {
+                    if let Err(e) = cluster.lock().await.start(*id) {
+                        eprintln!("nemesis: restart: {e}");
+                    }
+                }
+                name
+            }
+            Kind::Lossy => {
+                let net = net.as_ref().expect("filtered above");
+                let links = {
+                    let c = cluster.lock().await;
+                    cut(&c, &ids, &ids, true)
+                };
+                if let Err(e) = net.set_lossy(&links) {
+                    eprintln!("nemesis: {e}");
+                }
+                tokio::time::sleep(hold).await;
+                let _ = net.heal();
+                "lossy links: 30% of packets dropped between all nodes".to_string()
+            }
+            Kind::Clock => {
+                let lib = crate::cluster::libfaketime().expect("filtered above");
+                let skew_s: i64 =
+                    rng.random_range(5..60) * if rng.random_bool(0.5) { 1 } else { -1 };
+                let env = vec![
+                    ("LD_PRELOAD".to_string(), lib.display().to_string()),
+                    ("FAKETIME".to_string(), format!("{skew_s:+}s")),
+                    ("FAKETIME_DONT_FAKE_MONOTONIC".to_string(), "1".to_string()),
+                ];
+                {
+                    let mut c = cluster.lock().await;
+                    c.kill(target);
+                    if let Err(e) = c.start_with(target, &env) {
+                        eprintln!("nemesis: clock: {e}");
+                    }
+                }
+                tokio::time::sleep(hold).await;
+                let mut c = cluster.lock().await;
+                c.kill(target);
+                if let Err(e) = c.start(target) {
+                    eprintln!("nemesis: clock: {e}");
+                }
+                format!("clock of node {target} off by {skew_s:+} s")
+            }
+            Kind::Restart => {
+                for id in &ids {
+                    let mut c = cluster.lock().await;
+                    c.stop(*id);
+                    if let Err(e) = c.start(*id) {
+                        eprintln!("nemesis: restart: {e}");
+                    }
+                    drop(c);
+                    tokio::time::sleep(Duration::from_millis(1_500)).await;
+                }
+                "rolling restart of every node".to_string()
             }
             Kind::Pause => {
                 cluster.lock().await.pause(target, true);
@@ -155,6 +218,31 @@ pub async fn run(
         let _ = net.heal();
     }
     faults
+}
+
+/// Which nodes a kill fault takes down: the target (a random node or the leader), a majority,
+/// or all of them.
+fn kill_set(ids: &[u64], rng: &mut ChaCha8Rng, target: u64, leader: bool) -> (Vec<u64>, String) {
+    match rng.random_range(0..4) {
+        0 => {
+            let mut majority = vec![target];
+            majority.extend(
+                ids.iter()
+                    .copied()
+                    .filter(|i| *i != target)
+                    .take(ids.len() / 2),
+            );
+            (majority.clone(), format!("kill -9 a majority {majority:?}"))
+        }
+        1 => (ids.to_vec(), "kill -9 every node".to_string()),
+        _ => (
+            vec![target],
+            format!(
+                "kill -9 node {target}{}",
+                if leader { " (leader)" } else { "" }
+            ),
+        ),
+    }
 }
 
 /// A random partition scheme around node `target`: its name and the links it cuts.

@@ -1,6 +1,6 @@
 //! Network faults between nodes with nftables: one table per test, holding a named set of
 //! blocked (source, destination) address pairs and a rule dropping matching packets on the
-//! output hook (loopback traffic passes it). A partition is a new content of the set; healing
+//! output hook (loopback traffic passes it), and a set of lossy pairs losing 30% of packets. A partition is a new content of the set; healing
 //! empties it; teardown deletes the table. Needs root and the `nft` tool; without them the
 //! harness runs without network faults and says so in the report.
 
@@ -45,8 +45,10 @@ impl Net {
         let script = format!(
             "table inet {table} {{\n\
                set blocked {{ type ipv4_addr . ipv4_addr; }}\n\
+               set lossy {{ type ipv4_addr . ipv4_addr; }}\n\
                chain out {{ type filter hook output priority 0; policy accept;\n\
                  ip saddr . ip daddr @blocked drop\n\
+                 ip saddr . ip daddr @lossy numgen random mod 100 < 30 drop\n\
                }}\n\
              }}\n"
         );
@@ -68,9 +70,24 @@ impl Net {
         nft(&script)
     }
 
-    /// Removes every block.
+    /// Drops 30% of the packets on exactly the given directed links.
+    pub fn set_lossy(&self, links: &BTreeSet<(String, String)>) -> Result<(), String> {
+        let mut script = format!("flush set inet {} lossy\n", self.table);
+        if !links.is_empty() {
+            let elements: Vec<String> = links.iter().map(|(a, b)| format!("{a} . {b}")).collect();
+            script.push_str(&format!(
+                "add element inet {} lossy {{ {} }}\n",
+                self.table,
+                elements.join(", ")
+            ));
+        }
+        nft(&script)
+    }
+
+    /// Removes every block and every lossy link.
     pub fn heal(&self) -> Result<(), String> {
-        self.set_blocked(&BTreeSet::new())
+        self.set_blocked(&BTreeSet::new())?;
+        self.set_lossy(&BTreeSet::new())
     }
 }
 

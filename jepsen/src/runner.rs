@@ -57,6 +57,9 @@ pub async fn run(plan: &Plan) -> Result<Outcome, String> {
             Nemesis::Partition => "partition",
             Nemesis::Kill => "kill",
             Nemesis::Pause => "pause",
+            Nemesis::Lossy => "lossy",
+            Nemesis::Restart => "restart",
+            Nemesis::Clock => "clock",
         })
         .collect();
     let test = format!("{}-{}", plan.workload, names.join("+"));
@@ -66,7 +69,11 @@ pub async fn run(plan: &Plan) -> Result<Outcome, String> {
     let dir = plan.store.join(&test).join(stamp.to_string());
     let mut notes = Vec::new();
     let cluster = Cluster::new(&dir, raftline_bin()?, plan.nodes, plan.base_port)?;
-    let net = if plan.nemeses.contains(&Nemesis::Partition) {
+    let net = if plan
+        .nemeses
+        .iter()
+        .any(|n| matches!(n, Nemesis::Partition | Nemesis::Lossy))
+    {
         match Net::new(&format!("{}", std::process::id())) {
             Ok(net) => Some(Arc::new(net)),
             Err(e) => {
@@ -77,6 +84,9 @@ pub async fn run(plan: &Plan) -> Result<Outcome, String> {
     } else {
         None
     };
+    if plan.nemeses.contains(&Nemesis::Clock) && crate::cluster::libfaketime().is_none() {
+        notes.push("no clock faults: libfaketime is not installed (Debian: faketime)".into());
+    }
     let cluster = Arc::new(Mutex::new(cluster));
     {
         let mut c = cluster.lock().await;
@@ -94,8 +104,9 @@ pub async fn run(plan: &Plan) -> Result<Outcome, String> {
     })));
     let ctx = Ctx::new(nodes, rec.clone(), plan.seed);
     let mut tasks = tokio::task::JoinSet::new();
+    let mut submitters = tokio::task::JoinSet::new();
     for p in 0..3 {
-        tasks.spawn(workload::submitter(ctx.clone(), p));
+        submitters.spawn(workload::submitter(ctx.clone(), p));
     }
     for p in 0..4 {
         tasks.spawn(workload::worker(ctx.clone(), 100 + p));
@@ -131,6 +142,13 @@ pub async fn run(plan: &Plan) -> Result<Outcome, String> {
             notes.push("no leader within 30 s after healing".into());
         }
     }
+    // No new jobs while draining: every job submitted must be finished by the final reads.
+    ctx.stop_submitting.store(true, Ordering::Relaxed);
+    let _ = tokio::time::timeout(Duration::from_secs(15), async {
+        while submitters.join_next().await.is_some() {}
+    })
+    .await;
+    submitters.abort_all();
     ctx.draining.store(true, Ordering::Relaxed);
     let client = cluster.lock().await.client();
     if !workload::drained(&client, Duration::from_secs(60)).await {

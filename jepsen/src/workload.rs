@@ -40,6 +40,8 @@ pub struct Ctx {
     pub stop: AtomicBool,
     /// Set while draining: workers no longer crash or dawdle.
     pub draining: AtomicBool,
+    /// Set to stop the submitters (before draining).
+    pub stop_submitting: AtomicBool,
     /// Next unique payload value.
     next_value: AtomicU64,
     /// Ids of acknowledged jobs, for readers.
@@ -62,6 +64,7 @@ impl Ctx {
             rec,
             stop: AtomicBool::new(false),
             draining: AtomicBool::new(false),
+            stop_submitting: AtomicBool::new(false),
             next_value: AtomicU64::new(1),
             known: Mutex::new(Vec::new()),
             seed,
@@ -100,7 +103,7 @@ fn outcome<T>(r: &Result<Result<T, Error>, tokio::time::error::Elapsed>) -> Kind
 /// A submitter: adds jobs until stopped.
 pub async fn submitter(ctx: Arc<Ctx>, process: u64) {
     let mut i = process as usize;
-    while !ctx.stopped() {
+    while !ctx.stopped() && !ctx.stop_submitting.load(Ordering::Relaxed) {
         let node = &ctx.nodes[i % ctx.nodes.len()];
         i += 1;
         let value = ctx.next_value.fetch_add(1, Ordering::Relaxed);
