@@ -89,8 +89,24 @@ pub fn raftline_bin() -> Result<PathBuf, String> {
 }
 
 impl Cluster {
-    /// Writes the config of an `n`-node cluster under `dir`, ports from `base_port`.
+    /// Writes the config of an `n`-node cluster under `dir`, ports from `base_port`, with the
+    /// harness's settings (short timeouts, no node executors).
     pub fn new(dir: &Path, bin: PathBuf, n: u64, base_port: u16) -> Result<Cluster, String> {
+        let settings = "heartbeat_ms = 50\nelection_timeout_min_ms = 300\n\
+            election_timeout_max_ms = 600\nsnapshot_every_entries = 2000\n\
+            snapshot_logs_kept = 500\nrequest_timeout_ms = 2000\nworkers_max = 0\n";
+        Cluster::with_settings(dir, bin, n, base_port, settings)
+    }
+
+    /// Like [`Cluster::new`], with the given `[cluster]` settings lines (after name and
+    /// data_dir).
+    pub fn with_settings(
+        dir: &Path,
+        bin: PathBuf,
+        n: u64,
+        base_port: u16,
+        settings: &str,
+    ) -> Result<Cluster, String> {
         std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
         let nodes: Vec<NodeSpec> = (1..=n)
             .map(|id| NodeSpec {
@@ -101,12 +117,7 @@ impl Cluster {
                 http_port: base_port + 2,
             })
             .collect();
-        let mut text = String::from(
-            "[cluster]\nname = \"jepsen\"\ndata_dir = \"data\"\nheartbeat_ms = 50\n\
-             election_timeout_min_ms = 300\nelection_timeout_max_ms = 600\n\
-             snapshot_every_entries = 2000\nsnapshot_logs_kept = 500\nrequest_timeout_ms = 2000\n\
-             workers_max = 0\n",
-        );
+        let mut text = format!("[cluster]\nname = \"jepsen\"\ndata_dir = \"data\"\n{settings}");
         for n in &nodes {
             text.push_str(&format!(
                 "\n[[node]]\nid = {}\nraft_addr = \"{ip}:{}\"\napi_addr = \"{ip}:{}\"\nhttp_addr = \"{ip}:{}\"\n",

@@ -1,0 +1,479 @@
+//! `raftline-bench`: throughput, latency and failover figures for raftline, measured the way
+//! peer systems are measured, on the same machine.
+//!
+//! `cargo run --release -p raftline-bench -- [floor|w1|w2|w3|all] [--addr A] [--secs S]`.
+//! Without `--addr` it starts a fresh 3-node cluster of the release binary in a temp dir on
+//! loopback (nodes on 127.0.1.N). Prints a table and appends JSON lines to
+//! `bench/results/results.jsonl` with the machine, the git commit and the settings.
+//!
+//! - floor: fdatasync latency of a 256 B append on the data disk, and a loopback TCP round
+//!   trip, so the figures can be read as ratios to the machine's limits.
+//! - W1 durable submit: 256 B submits at 1, 16 and 64 concurrent clients spread over all
+//!   nodes: ops/s, p50/p99/max, and fsyncs per submit from the nodes' own counters.
+//! - W2 end-to-end: submit + lease + complete through the external worker API, 1/16/64
+//!   producers and as many workers: jobs/s and submit-to-complete latency.
+//! - W3 failover: kill -9 of the leader under a 16-client writer, 5 trials: the gap until
+//!   writes succeed again, and acknowledged writes missing after the restart (must be 0).
+//!
+//! CAVEATS (not built): the `scale` section (lease latency and RSS at 1k/100k/1M ready jobs,
+//! submit throughput across snapshots, DAG dependent latency).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use hdrhistogram::Histogram;
+use raftline::client::Client;
+use raftline::proto::pb;
+use raftline_jepsen::cluster::{raftline_bin, Cluster};
+
+/// Benchmarks for raftline.
+#[derive(Debug, Parser)]
+#[command(name = "raftline-bench")]
+struct Args {
+    /// floor, w1, w2, w3 or all.
+    #[arg(default_value = "all")]
+    section: String,
+    /// API addresses of a running cluster (comma-separated); a fresh local cluster otherwise.
+    #[arg(long, value_delimiter = ',')]
+    addr: Vec<String>,
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 10)]
+    secs: u64,
+    /// First port of the local cluster.
+    #[arg(long, default_value_t = 17400)]
+    base_port: u16,
+}
+
+const SETTINGS: &str = "heartbeat_ms = 100\nelection_timeout_min_ms = 400\n\
+    election_timeout_max_ms = 800\nsnapshot_every_entries = 10000\nsnapshot_logs_kept = 1000\n\
+    request_timeout_ms = 5000\nworkers_max = 0\n";
+
+fn micros(d: Duration) -> u64 {
+    d.as_micros() as u64
+}
+
+fn hist() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds")
+}
+
+fn ms(h: &Histogram<u64>, q: f64) -> f64 {
+    h.value_at_quantile(q) as f64 / 1000.0
+}
+
+struct Bench {
+    clients: Vec<Arc<Client>>,
+    http: Vec<String>,
+    cluster: Option<Cluster>,
+    results: Vec<serde_json::Value>,
+}
+
+impl Bench {
+    async fn fsyncs(&self) -> u64 {
+        let mut total = 0;
+        for addr in &self.http {
+            total += metric(addr, "raftline_log_fsyncs_total").await.unwrap_or(0);
+        }
+        total
+    }
+
+    fn record(&mut self, v: serde_json::Value) {
+        self.results.push(v);
+    }
+}
+
+/// Reads one metric from a node's /metrics.
+async fn metric(addr: &str, name: &str) -> Option<u64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let req = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).await.ok()?;
+    body.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+fn payload_job(queue: &str) -> pb::SubmitRequest {
+    pb::SubmitRequest {
+        queue: queue.into(),
+        kind: Some(pb::submit_request::Kind::Payload(vec![b'x'; 256])),
+        ..Default::default()
+    }
+}
+
+/// fdatasync of a 256 B append, and a loopback TCP round trip: p50 in µs.
+async fn floor(dir: &std::path::Path) -> (f64, f64) {
+    use std::os::unix::io::AsRawFd;
+    let path = dir.join("fsync-probe");
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .expect("probe file");
+    let mut h = hist();
+    for _ in 0..200 {
+        let t = Instant::now();
+        file.write_all(&[0u8; 256]).expect("append");
+        // SAFETY: fdatasync on an open file descriptor we own.
+        unsafe {
+            libc::fdatasync(file.as_raw_fd());
+        }
+        h.record(micros(t.elapsed()).max(1)).ok();
+    }
+    let _ = std::fs::remove_file(&path);
+    let fsync = h.value_at_quantile(0.5) as f64;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        if let Ok((mut s, _)) = listener.accept().await {
+            let _ = s.set_nodelay(true);
+            let mut b = [0u8; 64];
+            while let Ok(n) = s.read(&mut b).await {
+                if n == 0 || s.write_all(&b[..n]).await.is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.set_nodelay(true).ok();
+    let mut h = hist();
+    let mut b = [0u8; 64];
+    for _ in 0..2000 {
+        let t = Instant::now();
+        s.write_all(&[1u8; 64]).await.expect("write");
+        s.read_exact(&mut b).await.expect("read");
+        h.record(micros(t.elapsed()).max(1)).ok();
+    }
+    (fsync, h.value_at_quantile(0.5) as f64)
+}
+
+/// W1: durable submits at `clients` concurrency for `secs`.
+async fn w1(b: &mut Bench, clients: usize, secs: u64) {
+    let before = b.fsyncs().await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let hist = Arc::new(Mutex::new(hist()));
+    let errors = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let client = b.clients[c % b.clients.len()].clone();
+        let (stop, hist, errors) = (stop.clone(), hist.clone(), errors.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut local = self::hist();
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                match client.submit(payload_job("bench-w1")).await {
+                    Ok(_) => {
+                        local.record(micros(t.elapsed()).max(1)).ok();
+                    }
+                    Err(_) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            hist.lock().expect("hist").add(&local).ok();
+        }));
+    }
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        let _ = t.await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let h = hist.lock().expect("hist").clone();
+    let ops = h.len();
+    let fsyncs = b.fsyncs().await.saturating_sub(before);
+    let rate = ops as f64 / elapsed;
+    println!(
+        "W1 submit  clients {clients:>3}  {rate:>9.0} ops/s  p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>8.2} ms  fsyncs/submit {:.2}  errors {}",
+        ms(&h, 0.5),
+        ms(&h, 0.99),
+        h.max() as f64 / 1000.0,
+        fsyncs as f64 / ops.max(1) as f64,
+        errors.load(Ordering::Relaxed)
+    );
+    b.record(serde_json::json!({
+        "section": "w1", "clients": clients, "ops_per_s": rate, "p50_ms": ms(&h, 0.5),
+        "p99_ms": ms(&h, 0.99), "max_ms": h.max() as f64 / 1000.0,
+        "fsyncs_per_submit": fsyncs as f64 / ops.max(1) as f64,
+        "errors": errors.load(Ordering::Relaxed),
+    }));
+}
+
+/// W2: producers submit, workers lease and complete through the worker API.
+async fn w2(b: &mut Bench, n: usize, secs: u64) {
+    let queue = format!("bench-w2-{n}");
+    let stop = Arc::new(AtomicBool::new(false));
+    let submitted: Arc<Mutex<BTreeMap<u64, Instant>>> = Arc::default();
+    let hist = Arc::new(Mutex::new(hist()));
+    let done = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for p in 0..n {
+        let client = b.clients[p % b.clients.len()].clone();
+        let (stop, submitted, queue) = (stop.clone(), submitted.clone(), queue.clone());
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                if let Ok(id) = client.submit(payload_job(&queue)).await {
+                    submitted.lock().expect("map").insert(id, t);
+                }
+            }
+        }));
+    }
+    for w in 0..n {
+        let client = b.clients[(w + 1) % b.clients.len()].clone();
+        let (stop, submitted, queue) = (stop.clone(), submitted.clone(), queue.clone());
+        let (hist, done) = (hist.clone(), done.clone());
+        tasks.push(tokio::spawn(async move {
+            let req = pb::LeaseRequest {
+                worker_id: format!("bench-{w}"),
+                queues: vec![queue],
+                max: 16,
+                wait_ms: 200,
+                ..Default::default()
+            };
+            let ok = raftline::machine::Report {
+                error_class: None,
+                exit_code: None,
+                error: String::new(),
+                output_tail: String::new(),
+            };
+            while !stop.load(Ordering::Relaxed) {
+                let Ok(reply) = client.lease(req.clone()).await else {
+                    continue;
+                };
+                for l in reply.jobs {
+                    let id = l.job.as_ref().map_or(0, |j| j.id);
+                    if client.complete(id, l.token, &ok).await.is_ok() {
+                        done.fetch_add(1, Ordering::Relaxed);
+                        if let Some(t) = submitted.lock().expect("map").remove(&id) {
+                            hist.lock()
+                                .expect("hist")
+                                .record(micros(t.elapsed()).max(1))
+                                .ok();
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    stop.store(true, Ordering::Relaxed);
+    let elapsed = started.elapsed().as_secs_f64();
+    for t in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+    }
+    let h = hist.lock().expect("hist").clone();
+    let rate = done.load(Ordering::Relaxed) as f64 / elapsed;
+    println!(
+        "W2 e2e     clients {n:>3}  {rate:>9.0} jobs/s  submit->complete p50 {:>7.2} ms  p99 {:>7.2} ms",
+        ms(&h, 0.5),
+        ms(&h, 0.99)
+    );
+    b.record(serde_json::json!({
+        "section": "w2", "clients": n, "jobs_per_s": rate,
+        "p50_ms": ms(&h, 0.5), "p99_ms": ms(&h, 0.99),
+    }));
+}
+
+/// W3: kill -9 of the leader under a 16-client writer; gap until writes succeed again.
+async fn w3(b: &mut Bench, trials: usize) {
+    let Some(cluster) = b.cluster.as_mut() else {
+        println!("W3 failover: needs the local cluster (no --addr)");
+        return;
+    };
+    let mut gaps = Vec::new();
+    let mut missing_total = 0;
+    for trial in 0..trials {
+        let Some(leader) = cluster.wait_leader(Duration::from_secs(20)).await else {
+            println!("W3: no leader");
+            return;
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let acked: Arc<Mutex<Vec<u64>>> = Arc::default();
+        let last_ok = Arc::new(Mutex::new(Vec::<Instant>::new()));
+        let mut tasks = Vec::new();
+        for c in 0..16 {
+            let client = b.clients[c % b.clients.len()].clone();
+            let (stop, acked, last_ok) = (stop.clone(), acked.clone(), last_ok.clone());
+            tasks.push(tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok(id) = client.submit(payload_job("bench-w3")).await {
+                        acked.lock().expect("acked").push(id);
+                        last_ok.lock().expect("ok").push(Instant::now());
+                    }
+                }
+            }));
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let killed_at = Instant::now();
+        cluster.kill(leader);
+        // The gap: from the kill to the first acknowledged write after it.
+        let deadline = killed_at + Duration::from_secs(30);
+        let gap = loop {
+            let first = last_ok
+                .lock()
+                .expect("ok")
+                .iter()
+                .copied()
+                .filter(|t| *t > killed_at)
+                .min();
+            if let Some(t) = first {
+                break Some(t - killed_at);
+            }
+            if Instant::now() > deadline {
+                break None;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        stop.store(true, Ordering::Relaxed);
+        for t in tasks {
+            let _ = t.await;
+        }
+        let _ = cluster.start(leader);
+        cluster.wait_leader(Duration::from_secs(20)).await;
+        let ids = acked.lock().expect("acked").clone();
+        let reader = b.clients[trial % b.clients.len()].clone();
+        let mut missing = 0;
+        for id in &ids {
+            if reader.job(*id, false).await.is_err() {
+                missing += 1;
+            }
+        }
+        missing_total += missing;
+        if let Some(g) = gap {
+            gaps.push(g.as_secs_f64() * 1000.0);
+        }
+        println!(
+            "W3 trial {trial}: leader {leader} killed, gap {} ms, {} acked, {missing} missing",
+            gap.map_or("none".into(), |g| format!(
+                "{:.0}",
+                g.as_secs_f64() * 1000.0
+            )),
+            ids.len()
+        );
+    }
+    gaps.sort_by(f64::total_cmp);
+    let (min, med, max) = (
+        gaps.first().copied().unwrap_or(f64::NAN),
+        gaps.get(gaps.len() / 2).copied().unwrap_or(f64::NAN),
+        gaps.last().copied().unwrap_or(f64::NAN),
+    );
+    println!(
+        "W3 failover  gap min {min:.0} ms  median {med:.0} ms  max {max:.0} ms  acked writes missing {missing_total}"
+    );
+    b.record(serde_json::json!({
+        "section": "w3", "gap_min_ms": min, "gap_median_ms": med, "gap_max_ms": max,
+        "missing": missing_total, "trials": trials,
+    }));
+}
+
+fn machine() -> serde_json::Value {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let commit = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    serde_json::json!({ "cores": cores, "kernel": kernel.trim(), "commit": commit })
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut cluster = None;
+    let (addrs, http) = if args.addr.is_empty() {
+        let bin = match raftline_bin() {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("error: {e}");
+                std::process::exit(1);
+            }
+        };
+        let mut c = Cluster::with_settings(dir.path(), bin, 3, args.base_port, SETTINGS)
+            .expect("cluster config");
+        for id in c.ids() {
+            c.start(id).expect("start node");
+        }
+        c.wait_leader(Duration::from_secs(30))
+            .await
+            .expect("a leader");
+        let addrs: Vec<String> = c.nodes.iter().map(|n| n.api()).collect();
+        let http = c
+            .nodes
+            .iter()
+            .map(|n| format!("{}:{}", n.ip, n.http_port))
+            .collect();
+        cluster = Some(c);
+        (addrs, http)
+    } else {
+        (args.addr.clone(), Vec::new())
+    };
+    let clients = addrs
+        .iter()
+        .map(|a| Arc::new(Client::new(std::slice::from_ref(a)).expect("client")))
+        .collect();
+    let mut b = Bench {
+        clients,
+        http,
+        cluster,
+        results: Vec::new(),
+    };
+    let meta = machine();
+    println!("raftline-bench  {meta}  secs {}", args.secs);
+    let all = args.section == "all";
+    if all || args.section == "floor" {
+        let (fsync, rtt) = floor(dir.path()).await;
+        println!(
+            "floor      fdatasync 256 B p50 {:.3} ms   loopback TCP round trip p50 {:.3} ms",
+            fsync / 1000.0,
+            rtt / 1000.0
+        );
+        b.record(serde_json::json!({"section": "floor", "fdatasync_p50_ms": fsync / 1000.0, "tcp_rtt_p50_ms": rtt / 1000.0}));
+    }
+    if all || args.section == "w1" {
+        for c in [1, 16, 64] {
+            w1(&mut b, c, args.secs).await;
+        }
+    }
+    if all || args.section == "w2" {
+        for c in [1, 16, 64] {
+            w2(&mut b, c, args.secs).await;
+        }
+    }
+    if all || args.section == "w3" {
+        w3(&mut b, 5).await;
+    }
+    let out = PathBuf::from("bench/results");
+    if std::fs::create_dir_all(&out).is_ok() {
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(out.join("results.jsonl"))
+        {
+            for r in &b.results {
+                let line = serde_json::json!({ "machine": meta, "secs": args.secs, "result": r });
+                let _ = writeln!(f, "{line}");
+            }
+        }
+    }
+    if let Some(mut c) = b.cluster.take() {
+        c.stop_all();
+    }
+}
