@@ -265,26 +265,22 @@ impl Client {
     /// The status of the node at index `i` of the address list (no failover: it is that
     /// node's own view).
     pub async fn node_status(&self, i: usize) -> Result<pb::NodeStatusResponse> {
-        let (_, client) = self
-            .nodes
-            .get(i)
-            .ok_or_else(|| Error::Internal(format!("no node at index {i}")))?;
-        let mut client = client.clone();
-        Ok(client
-            .node_status(pb::NodeStatusRequest { with_digest: false })
-            .await?
-            .into_inner())
+        self.status_of(i, false).await
     }
 
     /// The status of the node at index `i`, with a digest of its state machine.
     pub async fn node_digest(&self, i: usize) -> Result<pb::NodeStatusResponse> {
+        self.status_of(i, true).await
+    }
+
+    async fn status_of(&self, i: usize, with_digest: bool) -> Result<pb::NodeStatusResponse> {
         let (_, client) = self
             .nodes
             .get(i)
             .ok_or_else(|| Error::Internal(format!("no node at index {i}")))?;
         let mut client = client.clone();
         Ok(client
-            .node_status(pb::NodeStatusRequest { with_digest: true })
+            .node_status(pb::NodeStatusRequest { with_digest })
             .await?
             .into_inner())
     }

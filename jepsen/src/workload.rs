@@ -214,9 +214,9 @@ pub async fn worker(ctx: Arc<Ctx>, process: u64) {
             let work_ms = if draining {
                 0
             } else if roll < 0.2 {
-                LEASE_TTL_MS + rng.random_range(100..1_500)
+                LEASE_TTL_MS + rng.random_range(300..2_000)
             } else {
-                rng.random_range(0..600)
+                rng.random_range(100..1_200)
             };
             // Each completion is its own process in the history (one operation in flight each).
             sub += 1;
@@ -284,6 +284,10 @@ pub async fn reader(ctx: Arc<Ctx>, process: u64) {
         };
         ctx.rec
             .complete(process, Some(node.id), kind, Op::Read { job, value, state });
+        if kind != Kind::Ok {
+            // A node that is down refuses at once: do not spin on it.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
 
