@@ -253,12 +253,16 @@ impl RawConfig {
         if c.data_dir.as_os_str().is_empty() {
             return err("cluster.data_dir", "must not be empty".into());
         }
-        if !(10..=10_000).contains(&c.heartbeat_ms) {
-            return err(
-                "cluster.heartbeat_ms",
-                format!("is {}, must be 10..=10000", c.heartbeat_ms),
-            );
-        }
+        let range = |key: &str, value: u64, min: u64, max: u64| {
+            if (min..=max).contains(&value) {
+                Ok(())
+            } else {
+                Err(ConfigError(format!(
+                    "{key}: is {value}, must be {min}..={max}"
+                )))
+            }
+        };
+        range("cluster.heartbeat_ms", c.heartbeat_ms, 10, 10_000)?;
         if c.election_timeout_min_ms <= c.heartbeat_ms * 2 {
             return err(
                 "cluster.election_timeout_min_ms",
@@ -277,24 +281,24 @@ impl RawConfig {
                 ),
             );
         }
-        if c.election_timeout_max_ms > 60_000 {
-            return err(
-                "cluster.election_timeout_max_ms",
-                format!("is {}, must be at most 60000", c.election_timeout_max_ms),
-            );
-        }
-        if !(10..=10_000_000).contains(&c.snapshot_every_entries) {
-            return err(
-                "cluster.snapshot_every_entries",
-                format!("is {}, must be 10..=10000000", c.snapshot_every_entries),
-            );
-        }
-        if c.snapshot_logs_kept > 10_000_000 {
-            return err(
-                "cluster.snapshot_logs_kept",
-                format!("is {}, must be at most 10000000", c.snapshot_logs_kept),
-            );
-        }
+        range(
+            "cluster.election_timeout_max_ms",
+            c.election_timeout_max_ms,
+            0,
+            60_000,
+        )?;
+        range(
+            "cluster.snapshot_every_entries",
+            c.snapshot_every_entries,
+            10,
+            10_000_000,
+        )?;
+        range(
+            "cluster.snapshot_logs_kept",
+            c.snapshot_logs_kept,
+            0,
+            10_000_000,
+        )?;
         if c.request_timeout_ms < c.election_timeout_max_ms || c.request_timeout_ms > 600_000 {
             return err(
                 "cluster.request_timeout_ms",
@@ -304,12 +308,7 @@ impl RawConfig {
                 ),
             );
         }
-        if c.workers_max > 256 {
-            return err(
-                "cluster.workers_max",
-                format!("is {}, must be 0..=256", c.workers_max),
-            );
-        }
+        range("cluster.workers_max", c.workers_max.into(), 0, 256)?;
         if c.workers_max > 0 && c.workers_min > c.workers_max {
             return err(
                 "cluster.workers_min",

@@ -10,6 +10,15 @@ fn main() -> ExitCode {
         cli.command,
         raftline::cli::Cmd::Node { .. } | raftline::cli::Cmd::Up { .. }
     );
+    if !node {
+        // Like any Unix tool, end quietly when the reader of our output goes away
+        // (`raftline jobs list | head`) instead of panicking on a broken pipe. Nodes keep
+        // Rust's default (ignore SIGPIPE): a closed log pipe must not kill a node.
+        // SAFETY: setting a signal disposition at start-up, before any thread exists.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let default_filter = if node { "info,openraft=warn" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("RAFTLINE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
