@@ -2,7 +2,7 @@
 //! sequence of faults (the timing of client operations still varies from run to run).
 //!
 //! After a quiet period, one fault at a time: a partition (random halves, the leader isolated,
-//! one node isolated, a bridge, a one-way cut), lossy links (30% of packets dropped), `kill -9`
+//! one node isolated, a bridge, a one-way cut, a ring with 5 nodes), lossy links (30% of packets dropped), `kill -9`
 //! of a node, the leader, a majority or every node (restarted with their data dirs after a
 //! while), a SIGSTOP pause longer than the election timeout and the lease ttl, a rolling
 //! restart, or a node restarted with its wall clock off by 5-60 s (libfaketime; the leader
@@ -253,7 +253,7 @@ fn partition(
 ) -> (String, BTreeSet<(String, String)>) {
     let ids = c.ids();
     let others: Vec<u64> = ids.iter().copied().filter(|i| *i != target).collect();
-    match rng.random_range(0..4) {
+    match rng.random_range(0..5) {
         0 => {
             let mut shuffled = ids.clone();
             for i in (1..shuffled.len()).rev() {
@@ -276,6 +276,20 @@ fn partition(
                 format!("partition bridge {a:?} <- {target} -> {b:?}"),
                 cut(c, a, b, true),
             )
+        }
+        3 if ids.len() >= 5 => {
+            // A ring: every node sees only its two neighbours (a majority nobody agrees on).
+            let mut links = BTreeSet::new();
+            let n = ids.len();
+            for (i, a) in ids.iter().enumerate() {
+                for (j, b) in ids.iter().enumerate() {
+                    let distance = (i + n - j) % n;
+                    if a != b && distance != 1 && distance != n - 1 {
+                        links.extend(cut(c, &[*a], &[*b], false));
+                    }
+                }
+            }
+            ("partition ring".to_string(), links)
         }
         _ => (
             format!("partition one-way: {target} hears nobody"),
