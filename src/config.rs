@@ -125,6 +125,10 @@ pub struct RawNode {
     pub id: u64,
     /// Address peers use for Raft and forwarding.
     pub raft_addr: String,
+    /// Address this node listens on for peers, when it differs from `raft_addr` (behind a
+    /// proxy or NAT); defaults to `raft_addr`.
+    #[serde(default)]
+    pub raft_listen_addr: Option<String>,
     /// Address of the public gRPC API.
     pub api_addr: String,
     /// Address of the HTTP endpoint (`/metrics`, `/health`).
@@ -142,8 +146,10 @@ pub struct RawNode {
 pub struct NodeConfig {
     /// Node id.
     pub id: u64,
-    /// Raft and forwarding address.
+    /// Raft and forwarding address (as peers reach it).
     pub raft_addr: SocketAddr,
+    /// Address the node binds for peers (`raft_addr` unless set).
+    pub raft_listen_addr: SocketAddr,
     /// Public gRPC API address.
     pub api_addr: SocketAddr,
     /// HTTP address.
@@ -406,6 +412,13 @@ impl RawConfig {
             nodes.push(NodeConfig {
                 id: n.id,
                 raft_addr: parse("raft_addr", &n.raft_addr)?,
+                raft_listen_addr: match &n.raft_listen_addr {
+                    Some(a) => parse("raft_listen_addr", a)?,
+                    None => n
+                        .raft_addr
+                        .parse()
+                        .map_err(|_| ConfigError("raft_addr".into()))?,
+                },
                 api_addr: parse("api_addr", &n.api_addr)?,
                 http_addr: parse("http_addr", &n.http_addr)?,
                 queues,

@@ -57,7 +57,7 @@ enum Plan {
 /// Runs node `id` of `config` until `shutdown` completes.
 pub async fn run(config: Config, id: u64, shutdown: impl Future<Output = ()>) -> Result<()> {
     let me = config.node(id).map_err(|e| Error::Config(e.0))?.clone();
-    let raft_listener = bind(id, "raft_addr", me.raft_addr).await?;
+    let raft_listener = bind(id, "raft_addr", me.raft_listen_addr).await?;
     let api_listener = bind(id, "api_addr", me.api_addr).await?;
     let http_listener = bind(id, "http_addr", me.http_addr).await?;
 

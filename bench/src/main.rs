@@ -409,7 +409,7 @@ async fn main() {
                 std::process::exit(1);
             }
         };
-        let mut c = Cluster::with_settings(dir.path(), bin, 3, args.base_port, SETTINGS)
+        let mut c = Cluster::with_settings(dir.path(), bin, 3, args.base_port, SETTINGS, false)
             .expect("cluster config");
         for id in c.ids() {
             c.start(id).expect("start node");

@@ -23,6 +23,8 @@ pub struct NodeSpec {
     pub api_port: u16,
     /// HTTP port.
     pub http_port: u16,
+    /// Port the node really listens on for peers when a proxy sits on `raft_port`.
+    pub raft_listen_port: Option<u16>,
 }
 
 impl NodeSpec {
@@ -90,12 +92,19 @@ pub fn raftline_bin() -> Result<PathBuf, String> {
 
 impl Cluster {
     /// Writes the config of an `n`-node cluster under `dir`, ports from `base_port`, with the
-    /// harness's settings (short timeouts, no node executors).
-    pub fn new(dir: &Path, bin: PathBuf, n: u64, base_port: u16) -> Result<Cluster, String> {
+    /// harness's settings (short timeouts, no node executors); `proxied` puts each node's
+    /// peer port behind a userspace proxy (see `proxy.rs`).
+    pub fn new(
+        dir: &Path,
+        bin: PathBuf,
+        n: u64,
+        base_port: u16,
+        proxied: bool,
+    ) -> Result<Cluster, String> {
         let settings = "heartbeat_ms = 50\nelection_timeout_min_ms = 300\n\
             election_timeout_max_ms = 600\nsnapshot_every_entries = 2000\n\
             snapshot_logs_kept = 500\nrequest_timeout_ms = 2000\nworkers_max = 0\n";
-        Cluster::with_settings(dir, bin, n, base_port, settings)
+        Cluster::with_settings(dir, bin, n, base_port, settings, proxied)
     }
 
     /// Like [`Cluster::new`], with the given `[cluster]` settings lines (after name and
@@ -106,6 +115,7 @@ impl Cluster {
         n: u64,
         base_port: u16,
         settings: &str,
+        proxied: bool,
     ) -> Result<Cluster, String> {
         std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
         let nodes: Vec<NodeSpec> = (1..=n)
@@ -115,6 +125,7 @@ impl Cluster {
                 raft_port: base_port,
                 api_port: base_port + 1,
                 http_port: base_port + 2,
+                raft_listen_port: proxied.then_some(base_port + 3),
             })
             .collect();
         let mut text = format!("[cluster]\nname = \"jepsen\"\ndata_dir = \"data\"\n{settings}");
@@ -127,6 +138,9 @@ impl Cluster {
                 n.http_port,
                 ip = n.ip
             ));
+            if let Some(port) = n.raft_listen_port {
+                text.push_str(&format!("raft_listen_addr = \"{}:{port}\"\n", n.ip));
+            }
         }
         std::fs::write(dir.join("cluster.toml"), text).map_err(|e| e.to_string())?;
         Ok(Cluster {

@@ -41,6 +41,9 @@ struct Args {
     /// Where results go.
     #[arg(long, default_value = "jepsen/store")]
     store: PathBuf,
+    /// Network faults: nft (nftables, needs root), proxy (userspace proxies), or auto.
+    #[arg(long, default_value = "auto")]
+    net: String,
 }
 
 fn plans(args: &Args) -> Result<Vec<Plan>, String> {
@@ -49,6 +52,9 @@ fn plans(args: &Args) -> Result<Vec<Plan>, String> {
             "--workload {:?}: built are queue and reads (lock and cron come with locks and schedules)",
             args.workload
         ));
+    }
+    if !matches!(args.net.as_str(), "auto" | "nft" | "proxy") {
+        return Err(format!("--net {:?}: must be auto, nft or proxy", args.net));
     }
     if !(3..=5).contains(&args.nodes) {
         return Err(format!("--nodes {}: must be 3..=5", args.nodes));
@@ -71,6 +77,7 @@ fn plans(args: &Args) -> Result<Vec<Plan>, String> {
         nodes: args.nodes,
         base_port: args.base_port,
         store: args.store.clone(),
+        net: args.net.clone(),
     };
     if !args.all {
         return Ok(vec![plan(&args.workload, nemeses)]);

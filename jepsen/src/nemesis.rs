@@ -17,7 +17,7 @@ use rand_chacha::ChaCha8Rng;
 use tokio::sync::Mutex;
 
 use crate::cluster::Cluster;
-use crate::net::Net;
+use crate::net::Faults;
 
 /// A kind of fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -91,7 +91,7 @@ fn cut(cluster: &Cluster, a: &[u64], b: &[u64], both_ways: bool) -> BTreeSet<(St
 /// Runs faults until `until`, then heals everything. Returns the faults applied.
 pub async fn run(
     cluster: Arc<Mutex<Cluster>>,
-    net: Option<Arc<Net>>,
+    net: Option<Arc<Faults>>,
     kinds: Vec<Kind>,
     seed: u64,
     t0: Instant,
@@ -100,7 +100,8 @@ pub async fn run(
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let kinds: Vec<Kind> = kinds
         .into_iter()
-        .filter(|k| !matches!(k, Kind::Partition | Kind::Lossy) || net.is_some())
+        .filter(|k| *k != Kind::Partition || net.is_some())
+        .filter(|k| *k != Kind::Lossy || net.as_ref().is_some_and(|n| n.lossy()))
         .filter(|k| *k != Kind::Clock || crate::cluster::libfaketime().is_some())
         .collect();
     let mut faults = Vec::new();

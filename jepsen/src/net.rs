@@ -96,3 +96,48 @@ impl Drop for Net {
         let _ = nft(&format!("delete table inet {}\n", self.table));
     }
 }
+
+/// How network faults are injected: nftables rules, or the userspace proxies.
+pub enum Faults {
+    /// nftables (needs root): real packet drops, lossy links too.
+    Nft(Net),
+    /// Userspace proxies in front of the nodes' peer ports: blocks only.
+    Proxy(crate::proxy::Proxies),
+}
+
+impl Faults {
+    /// Blocks exactly the given directed links.
+    pub fn set_blocked(&self, links: &BTreeSet<(String, String)>) -> Result<(), String> {
+        match self {
+            Faults::Nft(net) => net.set_blocked(links),
+            Faults::Proxy(p) => {
+                p.set_blocked(links);
+                Ok(())
+            }
+        }
+    }
+
+    /// Makes the given links lossy (nftables only).
+    pub fn set_lossy(&self, links: &BTreeSet<(String, String)>) -> Result<(), String> {
+        match self {
+            Faults::Nft(net) => net.set_lossy(links),
+            Faults::Proxy(_) => Err("lossy links need nftables".into()),
+        }
+    }
+
+    /// Whether lossy links can be injected.
+    pub fn lossy(&self) -> bool {
+        matches!(self, Faults::Nft(_))
+    }
+
+    /// Removes every fault.
+    pub fn heal(&self) -> Result<(), String> {
+        match self {
+            Faults::Nft(net) => net.heal(),
+            Faults::Proxy(p) => {
+                p.heal();
+                Ok(())
+            }
+        }
+    }
+}

@@ -13,7 +13,8 @@ use crate::checker::{self, Verdict};
 use crate::cluster::{raftline_bin, Cluster};
 use crate::history::{self, Kind, Op, Recorder};
 use crate::nemesis::{self, Kind as Nemesis};
-use crate::net::Net;
+use crate::net::{Faults, Net};
+use crate::proxy::Proxies;
 use crate::report;
 use crate::workload::{self, Ctx};
 
@@ -34,6 +35,8 @@ pub struct Plan {
     pub base_port: u16,
     /// Where histories, logs and reports go.
     pub store: PathBuf,
+    /// Network faults through `nft`, `proxy`, or `auto` (nftables when usable).
+    pub net: String,
 }
 
 /// The outcome of a run.
@@ -68,21 +71,41 @@ pub async fn run(plan: &Plan) -> Result<Outcome, String> {
         .map_or(0, |d| d.as_millis());
     let dir = plan.store.join(&test).join(stamp.to_string());
     let mut notes = Vec::new();
-    let cluster = Cluster::new(&dir, raftline_bin()?, plan.nodes, plan.base_port)?;
-    let net = if plan
+    let wants_net = plan
         .nemeses
         .iter()
-        .any(|n| matches!(n, Nemesis::Partition | Nemesis::Lossy))
-    {
-        match Net::new(&format!("{}", std::process::id())) {
-            Ok(net) => Some(Arc::new(net)),
-            Err(e) => {
-                notes.push(format!("no network faults: {e} (needs root and nftables)"));
+        .any(|n| matches!(n, Nemesis::Partition | Nemesis::Lossy));
+    let nft = match (wants_net, plan.net.as_str()) {
+        (false, _) | (true, "proxy") => None,
+        (true, mode) => match Net::new(&format!("{}", std::process::id())) {
+            Ok(net) => Some(net),
+            Err(e) if mode == "auto" => {
+                notes.push(format!(
+                    "nftables unavailable ({e}): partitions through userspace proxies, no lossy links"
+                ));
                 None
             }
+            Err(e) => return Err(e),
+        },
+    };
+    let proxied = wants_net && nft.is_none();
+    let cluster = Cluster::new(&dir, raftline_bin()?, plan.nodes, plan.base_port, proxied)?;
+    let net = match nft {
+        Some(net) => Some(Arc::new(Faults::Nft(net))),
+        None if proxied => {
+            let nodes: Vec<_> = cluster
+                .nodes
+                .iter()
+                .map(|n| {
+                    let public = format!("{}:{}", n.ip, n.raft_port).parse();
+                    let private = format!("{}:{}", n.ip, n.raft_listen_port.unwrap_or(0)).parse();
+                    (n.ip.clone(), public, private)
+                })
+                .filter_map(|(ip, a, b)| Some((ip, a.ok()?, b.ok()?)))
+                .collect();
+            Some(Arc::new(Faults::Proxy(Proxies::start(&nodes).await?)))
         }
-    } else {
-        None
+        None => None,
     };
     if plan.nemeses.contains(&Nemesis::Clock) && crate::cluster::libfaketime().is_none() {
         notes.push("no clock faults: libfaketime is not installed (Debian: faketime)".into());
