@@ -141,7 +141,7 @@ fn family(op: &Op) -> Family {
         Op::Submit { .. } | Op::Lease { .. } | Op::Complete { .. } | Op::FinalRead { .. } => {
             Family::Queue
         }
-        Op::Read { .. } => Family::Reads,
+        Op::Read { .. } | Op::CountRead { .. } => Family::Reads,
         Op::Acquire { .. } | Op::Release { .. } | Op::FencedWrite { .. } => Family::Lock,
         Op::CronRun { .. } | Op::CronExpect { .. } => Family::Cron,
         Op::Digest { .. } => Family::Divergence,
@@ -610,11 +610,47 @@ type Witnesses = BTreeMap<(u64, Stage), (usize, String)>;
 /// monotone single-job transitions make rare. It assumes the workload never requeues, retries
 /// or purges jobs (those move a job back).
 pub fn check_reads(history: &[Event]) -> Verdict {
-    let figures = ["reads", "stale_reads", "wrong_values"];
+    let figures = [
+        "reads",
+        "stale_reads",
+        "wrong_values",
+        "count_reads",
+        "stale_count_reads",
+    ];
     let (mut verdict, pairs) = start(history, "reads", Family::Reads, &figures);
     let witnesses = stage_witnesses(history);
     let values = submitted_values(history);
+    // acked_before[i]: submits acknowledged at positions before i (jobs are never purged in
+    // the workload, so a count read must see at least that many).
+    let mut acked_before = Vec::with_capacity(history.len() + 1);
+    acked_before.push(0u64);
+    for e in history {
+        let acked = matches!(e.op, Op::Submit { job: Some(_), .. }) && e.kind == Kind::Ok;
+        acked_before.push(acked_before[acked_before.len() - 1] + u64::from(acked));
+    }
     for (pos, e) in history.iter().enumerate() {
+        if let (
+            Op::CountRead {
+                queue,
+                total: Some(total),
+            },
+            Kind::Ok,
+        ) = (&e.op, e.kind)
+        {
+            verdict.add("count_reads", 1);
+            if let Some(invoke) = pairs.partner(pos) {
+                let must = acked_before[invoke];
+                if *total < must {
+                    let text = format!(
+                        "count read of queue {queue} (invoked at index {}, ok at index {}) saw \
+                         {total} jobs, but {must} submits were acknowledged before it began",
+                        history[invoke].index, e.index
+                    );
+                    verdict.violation("stale_count_reads", text);
+                }
+            }
+            continue;
+        }
         let Op::Read { job, value, state } = &e.op else {
             continue;
         };
@@ -1465,6 +1501,50 @@ mod tests {
             .ok(9, cron_run(30_000, 1, 1));
         let v = check_cron(&phantom.done());
         assert_eq!((v.valid, fig(&v, "phantoms")), (false, 1), "{v}");
+    }
+
+    /// A count read that misses an acknowledged submit is stale; one concurrent with it is not.
+    #[test]
+    fn reads_stale_count_flagged() {
+        let count = |total| Op::CountRead {
+            queue: "q".into(),
+            total,
+        };
+        let mut h = Vec::new();
+        let mut push = |process, kind, op| {
+            h.push(Event {
+                index: h.len() as u64,
+                time_ms: h.len() as u64,
+                process,
+                node: None,
+                kind,
+                op,
+            })
+        };
+        push(
+            1,
+            Kind::Invoke,
+            Op::Submit {
+                value: 1,
+                job: None,
+            },
+        );
+        push(2, Kind::Invoke, count(None)); // concurrent with the submit: 0 is fine
+        push(
+            1,
+            Kind::Ok,
+            Op::Submit {
+                value: 1,
+                job: Some(1),
+            },
+        );
+        push(2, Kind::Ok, count(Some(0)));
+        push(3, Kind::Invoke, count(None)); // after the ack: must see 1
+        push(3, Kind::Ok, count(Some(0)));
+        let v = check_reads(&h);
+        assert!(!v.valid, "{v}");
+        assert_eq!(v.figures["stale_count_reads"], 1, "{v}");
+        assert_eq!(v.figures["count_reads"], 2, "{v}");
     }
 
     /// Different digests at one applied index are flagged; a lagging node is not.

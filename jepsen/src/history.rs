@@ -114,6 +114,13 @@ pub enum Op {
         /// `ready`, `leased`, `succeeded`, `dead`, `cancelled`).
         state: Option<String>,
     },
+    /// A linearizable read of a queue's job count (all states).
+    CountRead {
+        /// The queue read.
+        queue: String,
+        /// On `ok`: the number of jobs the queue holds.
+        total: Option<u64>,
+    },
     /// The final state of a job, read after the faults healed and the queue drained.
     FinalRead {
         /// The job read.
@@ -189,6 +196,7 @@ impl Op {
             Op::Lease { .. } => "lease",
             Op::Complete { .. } => "complete",
             Op::Read { .. } => "read",
+            Op::CountRead { .. } => "count_read",
             Op::FinalRead { .. } => "final_read",
             Op::Acquire { .. } => "acquire",
             Op::Release { .. } => "release",

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use raftline_jepsen::nemesis::Kind;
+use raftline_jepsen::nemesis::{Kind, Step};
 use raftline_jepsen::runner::{self, Plan};
 
 /// Partition and fault tests for raftline.
@@ -23,6 +23,10 @@ struct Args {
     /// Faults, comma-separated: partition, kill, pause, lossy, restart, clock.
     #[arg(long, value_delimiter = ',', default_value = "partition,kill,pause")]
     nemesis: Vec<String>,
+    /// A scripted fault sequence, run in order instead of random picks, e.g.
+    /// `kill:leader,pause:2,partition:leader,clock:1,restart` (targets: leader, random, N).
+    #[arg(long, value_delimiter = ',')]
+    script: Vec<String>,
     /// Seconds of faults per test.
     #[arg(long, default_value_t = 60)]
     time: u64,
@@ -69,9 +73,15 @@ fn plans(args: &Args) -> Result<Vec<Plan>, String> {
         .iter()
         .map(|n| Kind::parse(n))
         .collect::<Result<_, _>>()?;
+    let script: Vec<Step> = args
+        .script
+        .iter()
+        .map(|s| Step::parse(s))
+        .collect::<Result<_, _>>()?;
     let plan = |workload: &str, nemeses: Vec<Kind>| Plan {
         workload: workload.to_string(),
         nemeses,
+        script: script.clone(),
         time: Duration::from_secs(args.time),
         seed,
         nodes: args.nodes,

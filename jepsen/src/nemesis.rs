@@ -53,6 +53,44 @@ impl Kind {
     }
 }
 
+/// Whom a scripted fault hits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// The current leader.
+    Leader,
+    /// A node drawn from the seeded PRNG.
+    Random,
+    /// This node.
+    Node(u64),
+}
+
+/// One step of a scripted fault sequence, e.g. `kill:leader`, `pause:2`, `partition`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Step {
+    /// The fault.
+    pub kind: Kind,
+    /// Its target.
+    pub target: Target,
+}
+
+impl Step {
+    /// Parses `KIND[:leader|random|N]`.
+    pub fn parse(text: &str) -> Result<Step, String> {
+        let (kind, target) = text.split_once(':').unwrap_or((text, "random"));
+        let target = match target {
+            "leader" => Target::Leader,
+            "random" => Target::Random,
+            n => Target::Node(n.parse().map_err(|_| {
+                format!("script step {text:?}: target must be leader, random or a node id")
+            })?),
+        };
+        Ok(Step {
+            kind: Kind::parse(kind)?,
+            target,
+        })
+    }
+}
+
 /// One applied fault.
 #[derive(Debug, Clone)]
 pub struct Fault {
@@ -93,28 +131,49 @@ pub async fn run(
     cluster: Arc<Mutex<Cluster>>,
     net: Option<Arc<Faults>>,
     kinds: Vec<Kind>,
+    script: Vec<Step>,
     seed: u64,
     t0: Instant,
     until: Instant,
 ) -> Vec<Fault> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let kinds: Vec<Kind> = kinds
+    let kinds: Vec<Kind> = kinds.into_iter().filter(|k| available(*k, &net)).collect();
+    let script: Vec<Step> = script
         .into_iter()
-        .filter(|k| *k != Kind::Partition || net.is_some())
-        .filter(|k| *k != Kind::Lossy || net.as_ref().is_some_and(|n| n.lossy()))
-        .filter(|k| *k != Kind::Clock || crate::cluster::libfaketime().is_some())
+        .filter(|s| available(s.kind, &net))
         .collect();
     let mut faults = Vec::new();
+    let mut step = 0;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    while !kinds.is_empty() && Instant::now() + Duration::from_secs(3) < until {
-        let kind = kinds[rng.random_range(0..kinds.len())];
+    while !(kinds.is_empty() && script.is_empty())
+        && Instant::now() + Duration::from_secs(3) < until
+    {
+        // A script runs its steps in order (cycling); otherwise kind and target are drawn.
+        let (kind, want) = match script.get(step % script.len().max(1)) {
+            Some(s) if !script.is_empty() => (s.kind, s.target),
+            _ => {
+                let kind = kinds[rng.random_range(0..kinds.len())];
+                let want = if rng.random_bool(0.5) {
+                    Target::Leader
+                } else {
+                    Target::Random
+                };
+                (kind, want)
+            }
+        };
+        step += 1;
         let hold = Duration::from_millis(rng.random_range(2_500..5_000));
         let start_ms = ms_since(t0);
         let ids = cluster.lock().await.ids();
-        let target_leader = rng.random_bool(0.5);
-        let target = match (target_leader, leader(&cluster).await) {
-            (true, Some(l)) => l,
-            _ => ids[rng.random_range(0..ids.len())],
+        let random = ids[rng.random_range(0..ids.len())];
+        let (target, target_leader) = match want {
+            Target::Leader => match leader(&cluster).await {
+                Some(l) => (l, true),
+                None => (random, false),
+            },
+            Target::Random => (random, false),
+            Target::Node(n) if ids.contains(&n) => (n, false),
+            Target::Node(_) => (random, false),
         };
         let what = match kind {
             Kind::Partition => {
@@ -219,6 +278,16 @@ pub async fn run(
         let _ = net.heal();
     }
     faults
+}
+
+/// Whether a fault kind can be injected on this machine.
+fn available(kind: Kind, net: &Option<Arc<Faults>>) -> bool {
+    match kind {
+        Kind::Partition => net.is_some(),
+        Kind::Lossy => net.as_ref().is_some_and(|n| n.lossy()),
+        Kind::Clock => crate::cluster::libfaketime().is_some(),
+        _ => true,
+    }
 }
 
 /// Which nodes a kill fault takes down: the target (a random node or the leader), a majority,

@@ -25,6 +25,8 @@ pub struct Plan {
     pub workload: String,
     /// Faults to inject.
     pub nemeses: Vec<Nemesis>,
+    /// A scripted fault sequence (replaces random picks when not empty).
+    pub script: Vec<nemesis::Step>,
     /// Length of the faulty period.
     pub time: Duration,
     /// Seed of the fault schedule and client choices.
@@ -65,7 +67,11 @@ pub async fn run(plan: &Plan) -> Result<Outcome, String> {
             Nemesis::Clock => "clock",
         })
         .collect();
-    let test = format!("{}-{}", plan.workload, names.join("+"));
+    let test = if plan.script.is_empty() {
+        format!("{}-{}", plan.workload, names.join("+"))
+    } else {
+        format!("{}-scripted", plan.workload)
+    };
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
@@ -74,6 +80,7 @@ pub async fn run(plan: &Plan) -> Result<Outcome, String> {
     let wants_net = plan
         .nemeses
         .iter()
+        .chain(plan.script.iter().map(|s| &s.kind))
         .any(|n| matches!(n, Nemesis::Partition | Nemesis::Lossy));
     let nft = match (wants_net, plan.net.as_str()) {
         (false, _) | (true, "proxy") => None,
@@ -144,6 +151,7 @@ pub async fn run(plan: &Plan) -> Result<Outcome, String> {
         cluster.clone(),
         net.clone(),
         plan.nemeses.clone(),
+        plan.script.clone(),
         plan.seed,
         t0,
         until,

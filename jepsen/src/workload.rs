@@ -4,8 +4,8 @@
 //!   workers run them); workers lease batches, and sometimes crash holding a lease (the job
 //!   must come back) or complete after their lease expired (the completion must be refused);
 //!   at the end the queue is drained and every job read back.
-//! - `reads`: `queue` plus readers that read known jobs linearizably through every node,
-//!   including nodes on the minority side of a partition.
+//! - `reads`: `queue` plus readers that read known jobs, and the queue's job count,
+//!   linearizably through every node, including nodes on the minority side of a partition.
 //!
 //! Every client talks to one node at a time (no client-side failover), so a request to a
 //! node cut off from the majority exercises that node's forwarding and read-index paths.
@@ -267,6 +267,10 @@ pub async fn reader(ctx: Arc<Ctx>, process: u64) {
         };
         let node = &ctx.nodes[i % ctx.nodes.len()];
         i += 1;
+        if rng.random_bool(0.2) {
+            count_read(&ctx, process, node).await;
+            continue;
+        }
         ctx.rec.invoke(
             process,
             Some(node.id),
@@ -286,6 +290,28 @@ pub async fn reader(ctx: Arc<Ctx>, process: u64) {
             .complete(process, Some(node.id), kind, Op::Read { job, value, state });
         if kind != Kind::Ok {
             // A node that is down refuses at once: do not spin on it.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Reads the queue's job count through `node` (linearizable).
+async fn count_read(ctx: &Ctx, process: u64, node: &NodeSpec) {
+    let op = |total| Op::CountRead {
+        queue: QUEUE.into(),
+        total,
+    };
+    ctx.rec.invoke(process, Some(node.id), op(None));
+    let r = tokio::time::timeout(CALL_TIMEOUT, ctx.client(node).queue(QUEUE, false)).await;
+    match r {
+        Ok(Ok(q)) => {
+            let total = q.scheduled + q.ready + q.leased + q.succeeded + q.dead + q.cancelled;
+            ctx.rec
+                .complete(process, Some(node.id), Kind::Ok, op(Some(total)));
+        }
+        _ => {
+            ctx.rec
+                .complete(process, Some(node.id), Kind::Fail, op(None));
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
