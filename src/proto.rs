@@ -147,31 +147,37 @@ fn attempt(a: &Attempt) -> pb::Attempt {
     }
 }
 
-/// A job as sent to clients.
-pub fn job(job: &Job) -> pb::Job {
-    let s = &job.spec;
+/// The wire fields that come from a job's definition alone.
+fn from_spec(id: u64, s: &JobSpec) -> pb::Job {
     pb::Job {
-        id: job.id,
+        id,
         queue: s.queue.clone(),
         priority: s.priority,
         kind: Some(shell(&s.kind)),
-        created_ms: job.created_ms,
-        state: job.state.name().to_string(),
         max_attempts: s.max_attempts,
-        attempts_used: job.attempts_used,
-        attempts_total: job.attempts_total,
-        attempts: job.attempts.iter().map(attempt).collect(),
-        run_at_ms: job.run_at_ms,
-        finished_ms: job.finished_ms,
-        error: job.error.clone().unwrap_or_default(),
         tags: s.tags.clone(),
         required_capabilities: s.required_capabilities.clone(),
         permanent_exit_codes: s.permanent_exit_codes.clone(),
         timeout_ms: s.timeout_ms,
         lease_ttl_ms: s.lease_ttl_ms,
         deadline_ms: s.deadline_ms,
-        deadline_missed: job.deadline_missed,
         idempotency_key: s.idempotency_key.clone().unwrap_or_default(),
+        ..Default::default()
+    }
+}
+
+/// A job as sent to clients.
+pub fn job(job: &Job) -> pb::Job {
+    pb::Job {
+        created_ms: job.created_ms,
+        state: job.state.name().to_string(),
+        attempts_used: job.attempts_used,
+        attempts_total: job.attempts_total,
+        attempts: job.attempts.iter().map(attempt).collect(),
+        run_at_ms: job.run_at_ms,
+        finished_ms: job.finished_ms,
+        error: job.error.clone().unwrap_or_default(),
+        deadline_missed: job.deadline_missed,
         lease_token: job.lease.as_ref().map(|l| l.token),
         lease_worker: job
             .lease
@@ -180,32 +186,20 @@ pub fn job(job: &Job) -> pb::Job {
             .unwrap_or_default(),
         lease_expires_ms: job.lease.as_ref().map(|l| l.expires_ms),
         has_checkpoint: job.checkpoint.is_some(),
+        ..from_spec(job.id, &job.spec)
     }
 }
 
 /// A lease grant as sent to a worker (built from the grant alone: a follower serving the call
 /// may not have applied the lease yet).
 pub fn leased(grant: &Grant) -> pb::LeasedJob {
-    let s = &grant.spec;
     let job = pb::Job {
-        id: grant.job_id,
-        queue: s.queue.clone(),
-        priority: s.priority,
-        kind: Some(shell(&s.kind)),
         state: JobState::Leased.name().to_string(),
-        max_attempts: s.max_attempts,
         attempts_total: grant.attempt,
-        tags: s.tags.clone(),
-        required_capabilities: s.required_capabilities.clone(),
-        permanent_exit_codes: s.permanent_exit_codes.clone(),
-        timeout_ms: s.timeout_ms,
-        lease_ttl_ms: s.lease_ttl_ms,
-        deadline_ms: s.deadline_ms,
-        idempotency_key: s.idempotency_key.clone().unwrap_or_default(),
         lease_token: Some(grant.token),
         lease_expires_ms: Some(grant.expires_ms),
         has_checkpoint: grant.checkpoint.is_some(),
-        ..Default::default()
+        ..from_spec(grant.job_id, &grant.spec)
     };
     pb::LeasedJob {
         job: Some(job),

@@ -93,7 +93,13 @@ fn tidy_openraft_only_in_raft() {
 /// No stubs, debug macros or unbounded channels anywhere in `src/`.
 #[test]
 fn tidy_no_stubs_or_unbounded_channels() {
-    let banned = ["dbg!(", "todo!(", "unimplemented!(", "unbounded_channel"];
+    // Spelled in pieces so this file does not itself contain the macros it bans.
+    let (dbg, todo, unimpl) = (
+        concat!("dbg", "!("),
+        concat!("todo", "!("),
+        concat!("unimplemented", "!("),
+    );
+    let banned = [dbg, todo, unimpl, "unbounded_channel"];
     let found = violations("src", &banned, &[]);
     assert!(found.is_empty(), "{}", found.join("\n"));
 }
