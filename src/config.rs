@@ -217,6 +217,15 @@ impl Config {
         })
     }
 
+    /// Source address for node `id`'s outgoing peer connections: its raft_addr IP, unless
+    /// that is unspecified (0.0.0.0), so peers and firewall rules can tell links apart.
+    pub fn peer_source_ip(&self, id: u64) -> Option<std::net::IpAddr> {
+        self.node(id)
+            .ok()
+            .map(|n| n.raft_addr.ip())
+            .filter(|ip| !ip.is_unspecified())
+    }
+
     /// Data directory of node `id`.
     pub fn node_dir(&self, id: u64) -> PathBuf {
         self.data_dir.join(format!("node-{id}"))

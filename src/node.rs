@@ -237,14 +237,10 @@ async fn probe(config: &Config, id: u64) -> Result<Plan> {
     let deadline = Instant::now() + Duration::from_millis(config.election_timeout_max_ms * 4);
     let mut pending: Vec<_> = config.nodes.iter().filter(|n| n.id != id).collect();
     let mut initialized = Vec::new();
+    let local_ip = config.peer_source_ip(id);
     while !pending.is_empty() && Instant::now() < deadline {
         let mut still = Vec::new();
         for peer in pending {
-            let local_ip = config
-                .node(id)
-                .ok()
-                .map(|n| n.raft_addr.ip())
-                .filter(|ip| !ip.is_unspecified());
             let Some(mut client) =
                 raft::network::peer_client(&peer.raft_addr.to_string(), local_ip)
             else {

@@ -95,6 +95,16 @@ pub struct LocalBackend {
     pub capabilities: Vec<String>,
 }
 
+impl LocalBackend {
+    /// Proposes a command; a rejection becomes its error.
+    async fn propose(&self, command: crate::machine::Command) -> Result<()> {
+        match self.replica.propose(command).await? {
+            crate::machine::Response::Rejected(r) => Err(r.into()),
+            _ => Ok(()),
+        }
+    }
+}
+
 impl Backend for LocalBackend {
     async fn lease(&self, max: u32, wait: Duration) -> Result<Vec<Leased>> {
         let grants = lease_wait(
@@ -123,23 +133,17 @@ impl Backend for LocalBackend {
     }
 
     async fn complete(&self, job_id: JobId, token: u64, report: Report) -> Result<()> {
-        let command = crate::machine::Command::Complete {
+        self.propose(crate::machine::Command::Complete {
             job_id,
             token,
             report,
-        };
-        match self.replica.propose(command).await? {
-            crate::machine::Response::Rejected(r) => Err(r.into()),
-            _ => Ok(()),
-        }
+        })
+        .await
     }
 
     async fn release(&self, job_id: JobId, token: u64) -> Result<()> {
-        let command = crate::machine::Command::Release { job_id, token };
-        match self.replica.propose(command).await? {
-            crate::machine::Response::Rejected(r) => Err(r.into()),
-            _ => Ok(()),
-        }
+        self.propose(crate::machine::Command::Release { job_id, token })
+            .await
     }
 
     fn backlog(&self) -> Option<u64> {

@@ -58,25 +58,21 @@ impl Net {
 
     /// Blocks exactly the given directed links (source ip, destination ip); all others pass.
     pub fn set_blocked(&self, links: &BTreeSet<(String, String)>) -> Result<(), String> {
-        let mut script = format!("flush set inet {} blocked\n", self.table);
-        if !links.is_empty() {
-            let elements: Vec<String> = links.iter().map(|(a, b)| format!("{a} . {b}")).collect();
-            script.push_str(&format!(
-                "add element inet {} blocked {{ {} }}\n",
-                self.table,
-                elements.join(", ")
-            ));
-        }
-        nft(&script)
+        self.replace_set("blocked", links)
     }
 
     /// Drops 30% of the packets on exactly the given directed links.
     pub fn set_lossy(&self, links: &BTreeSet<(String, String)>) -> Result<(), String> {
-        let mut script = format!("flush set inet {} lossy\n", self.table);
+        self.replace_set("lossy", links)
+    }
+
+    /// Replaces the content of the named set of (source, destination) pairs.
+    fn replace_set(&self, set: &str, links: &BTreeSet<(String, String)>) -> Result<(), String> {
+        let mut script = format!("flush set inet {} {set}\n", self.table);
         if !links.is_empty() {
             let elements: Vec<String> = links.iter().map(|(a, b)| format!("{a} . {b}")).collect();
             script.push_str(&format!(
-                "add element inet {} lossy {{ {} }}\n",
+                "add element inet {} {set} {{ {} }}\n",
                 self.table,
                 elements.join(", ")
             ));

@@ -222,11 +222,7 @@ impl Replica {
             ))
         })?;
         let applied = sm.applied();
-        let local_ip = config
-            .node(id)
-            .ok()
-            .map(|n| n.raft_addr.ip())
-            .filter(|ip| !ip.is_unspecified());
+        let local_ip = config.peer_source_ip(id);
         let network = network::Network { local_ip };
         let raft = Raft::new(id, Arc::new(raft_config), network, log.clone(), sm)
             .await
