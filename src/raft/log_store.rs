@@ -39,6 +39,8 @@ pub struct LogStore {
     meta: sled::Tree,
     flusher: mpsc::Sender<LogFlushed<TypeConfig>>,
     fsyncs: Arc<AtomicU64>,
+    /// This node's id: a committed vote for it is read back uncommitted (see `read_vote`).
+    node_id: NodeId,
 }
 
 fn io_err(e: impl std::error::Error + 'static) -> StorageError<NodeId> {
@@ -51,7 +53,7 @@ fn read_err(e: impl std::error::Error + 'static) -> StorageError<NodeId> {
 
 impl LogStore {
     /// Opens the log trees of `db` and starts its flusher task (needs a tokio runtime).
-    pub fn new(db: sled::Db) -> Result<LogStore, sled::Error> {
+    pub fn new(db: sled::Db, node_id: NodeId) -> Result<LogStore, sled::Error> {
         let log = db.open_tree("log")?;
         let meta = db.open_tree("meta")?;
         let fsyncs = Arc::new(AtomicU64::new(0));
@@ -63,6 +65,7 @@ impl LogStore {
             meta,
             flusher: tx,
             fsyncs,
+            node_id,
         })
     }
 
@@ -182,8 +185,24 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.flush_now().await
     }
 
+    /// The saved vote, except that a committed vote for this node (it led the cluster when it
+    /// stopped) is returned uncommitted.
+    ///
+    /// With its own committed vote, openraft resumes leadership at startup without an
+    /// election, and its read index is then the larger of its first entry of the term and the
+    /// commit index saved last, which may lag the writes it acknowledged before the crash:
+    /// a linearizable read could miss them. Uncommitted, the vote is what a candidate that
+    /// crashed mid-election leaves behind: the node starts as a follower and still never votes
+    /// for another node in that term, and whoever wins the next election appends a blank entry
+    /// of its own term, which settles the commit index before any read is served.
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
-        self.meta_get("vote")
+        let vote: Option<Vote<NodeId>> = self.meta_get("vote")?;
+        Ok(vote.map(|mut v| {
+            if v.leader_id.voted_for() == Some(self.node_id) {
+                v.committed = false;
+            }
+            v
+        }))
     }
 
     async fn save_committed(

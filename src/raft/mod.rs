@@ -215,7 +215,7 @@ impl Replica {
         }
         .validate()
         .map_err(|e| Error::Config(format!("raft settings: {e}")))?;
-        let log = LogStore::new(db.clone()).map_err(|e| Error::Internal(e.to_string()))?;
+        let log = LogStore::new(db.clone(), id).map_err(|e| Error::Internal(e.to_string()))?;
         let sm = StateMachineStore::open(db).map_err(|e| {
             Error::Config(format!(
                 "the state snapshot in the data dir is unreadable: {e}"
