@@ -108,6 +108,22 @@ impl Client {
         .await
     }
 
+    /// Submits up to `SUBMIT_BATCH_JOBS_MAX` jobs in one call and one log entry; results in
+    /// order. One invalid job refuses the whole call and adds nothing.
+    pub async fn submit_batch(
+        &self,
+        jobs: Vec<pb::SubmitRequest>,
+    ) -> Result<Vec<pb::SubmitResponse>> {
+        let req = pb::SubmitBatchRequest { jobs };
+        let reply = self
+            .call(false, |mut c| {
+                let req = req.clone();
+                async move { c.submit_batch(req).await }
+            })
+            .await?;
+        Ok(reply.jobs)
+    }
+
     /// Reads a job, linearizable unless `stale`.
     pub async fn job(&self, id: u64, stale: bool) -> Result<pb::Job> {
         self.call(true, |mut c| async move {
@@ -235,6 +251,18 @@ impl Client {
             })
             .await?;
         Ok(reply.state)
+    }
+
+    /// Ends attempts and leases the next jobs in one round trip (worker API).
+    pub async fn complete_and_lease(
+        &self,
+        req: pb::CompleteAndLeaseRequest,
+    ) -> Result<pb::CompleteAndLeaseResponse> {
+        self.call(false, |mut c| {
+            let req = req.clone();
+            async move { c.complete_and_lease(req).await }
+        })
+        .await
     }
 
     /// Stores a checkpoint (worker API).

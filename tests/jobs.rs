@@ -501,3 +501,87 @@ async fn timeout_env_idempotency_and_restart_release() {
     );
     drop(client);
 }
+
+/// `SubmitBatch` adds many jobs in one call, or none when one is invalid (the error names
+/// `jobs[i].field`); `CompleteAndLease` ends attempts and leases the next jobs in one call,
+/// each completion judged on its own (a stale token is refused, the others succeed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_batch_and_complete_and_lease() {
+    let c = Cluster::start(Settings::default()).await;
+    let client = c.client();
+    let job = |i: usize| pb::SubmitRequest {
+        queue: "bulk".into(),
+        kind: Some(pb::submit_request::Kind::Payload(
+            format!("p{i}").into_bytes(),
+        )),
+        ..Default::default()
+    };
+    let ids: Vec<u64> = client
+        .submit_batch((0..300).map(job).collect())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(ids.len(), 300);
+    assert!(ids.windows(2).all(|w| w[1] == w[0] + 1), "ids in order");
+
+    let mut bad = (0..5).map(job).collect::<Vec<_>>();
+    bad[3].priority = 11;
+    let e = client.submit_batch(bad).await.unwrap_err();
+    assert!(
+        matches!(&e, Error::InvalidArgument { field, .. } if field == "jobs[3].priority"),
+        "{e:?}"
+    );
+    let too_many = (0..1001).map(job).collect::<Vec<_>>();
+    let e = client.submit_batch(too_many).await.unwrap_err();
+    assert!(
+        matches!(&e, Error::InvalidArgument { field, .. } if field == "jobs"),
+        "{e:?}"
+    );
+    let q = client.queue("bulk", false).await.unwrap();
+    assert_eq!(q.ready, 300, "a refused batch adds nothing: {q:?}");
+
+    let lease = |max: u32| pb::LeaseRequest {
+        worker_id: "bulk-worker".into(),
+        queues: vec!["bulk".into()],
+        max,
+        ..Default::default()
+    };
+    let first = client.lease(lease(3)).await.unwrap().jobs;
+    assert_eq!(first.len(), 3);
+    let done = |l: &pb::LeasedJob, token: u64| pb::CompleteRequest {
+        job_id: l.job.as_ref().unwrap().id,
+        token,
+        success: true,
+        ..Default::default()
+    };
+    let reply = client
+        .complete_and_lease(pb::CompleteAndLeaseRequest {
+            completions: vec![
+                done(&first[0], first[0].token),
+                done(&first[1], first[1].token + 1000),
+                done(&first[2], first[2].token),
+            ],
+            lease: Some(lease(5)),
+        })
+        .await
+        .unwrap();
+    let states: Vec<(&str, &str)> = reply
+        .completions
+        .iter()
+        .map(|r| (r.state.as_str(), r.error_code.as_str()))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("succeeded", ""),
+            ("", "FailedPrecondition"),
+            ("succeeded", "")
+        ],
+        "{reply:?}"
+    );
+    assert_eq!(reply.jobs.len(), 5);
+    let q = client.queue("bulk", false).await.unwrap();
+    assert_eq!((q.succeeded, q.leased, q.ready), (2, 6, 292), "{q:?}");
+}

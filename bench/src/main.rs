@@ -1,7 +1,7 @@
 //! `raftline-bench`: throughput, latency and failover figures for raftline, measured the way
 //! peer systems are measured, on the same machine.
 //!
-//! `cargo run --release -p raftline-bench -- [floor|w1|w2|w3|all] [--addr A] [--secs S]`.
+//! `cargo run --release -p raftline-bench -- [floor|w1|w2|w3|scale|all] [--addr A] [--secs S]`.
 //! Without `--addr` it starts a fresh 3-node cluster of the release binary in a temp dir on
 //! loopback (nodes on 127.0.1.N). Prints a table and appends JSON lines to
 //! `bench/results/results.jsonl` with the machine, the git commit and the settings.
@@ -15,8 +15,11 @@
 //! - W3 failover: kill -9 of the leader under a 16-client writer, 5 trials: the gap until
 //!   writes succeed again, and acknowledged writes missing after the restart (must be 0).
 //!
-//! CAVEATS (not built): the `scale` section (lease latency and RSS at 1k/100k/1M ready jobs,
-//! submit throughput across snapshots, DAG dependent latency).
+//! - scale: lease latency and node memory at 1k, 100k and 1M ready jobs (filled with
+//!   SubmitBatch), and submit throughput second by second while snapshots are taken. The DAG
+//!   figure waits for workflows (issue 7).
+//!
+//! `--quick` is a short run of every section (used by the smoke test); it records nothing.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -35,7 +38,7 @@ use raftline_jepsen::cluster::{raftline_bin, Cluster};
 #[derive(Debug, Parser)]
 #[command(name = "raftline-bench")]
 struct Args {
-    /// floor, w1, w2, w3 or all.
+    /// floor, w1, w2, w3, scale or all.
     #[arg(default_value = "all")]
     section: String,
     /// API addresses of a running cluster (comma-separated); a fresh local cluster otherwise.
@@ -44,6 +47,9 @@ struct Args {
     /// Seconds per measurement.
     #[arg(long, default_value_t = 10)]
     secs: u64,
+    /// A short run (smaller scale sizes, one failover trial), to check the harness works.
+    #[arg(long)]
+    quick: bool,
     /// First port of the local cluster.
     #[arg(long, default_value_t = 17400)]
     base_port: u16,
@@ -236,28 +242,35 @@ async fn w2(b: &mut Bench, n: usize, secs: u64) {
         let (stop, submitted, queue) = (stop.clone(), submitted.clone(), queue.clone());
         let (hist, done) = (hist.clone(), done.clone());
         tasks.push(tokio::spawn(async move {
-            let req = pb::LeaseRequest {
+            let lease = pb::LeaseRequest {
                 worker_id: format!("bench-{w}"),
                 queues: vec![queue],
                 max: 16,
                 wait_ms: 200,
                 ..Default::default()
             };
-            let ok = raftline::machine::Report {
-                error_class: None,
-                exit_code: None,
-                error: String::new(),
-                output_tail: String::new(),
-            };
-            while !stop.load(Ordering::Relaxed) {
-                let Ok(reply) = client.lease(req.clone()).await else {
+            // Each call completes the jobs of the previous one and leases the next ones: one
+            // round trip and one log entry per batch of jobs (`CompleteAndLease`).
+            let mut completions = Vec::new();
+            loop {
+                let stopping = stop.load(Ordering::Relaxed);
+                if stopping && completions.is_empty() {
+                    break;
+                }
+                let req = pb::CompleteAndLeaseRequest {
+                    completions: std::mem::take(&mut completions),
+                    lease: Some(pb::LeaseRequest {
+                        max: if stopping { 0 } else { lease.max },
+                        ..lease.clone()
+                    }),
+                };
+                let Ok(reply) = client.complete_and_lease(req).await else {
                     continue;
                 };
-                for l in reply.jobs {
-                    let id = l.job.as_ref().map_or(0, |j| j.id);
-                    if client.complete(id, l.token, &ok).await.is_ok() {
+                for r in &reply.completions {
+                    if r.state == "succeeded" {
                         done.fetch_add(1, Ordering::Relaxed);
-                        if let Some(t) = submitted.lock().expect("map").remove(&id) {
+                        if let Some(t) = submitted.lock().expect("map").remove(&r.job_id) {
                             hist.lock()
                                 .expect("hist")
                                 .record(micros(t.elapsed()).max(1))
@@ -265,6 +278,12 @@ async fn w2(b: &mut Bench, n: usize, secs: u64) {
                         }
                     }
                 }
+                completions.extend(reply.jobs.iter().map(|l| pb::CompleteRequest {
+                    job_id: l.job.as_ref().map_or(0, |j| j.id),
+                    token: l.token,
+                    success: true,
+                    ..Default::default()
+                }));
             }
         }));
     }
@@ -384,6 +403,173 @@ async fn w3(b: &mut Bench, trials: usize) {
     }));
 }
 
+/// Resident memory of a process, in bytes.
+fn rss(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
+/// Largest resident memory over the local cluster's nodes.
+fn max_rss(b: &Bench) -> Option<u64> {
+    let c = b.cluster.as_ref()?;
+    c.ids()
+        .into_iter()
+        .filter_map(|id| c.pid(id).and_then(rss))
+        .max()
+}
+
+/// Scale: lease latency and memory at growing numbers of ready jobs, then submit throughput
+/// second by second while the log passes several snapshots.
+async fn scale(b: &mut Bench, sizes: &[usize], secs: u64) {
+    let queue = "bench-scale";
+    let base_rss = max_rss(b);
+    let mut ready = 0usize;
+    let mut lease_at = Vec::new();
+    for &size in sizes {
+        // Fill to `size` ready jobs with SubmitBatch, 8 calls in flight over all nodes.
+        let t = Instant::now();
+        let added = size.saturating_sub(ready);
+        let calls = added.div_ceil(1000);
+        let mut pending = futures::stream::FuturesUnordered::new();
+        let mut failed = 0;
+        for call in 0..calls {
+            let n = 1000.min(added - call * 1000);
+            let client = b.clients[call % b.clients.len()].clone();
+            let jobs: Vec<pb::SubmitRequest> = (0..n)
+                .map(|_| pb::SubmitRequest {
+                    queue: queue.into(),
+                    kind: Some(pb::submit_request::Kind::Payload(vec![b'x'; 16])),
+                    ..Default::default()
+                })
+                .collect();
+            pending.push(async move { client.submit_batch(jobs).await.map(|r| r.len()) });
+            if pending.len() >= 8 {
+                if let Some(r) = futures::StreamExt::next(&mut pending).await {
+                    failed += usize::from(r.is_err());
+                }
+            }
+        }
+        while let Some(r) = futures::StreamExt::next(&mut pending).await {
+            failed += usize::from(r.is_err());
+        }
+        ready = size;
+        let fill_rate = added as f64 / t.elapsed().as_secs_f64();
+        // Lease latency: 200 single-job leases (each a committed write), then the jobs are
+        // handed back so the count stays.
+        let client = b.clients[0].clone();
+        let mut h = hist();
+        for _ in 0..200 {
+            let t = Instant::now();
+            let Ok(reply) = client
+                .lease(pb::LeaseRequest {
+                    worker_id: "bench-scale".into(),
+                    queues: vec![queue.into()],
+                    max: 1,
+                    ..Default::default()
+                })
+                .await
+            else {
+                continue;
+            };
+            h.record(micros(t.elapsed()).max(1)).ok();
+            for l in reply.jobs {
+                let id = l.job.as_ref().map_or(0, |j| j.id);
+                let _ = client.release(id, l.token).await;
+            }
+        }
+        let mem = max_rss(b);
+        let per_job = match (mem, base_rss) {
+            (Some(m), Some(base)) => Some(m.saturating_sub(base) as f64 / size as f64),
+            _ => None,
+        };
+        println!(
+            "scale      ready {size:>9}  fill {fill_rate:>8.0} jobs/s ({failed} failed calls)  lease p50 {:>6.2} ms  p99 {:>6.2} ms  max node RSS {}  ~{} B/job",
+            ms(&h, 0.5),
+            ms(&h, 0.99),
+            mem.map_or("n/a".into(), |m| format!("{:.0} MiB", m as f64 / 1048576.0)),
+            per_job.map_or("n/a".into(), |p| format!("{p:.0}"))
+        );
+        lease_at.push(ms(&h, 0.5));
+        b.record(serde_json::json!({
+            "section": "scale", "ready": size, "fill_jobs_per_s": fill_rate,
+            "lease_p50_ms": ms(&h, 0.5), "lease_p99_ms": ms(&h, 0.99),
+            "max_rss_bytes": mem, "bytes_per_job": per_job, "failed_calls": failed,
+        }));
+    }
+    if let (Some(first), Some(last)) = (lease_at.first(), lease_at.last()) {
+        println!(
+            "scale      lease p50 at {} ready / at {} ready: {:.2}x",
+            sizes.last().unwrap_or(&0),
+            sizes.first().unwrap_or(&0),
+            last / first
+        );
+    }
+
+    // Submit throughput second by second, 16 clients, while snapshots are taken.
+    let snap = |b: &Bench| {
+        let client = b.clients[0].clone();
+        async move {
+            client
+                .node_status(0)
+                .await
+                .map(|s| s.snapshot_index)
+                .unwrap_or(0)
+        }
+    };
+    let snap_before = snap(b).await;
+    let count = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for c in 0..16 {
+        let client = b.clients[c % b.clients.len()].clone();
+        let (stop, count) = (stop.clone(), count.clone());
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                if client.submit(payload_job("bench-scale-log")).await.is_ok() {
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    let mut per_sec = Vec::new();
+    let mut snapshots = Vec::new();
+    let mut last_snap = snap_before;
+    for _ in 0..secs.max(1) {
+        let before = count.load(Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        per_sec.push(count.load(Ordering::Relaxed) - before);
+        let now = snap(b).await;
+        if now != last_snap {
+            snapshots.push(now);
+            last_snap = now;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        let _ = t.await;
+    }
+    let mut sorted = per_sec.clone();
+    sorted.sort_unstable();
+    println!(
+        "scale      submits/s each second with 16 clients: {per_sec:?}  (min {} median {} max {}), snapshots taken at index {snapshots:?}",
+        sorted.first().unwrap_or(&0),
+        sorted.get(sorted.len() / 2).unwrap_or(&0),
+        sorted.last().unwrap_or(&0)
+    );
+    println!("scale      DAG dependents ready after a step completes: not measured, workflows are not built yet (issue 7)");
+    b.record(serde_json::json!({
+        "section": "scale-log", "submits_per_s": per_sec, "snapshots": snapshots,
+    }));
+}
+
 fn machine() -> serde_json::Value {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
@@ -461,10 +647,23 @@ async fn main() {
         }
     }
     if all || args.section == "w3" {
-        w3(&mut b, 5).await;
+        w3(&mut b, if args.quick { 1 } else { 5 }).await;
     }
-    let out = PathBuf::from("bench/results");
-    if std::fs::create_dir_all(&out).is_ok() {
+    if all || args.section == "scale" {
+        let sizes: &[usize] = if args.quick {
+            &[1_000, 5_000]
+        } else {
+            &[1_000, 100_000, 1_000_000]
+        };
+        scale(
+            &mut b,
+            sizes,
+            args.secs.max(if args.quick { 1 } else { 10 }),
+        )
+        .await;
+    }
+    let out = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/results"));
+    if !args.quick && std::fs::create_dir_all(&out).is_ok() {
         if let Ok(mut f) = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

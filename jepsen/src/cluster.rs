@@ -226,6 +226,11 @@ impl Cluster {
         }
     }
 
+    /// The process id of a running node.
+    pub fn pid(&self, id: u64) -> Option<u32> {
+        self.procs.get(&id).map(Child::id)
+    }
+
     /// Whether node `id` runs.
     pub fn running(&self, id: u64) -> bool {
         self.procs.contains_key(&id)

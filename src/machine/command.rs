@@ -173,6 +173,37 @@ pub enum Command {
     Configure(Settings),
     /// Process what is due at `now_ms`: timers, lease expiries, deadlines, retention purges.
     Tick,
+    /// Several commands in one log entry, applied in order as if proposed one after another
+    /// at the same time; each gets its own response in [`Response::Batch`], so one rejected
+    /// command does not affect the others. The leader packs concurrent proposals this way
+    /// (one entry, one fsync, one replication message for many), and a worker's completions
+    /// travel with its next lease. A batch inside a batch is rejected.
+    Batch(Vec<Command>),
+}
+
+impl Command {
+    /// Rough encoded size, for capping a batch: the variable-length fields plus a fixed part.
+    pub fn weight(&self) -> usize {
+        const FIXED: usize = 64;
+        FIXED
+            + match self {
+                Command::Submit { spec, .. } => spec.weight(),
+                Command::Complete { report, .. } => report.output_tail.len() + report.error.len(),
+                Command::Checkpoint { data, .. } => data.len(),
+                Command::Lease {
+                    worker,
+                    queues,
+                    capabilities,
+                    ..
+                } => {
+                    worker.id.len()
+                        + queues.iter().map(String::len).sum::<usize>()
+                        + capabilities.iter().map(String::len).sum::<usize>()
+                }
+                Command::Batch(commands) => commands.iter().map(Command::weight).sum(),
+                _ => 0,
+            }
+    }
 }
 
 /// A job granted by a lease.
@@ -232,6 +263,8 @@ pub enum Response {
         /// How many.
         count: u64,
     },
+    /// One response per command of a [`Command::Batch`], in order.
+    Batch(Vec<Response>),
     /// Due work processed by a Tick.
     Ticked {
         /// Items processed.

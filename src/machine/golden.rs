@@ -333,6 +333,14 @@ fn print_response(response: &Response, out: &mut String) {
         Response::Purged { count } => format!("Purged {count}"),
         Response::Ticked { work } => format!("Ticked work={work}"),
         Response::Internal => "Internal".into(),
+        Response::Batch(responses) => {
+            writeln!(out, "Batch of {}:", responses.len()).unwrap();
+            for r in responses {
+                out.push_str("  ");
+                print_response(r, out);
+            }
+            return;
+        }
         Response::Rejected(rejection) => format!("Rejected({})", rejection_text(rejection)),
     };
     writeln!(out, "{text}").unwrap();

@@ -86,6 +86,27 @@ pub struct JobSpec {
 }
 
 impl JobSpec {
+    /// Rough encoded size: the variable-length fields.
+    pub fn weight(&self) -> usize {
+        let strings = |v: &[String]| v.iter().map(|s| s.len() + 8).sum::<usize>();
+        let kind = match &self.kind {
+            JobKind::Shell { argv, env, cwd } => {
+                strings(argv)
+                    + env
+                        .iter()
+                        .map(|(k, v)| k.len() + v.len() + 16)
+                        .sum::<usize>()
+                    + cwd.as_ref().map_or(0, String::len)
+            }
+            JobKind::External { payload } => payload.len(),
+        };
+        self.queue.len()
+            + kind
+            + strings(&self.tags)
+            + strings(&self.required_capabilities)
+            + self.idempotency_key.as_ref().map_or(0, String::len)
+    }
+
     /// A spec with every option at its default.
     pub fn new(queue: impl Into<String>, kind: JobKind) -> JobSpec {
         JobSpec {

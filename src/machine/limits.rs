@@ -141,3 +141,23 @@ const _: () = assert!(
     (APPEND_ENTRIES_MAX as usize) * (ARGV_BYTES_MAX + PAYLOAD_BYTES_MAX + 1024)
         < PEER_MESSAGE_BYTES_MAX
 );
+
+/// Writes a leader may hold queued for its batcher; further ones wait (backpressure).
+pub const PROPOSALS_QUEUED_MAX: usize = 16 * 1024;
+
+/// Log entries a leader's batcher has being committed at once. More overlap fsyncs and
+/// replication round trips; fewer make bigger batches. Two keeps one entry replicating while
+/// the next one fills.
+pub const PROPOSALS_IN_FLIGHT_MAX: usize = 2;
+
+/// Commands in one batched log entry.
+pub const BATCH_COMMANDS_MAX: usize = 1024;
+
+/// Approximate bytes of one batched log entry (a single command may exceed it alone).
+pub const BATCH_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+/// Jobs in one `SubmitBatch` call (one log entry).
+pub const SUBMIT_BATCH_JOBS_MAX: usize = 1000;
+
+/// Completions in one `CompleteAndLease` call.
+pub const COMPLETIONS_PER_CALL_MAX: usize = 256;

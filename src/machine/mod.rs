@@ -121,6 +121,18 @@ impl Machine {
     pub fn apply(&mut self, proposal: &Proposal) -> Response {
         self.now_ms = self.now_ms.max(proposal.now_ms);
         let response = match &proposal.command {
+            Command::Batch(commands) => {
+                Response::Batch(commands.iter().map(|c| self.apply_one(c)).collect())
+            }
+            command => self.apply_one(command),
+        };
+        #[cfg(debug_assertions)]
+        self.check_invariants();
+        response
+    }
+
+    fn apply_one(&mut self, command: &Command) -> Response {
+        match command {
             Command::Submit {
                 spec,
                 delay_ms,
@@ -155,10 +167,12 @@ impl Machine {
             Command::PurgeDead { queue } => self.purge_dead(queue.as_deref()),
             Command::Configure(settings) => self.configure(settings),
             Command::Tick => self.tick(),
-        };
-        #[cfg(debug_assertions)]
-        self.check_invariants();
-        response
+            // `apply` unpacks the outer batch; one nested in it is refused.
+            Command::Batch(_) => Response::Rejected(Rejection::Invalid {
+                field: "command".into(),
+                message: "a batch may not contain a batch".into(),
+            }),
+        }
     }
 
     /// State-machine time.
@@ -397,6 +411,44 @@ mod tests {
                 run_at_ms: None,
             },
         }
+    }
+
+    /// A batch applies its commands in order, each with its own response: a rejected one does
+    /// not undo or block the others, and a batch nested in a batch is refused.
+    #[test]
+    fn batch_applies_each_command_with_its_own_response() {
+        let mut m = Machine::new();
+        let one = |p: Proposal| p.command;
+        let mut bad = JobSpec::shell("", &["true"]);
+        bad.priority = 5;
+        let batch = Proposal {
+            now_ms: 1_000,
+            command: Command::Batch(vec![
+                one(submit(1_000, "q", 5)),
+                Command::Submit {
+                    spec: bad,
+                    delay_ms: 0,
+                    run_at_ms: None,
+                },
+                Command::Batch(vec![one(submit(1_000, "q", 5))]),
+                one(submit(1_000, "q", 7)),
+            ]),
+        };
+        let Response::Batch(rs) = m.apply(&batch) else {
+            panic!("a batch answers with a batch");
+        };
+        assert_eq!(rs.len(), 4);
+        assert!(matches!(rs[0], Response::Submitted { id: 1, .. }), "{rs:?}");
+        assert!(
+            matches!(&rs[1], Response::Rejected(Rejection::Invalid { field, .. }) if field == "queue"),
+            "{rs:?}"
+        );
+        assert!(
+            matches!(&rs[2], Response::Rejected(Rejection::Invalid { field, .. }) if field == "command"),
+            "{rs:?}"
+        );
+        assert!(matches!(rs[3], Response::Submitted { id: 2, .. }), "{rs:?}");
+        assert_eq!(m.list(Some("q"), None, 0, 10).len(), 2);
     }
 
     /// Time never runs backwards even if a new leader's clock is behind the old one's.

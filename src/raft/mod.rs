@@ -16,6 +16,7 @@
 // helpers return it as is rather than boxing it twice.
 #![allow(clippy::result_large_err)]
 
+mod batcher;
 pub mod log_store;
 pub mod network;
 pub mod state_machine;
@@ -27,7 +28,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use openraft::error::{CheckIsLeaderError, ClientWriteError, InitializeError, RaftError};
+use openraft::error::{CheckIsLeaderError, InitializeError, RaftError};
 use openraft::{Raft, ServerState, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
 use tonic::transport::Channel;
@@ -196,6 +197,7 @@ pub struct Replica {
     log: LogStore,
     request_timeout: Duration,
     peers: BTreeMap<u64, Option<RaftPeerClient<Channel>>>,
+    batcher: tokio::sync::mpsc::Sender<batcher::Pending>,
 }
 
 impl Replica {
@@ -238,12 +240,15 @@ impl Replica {
                 )
             })
             .collect();
+        let request_timeout = Duration::from_millis(config.request_timeout_ms);
+        let batcher = batcher::spawn(raft.clone(), request_timeout);
         Ok(Arc::new(Replica {
             id,
+            batcher,
             raft,
             applied,
             log,
-            request_timeout: Duration::from_millis(config.request_timeout_ms),
+            request_timeout,
             peers,
         }))
     }
@@ -415,18 +420,23 @@ impl Replica {
         }
     }
 
+    /// Proposes through the batcher (see [`batcher`]); waits for the outcome until `deadline`.
     async fn propose_local(&self, command: Command, deadline: Instant) -> ForwardReply {
-        let proposal = Proposal {
-            now_ms: wall_clock_ms(),
-            command,
-        };
+        let (reply, outcome) = tokio::sync::oneshot::channel();
+        let pending = batcher::Pending { command, reply };
         let wait = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(wait, self.raft.client_write(proposal)).await {
-            Ok(Ok(written)) => ForwardReply::Applied(written.data),
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
-                ForwardReply::NotLeader
+        match tokio::time::timeout(wait, self.batcher.send(pending)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return ForwardReply::Unavailable("this node is shutting down".into()),
+            // Still queued on this node: nothing was proposed.
+            Err(_) => return ForwardReply::NotLeader,
+        }
+        let wait = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(wait, outcome).await {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(_)) => {
+                ForwardReply::Unavailable("write outcome unknown: the batcher stopped".into())
             }
-            Ok(Err(e)) => ForwardReply::Unavailable(format!("write outcome unknown: {e}")),
             Err(_) => ForwardReply::Unavailable(self.timed_out("write").to_string()),
         }
     }

@@ -82,6 +82,18 @@ fn unexpected(response: Applied) -> Status {
     }
 }
 
+/// A submit request checked and turned into its command; nothing is proposed.
+fn submit_command(req: pb::SubmitRequest) -> Result<Command, Error> {
+    let (spec, delay_ms, run_at_ms) = proto::submit(req)?;
+    spec.validate().map_err(Error::from)?;
+    check_range("delay_ms", delay_ms, limits::DELAY_MS_MAX)?;
+    Ok(Command::Submit {
+        spec,
+        delay_ms,
+        run_at_ms,
+    })
+}
+
 fn check_range(field: &str, value: u64, max: u64) -> Result<(), Error> {
     if value > max {
         return Err(Error::InvalidArgument {
@@ -98,23 +110,68 @@ impl pb::api_server::Api for ApiService {
         &self,
         req: Request<pb::SubmitRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
-        let (spec, delay_ms, run_at_ms) = proto::submit(req.into_inner())?;
-        spec.validate().map_err(Error::from)?;
-        check_range("delay_ms", delay_ms, limits::DELAY_MS_MAX)?;
-        match self
-            .replica
-            .propose(Command::Submit {
-                spec,
-                delay_ms,
-                run_at_ms,
-            })
-            .await?
-        {
+        let command = submit_command(req.into_inner())?;
+        match self.replica.propose(command).await? {
             Applied::Submitted { id, duplicate } => {
                 Ok(Response::new(pb::SubmitResponse { id, duplicate }))
             }
             other => Err(unexpected(other)),
         }
+    }
+
+    async fn submit_batch(
+        &self,
+        req: Request<pb::SubmitBatchRequest>,
+    ) -> Result<Response<pb::SubmitBatchResponse>, Status> {
+        let jobs = req.into_inner().jobs;
+        if jobs.is_empty() {
+            return Err(Error::InvalidArgument {
+                field: "jobs".into(),
+                message: "is empty; give at least one job".into(),
+            }
+            .into());
+        }
+        check_range(
+            "jobs",
+            jobs.len() as u64,
+            limits::SUBMIT_BATCH_JOBS_MAX as u64,
+        )?;
+        let mut commands = Vec::with_capacity(jobs.len());
+        for (i, job) in jobs.into_iter().enumerate() {
+            commands.push(submit_command(job).map_err(|e| match e {
+                Error::InvalidArgument { field, message } => Error::InvalidArgument {
+                    field: format!("jobs[{i}].{field}"),
+                    message,
+                },
+                other => other,
+            })?);
+        }
+        let Applied::Batch(responses) = self.replica.propose(Command::Batch(commands)).await?
+        else {
+            return Err(Error::Internal("a batch was not answered with a batch".into()).into());
+        };
+        let mut out = Vec::with_capacity(responses.len());
+        for (i, response) in responses.into_iter().enumerate() {
+            match response {
+                Applied::Submitted { id, duplicate } => {
+                    out.push(pb::SubmitResponse { id, duplicate })
+                }
+                Applied::Rejected(r) => {
+                    // Only a limit reached while applying (the job table is full) gets here:
+                    // every job was checked before proposing.
+                    let added: Vec<String> = out.iter().map(|j| j.id.to_string()).collect();
+                    return Err(Error::ResourceExhausted(format!(
+                        "jobs[{i}]: {}; the {} jobs before it were added (ids: {})",
+                        Error::from(r),
+                        added.len(),
+                        added.join(",")
+                    ))
+                    .into());
+                }
+                other => return Err(unexpected(other)),
+            }
+        }
+        Ok(Response::new(pb::SubmitBatchResponse { jobs: out }))
     }
 
     async fn get_job(&self, req: Request<pb::GetJobRequest>) -> Result<Response<pb::Job>, Status> {
@@ -281,6 +338,114 @@ impl pb::api_server::Api for ApiService {
             report,
         };
         self.job_command(req.job_id, command).await
+    }
+
+    async fn complete_and_lease(
+        &self,
+        req: Request<pb::CompleteAndLeaseRequest>,
+    ) -> Result<Response<pb::CompleteAndLeaseResponse>, Status> {
+        let req = req.into_inner();
+        check_range(
+            "completions",
+            req.completions.len() as u64,
+            limits::COMPLETIONS_PER_CALL_MAX as u64,
+        )?;
+        let lease = req.lease.unwrap_or_default();
+        check_range("lease.wait_ms", lease.wait_ms, limits::LEASE_WAIT_MS_MAX)?;
+        check_range(
+            "lease.max",
+            u64::from(lease.max),
+            u64::from(limits::LEASE_BATCH_MAX),
+        )?;
+        let mut commands = Vec::with_capacity(req.completions.len() + 1);
+        for (i, c) in req.completions.iter().enumerate() {
+            let report = proto::report(c).map_err(|e| match e {
+                Error::InvalidArgument { field, message } => Error::InvalidArgument {
+                    field: format!("completions[{i}].{field}"),
+                    message,
+                },
+                other => other,
+            })?;
+            commands.push(Command::Complete {
+                job_id: c.job_id,
+                token: c.token,
+                report,
+            });
+        }
+        let worker = WorkerRef {
+            id: lease.worker_id.clone(),
+            node: None,
+        };
+        let ttl_ms = (lease.ttl_ms != 0).then_some(lease.ttl_ms);
+        let leasing = lease.max > 0;
+        if leasing {
+            commands.push(Command::Lease {
+                worker: worker.clone(),
+                queues: lease.queues.clone(),
+                capabilities: lease.capabilities.clone(),
+                max: lease.max,
+                ttl_ms,
+            });
+        }
+        let mut responses = if commands.is_empty() {
+            Vec::new()
+        } else {
+            match self.replica.propose(Command::Batch(commands)).await? {
+                Applied::Batch(r) => r,
+                other => return Err(unexpected(other)),
+            }
+        };
+        let mut grants = match (leasing, responses.pop()) {
+            (true, Some(Applied::Leased(grants))) => grants,
+            (true, Some(Applied::Rejected(r))) => return Err(Error::from(r).into()),
+            (true, other) => {
+                return Err(Error::Internal(format!("unexpected lease response {other:?}")).into())
+            }
+            (false, last) => {
+                responses.extend(last);
+                Vec::new()
+            }
+        };
+        let completions = req
+            .completions
+            .iter()
+            .zip(responses)
+            .map(|(c, r)| match r {
+                Applied::Completed { state } | Applied::Done { state } => pb::CompletionResult {
+                    job_id: c.job_id,
+                    state: state.name().to_string(),
+                    ..Default::default()
+                },
+                other => {
+                    let status = match other {
+                        Applied::Rejected(r) => Status::from(Error::from(r)),
+                        other => unexpected(other),
+                    };
+                    pb::CompletionResult {
+                        job_id: c.job_id,
+                        state: String::new(),
+                        error_code: format!("{:?}", status.code()),
+                        error: status.message().to_string(),
+                    }
+                }
+            })
+            .collect();
+        if leasing && grants.is_empty() && lease.wait_ms > 0 {
+            grants = lease_wait(
+                &self.replica,
+                &worker,
+                &lease.queues,
+                &lease.capabilities,
+                lease.max,
+                ttl_ms,
+                Duration::from_millis(lease.wait_ms),
+            )
+            .await?;
+        }
+        Ok(Response::new(pb::CompleteAndLeaseResponse {
+            completions,
+            jobs: grants.iter().map(proto::leased).collect(),
+        }))
     }
 
     async fn checkpoint(
