@@ -18,7 +18,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> fo
         // A node id the suite's votes never name: the suite checks that a saved vote reads
         // back unchanged, which holds for every vote but this node's own committed one.
         let log = LogStore::new(db.clone(), u64::MAX).expect("log store");
-        let sm = StateMachineStore::open(db)?;
+        let sm = StateMachineStore::open(db, dir.path())?;
         Ok((dir, log, sm))
     }
 }

@@ -55,8 +55,8 @@ struct Args {
     base_port: u16,
 }
 
-const SETTINGS: &str = "heartbeat_ms = 100\nelection_timeout_min_ms = 400\n\
-    election_timeout_max_ms = 800\nsnapshot_every_entries = 10000\nsnapshot_logs_kept = 1000\n\
+const SETTINGS: &str = "heartbeat_ms = 50\nelection_timeout_min_ms = 200\n\
+    election_timeout_max_ms = 400\nsnapshot_every_entries = 2000\nsnapshot_logs_kept = 1000\n\
     request_timeout_ms = 5000\nworkers_max = 0\n";
 
 fn micros(d: Duration) -> u64 {
@@ -80,9 +80,17 @@ struct Bench {
 
 impl Bench {
     async fn fsyncs(&self) -> u64 {
-        let mut total = 0;
+        self.metric_sum("raftline_log_fsyncs_total").await as u64
+    }
+
+    async fn flush_secs(&self) -> f64 {
+        self.metric_sum("raftline_log_flush_seconds_total").await
+    }
+
+    async fn metric_sum(&self, name: &str) -> f64 {
+        let mut total = 0.0;
         for addr in &self.http {
-            total += metric(addr, "raftline_log_fsyncs_total").await.unwrap_or(0);
+            total += metric(addr, name).await.unwrap_or(0.0);
         }
         total
     }
@@ -93,7 +101,7 @@ impl Bench {
 }
 
 /// Reads one metric from a node's /metrics.
-async fn metric(addr: &str, name: &str) -> Option<u64> {
+async fn metric(addr: &str, name: &str) -> Option<f64> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
     let req = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
@@ -167,6 +175,7 @@ async fn floor(dir: &std::path::Path) -> (f64, f64) {
 /// W1: durable submits at `clients` concurrency for `secs`.
 async fn w1(b: &mut Bench, clients: usize, secs: u64) {
     let before = b.fsyncs().await;
+    let flush_before = b.flush_secs().await;
     let stop = Arc::new(AtomicBool::new(false));
     let hist = Arc::new(Mutex::new(hist()));
     let errors = Arc::new(AtomicU64::new(0));
@@ -200,9 +209,10 @@ async fn w1(b: &mut Bench, clients: usize, secs: u64) {
     let h = hist.lock().expect("hist").clone();
     let ops = h.len();
     let fsyncs = b.fsyncs().await.saturating_sub(before);
+    let flush_ms = (b.flush_secs().await - flush_before) * 1000.0 / fsyncs.max(1) as f64;
     let rate = ops as f64 / elapsed;
     println!(
-        "W1 submit  clients {clients:>3}  {rate:>9.0} ops/s  p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>8.2} ms  fsyncs/submit {:.2}  errors {}",
+        "W1 submit  clients {clients:>3}  {rate:>9.0} ops/s  p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>8.2} ms  fsyncs/submit {:.2}  mean log flush {flush_ms:.2} ms  errors {}",
         ms(&h, 0.5),
         ms(&h, 0.99),
         h.max() as f64 / 1000.0,
@@ -212,7 +222,7 @@ async fn w1(b: &mut Bench, clients: usize, secs: u64) {
     b.record(serde_json::json!({
         "section": "w1", "clients": clients, "ops_per_s": rate, "p50_ms": ms(&h, 0.5),
         "p99_ms": ms(&h, 0.99), "max_ms": h.max() as f64 / 1000.0,
-        "fsyncs_per_submit": fsyncs as f64 / ops.max(1) as f64,
+        "fsyncs_per_submit": fsyncs as f64 / ops.max(1) as f64, "mean_log_flush_ms": flush_ms,
         "errors": errors.load(Ordering::Relaxed),
     }));
 }
@@ -339,6 +349,16 @@ async fn w3(b: &mut Bench, trials: usize) {
         tokio::time::sleep(Duration::from_secs(2)).await;
         let killed_at = Instant::now();
         cluster.kill(leader);
+        let mut elected = None;
+        while elected.is_none() && killed_at.elapsed() < Duration::from_secs(30) {
+            if cluster
+                .wait_leader(Duration::from_millis(200))
+                .await
+                .is_some_and(|l| l != leader)
+            {
+                elected = Some(killed_at.elapsed());
+            }
+        }
         // The gap: the longest stretch without an acknowledged write that ends after the kill
         // (a write in flight at the kill may still be acknowledged just after it).
         let deadline = killed_at + Duration::from_secs(30);
@@ -380,7 +400,8 @@ async fn w3(b: &mut Bench, trials: usize) {
             gaps.push(g.as_secs_f64() * 1000.0);
         }
         println!(
-            "W3 trial {trial}: leader {leader} killed, gap {} ms, {} acked, {missing} missing",
+            "W3 trial {trial}: leader {leader} killed, new leader known to every node after {} ms, write gap {} ms, {} acked, {missing} missing",
+            elected.map_or("none".into(), |g| g.as_millis().to_string()),
             gap.map_or("none".into(), |g| format!(
                 "{:.0}",
                 g.as_secs_f64() * 1000.0
@@ -430,7 +451,7 @@ fn max_rss(b: &Bench) -> Option<u64> {
 /// second by second while the log passes several snapshots.
 async fn scale(b: &mut Bench, sizes: &[usize], secs: u64) {
     let queue = "bench-scale";
-    let base_rss = max_rss(b);
+    let mut prev_rss = max_rss(b);
     let mut ready = 0usize;
     let mut lease_at = Vec::new();
     for &size in sizes {
@@ -486,10 +507,12 @@ async fn scale(b: &mut Bench, sizes: &[usize], secs: u64) {
             }
         }
         let mem = max_rss(b);
-        let per_job = match (mem, base_rss) {
-            (Some(m), Some(base)) => Some(m.saturating_sub(base) as f64 / size as f64),
+        // Memory per job: growth of the largest node since the previous size, per job added.
+        let per_job = match (mem, prev_rss) {
+            (Some(m), Some(base)) => Some(m.saturating_sub(base) as f64 / added.max(1) as f64),
             _ => None,
         };
+        prev_rss = mem;
         println!(
             "scale      ready {size:>9}  fill {fill_rate:>8.0} jobs/s ({failed} failed calls)  lease p50 {:>6.2} ms  p99 {:>6.2} ms  max node RSS {}  ~{} B/job",
             ms(&h, 0.5),
@@ -542,7 +565,7 @@ async fn scale(b: &mut Bench, sizes: &[usize], secs: u64) {
     let mut per_sec = Vec::new();
     let mut snapshots = Vec::new();
     let mut last_snap = snap_before;
-    for _ in 0..secs.max(1) {
+    for _ in 0..(2 * secs).max(1) {
         let before = count.load(Ordering::Relaxed);
         tokio::time::sleep(Duration::from_secs(1)).await;
         per_sec.push(count.load(Ordering::Relaxed) - before);

@@ -39,6 +39,8 @@ pub struct LogStore {
     meta: sled::Tree,
     flusher: mpsc::Sender<LogFlushed<TypeConfig>>,
     fsyncs: Arc<AtomicU64>,
+    /// Total microseconds spent in those fsyncs.
+    fsync_micros: Arc<AtomicU64>,
     /// This node's id: a committed vote for it is read back uncommitted (see `read_vote`).
     node_id: NodeId,
 }
@@ -57,14 +59,21 @@ impl LogStore {
         let log = db.open_tree("log")?;
         let meta = db.open_tree("meta")?;
         let fsyncs = Arc::new(AtomicU64::new(0));
+        let fsync_micros = Arc::new(AtomicU64::new(0));
         let (tx, rx) = mpsc::channel(FLUSH_QUEUE_MAX);
-        tokio::spawn(flusher(db.clone(), rx, fsyncs.clone()));
+        tokio::spawn(flusher(
+            db.clone(),
+            rx,
+            fsyncs.clone(),
+            fsync_micros.clone(),
+        ));
         Ok(LogStore {
             db,
             log,
             meta,
             flusher: tx,
             fsyncs,
+            fsync_micros,
             node_id,
         })
     }
@@ -72,6 +81,11 @@ impl LogStore {
     /// Count of fsyncs done by this store (log flushes and vote saves).
     pub fn fsync_count(&self) -> u64 {
         self.fsyncs.load(Ordering::Relaxed)
+    }
+
+    /// Total microseconds spent in log flushes (sled flush, including its fsync).
+    pub fn fsync_micros(&self) -> u64 {
+        self.fsync_micros.load(Ordering::Relaxed)
     }
 
     fn meta_get<T: serde::de::DeserializeOwned>(
@@ -105,10 +119,13 @@ async fn flusher(
     db: sled::Db,
     mut rx: mpsc::Receiver<LogFlushed<TypeConfig>>,
     fsyncs: Arc<AtomicU64>,
+    fsync_micros: Arc<AtomicU64>,
 ) {
     let mut batch = Vec::new();
     while rx.recv_many(&mut batch, FLUSH_QUEUE_MAX).await > 0 {
+        let started = std::time::Instant::now();
         let result = db.flush_async().await;
+        fsync_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         fsyncs.fetch_add(1, Ordering::Relaxed);
         for callback in batch.drain(..) {
             let r = match &result {

@@ -160,6 +160,8 @@ pub struct RaftStatus {
     pub members: Vec<(u64, PeerNode, bool)>,
     /// fsyncs done by the log store since start.
     pub fsyncs: u64,
+    /// Microseconds spent in log flushes since start.
+    pub fsync_micros: u64,
 }
 
 /// Notifications of Raft state changes, see [`Replica::changes`].
@@ -218,7 +220,7 @@ impl Replica {
         .validate()
         .map_err(|e| Error::Config(format!("raft settings: {e}")))?;
         let log = LogStore::new(db.clone(), id).map_err(|e| Error::Internal(e.to_string()))?;
-        let sm = StateMachineStore::open(db).map_err(|e| {
+        let sm = StateMachineStore::open(db, &config.node_dir(id)).map_err(|e| {
             Error::Config(format!(
                 "the state snapshot in the data dir is unreadable: {e}"
             ))
@@ -347,6 +349,7 @@ impl Replica {
                 .map(|(id, node)| (*id, node.clone(), voters.contains(id)))
                 .collect(),
             fsyncs: self.log.fsync_count(),
+            fsync_micros: self.log.fsync_micros(),
         }
     }
 

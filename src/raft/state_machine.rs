@@ -3,11 +3,15 @@
 //! The application state lives in memory (see `machine/mod.rs` for why) together with
 //! `last_applied` and the last membership, behind one lock, so an entry's effects and
 //! `last_applied` change together. Durability comes from the log plus snapshots: a snapshot is
-//! the encoded state, written to sled's `snapshot` tree and flushed before it is reported
-//! built or installed. On open, the last snapshot is loaded and openraft re-applies the log
-//! after it.
+//! the encoded state, written to the file `raft-snapshot` in the node's data dir (a temp file,
+//! fsynced, renamed over the old one, then the directory fsynced) before it is reported built
+//! or installed. It is kept out of sled so that writing a large state never holds up the log's
+//! flushes, and it is encoded and written on a blocking thread, off the async workers. On open,
+//! the last snapshot is loaded and openraft re-applies the log after it. (Data dirs from before
+//! kept the snapshot in sled's `snapshot` tree; it is still read when there is no file.)
 
-use std::io::Cursor;
+use std::io::{Cursor, Write};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use openraft::storage::RaftStateMachine;
@@ -55,7 +59,10 @@ struct SnapshotBody {
     machine: Vec<u8>,
 }
 
-/// A snapshot as kept in sled.
+/// File name of the snapshot in the node's data dir.
+const SNAPSHOT_FILE: &str = "raft-snapshot";
+
+/// A snapshot as kept on disk.
 #[derive(Serialize, Deserialize)]
 struct StoredSnapshot {
     meta: SnapshotMeta<NodeId, PeerNode>,
@@ -66,8 +73,10 @@ struct StoredSnapshot {
 #[derive(Clone)]
 pub struct StateMachineStore {
     applied: SharedApplied,
-    db: sled::Db,
-    snapshots: sled::Tree,
+    /// The node's data dir, where the snapshot file lives.
+    dir: PathBuf,
+    /// Where data dirs of earlier versions kept the snapshot.
+    legacy: sled::Tree,
 }
 
 fn snap_read_err(e: impl std::error::Error + 'static) -> StorageError<NodeId> {
@@ -79,13 +88,14 @@ fn snap_write_err(e: impl std::error::Error + 'static) -> StorageError<NodeId> {
 }
 
 impl StateMachineStore {
-    /// Opens the store and restores the state from the last snapshot, if any.
-    pub fn open(db: sled::Db) -> Result<StateMachineStore, StorageError<NodeId>> {
-        let snapshots = db.open_tree("snapshot").map_err(snap_read_err)?;
+    /// Opens the store of the node whose data dir is `dir` and restores the state from the
+    /// last snapshot, if any.
+    pub fn open(db: sled::Db, dir: &Path) -> Result<StateMachineStore, StorageError<NodeId>> {
+        let legacy = db.open_tree("snapshot").map_err(snap_read_err)?;
         let store = StateMachineStore {
             applied: Arc::default(),
-            db,
-            snapshots,
+            dir: dir.to_path_buf(),
+            legacy,
         };
         if let Some(stored) = store.load()? {
             let applied = decode_body(&stored.data)?;
@@ -100,20 +110,43 @@ impl StateMachineStore {
     }
 
     fn load(&self) -> Result<Option<StoredSnapshot>, StorageError<NodeId>> {
-        match self.snapshots.get("current").map_err(snap_read_err)? {
-            Some(bytes) => Ok(Some(codec::decode(&bytes).map_err(snap_read_err)?)),
-            None => Ok(None),
-        }
+        let bytes = match std::fs::read(self.dir.join(SNAPSHOT_FILE)) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                match self.legacy.get("current").map_err(snap_read_err)? {
+                    Some(bytes) => bytes.to_vec(),
+                    None => return Ok(None),
+                }
+            }
+            Err(e) => return Err(snap_read_err(e)),
+        };
+        Ok(Some(codec::decode(&bytes).map_err(snap_read_err)?))
     }
 
-    async fn save(&self, stored: &StoredSnapshot) -> Result<(), StorageError<NodeId>> {
-        let bytes = codec::encode(stored).map_err(snap_write_err)?;
-        self.snapshots
-            .insert("current", bytes)
-            .map_err(snap_write_err)?;
-        self.db.flush_async().await.map_err(snap_write_err)?;
-        Ok(())
+    /// Writes `stored` durably as the current snapshot, on a blocking thread.
+    async fn save(&self, stored: StoredSnapshot) -> Result<StoredSnapshot, StorageError<NodeId>> {
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || {
+            write_file(&dir, &stored)?;
+            Ok(stored)
+        })
+        .await
+        .map_err(snap_write_err)?
     }
+}
+
+/// Temp file, fsync, rename over the old snapshot, fsync the directory.
+fn write_file(dir: &Path, stored: &StoredSnapshot) -> Result<(), StorageError<NodeId>> {
+    let bytes = codec::encode(stored).map_err(snap_write_err)?;
+    let tmp = dir.join(format!("{SNAPSHOT_FILE}.tmp"));
+    let mut file = std::fs::File::create(&tmp).map_err(snap_write_err)?;
+    file.write_all(&bytes).map_err(snap_write_err)?;
+    file.sync_all().map_err(snap_write_err)?;
+    drop(file);
+    std::fs::rename(&tmp, dir.join(SNAPSHOT_FILE)).map_err(snap_write_err)?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(snap_write_err)
 }
 
 fn decode_body(data: &[u8]) -> Result<Applied, StorageError<NodeId>> {
@@ -128,13 +161,19 @@ fn decode_body(data: &[u8]) -> Result<Applied, StorageError<NodeId>> {
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
+        // Applying waits only for this clone; encoding runs on a blocking thread.
         let applied = self.applied.read().expect("state lock poisoned").clone();
-        let body = SnapshotBody {
-            last_applied: applied.last_applied,
-            membership: applied.membership.clone(),
-            machine: applied.machine.encode().map_err(snap_write_err)?,
-        };
-        let data = codec::encode(&body).map_err(snap_write_err)?;
+        let (applied, data) = tokio::task::spawn_blocking(move || {
+            let body = SnapshotBody {
+                last_applied: applied.last_applied,
+                membership: applied.membership.clone(),
+                machine: applied.machine.encode().map_err(snap_write_err)?,
+            };
+            let data = codec::encode(&body).map_err(snap_write_err)?;
+            Ok::<_, StorageError<NodeId>>((applied, data))
+        })
+        .await
+        .map_err(snap_write_err)??;
         let snapshot_id = match applied.last_applied {
             Some(id) => format!(
                 "{}-{}-{}",
@@ -147,8 +186,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             last_membership: applied.membership,
             snapshot_id,
         };
-        let stored = StoredSnapshot { meta, data };
-        self.save(&stored).await?;
+        let stored = self.save(StoredSnapshot { meta, data }).await?;
         Ok(Snapshot {
             meta: stored.meta,
             snapshot: Box::new(Cursor::new(stored.data)),
@@ -217,11 +255,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         // The snapshot's meta is authoritative for where it ends.
         restored.last_applied = meta.last_log_id;
         restored.membership = meta.last_membership.clone();
-        let stored = StoredSnapshot {
+        self.save(StoredSnapshot {
             meta: meta.clone(),
             data,
-        };
-        self.save(&stored).await?;
+        })
+        .await?;
         *self.applied.write().expect("state lock poisoned") = restored;
         tracing::info!(snapshot = %meta.snapshot_id, "installed snapshot");
         Ok(())

@@ -82,5 +82,11 @@ fn metrics_text(replica: &Replica) -> String {
          # TYPE raftline_log_fsyncs_total counter\nraftline_log_fsyncs_total {}\n",
         s.fsyncs
     ));
+    out.push_str(&format!(
+        "# HELP raftline_log_flush_seconds_total Time spent flushing the Raft log to disk \
+         (log flushes only; divide by the fsync count for a mean).\n\
+         # TYPE raftline_log_flush_seconds_total counter\nraftline_log_flush_seconds_total {:.6}\n",
+        s.fsync_micros as f64 / 1e6
+    ));
     out
 }
