@@ -56,7 +56,7 @@ struct Args {
 }
 
 const SETTINGS: &str = "heartbeat_ms = 50\nelection_timeout_min_ms = 200\n\
-    election_timeout_max_ms = 400\nsnapshot_every_entries = 2000\nsnapshot_logs_kept = 1000\n\
+    election_timeout_max_ms = 400\nsnapshot_every_entries = 10000\nsnapshot_logs_kept = 1000\n\
     request_timeout_ms = 5000\nworkers_max = 0\n";
 
 fn micros(d: Duration) -> u64 {
