@@ -82,6 +82,17 @@ fn unexpected(response: Applied) -> Status {
     }
 }
 
+/// Names the list item in an invalid-argument error: `field` becomes `list[i].field`.
+fn item_error(list: &str, i: usize, e: Error) -> Error {
+    match e {
+        Error::InvalidArgument { field, message } => Error::InvalidArgument {
+            field: format!("{list}[{i}].{field}"),
+            message,
+        },
+        other => other,
+    }
+}
+
 /// A submit request checked and turned into its command; nothing is proposed.
 fn submit_command(req: pb::SubmitRequest) -> Result<Command, Error> {
     let (spec, delay_ms, run_at_ms) = proto::submit(req)?;
@@ -138,13 +149,7 @@ impl pb::api_server::Api for ApiService {
         )?;
         let mut commands = Vec::with_capacity(jobs.len());
         for (i, job) in jobs.into_iter().enumerate() {
-            commands.push(submit_command(job).map_err(|e| match e {
-                Error::InvalidArgument { field, message } => Error::InvalidArgument {
-                    field: format!("jobs[{i}].{field}"),
-                    message,
-                },
-                other => other,
-            })?);
+            commands.push(submit_command(job).map_err(|e| item_error("jobs", i, e))?);
         }
         let Applied::Batch(responses) = self.replica.propose(Command::Batch(commands)).await?
         else {
@@ -359,13 +364,7 @@ impl pb::api_server::Api for ApiService {
         )?;
         let mut commands = Vec::with_capacity(req.completions.len() + 1);
         for (i, c) in req.completions.iter().enumerate() {
-            let report = proto::report(c).map_err(|e| match e {
-                Error::InvalidArgument { field, message } => Error::InvalidArgument {
-                    field: format!("completions[{i}].{field}"),
-                    message,
-                },
-                other => other,
-            })?;
+            let report = proto::report(c).map_err(|e| item_error("completions", i, e))?;
             commands.push(Command::Complete {
                 job_id: c.job_id,
                 token: c.token,
