@@ -394,16 +394,19 @@ impl pb::api_server::Api for ApiService {
                 other => return Err(unexpected(other)),
             }
         };
-        let mut grants = match (leasing, responses.pop()) {
-            (true, Some(Applied::Leased(grants))) => grants,
-            (true, Some(Applied::Rejected(r))) => return Err(Error::from(r).into()),
-            (true, other) => {
-                return Err(Error::Internal(format!("unexpected lease response {other:?}")).into())
+        // The lease, when asked for, is the batch's last command.
+        let mut grants = if leasing {
+            match responses.pop() {
+                Some(Applied::Leased(grants)) => grants,
+                Some(Applied::Rejected(r)) => return Err(Error::from(r).into()),
+                other => {
+                    return Err(
+                        Error::Internal(format!("unexpected lease response {other:?}")).into(),
+                    )
+                }
             }
-            (false, last) => {
-                responses.extend(last);
-                Vec::new()
-            }
+        } else {
+            Vec::new()
         };
         let completions = req
             .completions
