@@ -65,6 +65,7 @@ impl From<Rejection> for Error {
             Rejection::Invalid { field, message } => Error::InvalidArgument { field, message },
             Rejection::Exhausted { message } => Error::ResourceExhausted(message),
             Rejection::NotFound { job_id } => Error::NotFound(format!("job {job_id}")),
+            Rejection::Missing { what } => Error::NotFound(what),
             Rejection::Precondition { message } => Error::FailedPrecondition(message),
         }
     }

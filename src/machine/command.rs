@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::job::{ErrorClass, JobId, JobSpec, JobState};
+use super::workflow::{WorkflowId, WorkflowOp, WorkflowSpec, WorkflowState};
 
 /// One log entry's payload: a command stamped by the leader with its wall clock.
 ///
@@ -173,6 +174,15 @@ pub enum Command {
     Configure(Settings),
     /// Process what is due at `now_ms`: timers, lease expiries, deadlines, retention purges.
     Tick,
+    /// Start a workflow: validated whole, then its steps with no dependencies become ready.
+    SubmitWorkflow(WorkflowSpec),
+    /// Cancel, pause, resume, retry a step of, or skip a step of a workflow.
+    Workflow {
+        /// The workflow.
+        id: WorkflowId,
+        /// What to do.
+        op: WorkflowOp,
+    },
     /// Several commands in one log entry, applied in order as if proposed one after another
     /// at the same time; each gets its own response in [`Response::Batch`], so one rejected
     /// command does not affect the others. The leader packs concurrent proposals this way
@@ -201,6 +211,7 @@ impl Command {
                         + capabilities.iter().map(String::len).sum::<usize>()
                 }
                 Command::Batch(commands) => commands.iter().map(Command::weight).sum(),
+                Command::SubmitWorkflow(spec) => spec.weight(),
                 _ => 0,
             }
     }
@@ -263,6 +274,16 @@ pub enum Response {
         /// How many.
         count: u64,
     },
+    /// A workflow was created with this id.
+    WorkflowSubmitted {
+        /// Cluster-assigned id.
+        id: WorkflowId,
+    },
+    /// A workflow operation succeeded; the workflow is now in `state`.
+    WorkflowChanged {
+        /// New state.
+        state: WorkflowState,
+    },
     /// One response per command of a [`Command::Batch`], in order.
     Batch(Vec<Response>),
     /// Due work processed by a Tick.
@@ -291,6 +312,11 @@ pub enum Rejection {
     NotFound {
         /// The job id.
         job_id: JobId,
+    },
+    /// Something other than a job does not exist (a workflow).
+    Missing {
+        /// What, e.g. `workflow 7`.
+        what: String,
     },
     /// The command does not apply to the job as it is: a stale fencing token, a job already
     /// finished, a lease held by someone else.

@@ -333,6 +333,8 @@ fn print_response(response: &Response, out: &mut String) {
         Response::Purged { count } => format!("Purged {count}"),
         Response::Ticked { work } => format!("Ticked work={work}"),
         Response::Internal => "Internal".into(),
+        Response::WorkflowSubmitted { id } => format!("WorkflowSubmitted {id}"),
+        Response::WorkflowChanged { state } => format!("WorkflowChanged -> {}", state.name()),
         Response::Batch(responses) => {
             writeln!(out, "Batch of {}:", responses.len()).unwrap();
             for r in responses {
@@ -352,6 +354,7 @@ fn rejection_text(rejection: &Rejection) -> String {
         Rejection::NotFound { job_id } => format!("NotFound: job {job_id}"),
         Rejection::Precondition { message } => format!("Precondition: {message}"),
         Rejection::Exhausted { message } => format!("Exhausted: {message}"),
+        Rejection::Missing { what } => format!("Missing: {what}"),
     }
 }
 

@@ -333,6 +333,8 @@ pub struct Job {
     pub deadline_missed: bool,
     /// When a terminal job is removed (retention).
     pub purge_at_ms: Option<u64>,
+    /// The workflow step the job runs, for step and compensation jobs.
+    pub step: Option<super::workflow::StepRef>,
 }
 
 fn invalid(field: &str, message: impl Into<String>) -> Rejection {

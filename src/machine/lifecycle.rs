@@ -81,6 +81,9 @@ impl Machine {
             // A success clears the error of earlier failed attempts (they keep their own).
             job.error = error;
         });
+        if let Some(link) = self.jobs[&id].step {
+            self.step_job_finished(link, id);
+        }
     }
 
     /// Closes the open attempt of a leased job. The job keeps its lease and state `Leased`
@@ -142,6 +145,45 @@ impl Machine {
         self.after_failure(id, ErrorClass::LostLease, why.to_string());
     }
 
+    /// Adds a job, valid and within limits, scheduled for `run_at` (ready at once when due),
+    /// linked to a workflow step if `step` is set. Returns its id.
+    pub(super) fn insert_job(
+        &mut self,
+        spec: &JobSpec,
+        run_at: u64,
+        step: Option<super::workflow::StepRef>,
+    ) -> JobId {
+        let now = self.now_ms;
+        let id = self.next_job_id;
+        self.next_job_id += 1;
+        let job = Job {
+            id,
+            spec: spec.clone(),
+            created_ms: now,
+            state: JobState::Scheduled,
+            run_at_ms: run_at,
+            rank: 0,
+            seq: 0,
+            attempts_used: 0,
+            attempts_total: 0,
+            attempts: Vec::new(),
+            lease: None,
+            checkpoint: None,
+            finished_ms: None,
+            error: None,
+            deadline_missed: false,
+            purge_at_ms: None,
+            step,
+        };
+        self.index.add(&job);
+        let previous = self.jobs.insert(id, job);
+        assert!(previous.is_none(), "job id {id} assigned twice");
+        if run_at <= now {
+            self.make_ready(id);
+        }
+        id
+    }
+
     pub(super) fn submit(
         &mut self,
         spec: &JobSpec,
@@ -197,32 +239,7 @@ impl Machine {
         }
         let now = self.now_ms;
         let run_at = run_at_ms.unwrap_or(now.saturating_add(delay_ms));
-        let id = self.next_job_id;
-        self.next_job_id += 1;
-        let job = Job {
-            id,
-            spec: spec.clone(),
-            created_ms: now,
-            state: JobState::Scheduled,
-            run_at_ms: run_at,
-            rank: 0,
-            seq: 0,
-            attempts_used: 0,
-            attempts_total: 0,
-            attempts: Vec::new(),
-            lease: None,
-            checkpoint: None,
-            finished_ms: None,
-            error: None,
-            deadline_missed: false,
-            purge_at_ms: None,
-        };
-        self.index.add(&job);
-        let previous = self.jobs.insert(id, job);
-        assert!(previous.is_none(), "job id {id} assigned twice");
-        if run_at <= now {
-            self.make_ready(id);
-        }
+        let id = self.insert_job(spec, run_at, None);
         if let Some(key) = &spec.idempotency_key {
             let expires = now.saturating_add(self.settings.idempotency_window_ms);
             self.idempotency.insert(key.clone(), (id, expires));
@@ -393,7 +410,7 @@ impl Machine {
         let token = self.next_token;
         self.next_token += 1;
         let now = self.now_ms;
-        self.update(id, |job| {
+        let (grant, link) = self.update(id, |job| {
             let ttl = ttl_ms.unwrap_or(job.spec.lease_ttl_ms);
             let expires_ms = now.saturating_add(ttl);
             job.state = JobState::Leased;
@@ -418,7 +435,7 @@ impl Machine {
             if job.attempts.len() > limits::ATTEMPTS_KEPT_MAX {
                 job.attempts.remove(0);
             }
-            Grant {
+            let grant = Grant {
                 job_id: id,
                 token,
                 attempt: job.attempts_total,
@@ -426,8 +443,13 @@ impl Machine {
                 ttl_ms: ttl,
                 spec: job.spec.clone(),
                 checkpoint: job.checkpoint.clone(),
-            }
-        })
+            };
+            (grant, job.step)
+        });
+        if let Some(link) = link {
+            self.step_job_leased(link, id);
+        }
+        grant
     }
 
     pub(super) fn heartbeat(&mut self, worker: &str) -> Response {
@@ -599,6 +621,12 @@ impl Machine {
                 job.state.name()
             ));
         }
+        if let Some(link) = job.step {
+            return precondition(format!(
+                "job {id} runs a step of workflow {}; retry the step with `dag retry`",
+                link.workflow
+            ));
+        }
         let mut spec = job.spec.clone();
         if let Err(r) = apply_changes(&mut spec, changes) {
             return r;
@@ -723,6 +751,8 @@ impl Machine {
                 self.update(id, |job| job.deadline_missed = true);
             } else if let Some(&(_, id)) = self.index.purge.first().filter(|(t, _)| *t <= now) {
                 self.remove_job(id);
+            } else if let Some(&(at, id)) = self.workflow_purge.first().filter(|(t, _)| *t <= now) {
+                self.purge_workflow(at, id);
             } else if let Some((at, key)) = self
                 .idempotency_expiry
                 .first()

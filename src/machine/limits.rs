@@ -161,3 +161,32 @@ pub const SUBMIT_BATCH_JOBS_MAX: usize = 1000;
 
 /// Completions in one `CompleteAndLease` call.
 pub const COMPLETIONS_PER_CALL_MAX: usize = 256;
+
+/// Steps in one workflow. A workflow is validated and kept whole in every replica's memory;
+/// plans of dozens to hundreds of steps are the use, and a thousand leaves room.
+pub const WORKFLOW_STEPS_MAX: usize = 1000;
+
+/// Dependencies over all steps of one workflow (a fan-in of every step into one is allowed).
+pub const WORKFLOW_EDGES_MAX: usize = 20_000;
+
+/// Approximate bytes of all step definitions of one workflow: it travels in one API message
+/// and one log entry.
+pub const WORKFLOW_BYTES_MAX: usize = 2 * 1024 * 1024;
+
+/// Highest `max_parallel` of a workflow.
+pub const WORKFLOW_PARALLEL_MAX: u32 = 64;
+
+/// `max_parallel` of a workflow that names none.
+pub const WORKFLOW_PARALLEL_DEFAULT: u32 = 10;
+
+/// Workflows held (running and finished within their retention); past it submits get
+/// RESOURCE_EXHAUSTED.
+pub const WORKFLOWS_MAX: usize = 10_000;
+
+/// Bytes of a workflow name and of a step name.
+pub const WORKFLOW_NAME_BYTES_MAX: usize = 128;
+/// See [`WORKFLOW_NAME_BYTES_MAX`].
+pub const STEP_NAME_BYTES_MAX: usize = 128;
+
+const _: () = assert!(WORKFLOW_BYTES_MAX < API_MESSAGE_BYTES_MAX);
+const _: () = assert!(WORKFLOW_PARALLEL_DEFAULT <= WORKFLOW_PARALLEL_MAX);

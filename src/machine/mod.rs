@@ -41,9 +41,13 @@
 //! - `attempts_used <= attempts_total`, and no more than `max_attempts` attempts are used.
 //! - Terminal jobs have `finished_ms`; others do not.
 //!
+//! ## Workflows
+//!
+//! DAGs of steps run as a rolling frontier inside apply: see `workflow.rs`.
+//!
 //! ## CAVEATS (not implemented yet)
 //!
-//! Workflows, resources, cron and event triggers come in later issues.
+//! Resources, cron and event triggers come in later issues.
 
 pub mod backoff;
 pub mod command;
@@ -51,6 +55,7 @@ pub mod index;
 pub mod job;
 mod lifecycle;
 pub mod limits;
+pub mod workflow;
 
 #[cfg(test)]
 mod golden;
@@ -65,6 +70,10 @@ pub use command::{
 pub use index::{Index, QueueStats};
 pub use job::{
     Attempt, Backoff, ErrorClass, Job, JobId, JobKind, JobSpec, JobState, Lease, NodeRun, Outcome,
+};
+pub use workflow::{
+    Condition, Dependency, FailurePolicy, StepRef, StepSpec, StepState, Workflow, WorkflowId,
+    WorkflowOp, WorkflowSpec, WorkflowState,
 };
 
 /// What the state machine remembers of a node.
@@ -103,6 +112,12 @@ pub struct Machine {
     idempotency_expiry: BTreeSet<(u64, String)>,
     /// Every node ever registered.
     nodes: BTreeMap<u64, NodeRecord>,
+    /// Next workflow id to assign.
+    next_workflow_id: WorkflowId,
+    /// Every workflow held, by id.
+    workflows: BTreeMap<WorkflowId, Workflow>,
+    /// Terminal workflows by purge time.
+    workflow_purge: BTreeSet<(u64, WorkflowId)>,
 }
 
 impl Machine {
@@ -112,6 +127,7 @@ impl Machine {
             next_job_id: 1,
             next_seq: 1,
             next_token: 1,
+            next_workflow_id: 1,
             ..Machine::default()
         }
     }
@@ -167,6 +183,8 @@ impl Machine {
             Command::PurgeDead { queue } => self.purge_dead(queue.as_deref()),
             Command::Configure(settings) => self.configure(settings),
             Command::Tick => self.tick(),
+            Command::SubmitWorkflow(spec) => self.submit_workflow(spec),
+            Command::Workflow { id, op } => self.workflow_op(*id, op),
             // `apply` unpacks the outer batch; one nested in it is refused.
             Command::Batch(_) => Response::Rejected(Rejection::Invalid {
                 field: "command".into(),
@@ -296,7 +314,11 @@ impl Machine {
     /// (an idle cluster proposes nothing).
     pub fn next_due(&self) -> Option<u64> {
         let idem = self.idempotency_expiry.first().map(|(t, _)| *t);
-        [self.index.next_due(), idem].into_iter().flatten().min()
+        let workflows = self.workflow_purge.first().map(|(t, _)| *t);
+        [self.index.next_due(), idem, workflows]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Panics if an invariant of the module doc is broken: replicas must never go on from a
@@ -372,6 +394,7 @@ impl Machine {
             );
         }
         assert_eq!(self.idempotency.len(), self.idempotency_expiry.len());
+        self.check_workflow_invariants();
     }
 
     /// Encodes the state for a snapshot.
@@ -394,7 +417,7 @@ impl Machine {
 }
 
 /// Version of the snapshot encoding; bumped on every incompatible change to [`Machine`].
-const SNAPSHOT_FORMAT: u32 = 2;
+const SNAPSHOT_FORMAT: u32 = 3;
 
 #[cfg(test)]
 mod tests {
