@@ -76,6 +76,12 @@ pub enum Cmd {
         #[command(subcommand)]
         command: DlqCmd,
     },
+    /// Workflows: DAGs of steps from a TOML or JSON file (see examples/).
+    Dag {
+        /// Subcommand.
+        #[command(subcommand)]
+        command: DagCmd,
+    },
     /// Run an external worker: lease jobs over the API and run them. Shell jobs run their own
     /// argv; external jobs run CMD with their payload on stdin.
     Worker {
@@ -170,6 +176,90 @@ pub struct RetryArgs {
     /// New command and arguments.
     #[arg(last = true, value_name = "CMD")]
     pub argv: Vec<String>,
+}
+
+/// `raftline dag ...`
+#[derive(Debug, Subcommand)]
+pub enum DagCmd {
+    /// Check a workflow file offline, as the server would: shape, names, limits, jobs.
+    Validate {
+        /// Workflow file (.toml or .json).
+        file: PathBuf,
+    },
+    /// Start a workflow from a file; prints its id.
+    Submit {
+        /// Workflow file (.toml or .json).
+        file: PathBuf,
+        /// Wait until the workflow ends, then print it (exit 1 unless it succeeded).
+        #[arg(long)]
+        wait: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A workflow with its steps, timings and critical path.
+    Get {
+        /// Workflow id.
+        id: u64,
+        /// Serve from the node's local state (may be behind).
+        #[arg(long)]
+        stale: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A workflow as a timeline (text), Graphviz DOT or a Mermaid flowchart.
+    Show {
+        /// Workflow id.
+        id: u64,
+        /// text | dot | mermaid
+        #[arg(long, default_value = "text")]
+        format: String,
+    },
+    /// List workflows.
+    List {
+        /// Only this state: running | compensating | succeeded | failed | cancelled.
+        #[arg(long)]
+        state: Option<String>,
+        /// Ids above this.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        /// At most this many (default 100).
+        #[arg(long, default_value_t = 0)]
+        limit: u32,
+        /// Print JSON lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a workflow: steps not ended are cancelled, running step jobs killed.
+    Cancel {
+        /// Workflow id.
+        id: u64,
+    },
+    /// Start no new steps until resumed (running steps finish).
+    Pause {
+        /// Workflow id.
+        id: u64,
+    },
+    /// Resume a paused workflow.
+    Resume {
+        /// Workflow id.
+        id: u64,
+    },
+    /// Run a failed or cancelled step again, re-opening the steps it blocked.
+    Retry {
+        /// Workflow id.
+        id: u64,
+        /// Step name.
+        step: String,
+    },
+    /// Skip a step not started (or failed): dependents treat it as succeeded.
+    Skip {
+        /// Workflow id.
+        id: u64,
+        /// Step name.
+        step: String,
+    },
 }
 
 /// `raftline cluster ...`
@@ -335,6 +425,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Queue { command } => queue(&cli.addr, command).await,
         Cmd::Dlq { command } => dlq(&cli.addr, command).await,
+        Cmd::Dag { command } => dag(&cli.addr, command).await,
         Cmd::Worker {
             queue,
             capabilities,
@@ -362,6 +453,130 @@ pub async fn run(cli: Cli) -> Result<()> {
             crate::worker::run(backend, pool, shutdown_signal()).await;
             Ok(())
         }
+    }
+}
+
+async fn dag(addr: &[String], command: DagCmd) -> Result<()> {
+    use crate::dag;
+    let control = |id: u64, op: &'static str, step: String| async move {
+        let state = client(addr)?.control_workflow(id, op, &step).await?;
+        println!("workflow {id}: {state}");
+        Ok(())
+    };
+    match command {
+        DagCmd::Validate { file } => {
+            let req = dag::load(&file)?;
+            dag::check(&req)?;
+            let edges: usize = req.steps.iter().map(|s| s.depends_on.len()).sum();
+            println!(
+                "{}: valid workflow {:?}, {} steps, {edges} dependencies",
+                file.display(),
+                req.name,
+                req.steps.len()
+            );
+            Ok(())
+        }
+        DagCmd::Submit { file, wait, json } => {
+            let req = dag::load(&file)?;
+            dag::check(&req)?;
+            let client = client(addr)?;
+            let id = client.submit_workflow(req).await?;
+            if !wait {
+                if json {
+                    println!("{}", serde_json::json!({ "id": id }));
+                } else {
+                    println!("{id}");
+                }
+                return Ok(());
+            }
+            eprintln!("workflow {id} submitted; waiting for it to end");
+            let w = loop {
+                let w = client.workflow(id, false).await?;
+                if matches!(w.state.as_str(), "succeeded" | "failed" | "cancelled") {
+                    break w;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            };
+            if json {
+                println!("{}", dag::json(&w));
+            } else {
+                print!("{}", dag::text(&w));
+            }
+            if w.state == "succeeded" {
+                Ok(())
+            } else {
+                Err(Error::FailedPrecondition(format!(
+                    "workflow {id} ended {}",
+                    w.state
+                )))
+            }
+        }
+        DagCmd::Get { id, stale, json } => {
+            let w = client(addr)?.workflow(id, stale).await?;
+            if json {
+                println!("{}", dag::json(&w));
+            } else {
+                print!("{}", dag::text(&w));
+            }
+            Ok(())
+        }
+        DagCmd::Show { id, format } => {
+            let render: fn(&pb::Workflow) -> String = match format.as_str() {
+                "text" => dag::text,
+                "dot" => dag::dot,
+                "mermaid" => dag::mermaid,
+                other => {
+                    return Err(invalid(
+                        "format",
+                        format!("{other:?} is not one of text, dot, mermaid"),
+                    ))
+                }
+            };
+            let w = client(addr)?.workflow(id, false).await?;
+            print!("{}", render(&w));
+            Ok(())
+        }
+        DagCmd::List {
+            state,
+            after,
+            limit,
+            json,
+        } => {
+            let req = pb::ListWorkflowsRequest {
+                state: state.unwrap_or_default(),
+                after_id: after,
+                limit,
+                stale: false,
+            };
+            let list = client(addr)?.list_workflows(req).await?;
+            if !json {
+                println!(
+                    "{:>6}  {:24} {:13} {:>8} {:>9}",
+                    "ID", "NAME", "STATE", "RUNNING", "CRIT.PATH"
+                );
+            }
+            for w in &list {
+                if json {
+                    println!("{}", dag::json(w));
+                } else {
+                    let paused = if w.paused { " (paused)" } else { "" };
+                    println!(
+                        "{:>6}  {:24} {:13} {:>8} {:>8.1}s{paused}",
+                        w.id,
+                        w.name,
+                        w.state,
+                        w.running,
+                        w.critical_path_ms as f64 / 1000.0
+                    );
+                }
+            }
+            Ok(())
+        }
+        DagCmd::Cancel { id } => control(id, "cancel", String::new()).await,
+        DagCmd::Pause { id } => control(id, "pause", String::new()).await,
+        DagCmd::Resume { id } => control(id, "resume", String::new()).await,
+        DagCmd::Retry { id, step } => control(id, "retry", step).await,
+        DagCmd::Skip { id, step } => control(id, "skip", step).await,
     }
 }
 

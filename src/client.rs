@@ -124,6 +124,53 @@ impl Client {
         Ok(reply.jobs)
     }
 
+    /// Starts a workflow; returns its id.
+    pub async fn submit_workflow(&self, req: pb::SubmitWorkflowRequest) -> Result<u64> {
+        let reply = self
+            .call(false, |mut c| {
+                let req = req.clone();
+                async move { c.submit_workflow(req).await }
+            })
+            .await?;
+        Ok(reply.id)
+    }
+
+    /// Reads a workflow with its steps, linearizable unless `stale`.
+    pub async fn workflow(&self, id: u64, stale: bool) -> Result<pb::Workflow> {
+        self.call(true, |mut c| async move {
+            c.get_workflow(pb::GetWorkflowRequest { id, stale }).await
+        })
+        .await
+    }
+
+    /// Lists workflows (without their steps).
+    pub async fn list_workflows(&self, req: pb::ListWorkflowsRequest) -> Result<Vec<pb::Workflow>> {
+        let reply = self
+            .call(true, |mut c| {
+                let req = req.clone();
+                async move { c.list_workflows(req).await }
+            })
+            .await?;
+        Ok(reply.workflows)
+    }
+
+    /// Cancels, pauses, resumes (`step` empty), or retries or skips a step of a workflow;
+    /// returns the workflow's new state.
+    pub async fn control_workflow(&self, id: u64, op: &str, step: &str) -> Result<String> {
+        let req = pb::ControlWorkflowRequest {
+            id,
+            op: op.to_string(),
+            step: step.to_string(),
+        };
+        let reply = self
+            .call(false, |mut c| {
+                let req = req.clone();
+                async move { c.control_workflow(req).await }
+            })
+            .await?;
+        Ok(reply.state)
+    }
+
     /// Reads a job, linearizable unless `stale`.
     pub async fn job(&self, id: u64, stale: bool) -> Result<pb::Job> {
         self.call(true, |mut c| async move {

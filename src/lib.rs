@@ -9,6 +9,7 @@ pub mod cli;
 pub mod client;
 pub mod codec;
 pub mod config;
+pub mod dag;
 pub mod error;
 pub mod machine;
 pub mod node;

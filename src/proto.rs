@@ -4,8 +4,9 @@ use std::collections::BTreeMap;
 
 use crate::error::Error;
 use crate::machine::{
-    limits, Attempt, Backoff, ErrorClass, Grant, Job, JobChanges, JobKind, JobSpec, JobState,
-    QueueStats, Report,
+    limits, Attempt, Backoff, Condition, Dependency, ErrorClass, FailurePolicy, Grant, Job,
+    JobChanges, JobKind, JobSpec, JobState, QueueStats, Report, StepSpec, StepState, Workflow,
+    WorkflowOp, WorkflowSpec, WorkflowState,
 };
 
 /// Generated from `proto/raftline/v1/*.proto`.
@@ -307,4 +308,204 @@ pub fn list_limit(limit: u32) -> usize {
         0 => 100,
         n => n.min(limits::LIST_LIMIT_MAX) as usize,
     }
+}
+
+/// A step's job template: a submit request without the per-submit fields. `field` prefixes
+/// error field names (`steps[NAME].` or `steps[NAME].compensate.`).
+fn step_template(prefix: &str, req: pb::SubmitRequest) -> Result<JobSpec, Error> {
+    let named = |field: &str| format!("{prefix}{field}");
+    for (field, set) in [
+        ("delay_ms", req.delay_ms != 0),
+        ("run_at_ms", req.run_at_ms.is_some()),
+        ("idempotency_key", !req.idempotency_key.is_empty()),
+    ] {
+        if set {
+            return Err(invalid(&named(field), "is not allowed in a workflow step"));
+        }
+    }
+    let (spec, _, _) = submit(req).map_err(|e| match e {
+        Error::InvalidArgument { field, message } => Error::InvalidArgument {
+            field: named(&field),
+            message,
+        },
+        other => other,
+    })?;
+    Ok(spec)
+}
+
+/// A workflow submit request as the machine's spec, checked whole ([`WorkflowSpec::validate`]).
+pub fn workflow_spec(req: pb::SubmitWorkflowRequest) -> Result<WorkflowSpec, Error> {
+    let failure_policy = match req.failure_policy.as_str() {
+        "" => FailurePolicy::FailFast,
+        name => FailurePolicy::parse(name).ok_or_else(|| {
+            invalid(
+                "failure_policy",
+                &format!("{name:?} is not one of fail_fast, continue"),
+            )
+        })?,
+    };
+    let mut steps = Vec::with_capacity(req.steps.len());
+    for (i, step) in req.steps.into_iter().enumerate() {
+        let label = if step.name.is_empty() {
+            i.to_string()
+        } else {
+            step.name.clone()
+        };
+        let prefix = format!("steps[{label}].");
+        let job = step
+            .job
+            .ok_or_else(|| invalid(&format!("{prefix}job"), "is missing"))?;
+        let job = step_template(&prefix, job)?;
+        let compensate = match step.compensate {
+            Some(c) => Some(step_template(&format!("{prefix}compensate."), c)?),
+            None => None,
+        };
+        let mut depends_on = Vec::with_capacity(step.depends_on.len());
+        for (k, d) in step.depends_on.into_iter().enumerate() {
+            let condition = match d.condition.as_str() {
+                "" => Condition::Success,
+                name => Condition::parse(name).ok_or_else(|| {
+                    invalid(
+                        &format!("{prefix}depends_on[{k}].condition"),
+                        &format!("{name:?} is not one of success, failure, always"),
+                    )
+                })?,
+            };
+            depends_on.push(Dependency {
+                step: d.step,
+                condition,
+            });
+        }
+        steps.push(StepSpec {
+            name: step.name,
+            job,
+            depends_on,
+            compensate,
+        });
+    }
+    let spec = WorkflowSpec {
+        name: req.name,
+        failure_policy,
+        max_parallel: match req.max_parallel {
+            0 => limits::WORKFLOW_PARALLEL_DEFAULT,
+            n => n,
+        },
+        steps,
+    };
+    spec.validate()?;
+    Ok(spec)
+}
+
+/// A workflow operation from its name.
+pub fn workflow_op(req: &pb::ControlWorkflowRequest) -> Result<WorkflowOp, Error> {
+    let needs_step = |op: fn(String) -> WorkflowOp| {
+        if req.step.is_empty() {
+            Err(invalid("step", &format!("{} needs a step name", req.op)))
+        } else {
+            Ok(op(req.step.clone()))
+        }
+    };
+    match req.op.as_str() {
+        "cancel" => Ok(WorkflowOp::Cancel),
+        "pause" => Ok(WorkflowOp::Pause),
+        "resume" => Ok(WorkflowOp::Resume),
+        "retry" => needs_step(|step| WorkflowOp::Retry { step }),
+        "skip" => needs_step(|step| WorkflowOp::Skip { step }),
+        other => Err(invalid(
+            "op",
+            &format!("{other:?} is not one of cancel, pause, resume, retry, skip"),
+        )),
+    }
+}
+
+/// Parses a workflow state name for list filters.
+pub fn workflow_state(name: &str) -> Result<Option<WorkflowState>, Error> {
+    if name.is_empty() {
+        return Ok(None);
+    }
+    WorkflowState::parse(name).map(Some).ok_or_else(|| {
+        invalid(
+            "state",
+            &format!("{name:?} is not one of running, compensating, succeeded, failed, cancelled"),
+        )
+    })
+}
+
+/// A workflow as sent to clients, at state-machine time `now_ms`; without steps for lists.
+pub fn workflow(w: &Workflow, now_ms: u64, with_steps: bool) -> pb::Workflow {
+    let (path, path_ms) = w.critical_path(now_ms);
+    let mut out = pb::Workflow {
+        id: w.id,
+        name: w.spec.name.clone(),
+        state: w.state.name().into(),
+        paused: w.paused,
+        failure_policy: w.spec.failure_policy.name().into(),
+        max_parallel: w.spec.max_parallel,
+        created_ms: w.created_ms,
+        finished_ms: w.finished_ms,
+        steps: Vec::new(),
+        critical_path: path
+            .iter()
+            .map(|&i| w.spec.steps[i as usize].name.clone())
+            .collect(),
+        critical_path_ms: path_ms,
+        now_ms,
+        running: w.running,
+    };
+    if !with_steps {
+        return out;
+    }
+    out.steps = w
+        .spec
+        .steps
+        .iter()
+        .zip(&w.steps)
+        .enumerate()
+        .map(|(i, (spec, run))| pb::WorkflowStep {
+            name: spec.name.clone(),
+            state: run.state.name().into(),
+            depends_on: w
+                .deps_of(i as u32)
+                .iter()
+                .map(|&(d, c)| pb::StepDependency {
+                    step: w.spec.steps[d as usize].name.clone(),
+                    condition: c.name().into(),
+                })
+                .collect(),
+            queue: spec.job.queue.clone(),
+            job_id: run.job_id.unwrap_or(0),
+            runs: run.runs,
+            attempts: run.attempts,
+            ready_ms: run.ready_ms,
+            started_ms: run.started_ms,
+            ended_ms: run.ended_ms,
+            error: run.error.clone().unwrap_or_default(),
+            skipped_by_operator: run.skipped_by_operator,
+            has_compensation: spec.compensate.is_some(),
+            compensation_state: run
+                .compensation
+                .as_ref()
+                .map_or("", |c| c.state.name())
+                .into(),
+            compensation_job_id: run
+                .compensation
+                .as_ref()
+                .and_then(|c| c.job_id)
+                .unwrap_or(0),
+            on_critical_path: path.contains(&(i as u32)),
+        })
+        .collect();
+    out
+}
+
+/// Whether a step state name is terminal (for clients reading `pb::WorkflowStep`).
+pub fn step_state_is_terminal(name: &str) -> bool {
+    [
+        StepState::Succeeded,
+        StepState::Failed,
+        StepState::Skipped,
+        StepState::Cancelled,
+    ]
+    .iter()
+    .any(|s| s.name() == name)
 }

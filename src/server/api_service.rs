@@ -480,6 +480,70 @@ impl pb::api_server::Api for ApiService {
         self.job_command(req.job_id, command).await
     }
 
+    async fn submit_workflow(
+        &self,
+        req: Request<pb::SubmitWorkflowRequest>,
+    ) -> Result<Response<pb::SubmitWorkflowResponse>, Status> {
+        let spec = proto::workflow_spec(req.into_inner())?;
+        match self.replica.propose(Command::SubmitWorkflow(spec)).await? {
+            Applied::WorkflowSubmitted { id } => {
+                Ok(Response::new(pb::SubmitWorkflowResponse { id }))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn get_workflow(
+        &self,
+        req: Request<pb::GetWorkflowRequest>,
+    ) -> Result<Response<pb::Workflow>, Status> {
+        let req = req.into_inner();
+        self.read_barrier(req.stale).await?;
+        match self.replica.read(|m| {
+            m.workflow(req.id)
+                .map(|w| proto::workflow(w, m.now_ms(), true))
+        }) {
+            Some(w) => Ok(Response::new(w)),
+            None => Err(Error::NotFound(format!("workflow {}", req.id)).into()),
+        }
+    }
+
+    async fn list_workflows(
+        &self,
+        req: Request<pb::ListWorkflowsRequest>,
+    ) -> Result<Response<pb::ListWorkflowsResponse>, Status> {
+        let req = req.into_inner();
+        let state = proto::workflow_state(&req.state)?;
+        self.read_barrier(req.stale).await?;
+        let limit = proto::list_limit(req.limit);
+        let workflows = self.replica.read(|m| {
+            m.list_workflows(state, req.after_id, limit)
+                .into_iter()
+                .map(|w| proto::workflow(w, m.now_ms(), false))
+                .collect()
+        });
+        Ok(Response::new(pb::ListWorkflowsResponse { workflows }))
+    }
+
+    async fn control_workflow(
+        &self,
+        req: Request<pb::ControlWorkflowRequest>,
+    ) -> Result<Response<pb::WorkflowStateReply>, Status> {
+        let req = req.into_inner();
+        let op = proto::workflow_op(&req)?;
+        match self
+            .replica
+            .propose(Command::Workflow { id: req.id, op })
+            .await?
+        {
+            Applied::WorkflowChanged { state } => Ok(Response::new(pb::WorkflowStateReply {
+                id: req.id,
+                state: state.name().into(),
+            })),
+            other => Err(unexpected(other)),
+        }
+    }
+
     async fn node_status(
         &self,
         req: Request<pb::NodeStatusRequest>,
