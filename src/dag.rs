@@ -129,7 +129,7 @@ impl FileStep {
                 ))
             }
             (Some(r), None) => r.saturating_add(1),
-            (None, Some(m)) if m == 0 => {
+            (None, Some(0)) => {
                 return Err(invalid(
                     format!("{at}max_attempts"),
                     "is 0, must be 1..=100",

@@ -1,7 +1,7 @@
 //! `raftline-bench`: throughput, latency and failover figures for raftline, measured the way
 //! peer systems are measured, on the same machine.
 //!
-//! `cargo run --release -p raftline-bench -- [floor|w1|w2|w3|scale|all] [--addr A] [--secs S]`.
+//! `cargo run --release -p raftline-bench -- [floor|w1|w2|w3|scale|dag|all] [--addr A] [--secs S]`.
 //! Without `--addr` it starts a fresh 3-node cluster of the release binary in a temp dir on
 //! loopback (nodes on 127.0.1.N). Prints a table and appends JSON lines to
 //! `bench/results/results.jsonl` with the machine, the git commit and the settings.
@@ -16,8 +16,10 @@
 //!   writes succeed again, and acknowledged writes missing after the restart (must be 0).
 //!
 //! - scale: lease latency and node memory at 1k, 100k and 1M ready jobs (filled with
-//!   SubmitBatch), and submit throughput second by second while snapshots are taken. The DAG
-//!   figure waits for workflows (issue 7).
+//!   SubmitBatch), and submit throughput second by second while snapshots are taken.
+//! - DAG: time from a step's completion to its dependent being leased (a chain of external
+//!   steps), whether the dependent is ready in the completion's own apply, and the wall time of
+//!   the 86-step example plan at max_parallel 8 and one by one (its steps run by the bench).
 //!
 //! `--quick` is a short run of every section (used by the smoke test); it records nothing.
 
@@ -38,7 +40,7 @@ use raftline_jepsen::cluster::{raftline_bin, Cluster};
 #[derive(Debug, Parser)]
 #[command(name = "raftline-bench")]
 struct Args {
-    /// floor, w1, w2, w3, scale or all.
+    /// floor, w1, w2, w3, scale, dag or all.
     #[arg(default_value = "all")]
     section: String,
     /// API addresses of a running cluster (comma-separated); a fresh local cluster otherwise.
@@ -587,9 +589,194 @@ async fn scale(b: &mut Bench, sizes: &[usize], secs: u64) {
         sorted.get(sorted.len() / 2).unwrap_or(&0),
         sorted.last().unwrap_or(&0)
     );
-    println!("scale      DAG dependents ready after a step completes: not measured, workflows are not built yet (issue 7)");
     b.record(serde_json::json!({
         "section": "scale-log", "submits_per_s": per_sec, "snapshots": snapshots,
+    }));
+}
+
+fn ok_report() -> raftline::machine::Report {
+    raftline::machine::Report {
+        error_class: None,
+        exit_code: Some(0),
+        error: String::new(),
+        output_tail: String::new(),
+    }
+}
+
+fn lease_req(worker: &str, queue: &str, wait_ms: u64) -> pb::LeaseRequest {
+    pb::LeaseRequest {
+        worker_id: worker.into(),
+        queues: vec![queue.into()],
+        max: 1,
+        wait_ms,
+        ..Default::default()
+    }
+}
+
+/// A chain of `n` external steps in `queue`, each depending on the one before.
+fn chain(name: &str, queue: &str, n: usize) -> pb::SubmitWorkflowRequest {
+    pb::SubmitWorkflowRequest {
+        name: name.into(),
+        max_parallel: 1,
+        steps: (0..n)
+            .map(|i| pb::WorkflowStepSpec {
+                name: format!("s{i}"),
+                job: Some(payload_job(queue)),
+                depends_on: (i > 0)
+                    .then(|| pb::StepDependency {
+                        step: format!("s{}", i - 1),
+                        condition: String::new(),
+                    })
+                    .into_iter()
+                    .collect(),
+                compensate: None,
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// Runs the plan's shell steps with `workers` in-bench workers (the bench cluster's nodes run
+/// no jobs): lease from the plan's queue, run the argv, complete. Returns the wall time in ms
+/// from submit to the workflow's end, in state-machine time.
+async fn run_plan(client: Arc<Client>, req: pb::SubmitWorkflowRequest, workers: usize) -> u64 {
+    let id = client.submit_workflow(req).await.expect("submit plan");
+    let done = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for w in 0..workers {
+        let (client, done) = (client.clone(), done.clone());
+        tasks.push(tokio::spawn(async move {
+            let worker = format!("bench-plan-{w}");
+            while !done.load(Ordering::Relaxed) {
+                let Ok(reply) = client.lease(lease_req(&worker, "default", 200)).await else {
+                    continue;
+                };
+                for l in reply.jobs {
+                    let job = l.job.expect("job");
+                    if let Some(pb::job::Kind::Shell(sh)) = &job.kind {
+                        let _ = tokio::process::Command::new(&sh.argv[0])
+                            .args(&sh.argv[1..])
+                            .status()
+                            .await;
+                    }
+                    let _ = client.complete(job.id, l.token, &ok_report()).await;
+                }
+            }
+        }));
+    }
+    let w = loop {
+        let w = client.workflow(id, false).await.expect("workflow");
+        if matches!(w.state.as_str(), "succeeded" | "failed" | "cancelled") {
+            break w;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    done.store(true, Ordering::Relaxed);
+    for t in tasks {
+        let _ = t.await;
+    }
+    assert_eq!(w.state, "succeeded", "plan {id} ended {}", w.state);
+    w.finished_ms.unwrap_or(w.now_ms) - w.created_ms
+}
+
+/// DAG: the time from a step's completion to its dependent being leasable, two ways: a
+/// `Complete`, then a long-polling `Lease` (end to end, two round trips), and one
+/// `CompleteAndLease` (completion and lease in one log entry: the dependent comes back in the
+/// same response only if it became ready in the apply of the completion). Then the 86-step
+/// example plan with its steps run for real, at its max_parallel 8 and one by one.
+async fn dag(b: &mut Bench, steps: usize, plan_serial: bool) {
+    let client = b.clients[0].clone();
+    // Complete, then Lease.
+    client
+        .submit_workflow(chain("bench-dag-a", "bench-dag-a", steps))
+        .await
+        .expect("submit chain");
+    let mut h = hist();
+    let mut lease = client
+        .lease(lease_req("bench-dag", "bench-dag-a", 5_000))
+        .await
+        .expect("lease");
+    for _ in 0..steps {
+        let Some(l) = lease.jobs.pop() else { break };
+        let id = l.job.as_ref().map_or(0, |j| j.id);
+        client
+            .complete(id, l.token, &ok_report())
+            .await
+            .expect("complete");
+        let t = Instant::now();
+        lease = client
+            .lease(lease_req("bench-dag", "bench-dag-a", 5_000))
+            .await
+            .expect("lease");
+        if !lease.jobs.is_empty() {
+            h.record(micros(t.elapsed()).max(1)).ok();
+        }
+    }
+    // CompleteAndLease.
+    client
+        .submit_workflow(chain("bench-dag-b", "bench-dag-b", steps))
+        .await
+        .expect("submit chain");
+    let mut h2 = hist();
+    let mut same = 0;
+    let first = client
+        .lease(lease_req("bench-dag", "bench-dag-b", 5_000))
+        .await
+        .expect("lease");
+    let mut held = first.jobs.into_iter().next();
+    while let Some(l) = held.take() {
+        let id = l.job.as_ref().map_or(0, |j| j.id);
+        let t = Instant::now();
+        let reply = client
+            .complete_and_lease(pb::CompleteAndLeaseRequest {
+                completions: vec![raftline::worker::complete_request(
+                    id,
+                    l.token,
+                    &ok_report(),
+                )],
+                // No wait: a dependent not ready in the completion's own apply is a miss.
+                lease: Some(lease_req("bench-dag", "bench-dag-b", 0)),
+            })
+            .await
+            .expect("complete and lease");
+        h2.record(micros(t.elapsed()).max(1)).ok();
+        held = reply.jobs.into_iter().next();
+        if held.is_some() {
+            same += 1;
+        }
+    }
+    let links = steps.saturating_sub(1);
+    println!(
+        "DAG        step done -> dependent leased: Complete then Lease p50 {:.2} ms p99 {:.2} ms; \
+         CompleteAndLease p50 {:.2} ms, dependent in the same response {same}/{links}",
+        ms(&h, 0.5),
+        ms(&h, 0.99),
+        ms(&h2, 0.5),
+    );
+    let plan_file = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/release-plan.toml");
+    let plan = raftline::dag::load(std::path::Path::new(plan_file)).expect("example plan");
+    let parallel = run_plan(client.clone(), plan.clone(), 16).await;
+    let serial = if plan_serial {
+        let mut one = plan.clone();
+        one.max_parallel = 1;
+        Some(run_plan(client.clone(), one, 16).await)
+    } else {
+        None
+    };
+    println!(
+        "DAG        86-step release plan: wall {:.1} s at max_parallel {}, {} one by one",
+        parallel as f64 / 1000.0,
+        plan.max_parallel,
+        serial.map_or("not run (--quick)".into(), |s| format!(
+            "{:.1} s",
+            s as f64 / 1000.0
+        ))
+    );
+    b.record(serde_json::json!({
+        "section": "dag", "steps": steps,
+        "complete_then_lease_p50_ms": ms(&h, 0.5), "complete_then_lease_p99_ms": ms(&h, 0.99),
+        "complete_and_lease_p50_ms": ms(&h2, 0.5), "dependent_in_same_response": same,
+        "links": links, "plan_wall_ms": parallel, "plan_serial_wall_ms": serial,
     }));
 }
 
@@ -684,6 +871,9 @@ async fn main() {
             args.secs.max(if args.quick { 1 } else { 10 }),
         )
         .await;
+    }
+    if all || args.section == "dag" {
+        dag(&mut b, if args.quick { 20 } else { 200 }, !args.quick).await;
     }
     let out = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/results"));
     if !args.quick && std::fs::create_dir_all(&out).is_ok() {

@@ -24,6 +24,8 @@ fn quick_run_prints_every_section() {
         "W3 failover",
         "scale      ready      5000",
         "scale      submits/s",
+        "DAG        step done",
+        "DAG        86-step release plan",
     ] {
         assert!(
             stdout.contains(section),
