@@ -343,14 +343,15 @@ pub fn text(w: &pb::Workflow) -> String {
             }
             None => String::new(),
         };
-        let mut state = s.state.clone();
-        if !s.compensation_state.is_empty() {
-            state = format!("{state}, undo {}", s.compensation_state);
-        }
+        let undo = if s.compensation_state.is_empty() {
+            String::new()
+        } else {
+            format!(" undo: {}", s.compensation_state)
+        };
         writeln!(
             out,
-            "{mark} {:width$}  {:10} {:>8} {:>8}  |{bar:<40}|",
-            s.name, state, start, run
+            "{mark} {:width$}  {:10} {:>8} {:>8}  |{bar:<40}|{undo}",
+            s.name, s.state, start, run
         )
         .unwrap();
         if !s.error.is_empty() && !matches!(s.state.as_str(), "succeeded") {
@@ -395,7 +396,8 @@ pub fn dot(w: &pb::Workflow) -> String {
             out,
             "  {} [label={}, fillcolor={}{pen}];",
             dot_quote(&s.name),
-            dot_quote(&format!("{}\n{}{run}", s.name, s.state)),
+            // DOT's own `\n` escape (a line break in the label), after quoting.
+            dot_quote(&format!("{}\u{1}{}{run}", s.name, s.state)).replace('\u{1}', "\\n"),
             color(&s.state)
         )
         .unwrap();
