@@ -183,6 +183,45 @@ pub enum Command {
         /// What to do.
         op: WorkflowOp,
     },
+    /// Create a resource, or change its capacity.
+    SetResource {
+        /// Name.
+        name: String,
+        /// Units (0 closes it).
+        capacity: u32,
+    },
+    /// Take one unit of a resource for an external client.
+    LockAcquire {
+        /// The resource.
+        resource: String,
+        /// Who holds it.
+        owner: String,
+        /// How long before it expires unless renewed.
+        ttl_ms: u64,
+    },
+    /// Extend a lock held under `token`.
+    LockRenew {
+        /// The resource.
+        resource: String,
+        /// Fencing token of the grant.
+        token: u64,
+        /// New ttl from now.
+        ttl_ms: u64,
+    },
+    /// Give back a lock held under `token`.
+    LockRelease {
+        /// The resource.
+        resource: String,
+        /// Fencing token of the grant.
+        token: u64,
+    },
+    /// Replace a queue's rate limit, concurrency limit and breaker (all unset removes them).
+    SetQueuePolicy {
+        /// The queue.
+        queue: String,
+        /// The limits.
+        policy: super::protect::QueuePolicy,
+    },
     /// Several commands in one log entry, applied in order as if proposed one after another
     /// at the same time; each gets its own response in [`Response::Batch`], so one rejected
     /// command does not affect the others. The leader packs concurrent proposals this way
@@ -283,6 +322,20 @@ pub enum Response {
     WorkflowChanged {
         /// New state.
         state: WorkflowState,
+    },
+    /// A lock was granted or renewed.
+    LockGranted {
+        /// Fencing token (strictly increasing per resource).
+        token: u64,
+        /// Expiry, state-machine time.
+        expires_ms: u64,
+    },
+    /// No unit of the resource is free.
+    LockBusy {
+        /// The resource's capacity.
+        capacity: u32,
+        /// Earliest expiry of a lock held, if any.
+        next_expiry_ms: Option<u64>,
     },
     /// One response per command of a [`Command::Batch`], in order.
     Batch(Vec<Response>),

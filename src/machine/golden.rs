@@ -334,6 +334,10 @@ fn print_response(response: &Response, out: &mut String) {
         Response::Ticked { work } => format!("Ticked work={work}"),
         Response::Internal => "Internal".into(),
         Response::WorkflowSubmitted { id } => format!("WorkflowSubmitted {id}"),
+        Response::LockGranted { token, expires_ms } => {
+            format!("LockGranted token {token} expires {expires_ms}")
+        }
+        Response::LockBusy { capacity, .. } => format!("LockBusy capacity {capacity}"),
         Response::WorkflowChanged { state } => format!("WorkflowChanged -> {}", state.name()),
         Response::Batch(responses) => {
             writeln!(out, "Batch of {}:", responses.len()).unwrap();

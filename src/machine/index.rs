@@ -45,6 +45,12 @@ pub struct Index {
     pub dead: BTreeMap<String, BTreeSet<JobId>>,
     /// Counters per queue (queues with at least one job).
     pub queues: BTreeMap<String, QueueStats>,
+    /// Units of each resource held by leased jobs.
+    pub resource_used: BTreeMap<String, u32>,
+    /// Ready jobs that need each resource, in lease order: (rank, seq, id).
+    pub resource_waiters: BTreeMap<String, BTreeSet<(u64, u64, JobId)>>,
+    /// Approximate bytes of every job definition held.
+    pub bytes: u64,
 }
 
 impl Index {
@@ -60,6 +66,7 @@ impl Index {
     /// Adds a job as it is now.
     pub fn add(&mut self, job: &Job) {
         let queue = &job.spec.queue;
+        self.bytes += job.spec.weight() as u64;
         let stats = self.queues.entry(queue.clone()).or_default();
         stats.counts[job.state as usize] += 1;
         stats.deadline_missed += u64::from(job.deadline_missed);
@@ -72,6 +79,12 @@ impl Index {
                     .entry(queue.clone())
                     .or_default()
                     .insert((job.rank, job.seq, job.id));
+                for need in &job.spec.resources {
+                    self.resource_waiters
+                        .entry(need.resource.clone())
+                        .or_default()
+                        .insert((job.rank, job.seq, job.id));
+                }
             }
             JobState::Leased => {
                 let lease = job.lease.as_ref().expect("leased job without a lease");
@@ -80,6 +93,9 @@ impl Index {
                     .entry(lease.worker.clone())
                     .or_default()
                     .insert(job.id);
+                for need in &job.spec.resources {
+                    *self.resource_used.entry(need.resource.clone()).or_default() += need.units;
+                }
             }
             JobState::Succeeded | JobState::Dead | JobState::Cancelled => {
                 if let Some(at) = job.purge_at_ms {
@@ -101,6 +117,7 @@ impl Index {
 
     /// Removes a job as it is now (it must have been added in this form).
     pub fn remove(&mut self, job: &Job) {
+        self.bytes -= job.spec.weight() as u64;
         let queue = &job.spec.queue;
         let stats = self
             .queues
@@ -113,9 +130,26 @@ impl Index {
         }
         let found = match job.state {
             JobState::Scheduled => self.scheduled.remove(&(job.run_at_ms, job.id)),
-            JobState::Ready => remove_from(&mut self.ready, queue, &(job.rank, job.seq, job.id)),
+            JobState::Ready => {
+                let key = (job.rank, job.seq, job.id);
+                job.spec
+                    .resources
+                    .iter()
+                    .all(|need| remove_from(&mut self.resource_waiters, &need.resource, &key))
+                    && remove_from(&mut self.ready, queue, &key)
+            }
             JobState::Leased => {
                 let lease = job.lease.as_ref().expect("leased job without a lease");
+                for need in &job.spec.resources {
+                    let used = self
+                        .resource_used
+                        .get_mut(&need.resource)
+                        .expect("units of a leased job");
+                    *used -= need.units;
+                    if *used == 0 {
+                        self.resource_used.remove(&need.resource);
+                    }
+                }
                 self.lease_expiry.remove(&(lease.expires_ms, job.id))
                     && remove_from(&mut self.worker_leases, &lease.worker, &job.id)
             }

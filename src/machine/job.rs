@@ -83,6 +83,8 @@ pub struct JobSpec {
     pub idempotency_key: Option<String>,
     /// SLA deadline (ms since the epoch): a job unfinished by then is flagged and counted.
     pub deadline_ms: Option<u64>,
+    /// Resources the job needs while it runs (all acquired with its lease).
+    pub resources: Vec<super::resources::Need>,
 }
 
 impl JobSpec {
@@ -105,6 +107,11 @@ impl JobSpec {
             + strings(&self.tags)
             + strings(&self.required_capabilities)
             + self.idempotency_key.as_ref().map_or(0, String::len)
+            + self
+                .resources
+                .iter()
+                .map(|n| n.resource.len() + 8)
+                .sum::<usize>()
     }
 
     /// A spec with every option at its default.
@@ -122,6 +129,7 @@ impl JobSpec {
             permanent_exit_codes: Vec::new(),
             idempotency_key: None,
             deadline_ms: None,
+            resources: Vec::new(),
         }
     }
 
@@ -396,6 +404,29 @@ impl JobSpec {
     /// Checks every field against its rule and limit. Run by the server before proposing and
     /// again by apply, so a bad spec can never enter the state even if a check is skipped.
     pub fn validate(&self) -> Result<(), Rejection> {
+        if self.resources.len() > limits::RESOURCES_PER_JOB_MAX {
+            return Err(invalid(
+                "resources",
+                format!(
+                    "has {} entries, the limit is {}",
+                    self.resources.len(),
+                    limits::RESOURCES_PER_JOB_MAX
+                ),
+            ));
+        }
+        for (i, need) in self.resources.iter().enumerate() {
+            let field = format!("resources[{i}]");
+            need.validate(&field)?;
+            if self.resources[..i]
+                .iter()
+                .any(|n| n.resource == need.resource)
+            {
+                return Err(invalid(
+                    &field,
+                    format!("{} is listed twice", need.resource),
+                ));
+            }
+        }
         validate_queue_name("queue", &self.queue)?;
         validate_range(
             "priority",

@@ -133,6 +133,8 @@ impl Machine {
 
     /// Ends a lease as lost (expired, or its node restarted): a transient failure.
     fn lose_lease(&mut self, id: JobId, why: &str) {
+        let queue = self.jobs[&id].spec.queue.clone();
+        self.queue_outcome(&queue, id, false);
         self.end_attempt(
             id,
             Outcome {
@@ -209,6 +211,9 @@ impl Machine {
                 );
             }
         }
+        if let Err(r) = self.check_needs("", spec) {
+            return r;
+        }
         if let Some(key) = &spec.idempotency_key {
             if let Some((id, _)) = self.idempotency.get(key) {
                 return Response::Submitted {
@@ -221,6 +226,13 @@ impl Machine {
             return exhausted(format!(
                 "the cluster holds {} jobs, the limit (JOBS_MAX)",
                 limits::JOBS_MAX
+            ));
+        }
+        if self.index.bytes + spec.weight() as u64 > limits::JOBS_BYTES_MAX {
+            return exhausted(format!(
+                "the jobs held take about {} bytes, the limit (JOBS_BYTES_MAX {})",
+                self.index.bytes,
+                limits::JOBS_BYTES_MAX
             ));
         }
         let (stats, _) = self.queue(&spec.queue);
@@ -379,7 +391,7 @@ impl Machine {
     ) -> Option<JobId> {
         let mut best: Option<(u64, u64, JobId)> = None;
         for queue in queues {
-            if self.paused.contains(queue) {
+            if self.paused.contains(queue) || !self.queue_open(queue) {
                 continue;
             }
             let Some(ready) = self.index.ready.get(queue) else {
@@ -396,6 +408,7 @@ impl Machine {
                             .required_capabilities
                             .iter()
                             .all(|c| capabilities.contains(c))
+                        && self.fits(&self.jobs[id])
                 });
             if let Some(key) = candidate {
                 if best.is_none_or(|b| *key < b) {
@@ -449,6 +462,7 @@ impl Machine {
         if let Some(link) = link {
             self.step_job_leased(link, id);
         }
+        self.queue_leased(&grant.spec.queue, id);
         grant
     }
 
@@ -520,6 +534,8 @@ impl Machine {
             other => other,
         };
         let error = tail(&report.error, limits::ERROR_BYTES_MAX);
+        let queue = self.jobs[&id].spec.queue.clone();
+        self.queue_outcome(&queue, id, class.is_none());
         self.end_attempt(
             id,
             Outcome {
@@ -751,6 +767,14 @@ impl Machine {
                 self.update(id, |job| job.deadline_missed = true);
             } else if let Some(&(_, id)) = self.index.purge.first().filter(|(t, _)| *t <= now) {
                 self.remove_job(id);
+            } else if let Some((at, name, token)) = self
+                .lock_expiry
+                .first()
+                .filter(|(t, _, _)| *t <= now)
+                .cloned()
+            {
+                self.drop_lock(at, &name, token);
+            } else if self.tick_controls() {
             } else if let Some(&(at, id)) = self.workflow_purge.first().filter(|(t, _)| *t <= now) {
                 self.purge_workflow(at, id);
             } else if let Some((at, key)) = self

@@ -189,4 +189,37 @@ pub const WORKFLOW_NAME_BYTES_MAX: usize = 128;
 pub const STEP_NAME_BYTES_MAX: usize = 128;
 
 const _: () = assert!(WORKFLOW_BYTES_MAX < API_MESSAGE_BYTES_MAX);
+
+/// Bytes of a resource name.
+pub const RESOURCE_NAME_BYTES_MAX: usize = 128;
+/// Largest capacity of a resource (and units one job may need of it).
+pub const RESOURCE_CAPACITY_MAX: u32 = 10_000;
+/// Resources that may exist.
+pub const RESOURCES_MAX: usize = 10_000;
+/// Resources one job may need.
+pub const RESOURCES_PER_JOB_MAX: usize = 8;
+/// Ready jobs ahead of a job a lease looks at per resource to keep rank order (see
+/// `resources.rs`); a lease never scans a whole waiting line.
+pub const RESOURCE_SCAN_MAX: usize = 64;
+/// Shortest and longest lock ttl.
+pub const LOCK_TTL_MS_MIN: u64 = 1_000;
+/// See [`LOCK_TTL_MS_MIN`].
+pub const LOCK_TTL_MS_MAX: u64 = 3_600_000;
+/// Longest wait of a lock acquire for a free unit.
+pub const LOCK_WAIT_MS_MAX: u64 = 60_000;
+/// Largest token count of a queue's rate limit, and longest period (a day).
+pub const RATE_COUNT_MAX: u32 = 1_000_000;
+/// See [`RATE_COUNT_MAX`].
+pub const RATE_PERIOD_MS_MAX: u64 = 86_400_000;
+/// Largest concurrency limit of a queue.
+pub const QUEUE_CONCURRENCY_MAX: u32 = 100_000;
+/// Outcomes a breaker window may hold.
+pub const BREAKER_WINDOW_MAX: u32 = 1_000;
+/// Longest breaker cooldown (a day).
+pub const BREAKER_COOLDOWN_MS_MAX: u64 = 86_400_000;
+/// Breaker transitions kept per queue (the newest).
+pub const BREAKER_TRANSITIONS_KEPT: usize = 20;
+/// Approximate bytes of all job definitions held (payloads, argv, env): the memory budget.
+/// Past it, submits get RESOURCE_EXHAUSTED (backpressure) like past `JOBS_MAX`.
+pub const JOBS_BYTES_MAX: u64 = 2 * 1024 * 1024 * 1024;
 const _: () = assert!(WORKFLOW_PARALLEL_DEFAULT <= WORKFLOW_PARALLEL_MAX);

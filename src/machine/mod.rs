@@ -47,7 +47,12 @@
 //!
 //! ## CAVEATS (not implemented yet)
 //!
-//! Resources, cron and event triggers come in later issues.
+//! Cron and event triggers come in a later issue.
+//!
+//! ## Resources and protection
+//!
+//! Resources (capacities that jobs need and lock clients hold): `resources.rs`. Breakers, rate
+//! and concurrency limits per queue: `protect.rs`.
 
 pub mod backoff;
 pub mod command;
@@ -55,6 +60,8 @@ pub mod index;
 pub mod job;
 mod lifecycle;
 pub mod limits;
+pub mod protect;
+pub mod resources;
 pub mod workflow;
 
 #[cfg(test)]
@@ -118,6 +125,12 @@ pub struct Machine {
     workflows: BTreeMap<WorkflowId, Workflow>,
     /// Terminal workflows by purge time.
     workflow_purge: BTreeSet<(u64, WorkflowId)>,
+    /// Resources by name.
+    resources: BTreeMap<String, resources::Resource>,
+    /// Locks by expiry: (expires_ms, resource, token).
+    lock_expiry: BTreeSet<(u64, String, u64)>,
+    /// Queue policies (rate, concurrency, breaker) and their state.
+    controls: BTreeMap<String, protect::QueueControl>,
 }
 
 impl Machine {
@@ -185,6 +198,19 @@ impl Machine {
             Command::Tick => self.tick(),
             Command::SubmitWorkflow(spec) => self.submit_workflow(spec),
             Command::Workflow { id, op } => self.workflow_op(*id, op),
+            Command::SetResource { name, capacity } => self.set_resource(name, *capacity),
+            Command::LockAcquire {
+                resource,
+                owner,
+                ttl_ms,
+            } => self.lock_acquire(resource, owner, *ttl_ms),
+            Command::LockRenew {
+                resource,
+                token,
+                ttl_ms,
+            } => self.lock_renew(resource, *token, *ttl_ms),
+            Command::LockRelease { resource, token } => self.lock_release(resource, *token),
+            Command::SetQueuePolicy { queue, policy } => self.set_queue_policy(queue, policy),
             // `apply` unpacks the outer batch; one nested in it is refused.
             Command::Batch(_) => Response::Rejected(Rejection::Invalid {
                 field: "command".into(),
@@ -315,10 +341,17 @@ impl Machine {
     pub fn next_due(&self) -> Option<u64> {
         let idem = self.idempotency_expiry.first().map(|(t, _)| *t);
         let workflows = self.workflow_purge.first().map(|(t, _)| *t);
-        [self.index.next_due(), idem, workflows]
-            .into_iter()
-            .flatten()
-            .min()
+        let locks = self.lock_expiry.first().map(|(t, _, _)| *t);
+        [
+            self.index.next_due(),
+            idem,
+            workflows,
+            locks,
+            self.controls_due(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Panics if an invariant of the module doc is broken: replicas must never go on from a
@@ -395,6 +428,7 @@ impl Machine {
         }
         assert_eq!(self.idempotency.len(), self.idempotency_expiry.len());
         self.check_workflow_invariants();
+        self.check_resource_invariants();
     }
 
     /// Encodes the state for a snapshot.
@@ -417,7 +451,7 @@ impl Machine {
 }
 
 /// Version of the snapshot encoding; bumped on every incompatible change to [`Machine`].
-const SNAPSHOT_FORMAT: u32 = 3;
+const SNAPSHOT_FORMAT: u32 = 4;
 
 #[cfg(test)]
 mod tests {

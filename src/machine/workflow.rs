@@ -720,6 +720,17 @@ impl Machine {
             Ok(resolved) => resolved,
             Err(r) => return Response::Rejected(r),
         };
+        for step in &spec.steps {
+            let at = format!("steps[{}].", step.name);
+            if let Err(r) = self.check_needs(&at, &step.job) {
+                return r;
+            }
+            if let Some(c) = &step.compensate {
+                if let Err(r) = self.check_needs(&format!("{at}compensate."), c) {
+                    return r;
+                }
+            }
+        }
         if self.workflows.len() >= limits::WORKFLOWS_MAX {
             return exhausted(format!(
                 "the cluster holds {} workflows, the limit (WORKFLOWS_MAX)",
