@@ -76,6 +76,18 @@ pub enum Cmd {
         #[command(subcommand)]
         command: DlqCmd,
     },
+    /// Resources: named capacities jobs need and locks hold.
+    Resource {
+        /// Subcommand.
+        #[command(subcommand)]
+        command: ResourceCmd,
+    },
+    /// Lock service over resources, with fencing tokens.
+    Lock {
+        /// Subcommand.
+        #[command(subcommand)]
+        command: LockCmd,
+    },
     /// Workflows: DAGs of steps from a TOML or JSON file (see examples/).
     Dag {
         /// Subcommand.
@@ -145,6 +157,9 @@ pub struct SubmitArgs {
     /// Environment variable K=V for the job (repeatable).
     #[arg(long)]
     pub env: Vec<String>,
+    /// A resource the job needs while it runs, NAME or NAME:UNITS (repeatable).
+    #[arg(long)]
+    pub resource: Vec<String>,
     /// Working directory of the job.
     #[arg(long)]
     pub cwd: Option<String>,
@@ -358,6 +373,97 @@ pub enum QueueCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Set a queue's limits; flags not given keep their value, `off` removes one.
+    Set {
+        /// Queue.
+        queue: String,
+        /// Rate limit: N/s, N/min, N/h or N/d (e.g. 100/min), or off.
+        #[arg(long)]
+        rate: Option<String>,
+        /// Most jobs of the queue leased at once, or off.
+        #[arg(long)]
+        concurrency: Option<String>,
+        /// Circuit breaker THRESHOLD%/WINDOW/COOLDOWN (e.g. 50%/10/30s), or off.
+        #[arg(long)]
+        breaker: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `raftline resource ...`
+#[derive(Debug, Subcommand)]
+pub enum ResourceCmd {
+    /// Create a resource or change its capacity (1 = exclusive).
+    Set {
+        /// Resource name.
+        name: String,
+        /// Units.
+        #[arg(long)]
+        capacity: u32,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every resource with its holders (jobs and locks) and waiting jobs.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One resource.
+    Get {
+        /// Resource name.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `raftline lock ...`
+#[derive(Debug, Subcommand)]
+pub enum LockCmd {
+    /// Take one unit of a resource; prints the fencing token and expiry.
+    Acquire {
+        /// Resource name.
+        name: String,
+        /// Who holds it.
+        #[arg(long)]
+        owner: String,
+        /// Time to live (e.g. 30s).
+        #[arg(long, default_value = "30s")]
+        ttl: String,
+        /// Wait up to this long for a free unit (e.g. 10s).
+        #[arg(long)]
+        wait: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Extend a lock.
+    Renew {
+        /// Resource name.
+        name: String,
+        /// Fencing token of the grant.
+        #[arg(long)]
+        token: u64,
+        /// New time to live from now.
+        #[arg(long, default_value = "30s")]
+        ttl: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Give a lock back.
+    Release {
+        /// Resource name.
+        name: String,
+        /// Fencing token of the grant.
+        #[arg(long)]
+        token: u64,
+    },
 }
 
 /// `raftline dlq ...`
@@ -426,6 +532,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Cmd::Queue { command } => queue(&cli.addr, command).await,
         Cmd::Dlq { command } => dlq(&cli.addr, command).await,
         Cmd::Dag { command } => dag(&cli.addr, command).await,
+        Cmd::Resource { command } => resource(&cli.addr, command).await,
+        Cmd::Lock { command } => lock(&cli.addr, command).await,
         Cmd::Worker {
             queue,
             capabilities,
@@ -676,6 +784,7 @@ async fn submit(addr: &[String], a: SubmitArgs) -> Result<()> {
         required_capabilities: a.requires,
         permanent_exit_codes: a.permanent_exit_codes,
         deadline_ms,
+        resources: a.resource,
     };
     if req.lease_ttl_ms != 0 && req.lease_ttl_ms < crate::machine::limits::LEASE_TTL_MS_MIN {
         return Err(invalid(
@@ -802,10 +911,173 @@ fn print_jobs(jobs: &[pb::Job], json: bool) {
     }
 }
 
+/// Parses `N/s`, `N/min`, `N/h`, `N/d` or `off` into (count, period ms).
+fn parse_rate(text: &str) -> Result<(u32, u64)> {
+    if text == "off" {
+        return Ok((0, 0));
+    }
+    let bad = || {
+        invalid(
+            "rate",
+            format!("{text:?} is not N/s, N/min, N/h or N/d (e.g. 100/min), or off"),
+        )
+    };
+    let (count, per) = text.split_once('/').ok_or_else(bad)?;
+    let count: u32 = count.trim().parse().map_err(|_| bad())?;
+    let per_ms = match per.trim() {
+        "s" | "sec" | "second" => 1_000,
+        "m" | "min" | "minute" => 60_000,
+        "h" | "hour" => 3_600_000,
+        "d" | "day" => 86_400_000,
+        _ => return Err(bad()),
+    };
+    if count == 0 {
+        return Err(invalid(
+            "rate",
+            "count is 0; use off to remove the limit".into(),
+        ));
+    }
+    Ok((count, per_ms))
+}
+
+/// Parses `THRESHOLD%/WINDOW/COOLDOWN` (e.g. `50%/10/30s`) or `off`.
+fn parse_breaker(text: &str) -> Result<(u32, u32, u64)> {
+    if text == "off" {
+        return Ok((0, 0, 0));
+    }
+    let bad = || {
+        invalid(
+            "breaker",
+            format!("{text:?} is not THRESHOLD%/WINDOW/COOLDOWN (e.g. 50%/10/30s), or off"),
+        )
+    };
+    let parts: Vec<&str> = text.split('/').collect();
+    let [pct, window, cooldown] = parts.as_slice() else {
+        return Err(bad());
+    };
+    let pct: u32 = pct
+        .trim()
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| bad())?;
+    let window: u32 = window.trim().parse().map_err(|_| bad())?;
+    let cooldown = parse_duration("breaker", cooldown)?;
+    if pct == 0 {
+        return Err(invalid(
+            "breaker",
+            "threshold is 0%; use off to remove it".into(),
+        ));
+    }
+    Ok((pct, window, cooldown))
+}
+
+async fn resource(addr: &[String], command: ResourceCmd) -> Result<()> {
+    let client = client(addr)?;
+    let show = |list: &[pb::ResourceInfo], json: bool| {
+        for r in list {
+            if json {
+                println!("{}", proto::resource_json(r));
+                continue;
+            }
+            let locks: Vec<String> = r
+                .locks
+                .iter()
+                .map(|l| format!("{} (token {}, expires {})", l.owner, l.token, l.expires_ms))
+                .collect();
+            let jobs: Vec<String> = r.job_holders.iter().map(|u| u.job_id.to_string()).collect();
+            let waiters: Vec<String> = r.waiters.iter().map(|u| u.job_id.to_string()).collect();
+            println!(
+                "{:<24} capacity {:>4}  held {:>4}  jobs [{}]  locks [{}]  waiting [{}]",
+                r.name,
+                r.capacity,
+                r.used_by_jobs as usize + r.locks.len(),
+                jobs.join(","),
+                locks.join(", "),
+                waiters.join(",")
+            );
+        }
+    };
+    match command {
+        ResourceCmd::Set {
+            name,
+            capacity,
+            json,
+        } => show(&[client.set_resource(&name, capacity).await?], json),
+        ResourceCmd::List { json } => show(&client.resources("", false).await?, json),
+        ResourceCmd::Get { name, json } => show(&client.resources(&name, false).await?, json),
+    }
+    Ok(())
+}
+
+async fn lock(addr: &[String], command: LockCmd) -> Result<()> {
+    let client = client(addr)?;
+    let print = |g: &pb::LockGrant, json: bool, name: &str| {
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({ "token": g.token, "expires_ms": g.expires_ms })
+            );
+        } else {
+            println!("{name}: token {} expires {}", g.token, g.expires_ms);
+        }
+    };
+    match command {
+        LockCmd::Acquire {
+            name,
+            owner,
+            ttl,
+            wait,
+            json,
+        } => {
+            let req = pb::AcquireLockRequest {
+                resource: name.clone(),
+                owner,
+                ttl_ms: parse_duration("ttl", &ttl)?,
+                wait_ms: wait
+                    .as_deref()
+                    .map(|w| parse_duration("wait", w))
+                    .transpose()?
+                    .unwrap_or(0),
+            };
+            print(&client.acquire_lock(req).await?, json, &name);
+        }
+        LockCmd::Renew {
+            name,
+            token,
+            ttl,
+            json,
+        } => {
+            let ttl = parse_duration("ttl", &ttl)?;
+            print(&client.renew_lock(&name, token, ttl).await?, json, &name);
+        }
+        LockCmd::Release { name, token } => {
+            client.release_lock(&name, token).await?;
+            println!("{name}: released token {token}");
+        }
+    }
+    Ok(())
+}
+
 fn print_queue(q: &pb::QueueInfo, json: bool) {
     if json {
         println!("{}", proto::queue_json(q));
     } else {
+        let mut limits = Vec::new();
+        if q.rate_count > 0 {
+            limits.push(format!("rate {}/{}ms", q.rate_count, q.rate_per_ms));
+        }
+        if q.concurrency > 0 {
+            limits.push(format!("concurrency {}", q.concurrency));
+        }
+        if q.breaker_threshold_pct > 0 {
+            limits.push(format!(
+                "breaker {} ({}/{} failed, opens above {}%)",
+                q.breaker_state, q.recent_failures, q.recent_outcomes, q.breaker_threshold_pct
+            ));
+        }
+        if !limits.is_empty() {
+            println!("{:<20} {}", q.queue, limits.join(", "));
+        }
         println!(
             "{:<20} {:<7} scheduled {} ready {} leased {} succeeded {} dead {} cancelled {} \
              deadline_missed {}",
@@ -828,6 +1100,47 @@ async fn queue(addr: &[String], command: QueueCmd) -> Result<()> {
         QueueCmd::Pause { queue, json } => print_queue(&client.pause(&queue, true).await?, json),
         QueueCmd::Resume { queue, json } => print_queue(&client.pause(&queue, false).await?, json),
         QueueCmd::Get { queue, json } => print_queue(&client.queue(&queue, false).await?, json),
+        QueueCmd::Set {
+            queue,
+            rate,
+            concurrency,
+            breaker,
+            json,
+        } => {
+            let current = client.queue(&queue, false).await?;
+            let mut req = pb::SetQueuePolicyRequest {
+                queue: queue.clone(),
+                rate_count: current.rate_count,
+                rate_per_ms: current.rate_per_ms,
+                concurrency: current.concurrency,
+                breaker_threshold_pct: current.breaker_threshold_pct,
+                breaker_window: current.breaker_window,
+                breaker_cooldown_ms: current.breaker_cooldown_ms,
+            };
+            if let Some(rate) = rate {
+                (req.rate_count, req.rate_per_ms) = parse_rate(&rate)?;
+            }
+            if let Some(c) = concurrency {
+                req.concurrency = if c == "off" {
+                    0
+                } else {
+                    c.parse().map_err(|_| {
+                        invalid("concurrency", format!("{c:?} is not a number or off"))
+                    })?
+                };
+                if req.concurrency == 0 && c != "off" {
+                    return Err(invalid("concurrency", "is 0; use off to remove it".into()));
+                }
+            }
+            if let Some(b) = breaker {
+                (
+                    req.breaker_threshold_pct,
+                    req.breaker_window,
+                    req.breaker_cooldown_ms,
+                ) = parse_breaker(&b)?;
+            }
+            print_queue(&client.set_queue_policy(req).await?, json);
+        }
         QueueCmd::List { json } => {
             let queues = client.queues(false).await?;
             if json {

@@ -171,6 +171,85 @@ impl Client {
         Ok(reply.state)
     }
 
+    /// Creates a resource or changes its capacity.
+    pub async fn set_resource(&self, name: &str, capacity: u32) -> Result<pb::ResourceInfo> {
+        let req = pb::SetResourceRequest {
+            name: name.to_string(),
+            capacity,
+        };
+        self.call(false, |mut c| {
+            let req = req.clone();
+            async move { c.set_resource(req).await }
+        })
+        .await
+    }
+
+    /// Every resource (or the one named) with holders and waiters.
+    pub async fn resources(&self, name: &str, stale: bool) -> Result<Vec<pb::ResourceInfo>> {
+        let req = pb::ListResourcesRequest {
+            name: name.to_string(),
+            stale,
+        };
+        let reply = self
+            .call(true, |mut c| {
+                let req = req.clone();
+                async move { c.list_resources(req).await }
+            })
+            .await?;
+        Ok(reply.resources)
+    }
+
+    /// Acquires one unit of a resource as a lock, waiting up to `wait_ms` for one to free.
+    pub async fn acquire_lock(&self, req: pb::AcquireLockRequest) -> Result<pb::LockGrant> {
+        self.call(false, |mut c| {
+            let req = req.clone();
+            async move { c.acquire_lock(req).await }
+        })
+        .await
+    }
+
+    /// Extends a lock held under `token` to `ttl_ms` from now.
+    pub async fn renew_lock(
+        &self,
+        resource: &str,
+        token: u64,
+        ttl_ms: u64,
+    ) -> Result<pb::LockGrant> {
+        let req = pb::RenewLockRequest {
+            resource: resource.to_string(),
+            token,
+            ttl_ms,
+        };
+        self.call(false, |mut c| {
+            let req = req.clone();
+            async move { c.renew_lock(req).await }
+        })
+        .await
+    }
+
+    /// Releases a lock held under `token`.
+    pub async fn release_lock(&self, resource: &str, token: u64) -> Result<()> {
+        let req = pb::ReleaseLockRequest {
+            resource: resource.to_string(),
+            token,
+        };
+        self.call(false, |mut c| {
+            let req = req.clone();
+            async move { c.release_lock(req).await }
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Replaces a queue's rate limit, concurrency limit and breaker.
+    pub async fn set_queue_policy(&self, req: pb::SetQueuePolicyRequest) -> Result<pb::QueueInfo> {
+        self.call(false, |mut c| {
+            let req = req.clone();
+            async move { c.set_queue_policy(req).await }
+        })
+        .await
+    }
+
     /// Reads a job, linearizable unless `stale`.
     pub async fn job(&self, id: u64, stale: bool) -> Result<pb::Job> {
         self.call(true, |mut c| async move {

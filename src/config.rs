@@ -27,6 +27,19 @@ pub struct RawConfig {
     /// One table per node.
     #[serde(default)]
     pub node: Vec<RawNode>,
+    /// Resources the leader keeps at the declared capacity.
+    #[serde(default)]
+    pub resource: Vec<RawResource>,
+}
+
+/// A `[[resource]]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawResource {
+    /// Name, `[A-Za-z0-9_.-]{1,128}`.
+    pub name: String,
+    /// Units (1 = exclusive).
+    pub capacity: u32,
 }
 
 /// The `[cluster]` table.
@@ -187,6 +200,8 @@ pub struct Config {
     pub settings: Settings,
     /// Nodes, ordered by id.
     pub nodes: Vec<NodeConfig>,
+    /// Declared resources: (name, capacity).
+    pub resources: Vec<(String, u32)>,
 }
 
 impl Config {
@@ -435,6 +450,28 @@ impl RawConfig {
             });
         }
         nodes.sort_by_key(|n| n.id);
+        let mut resources = Vec::new();
+        let mut probe = crate::machine::Machine::new();
+        for (i, r) in self.resource.iter().enumerate() {
+            if resources.iter().any(|(name, _)| name == &r.name) {
+                return err(
+                    &format!("resource[{i}].name"),
+                    format!("{:?} is declared twice", r.name),
+                );
+            }
+            if let crate::machine::Response::Rejected(Rejection::Invalid { field, message }) = probe
+                .apply(&crate::machine::Proposal {
+                    now_ms: 0,
+                    command: crate::machine::Command::SetResource {
+                        name: r.name.clone(),
+                        capacity: r.capacity,
+                    },
+                })
+            {
+                return err(&format!("resource[{i}].{field}"), message);
+            }
+            resources.push((r.name.clone(), r.capacity));
+        }
         let data_dir = if c.data_dir.is_absolute() {
             c.data_dir
         } else {
@@ -454,6 +491,7 @@ impl RawConfig {
             workers_max: c.workers_max,
             settings,
             nodes,
+            resources,
         })
     }
 }

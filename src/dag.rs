@@ -18,6 +18,7 @@
 //! timeout = "10m"                # also lease_ttl = "30s"
 //! tags = ["ci"]
 //! requires = ["docker"]          # capabilities a worker must offer
+//! resources = ["deploy_slot", "test_redis:1"]   # held while it runs (see resources.rs)
 //! env = { CI = "1" }
 //! cwd = "/srv/app"
 //! permanent_exit_codes = [2]
@@ -56,6 +57,8 @@ struct FileStep {
     tags: Vec<String>,
     #[serde(default)]
     requires: Vec<String>,
+    #[serde(default)]
+    resources: Vec<String>,
     #[serde(default)]
     env: BTreeMap<String, String>,
     cwd: Option<String>,
@@ -158,6 +161,7 @@ impl FileStep {
             lease_ttl_ms: duration("lease_ttl", &self.lease_ttl)?.unwrap_or(0),
             tags: self.tags.clone(),
             required_capabilities: self.requires.clone(),
+            resources: self.resources.clone(),
             permanent_exit_codes: self.permanent_exit_codes.clone(),
             ..Default::default()
         })

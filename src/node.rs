@@ -119,6 +119,7 @@ pub async fn run(config: Config, id: u64, shutdown: impl Future<Output = ()>) ->
     let ticker = tokio::spawn(crate::ticker::run(
         replica.clone(),
         config.settings,
+        config.resources.clone(),
         stopped(),
     ));
     let (executor_stop, executor_stopped) = watch::channel(false);

@@ -3,6 +3,8 @@
 use std::collections::BTreeMap;
 
 use crate::error::Error;
+use crate::machine::protect::{BreakerConfig, QueueControl, QueuePolicy, Rate};
+use crate::machine::resources::{Need, ResourceView};
 use crate::machine::{
     limits, Attempt, Backoff, Condition, Dependency, ErrorClass, FailurePolicy, Grant, Job,
     JobChanges, JobKind, JobSpec, JobState, QueueStats, Report, StepSpec, StepState, Workflow,
@@ -58,6 +60,12 @@ pub fn submit(req: pb::SubmitRequest) -> Result<(JobSpec, u64, Option<u64>), Err
     spec.required_capabilities = req.required_capabilities;
     spec.permanent_exit_codes = req.permanent_exit_codes;
     spec.deadline_ms = req.deadline_ms;
+    spec.resources = req
+        .resources
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Need::parse(&format!("resources[{i}]"), r))
+        .collect::<Result<_, _>>()?;
     Ok((spec, req.delay_ms, req.run_at_ms))
 }
 
@@ -163,6 +171,7 @@ fn from_spec(id: u64, s: &JobSpec) -> pb::Job {
         lease_ttl_ms: s.lease_ttl_ms,
         deadline_ms: s.deadline_ms,
         idempotency_key: s.idempotency_key.clone().unwrap_or_default(),
+        resources: s.resources.iter().map(Need::text).collect(),
         ..Default::default()
     }
 }
@@ -212,10 +221,43 @@ pub fn leased(grant: &Grant) -> pb::LeasedJob {
     }
 }
 
-/// A queue's counters.
-pub fn queue(name: &str, stats: &QueueStats, paused: bool) -> pb::QueueInfo {
+/// A queue's counters, policy and breaker.
+pub fn queue(
+    name: &str,
+    stats: &QueueStats,
+    paused: bool,
+    control: Option<&QueueControl>,
+) -> pb::QueueInfo {
     let c = |s: JobState| stats.counts[s as usize];
+    let policy = control.map(|c| c.policy).unwrap_or_default();
+    let rate = policy.rate;
+    let breaker = policy.breaker;
+    let state = control.filter(|_| breaker.is_some()).map(|c| c.breaker);
     pb::QueueInfo {
+        rate_count: rate.map_or(0, |r| r.count),
+        rate_per_ms: rate.map_or(0, |r| r.per_ms),
+        concurrency: policy.concurrency.unwrap_or(0),
+        breaker_threshold_pct: breaker.map_or(0, |b| b.threshold_pct),
+        breaker_window: breaker.map_or(0, |b| b.window),
+        breaker_cooldown_ms: breaker.map_or(0, |b| b.cooldown_ms),
+        breaker_state: state.map_or("", |s| s.name()).into(),
+        breaker_open_until_ms: match state {
+            Some(crate::machine::protect::BreakerState::Open { until_ms }) => Some(until_ms),
+            _ => None,
+        },
+        breaker_transitions: control
+            .map(|c| {
+                c.transitions
+                    .iter()
+                    .map(|(at, s)| pb::BreakerTransition {
+                        at_ms: *at,
+                        state: s.name().into(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        recent_failures: control.map_or(0, |c| c.outcomes.iter().filter(|o| !**o).count() as u32),
+        recent_outcomes: control.map_or(0, |c| c.outcomes.len() as u32),
         queue: name.to_string(),
         paused,
         scheduled: c(JobState::Scheduled),
@@ -299,6 +341,22 @@ pub fn queue_json(q: &pb::QueueInfo) -> serde_json::Value {
             "cancelled": q.cancelled,
         },
         "deadline_missed": q.deadline_missed,
+        "rate": (q.rate_count > 0).then(|| serde_json::json!({
+            "count": q.rate_count, "per_ms": q.rate_per_ms,
+        })),
+        "concurrency": (q.concurrency > 0).then_some(q.concurrency),
+        "breaker": (q.breaker_threshold_pct > 0).then(|| serde_json::json!({
+            "threshold_pct": q.breaker_threshold_pct,
+            "window": q.breaker_window,
+            "cooldown_ms": q.breaker_cooldown_ms,
+            "state": q.breaker_state,
+            "open_until_ms": q.breaker_open_until_ms,
+            "recent_failures": q.recent_failures,
+            "recent_outcomes": q.recent_outcomes,
+            "transitions": q.breaker_transitions.iter().map(|t| serde_json::json!({
+                "at_ms": t.at_ms, "state": t.state,
+            })).collect::<Vec<_>>(),
+        })),
     })
 }
 
@@ -508,4 +566,66 @@ pub fn step_state_is_terminal(name: &str) -> bool {
     ]
     .iter()
     .any(|s| s.name() == name)
+}
+
+/// A queue policy request as the machine's policy (zeros mean "off").
+pub fn queue_policy(req: &pb::SetQueuePolicyRequest) -> QueuePolicy {
+    QueuePolicy {
+        rate: (req.rate_count > 0).then_some(Rate {
+            count: req.rate_count,
+            per_ms: req.rate_per_ms,
+        }),
+        concurrency: (req.concurrency > 0).then_some(req.concurrency),
+        breaker: (req.breaker_threshold_pct > 0).then_some(BreakerConfig {
+            threshold_pct: req.breaker_threshold_pct,
+            window: req.breaker_window,
+            cooldown_ms: req.breaker_cooldown_ms,
+        }),
+    }
+}
+
+/// A resource as sent to clients.
+pub fn resource(v: &ResourceView) -> pb::ResourceInfo {
+    let uses = |list: &[(u64, u32)]| {
+        list.iter()
+            .map(|&(job_id, units)| pb::ResourceUse { job_id, units })
+            .collect()
+    };
+    pb::ResourceInfo {
+        name: v.name.clone(),
+        capacity: v.capacity,
+        used_by_jobs: v.used_by_jobs,
+        job_holders: uses(&v.job_holders),
+        locks: v
+            .locks
+            .iter()
+            .map(|l| pb::LockInfo {
+                token: l.token,
+                owner: l.owner.clone(),
+                acquired_ms: l.acquired_ms,
+                expires_ms: l.expires_ms,
+            })
+            .collect(),
+        waiters: uses(&v.waiters),
+    }
+}
+
+/// A resource as JSON for the CLI.
+pub fn resource_json(r: &pb::ResourceInfo) -> serde_json::Value {
+    let uses = |list: &[pb::ResourceUse]| {
+        list.iter()
+            .map(|u| serde_json::json!({ "job_id": u.job_id, "units": u.units }))
+            .collect::<Vec<_>>()
+    };
+    serde_json::json!({
+        "name": r.name,
+        "capacity": r.capacity,
+        "used_by_jobs": r.used_by_jobs,
+        "job_holders": uses(&r.job_holders),
+        "locks": r.locks.iter().map(|l| serde_json::json!({
+            "token": l.token, "owner": l.owner,
+            "acquired_ms": l.acquired_ms, "expires_ms": l.expires_ms,
+        })).collect::<Vec<_>>(),
+        "waiters": uses(&r.waiters),
+    })
 }

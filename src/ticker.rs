@@ -14,18 +14,23 @@ use crate::raft::{wall_clock_ms, Replica};
 const CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Runs until `shutdown` completes.
-pub async fn run(replica: Arc<Replica>, settings: Settings, shutdown: impl Future<Output = ()>) {
+pub async fn run(
+    replica: Arc<Replica>,
+    settings: Settings,
+    resources: Vec<(String, u32)>,
+    shutdown: impl Future<Output = ()>,
+) {
     tokio::select! {
-        _ = ticks(replica, settings) => {}
+        _ = ticks(replica, settings, resources) => {}
         _ = shutdown => {}
     }
 }
 
-async fn ticks(replica: Arc<Replica>, settings: Settings) {
+async fn ticks(replica: Arc<Replica>, settings: Settings, resources: Vec<(String, u32)>) {
     let mut changes = replica.changes();
     loop {
         changes.mark_seen();
-        let wait = match step(&replica, &settings).await {
+        let wait = match step(&replica, &settings, &resources).await {
             Ok(None) => CHECK_INTERVAL,
             Ok(Some(wait)) => wait,
             Err(e) => {
@@ -41,12 +46,29 @@ async fn ticks(replica: Arc<Replica>, settings: Settings) {
 
 /// One check: proposes what is due. Returns how long to wait before the next check at most
 /// (`None`: nothing pending).
-async fn step(replica: &Replica, settings: &Settings) -> crate::Result<Option<Duration>> {
+async fn step(
+    replica: &Replica,
+    settings: &Settings,
+    resources: &[(String, u32)],
+) -> crate::Result<Option<Duration>> {
     if !replica.is_leader() {
         return Ok(None);
     }
     if replica.read(|m| m.settings() != settings) {
         replica.propose(Command::Configure(*settings)).await?;
+    }
+    // Resources declared in the config are kept at their declared capacity.
+    for (name, capacity) in resources {
+        let current = replica.read(|m| m.resource(name).map(|r| r.capacity));
+        if current != Some(*capacity) {
+            let command = Command::SetResource {
+                name: name.clone(),
+                capacity: *capacity,
+            };
+            if let Response::Rejected(r) = replica.propose(command).await? {
+                tracing::warn!(resource = %name, "cannot apply the configured capacity: {r:?}");
+            }
+        }
     }
     let (due, machine_now) = replica.read(|m| (m.next_due(), m.now_ms()));
     let Some(due) = due else {

@@ -141,6 +141,11 @@ pub struct ResourceView {
 }
 
 impl Machine {
+    /// A resource by name.
+    pub fn resource(&self, name: &str) -> Option<&Resource> {
+        self.resources.get(name)
+    }
+
     /// Units of `resource` a job needs.
     fn units_of(job: &Job, resource: &str) -> u32 {
         job.spec

@@ -51,7 +51,7 @@ impl ApiService {
     fn queue_info(&self, queue: &str) -> pb::QueueInfo {
         self.replica.read(|m| {
             let (stats, paused) = m.queue(queue);
-            proto::queue(queue, &stats, paused)
+            proto::queue(queue, &stats, paused, m.queue_control(queue))
         })
     }
 
@@ -264,7 +264,7 @@ impl pb::api_server::Api for ApiService {
                 .iter()
                 .map(|q| {
                     let (stats, paused) = m.queue(q);
-                    proto::queue(q, &stats, paused)
+                    proto::queue(q, &stats, paused, m.queue_control(q))
                 })
                 .collect()
         });
@@ -540,6 +540,138 @@ impl pb::api_server::Api for ApiService {
                 id: req.id,
                 state: state.name().into(),
             })),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn set_resource(
+        &self,
+        req: Request<pb::SetResourceRequest>,
+    ) -> Result<Response<pb::ResourceInfo>, Status> {
+        let req = req.into_inner();
+        let command = Command::SetResource {
+            name: req.name.clone(),
+            capacity: req.capacity,
+        };
+        match self.replica.propose(command).await? {
+            Applied::Ok => {
+                self.replica.read_barrier().await?;
+                let view = self.replica.read(|m| m.resource_views(Some(&req.name)));
+                let info = view
+                    .first()
+                    .map(proto::resource)
+                    .ok_or_else(|| Error::Internal(format!("resource {} vanished", req.name)))?;
+                Ok(Response::new(info))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn list_resources(
+        &self,
+        req: Request<pb::ListResourcesRequest>,
+    ) -> Result<Response<pb::ListResourcesResponse>, Status> {
+        let req = req.into_inner();
+        self.read_barrier(req.stale).await?;
+        let only = (!req.name.is_empty()).then_some(req.name.as_str());
+        let resources: Vec<pb::ResourceInfo> = self
+            .replica
+            .read(|m| m.resource_views(only).iter().map(proto::resource).collect());
+        if let (Some(name), true) = (only, resources.is_empty()) {
+            return Err(Error::NotFound(format!("resource {name}")).into());
+        }
+        Ok(Response::new(pb::ListResourcesResponse { resources }))
+    }
+
+    async fn acquire_lock(
+        &self,
+        req: Request<pb::AcquireLockRequest>,
+    ) -> Result<Response<pb::LockGrant>, Status> {
+        let req = req.into_inner();
+        check_range("wait_ms", req.wait_ms, limits::LOCK_WAIT_MS_MAX)?;
+        let deadline = Instant::now() + Duration::from_millis(req.wait_ms);
+        let mut changes = self.replica.changes();
+        loop {
+            changes.mark_seen();
+            let command = Command::LockAcquire {
+                resource: req.resource.clone(),
+                owner: req.owner.clone(),
+                ttl_ms: req.ttl_ms,
+            };
+            match self.replica.propose(command).await? {
+                Applied::LockGranted { token, expires_ms } => {
+                    return Ok(Response::new(pb::LockGrant { token, expires_ms }))
+                }
+                Applied::LockBusy {
+                    capacity,
+                    next_expiry_ms,
+                } => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        let expiry = next_expiry_ms
+                            .map(|t| format!("; the first lock held expires at {t}"))
+                            .unwrap_or_default();
+                        return Err(Error::FailedPrecondition(format!(
+                            "{} is busy: all {capacity} units are held{expiry}",
+                            req.resource
+                        ))
+                        .into());
+                    }
+                    // Wait for the next applied change (a release, an expiry, a job ending).
+                    let _ = tokio::time::timeout(left, changes.changed()).await;
+                }
+                other => return Err(unexpected(other)),
+            }
+        }
+    }
+
+    async fn renew_lock(
+        &self,
+        req: Request<pb::RenewLockRequest>,
+    ) -> Result<Response<pb::LockGrant>, Status> {
+        let req = req.into_inner();
+        let command = Command::LockRenew {
+            resource: req.resource,
+            token: req.token,
+            ttl_ms: req.ttl_ms,
+        };
+        match self.replica.propose(command).await? {
+            Applied::LockGranted { token, expires_ms } => {
+                Ok(Response::new(pb::LockGrant { token, expires_ms }))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn release_lock(
+        &self,
+        req: Request<pb::ReleaseLockRequest>,
+    ) -> Result<Response<pb::ReleaseLockResponse>, Status> {
+        let req = req.into_inner();
+        let command = Command::LockRelease {
+            resource: req.resource,
+            token: req.token,
+        };
+        match self.replica.propose(command).await? {
+            Applied::Ok => Ok(Response::new(pb::ReleaseLockResponse {})),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn set_queue_policy(
+        &self,
+        req: Request<pb::SetQueuePolicyRequest>,
+    ) -> Result<Response<pb::QueueInfo>, Status> {
+        let req = req.into_inner();
+        let command = Command::SetQueuePolicy {
+            queue: req.queue.clone(),
+            policy: proto::queue_policy(&req),
+        };
+        match self.replica.propose(command).await? {
+            Applied::Ok => {
+                self.replica.read_barrier().await?;
+                Ok(Response::new(self.queue_info(&req.queue)))
+            }
             other => Err(unexpected(other)),
         }
     }
