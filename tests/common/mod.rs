@@ -196,6 +196,15 @@ impl Cluster {
         child.wait().expect("reap");
     }
 
+    /// Sends `signal` (SIGSTOP, SIGCONT, ...) to node `id`.
+    pub fn signal(&self, id: u64, signal: i32) {
+        let child = self.procs.get(&id).expect("node running");
+        // SAFETY: kill(2) on a child this harness started and has not reaped.
+        unsafe {
+            libc::kill(child.id() as libc::pid_t, signal);
+        }
+    }
+
     /// SIGTERM to node `id`; returns its exit status after it stopped.
     pub async fn stop(&mut self, id: u64) -> std::process::ExitStatus {
         let mut child = self.procs.remove(&id).expect("node running");
