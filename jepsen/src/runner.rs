@@ -21,7 +21,7 @@ use crate::workload::{self, Ctx};
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct Plan {
-    /// `queue` or `reads`.
+    /// `queue`, `reads` or `lock`.
     pub workload: String,
     /// Faults to inject.
     pub nemeses: Vec<Nemesis>,
@@ -135,11 +135,18 @@ pub async fn run(plan: &Plan) -> Result<Outcome, String> {
     let ctx = Ctx::new(nodes, rec.clone(), plan.seed);
     let mut tasks = tokio::task::JoinSet::new();
     let mut submitters = tokio::task::JoinSet::new();
-    for p in 0..3 {
-        submitters.spawn(workload::submitter(ctx.clone(), p));
-    }
-    for p in 0..4 {
-        tasks.spawn(workload::worker(ctx.clone(), 100 + p));
+    if plan.workload == "lock" {
+        workload::create_lock(&ctx, Duration::from_secs(30)).await?;
+        for p in 0..4 {
+            tasks.spawn(workload::locker(ctx.clone(), 300 + p));
+        }
+    } else {
+        for p in 0..3 {
+            submitters.spawn(workload::submitter(ctx.clone(), p));
+        }
+        for p in 0..4 {
+            tasks.spawn(workload::worker(ctx.clone(), 100 + p));
+        }
     }
     for p in 0..3 {
         if plan.workload == "reads" {

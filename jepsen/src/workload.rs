@@ -7,6 +7,13 @@
 //! - `reads`: `queue` plus readers that read known jobs, and the queue's job count,
 //!   linearizably through every node, including nodes on the minority side of a partition.
 //!
+//! - `lock`: lock clients acquire the one-unit resource `LOCK` through the nodes in turn (with
+//!   a short ttl and a bounded wait), write to a fenced register with the token they were
+//!   granted (the register, kept by the harness like the storage a lock protects, accepts a
+//!   write only with a token at least the largest it has seen), sometimes hold past the ttl,
+//!   then release. The checker wants grant tokens increasing in real-time order and never one
+//!   token for two owners.
+//!
 //! Every client talks to one node at a time (no client-side failover), so a request to a
 //! node cut off from the majority exercises that node's forwarding and read-index paths.
 
@@ -50,6 +57,8 @@ pub struct Ctx {
     seed: u64,
     /// One client per node (index = node id - 1).
     clients: Vec<Arc<Client>>,
+    /// The fenced register of the lock workload: resource -> largest token accepted.
+    register: Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 impl Ctx {
@@ -69,6 +78,7 @@ impl Ctx {
             known: Mutex::new(Vec::new()),
             seed,
             clients,
+            register: Mutex::new(std::collections::BTreeMap::new()),
         })
     }
 
@@ -367,4 +377,105 @@ pub async fn drained(client: &Client, timeout: Duration) -> bool {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     false
+}
+
+/// The resource the lock workload contends for (capacity 1).
+pub const LOCK: &str = "jepsen-lock";
+/// Lock ttl of the lock workload: short, so holders lose locks they hold too long.
+pub const LOCK_TTL_MS: u64 = 1_500;
+
+/// Creates the lock workload's resource, retrying through the nodes until `timeout`.
+pub async fn create_lock(ctx: &Ctx, timeout: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    let mut last = String::new();
+    for node in ctx.nodes.iter().cycle() {
+        if Instant::now() > deadline {
+            return Err(format!("could not create {LOCK}: {last}"));
+        }
+        match tokio::time::timeout(CALL_TIMEOUT, ctx.client(node).set_resource(LOCK, 1)).await {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(e)) => last = e.to_string(),
+            Err(_) => last = "timed out".into(),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(())
+}
+
+/// A write to the fenced register: accepted when `token` is at least the largest seen.
+fn fenced_write(ctx: &Ctx, process: u64, node: u64, token: u64, value: u64) {
+    let op = Op::FencedWrite {
+        resource: LOCK.into(),
+        token,
+        value,
+    };
+    ctx.rec.invoke(process, Some(node), op.clone());
+    let accepted = {
+        let mut register = ctx.register.lock().expect("register");
+        let newest = register.entry(LOCK.to_string()).or_insert(0);
+        if token >= *newest {
+            *newest = token;
+            true
+        } else {
+            false
+        }
+    };
+    let kind = if accepted { Kind::Ok } else { Kind::Fail };
+    ctx.rec.complete(process, Some(node), kind, op);
+}
+
+/// A lock client: acquire (waiting up to a second), write with the token, hold a while
+/// (sometimes past the ttl), write again, release.
+pub async fn locker(ctx: Arc<Ctx>, process: u64) {
+    let mut rng = ctx.rng(process);
+    let owner = format!("locker-{process}");
+    let mut i = process as usize;
+    while !ctx.stopped() {
+        let node = ctx.nodes[i % ctx.nodes.len()].clone();
+        i += 1;
+        let client = ctx.client(&node);
+        let acquire = |token| Op::Acquire {
+            resource: LOCK.into(),
+            owner: owner.clone(),
+            token,
+        };
+        ctx.rec.invoke(process, Some(node.id), acquire(None));
+        let req = pb::AcquireLockRequest {
+            resource: LOCK.into(),
+            owner: owner.clone(),
+            ttl_ms: LOCK_TTL_MS,
+            wait_ms: 1_000,
+        };
+        let r = tokio::time::timeout(CALL_TIMEOUT, client.acquire_lock(req)).await;
+        let kind = outcome(&r);
+        let token = match &r {
+            Ok(Ok(g)) => Some(g.token),
+            _ => None,
+        };
+        ctx.rec
+            .complete(process, Some(node.id), kind, acquire(token));
+        let Some(token) = token else {
+            tokio::time::sleep(Duration::from_millis(rng.random_range(20..200))).await;
+            continue;
+        };
+        let value = ctx.next_value.fetch_add(1, Ordering::Relaxed);
+        fenced_write(&ctx, process, node.id, token, value);
+        // One hold in five runs past the ttl: the lock expires under its holder.
+        let hold = if rng.random_bool(0.2) {
+            LOCK_TTL_MS + rng.random_range(200..1_000)
+        } else {
+            rng.random_range(10..400)
+        };
+        tokio::time::sleep(Duration::from_millis(hold)).await;
+        let value = ctx.next_value.fetch_add(1, Ordering::Relaxed);
+        fenced_write(&ctx, process, node.id, token, value);
+        let release = Op::Release {
+            resource: LOCK.into(),
+            token,
+        };
+        ctx.rec.invoke(process, Some(node.id), release.clone());
+        let r = tokio::time::timeout(CALL_TIMEOUT, client.release_lock(LOCK, token)).await;
+        ctx.rec
+            .complete(process, Some(node.id), outcome(&r), release);
+    }
 }
