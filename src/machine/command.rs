@@ -222,6 +222,15 @@ pub enum Command {
         /// The limits.
         policy: super::protect::QueuePolicy,
     },
+    /// Create a cron schedule.
+    CreateSchedule(super::schedule::ScheduleSpec),
+    /// Pause, resume, trigger, delete or backfill a schedule.
+    Schedule {
+        /// The schedule.
+        id: super::schedule::ScheduleId,
+        /// What to do.
+        op: super::schedule::ScheduleOp,
+    },
     /// Several commands in one log entry, applied in order as if proposed one after another
     /// at the same time; each gets its own response in [`Response::Batch`], so one rejected
     /// command does not affect the others. The leader packs concurrent proposals this way
@@ -251,6 +260,10 @@ impl Command {
                 }
                 Command::Batch(commands) => commands.iter().map(Command::weight).sum(),
                 Command::SubmitWorkflow(spec) => spec.weight(),
+                Command::CreateSchedule(s) => match &s.target {
+                    super::schedule::Target::Job(j) => j.weight(),
+                    super::schedule::Target::Workflow(w) => w.weight(),
+                },
                 _ => 0,
             }
     }
@@ -336,6 +349,18 @@ pub enum Response {
         capacity: u32,
         /// Earliest expiry of a lock held, if any.
         next_expiry_ms: Option<u64>,
+    },
+    /// A schedule was created.
+    ScheduleCreated {
+        /// Its id.
+        id: super::schedule::ScheduleId,
+        /// Its first tick.
+        next_fire_ms: Option<u64>,
+    },
+    /// A schedule operation succeeded; `started` runs were started by it.
+    ScheduleChanged {
+        /// Runs started (trigger, backfill).
+        started: u32,
     },
     /// One response per command of a [`Command::Batch`], in order.
     Batch(Vec<Response>),

@@ -338,6 +338,10 @@ fn print_response(response: &Response, out: &mut String) {
             format!("LockGranted token {token} expires {expires_ms}")
         }
         Response::LockBusy { capacity, .. } => format!("LockBusy capacity {capacity}"),
+        Response::ScheduleCreated { id, next_fire_ms } => {
+            format!("ScheduleCreated {id} next {next_fire_ms:?}")
+        }
+        Response::ScheduleChanged { started } => format!("ScheduleChanged started {started}"),
         Response::WorkflowChanged { state } => format!("WorkflowChanged -> {}", state.name()),
         Response::Batch(responses) => {
             writeln!(out, "Batch of {}:", responses.len()).unwrap();

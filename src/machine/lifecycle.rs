@@ -774,7 +774,7 @@ impl Machine {
                 .cloned()
             {
                 self.drop_lock(at, &name, token);
-            } else if self.tick_controls() {
+            } else if self.tick_controls() || self.tick_schedules() {
             } else if let Some(&(at, id)) = self.workflow_purge.first().filter(|(t, _)| *t <= now) {
                 self.purge_workflow(at, id);
             } else if let Some((at, key)) = self

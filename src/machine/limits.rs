@@ -219,6 +219,25 @@ pub const BREAKER_WINDOW_MAX: u32 = 1_000;
 pub const BREAKER_COOLDOWN_MS_MAX: u64 = 86_400_000;
 /// Breaker transitions kept per queue (the newest).
 pub const BREAKER_TRANSITIONS_KEPT: usize = 20;
+/// Schedules that may exist.
+pub const SCHEDULES_MAX: usize = 10_000;
+/// Bytes of a schedule name.
+pub const SCHEDULE_NAME_BYTES_MAX: usize = 128;
+/// Shortest interval between two ticks of a schedule (also the finest cron field: seconds).
+pub const SCHEDULE_INTERVAL_MS_MIN: u64 = 1_000;
+/// Runs kept in a schedule's history (the newest).
+pub const SCHEDULE_HISTORY_MAX: usize = 100;
+/// Ticks waiting for the previous run (overlap `queue`).
+pub const SCHEDULE_QUEUE_MAX: usize = 10;
+/// Bound of `catch_up = all:N`.
+pub const CATCH_UP_TICKS_MAX: u32 = 1_000;
+/// Due ticks one Tick looks at per schedule when catching up; a longer outage skips the rest.
+pub const CATCH_UP_SCAN_MAX: usize = 2_000;
+/// `catch_up = skip` still runs a tick this late (a leader change takes about a second).
+pub const CATCH_UP_GRACE_MS: u64 = 10_000;
+/// Ticks one backfill may run.
+pub const BACKFILL_TICKS_MAX: usize = 1_000;
+
 /// Approximate bytes of all job definitions held (payloads, argv, env): the memory budget.
 /// Past it, submits get RESOURCE_EXHAUSTED (backpressure) like past `JOBS_MAX`.
 pub const JOBS_BYTES_MAX: u64 = 2 * 1024 * 1024 * 1024;

@@ -47,7 +47,11 @@
 //!
 //! ## CAVEATS (not implemented yet)
 //!
-//! Cron and event triggers come in a later issue.
+//! Event triggers come in a later change.
+//!
+//! ## Schedules
+//!
+//! Cron schedules with time zones, catch-up and overlap policies: `schedule.rs`.
 //!
 //! ## Resources and protection
 //!
@@ -62,6 +66,7 @@ mod lifecycle;
 pub mod limits;
 pub mod protect;
 pub mod resources;
+pub mod schedule;
 pub mod workflow;
 
 #[cfg(test)]
@@ -131,6 +136,16 @@ pub struct Machine {
     lock_expiry: BTreeSet<(u64, String, u64)>,
     /// Queue policies (rate, concurrency, breaker) and their state.
     controls: BTreeMap<String, protect::QueueControl>,
+    /// Next schedule id.
+    next_schedule_id: schedule::ScheduleId,
+    /// Schedules by id.
+    schedules: BTreeMap<schedule::ScheduleId, schedule::Schedule>,
+    /// Schedule ids by name.
+    schedule_names: BTreeMap<String, schedule::ScheduleId>,
+    /// Active schedules by next tick.
+    schedule_due: BTreeSet<(u64, schedule::ScheduleId)>,
+    /// Schedules with ticks waiting for their previous run.
+    schedule_queued: BTreeSet<schedule::ScheduleId>,
 }
 
 impl Machine {
@@ -141,6 +156,7 @@ impl Machine {
             next_seq: 1,
             next_token: 1,
             next_workflow_id: 1,
+            next_schedule_id: 1,
             ..Machine::default()
         }
     }
@@ -211,6 +227,8 @@ impl Machine {
             } => self.lock_renew(resource, *token, *ttl_ms),
             Command::LockRelease { resource, token } => self.lock_release(resource, *token),
             Command::SetQueuePolicy { queue, policy } => self.set_queue_policy(queue, policy),
+            Command::CreateSchedule(spec) => self.create_schedule(spec),
+            Command::Schedule { id, op } => self.schedule_op(*id, op),
             // `apply` unpacks the outer batch; one nested in it is refused.
             Command::Batch(_) => Response::Rejected(Rejection::Invalid {
                 field: "command".into(),
@@ -348,6 +366,7 @@ impl Machine {
             workflows,
             locks,
             self.controls_due(),
+            self.schedules_due(),
         ]
         .into_iter()
         .flatten()
@@ -429,6 +448,7 @@ impl Machine {
         assert_eq!(self.idempotency.len(), self.idempotency_expiry.len());
         self.check_workflow_invariants();
         self.check_resource_invariants();
+        self.check_schedule_invariants();
     }
 
     /// Encodes the state for a snapshot.
@@ -451,7 +471,7 @@ impl Machine {
 }
 
 /// Version of the snapshot encoding; bumped on every incompatible change to [`Machine`].
-const SNAPSHOT_FORMAT: u32 = 4;
+const SNAPSHOT_FORMAT: u32 = 5;
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,1043 @@
+//! Cron schedules: each tick of a schedule runs exactly once, created by the replicated Tick.
+//!
+//! A schedule's fire times come from a cron expression (5 fields, or 6 with seconds, parsed
+//! by the `croner` crate) evaluated in an IANA time zone (`chrono-tz`), or from `@every 30s`
+//! counted from its start. Both are pure functions of the expression, the zone and a time, so
+//! every replica computes the same ticks. DST: a local time that does not exist (the hour
+//! skipped in spring) fires once at the next valid instant; an ambiguous one (the hour repeated
+//! in autumn) fires once, at its first occurrence (croner's rules).
+//!
+//! ## Exactly once per tick
+//!
+//! The schedule index holds each active schedule under its next fire time; the leader proposes
+//! a Tick only once the earliest one is due. Applying the Tick creates the tick's run (a job
+//! whose idempotency key is `schedule:{id}:{tick}`, or a workflow) and moves the schedule to its
+//! next fire time in the same apply. A leader change, a restart or a log replay applies the same
+//! entries to the same state, so a tick can neither run twice nor be lost: a tick that came due
+//! while there was no leader is run by the next Tick, under the catch-up policy.
+//!
+//! ## Catch-up (ticks that came due while no Tick could run: no leader, cluster down)
+//!
+//! - `skip`: only the newest due tick runs, and only if it is less than `CATCH_UP_GRACE_MS`
+//!   late; the others are recorded as skipped.
+//! - `latest`: the newest due tick runs, however late; older ones are skipped.
+//! - `all` (with a bound N): every due tick runs, oldest first, at most N per catch-up; older
+//!   ones beyond N are skipped.
+//!
+//! ## Overlap (the previous run has not finished)
+//!
+//! `allow` starts the new run anyway; `skip` records the tick as skipped; `queue` keeps it
+//! (at most `SCHEDULE_QUEUE_MAX`) and starts it once the previous run ends.
+//!
+//! A paused schedule records nothing; on resume it continues from the next tick after now
+//! (ticks missed while paused are not caught up). `trigger` starts a run now, outside the
+//! ticks; `backfill` runs every tick of a past range that has not run (at most
+//! `BACKFILL_TICKS_MAX`). The newest `SCHEDULE_HISTORY_MAX` runs are kept per schedule.
+
+use std::collections::VecDeque;
+use std::str::FromStr;
+
+use chrono::TimeZone;
+use serde::{Deserialize, Serialize};
+
+use super::command::{Rejection, Response};
+use super::job::{validate_name, JobId, JobSpec};
+use super::workflow::{WorkflowId, WorkflowSpec};
+use super::{limits, Machine};
+
+/// Cluster-assigned schedule id.
+pub type ScheduleId = u64;
+
+/// What each tick runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Target {
+    /// A job.
+    Job(JobSpec),
+    /// A workflow.
+    Workflow(WorkflowSpec),
+}
+
+/// What to do with ticks that came due while no Tick could run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CatchUp {
+    /// Run the newest only if barely late.
+    Skip,
+    /// Run the newest.
+    Latest,
+    /// Run all, oldest first, at most this many.
+    All(u32),
+}
+
+/// What to do with a tick while the previous run is unfinished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Overlap {
+    /// Start it anyway.
+    Allow,
+    /// Skip it.
+    Skip,
+    /// Start it when the previous run ends.
+    Queue,
+}
+
+/// A schedule as created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleSpec {
+    /// Unique name, `[A-Za-z0-9_.-]{1,128}`.
+    pub name: String,
+    /// Cron expression (5 or 6 fields) or `@every DURATION`.
+    pub expr: String,
+    /// IANA time zone, e.g. `Europe/Berlin`.
+    pub tz: String,
+    /// No tick before this (ms since the epoch; creation time when `None`).
+    pub start_ms: Option<u64>,
+    /// No tick after this.
+    pub end_ms: Option<u64>,
+    /// What a tick runs.
+    pub target: Target,
+    /// Catch-up policy.
+    pub catch_up: CatchUp,
+    /// Overlap policy.
+    pub overlap: Overlap,
+}
+
+/// How a tick went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RunOutcome {
+    /// A job was started.
+    Job(JobId),
+    /// A workflow was started.
+    Workflow(WorkflowId),
+    /// Not run, and why.
+    Skipped(String),
+    /// Waiting for the previous run to end (overlap `queue`).
+    Queued,
+    /// Starting it was refused (a limit), and why.
+    Failed(String),
+}
+
+/// One tick's record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// The tick (scheduled fire time), or the trigger time of a manual run.
+    pub tick_ms: u64,
+    /// When it was recorded.
+    pub at_ms: u64,
+    /// Started by `trigger` or `backfill` rather than by its tick.
+    pub manual: bool,
+    /// What happened.
+    pub outcome: RunOutcome,
+}
+
+/// A schedule held by the state machine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Schedule {
+    /// Cluster-assigned id.
+    pub id: ScheduleId,
+    /// The definition.
+    pub spec: ScheduleSpec,
+    /// State-machine time of creation.
+    pub created_ms: u64,
+    /// Paused by an operator.
+    pub paused: bool,
+    /// The next tick, while there is one and the schedule is not paused.
+    pub next_fire_ms: Option<u64>,
+    /// Ticks waiting for the previous run (overlap `queue`).
+    pub queued: VecDeque<u64>,
+    /// The newest runs, oldest first.
+    pub history: VecDeque<RunRecord>,
+    /// Runs started over the schedule's life.
+    pub runs_started: u64,
+}
+
+/// An operation on a schedule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ScheduleOp {
+    /// Stop ticking.
+    Pause,
+    /// Tick again from now.
+    Resume,
+    /// Start a run now.
+    Trigger,
+    /// Remove the schedule (its runs stay).
+    Delete,
+    /// Run every tick in `[from_ms, to_ms]` that has not run.
+    Backfill {
+        /// First instant of the range.
+        from_ms: u64,
+        /// Last instant of the range.
+        to_ms: u64,
+    },
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> Rejection {
+    Rejection::Invalid {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// A parsed schedule expression.
+enum Expr {
+    Cron(Box<croner::Cron>, chrono_tz::Tz),
+    Every(u64),
+}
+
+fn parse_expr(expr: &str, tz: &str) -> Result<Expr, Rejection> {
+    let zone = chrono_tz::Tz::from_str(tz).map_err(|_| {
+        invalid(
+            "tz",
+            format!("{tz:?} is not an IANA time zone (e.g. Europe/Berlin, UTC)"),
+        )
+    })?;
+    if let Some(every) = expr.trim().strip_prefix("@every") {
+        let ms = parse_every(every.trim()).ok_or_else(|| {
+            invalid(
+                "cron",
+                format!("{expr:?}: @every needs a duration like 30s"),
+            )
+        })?;
+        if ms < limits::SCHEDULE_INTERVAL_MS_MIN {
+            return Err(invalid(
+                "cron",
+                format!(
+                    "{expr:?} fires every {ms} ms; the shortest interval is {} ms",
+                    limits::SCHEDULE_INTERVAL_MS_MIN
+                ),
+            ));
+        }
+        return Ok(Expr::Every(ms));
+    }
+    let fields = expr.split_whitespace().count();
+    if !(5..=6).contains(&fields) {
+        return Err(invalid(
+            "cron",
+            format!("{expr:?} has {fields} fields; give 5 (min hour day month weekday) or 6 (with seconds first), or @every 30s"),
+        ));
+    }
+    let cron = croner::Cron::new(expr)
+        .with_seconds_optional()
+        .parse()
+        .map_err(|e| invalid("cron", format!("{expr:?}: {e}")))?;
+    Ok(Expr::Cron(Box::new(cron), zone))
+}
+
+fn parse_every(text: &str) -> Option<u64> {
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (n, unit) = text.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    let unit = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return None,
+    };
+    n.checked_mul(unit)
+}
+
+impl Expr {
+    /// The first fire time strictly after `after_ms`, counting `@every` from `origin_ms`.
+    fn next_after(&self, after_ms: u64, origin_ms: u64) -> Option<u64> {
+        match self {
+            Expr::Every(iv) => {
+                if after_ms < origin_ms {
+                    return Some(origin_ms);
+                }
+                let k = (after_ms - origin_ms) / iv + 1;
+                origin_ms.checked_add(k.checked_mul(*iv)?)
+            }
+            Expr::Cron(cron, zone) => {
+                let at = zone.timestamp_millis_opt(after_ms as i64).single()?;
+                // croner works in whole seconds; step past `after_ms` strictly.
+                let next = cron.find_next_occurrence(&at, false).ok()?;
+                let ms = next.timestamp_millis();
+                (ms >= 0).then_some(ms as u64)
+            }
+        }
+    }
+}
+
+impl ScheduleSpec {
+    /// Checks the whole definition; `now_ms` bounds the start and end.
+    pub fn validate(&self) -> Result<(), Rejection> {
+        validate_name("name", &self.name, limits::SCHEDULE_NAME_BYTES_MAX)?;
+        let expr = parse_expr(&self.expr, &self.tz)?;
+        if let Expr::Cron(..) = expr {
+            // Fires at most once a second: croner cannot express more, but check the gap.
+            let a = expr.next_after(0, 0);
+            let b = a.and_then(|a| expr.next_after(a, 0));
+            if let (Some(a), Some(b)) = (a, b) {
+                if b - a < limits::SCHEDULE_INTERVAL_MS_MIN {
+                    return Err(invalid("cron", "fires more than once a second"));
+                }
+            }
+        }
+        if let (Some(s), Some(e)) = (self.start_ms, self.end_ms) {
+            if e <= s {
+                return Err(invalid("end_ms", format!("is {e}, not after start_ms {s}")));
+            }
+        }
+        if let CatchUp::All(n) = self.catch_up {
+            if !(1..=limits::CATCH_UP_TICKS_MAX).contains(&n) {
+                return Err(invalid(
+                    "catch_up",
+                    format!(
+                        "all:{n}: the bound must be 1..={}",
+                        limits::CATCH_UP_TICKS_MAX
+                    ),
+                ));
+            }
+        }
+        match &self.target {
+            Target::Job(spec) => {
+                spec.validate()?;
+                if spec.idempotency_key.is_some() {
+                    return Err(invalid(
+                        "idempotency_key",
+                        "is set by the schedule (schedule:ID:TICK)",
+                    ));
+                }
+            }
+            Target::Workflow(w) => w.validate()?,
+        }
+        Ok(())
+    }
+
+    fn origin(&self, created_ms: u64) -> u64 {
+        self.start_ms.unwrap_or(created_ms)
+    }
+
+    /// The first tick strictly after `after_ms` within start..=end.
+    fn next_tick(&self, after_ms: u64, created_ms: u64) -> Option<u64> {
+        let expr = parse_expr(&self.expr, &self.tz).ok()?;
+        let origin = self.origin(created_ms);
+        // `@every` counts from the start (or creation); a cron schedule has ticks before its
+        // creation too (backfill), unless a start is set.
+        let floor = match expr {
+            Expr::Every(_) => origin.saturating_sub(1),
+            Expr::Cron(..) => self.start_ms.map_or(0, |s| s.saturating_sub(1)),
+        };
+        let after = after_ms.max(floor);
+        let next = expr.next_after(after, origin)?;
+        self.end_ms.is_none_or(|end| next <= end).then_some(next)
+    }
+}
+
+impl Schedule {
+    fn record(&mut self, tick_ms: u64, at_ms: u64, manual: bool, outcome: RunOutcome) {
+        if matches!(outcome, RunOutcome::Job(_) | RunOutcome::Workflow(_)) {
+            self.runs_started += 1;
+        }
+        self.history.push_back(RunRecord {
+            tick_ms,
+            at_ms,
+            manual,
+            outcome,
+        });
+        while self.history.len() > limits::SCHEDULE_HISTORY_MAX {
+            self.history.pop_front();
+        }
+    }
+
+    /// The newest started run.
+    fn last_run(&self) -> Option<&RunOutcome> {
+        self.history
+            .iter()
+            .rev()
+            .map(|r| &r.outcome)
+            .find(|o| matches!(o, RunOutcome::Job(_) | RunOutcome::Workflow(_)))
+    }
+}
+
+impl Machine {
+    /// A schedule by id.
+    pub fn schedule(&self, id: ScheduleId) -> Option<&Schedule> {
+        self.schedules.get(&id)
+    }
+
+    /// A schedule's id by name.
+    pub fn schedule_id(&self, name: &str) -> Option<ScheduleId> {
+        self.schedule_names.get(name).copied()
+    }
+
+    /// Every schedule, in id order.
+    pub fn schedules(&self) -> impl Iterator<Item = &Schedule> {
+        self.schedules.values()
+    }
+
+    pub(super) fn create_schedule(&mut self, spec: &ScheduleSpec) -> Response {
+        if let Err(r) = spec.validate() {
+            return Response::Rejected(r);
+        }
+        if let Target::Job(job) = &spec.target {
+            if let Err(r) = self.check_needs("", job) {
+                return r;
+            }
+        }
+        if self.schedule_names.contains_key(&spec.name) {
+            return Response::Rejected(Rejection::Precondition {
+                message: format!("a schedule named {} exists", spec.name),
+            });
+        }
+        if self.schedules.len() >= limits::SCHEDULES_MAX {
+            return Response::Rejected(Rejection::Exhausted {
+                message: format!(
+                    "{} schedules exist, the limit (SCHEDULES_MAX)",
+                    limits::SCHEDULES_MAX
+                ),
+            });
+        }
+        let now = self.now_ms;
+        let id = self.next_schedule_id;
+        self.next_schedule_id += 1;
+        let next = spec.next_tick(now, now);
+        let schedule = Schedule {
+            id,
+            spec: spec.clone(),
+            created_ms: now,
+            paused: false,
+            next_fire_ms: next,
+            queued: VecDeque::new(),
+            history: VecDeque::new(),
+            runs_started: 0,
+        };
+        if let Some(t) = next {
+            self.schedule_due.insert((t, id));
+        }
+        self.schedule_names.insert(spec.name.clone(), id);
+        self.schedules.insert(id, schedule);
+        Response::ScheduleCreated {
+            id,
+            next_fire_ms: next,
+        }
+    }
+
+    /// Starts one run of schedule `id` for `tick_ms`: a job keyed `schedule:{id}:{tick}` (a
+    /// repeat of a key already used within the idempotency window starts nothing), or a
+    /// workflow.
+    /// A `trigger` run is keyed `schedule:{id}:trigger:{time}` instead, so it never collides
+    /// with a tick.
+    fn start_run(
+        &mut self,
+        id: ScheduleId,
+        tick_ms: u64,
+        manual: bool,
+        trigger: bool,
+    ) -> RunOutcome {
+        let target = self.schedules[&id].spec.target.clone();
+        let response = match target {
+            Target::Job(mut spec) => {
+                let trigger = if trigger { "trigger:" } else { "" };
+                spec.idempotency_key = Some(format!("schedule:{id}:{trigger}{tick_ms}"));
+                self.submit(&spec, 0, None)
+            }
+            Target::Workflow(w) => self.submit_workflow(&w),
+        };
+        let outcome = match response {
+            Response::Submitted {
+                duplicate: true, ..
+            } => RunOutcome::Skipped(format!("tick {tick_ms} already ran")),
+            Response::Submitted { id, .. } => RunOutcome::Job(id),
+            Response::WorkflowSubmitted { id } => RunOutcome::Workflow(id),
+            Response::Rejected(r) => RunOutcome::Failed(format!("{r:?}")),
+            other => RunOutcome::Failed(format!("{other:?}")),
+        };
+        let now = self.now_ms;
+        self.schedules.get_mut(&id).expect("schedule").record(
+            tick_ms,
+            now,
+            manual,
+            outcome.clone(),
+        );
+        outcome
+    }
+
+    /// Whether a schedule's newest run has not ended.
+    fn run_unfinished(&self, id: ScheduleId) -> bool {
+        match self.schedules[&id].last_run() {
+            Some(RunOutcome::Job(j)) => self.jobs.get(j).is_some_and(|j| !j.state.is_terminal()),
+            Some(RunOutcome::Workflow(w)) => self
+                .workflows
+                .get(w)
+                .is_some_and(|w| !w.state.is_terminal()),
+            _ => false,
+        }
+    }
+
+    /// Runs (or skips, or queues) one tick under the overlap policy.
+    fn fire(&mut self, id: ScheduleId, tick_ms: u64) {
+        let now = self.now_ms;
+        if self.run_unfinished(id) {
+            let s = self.schedules.get_mut(&id).expect("schedule");
+            match s.spec.overlap {
+                Overlap::Allow => {}
+                Overlap::Skip => {
+                    s.record(
+                        tick_ms,
+                        now,
+                        false,
+                        RunOutcome::Skipped("the previous run has not finished".into()),
+                    );
+                    return;
+                }
+                Overlap::Queue => {
+                    if s.queued.len() >= limits::SCHEDULE_QUEUE_MAX {
+                        s.record(
+                            tick_ms,
+                            now,
+                            false,
+                            RunOutcome::Skipped(format!(
+                                "{} ticks already wait for the previous run",
+                                limits::SCHEDULE_QUEUE_MAX
+                            )),
+                        );
+                    } else {
+                        s.queued.push_back(tick_ms);
+                        s.record(tick_ms, now, false, RunOutcome::Queued);
+                        self.schedule_queued.insert(id);
+                    }
+                    return;
+                }
+            }
+        }
+        self.start_run(id, tick_ms, false, false);
+    }
+
+    /// Processes one due schedule: every tick due by now under the catch-up policy, then moves
+    /// it to its next tick. Returns false when nothing was due.
+    pub(super) fn tick_schedules(&mut self) -> bool {
+        let now = self.now_ms;
+        // A queued tick whose previous run ended starts first.
+        let ready_queue = self
+            .schedule_queued
+            .iter()
+            .copied()
+            .find(|id| !self.run_unfinished(*id));
+        if let Some(id) = ready_queue {
+            let s = self.schedules.get_mut(&id).expect("schedule");
+            let tick = s.queued.pop_front().expect("queued tick");
+            if s.queued.is_empty() {
+                self.schedule_queued.remove(&id);
+            }
+            self.start_run(id, tick, false, false);
+            return true;
+        }
+        let Some(&(first, id)) = self.schedule_due.first().filter(|(t, _)| *t <= now) else {
+            return false;
+        };
+        self.schedule_due.remove(&(first, id));
+        let s = &self.schedules[&id];
+        // The ticks due by now, oldest first, scanning at most CATCH_UP_SCAN_MAX of them; past
+        // that the schedule jumps to its first tick after now (the rest are only noted).
+        let mut due = VecDeque::new();
+        let mut t = Some(first);
+        while let Some(tick) = t.filter(|t| *t <= now) {
+            if due.len() >= limits::CATCH_UP_SCAN_MAX {
+                break;
+            }
+            due.push_back(tick);
+            t = s.spec.next_tick(tick, s.created_ms);
+        }
+        let beyond = t.is_some_and(|t| t <= now);
+        let next = if beyond {
+            s.spec.next_tick(now, s.created_ms)
+        } else {
+            t
+        };
+        let missed = u64::from(beyond);
+        let keep = match s.spec.catch_up {
+            CatchUp::All(n) => n as usize,
+            CatchUp::Latest => 1,
+            CatchUp::Skip => {
+                let newest = *due.back().expect("one due");
+                usize::from(now - newest <= limits::CATCH_UP_GRACE_MS)
+            }
+        };
+        let skip = due.len().saturating_sub(keep);
+        let skipped: Vec<u64> = due.drain(..skip).collect();
+        {
+            let s = self.schedules.get_mut(&id).expect("schedule");
+            if missed > 0 {
+                s.record(
+                    first,
+                    now,
+                    false,
+                    RunOutcome::Skipped(format!(
+                        "more than {} ticks came due while no Tick could run; the ones after \
+                         those were skipped",
+                        limits::CATCH_UP_SCAN_MAX
+                    )),
+                );
+            }
+            for tick in skipped {
+                s.record(
+                    tick,
+                    now,
+                    false,
+                    RunOutcome::Skipped(format!(
+                        "came due while no Tick could run (catch_up {:?})",
+                        s.spec.catch_up
+                    )),
+                );
+            }
+            s.next_fire_ms = next;
+        }
+        for tick in due {
+            self.fire(id, tick);
+        }
+        if let Some(t) = next {
+            self.schedule_due.insert((t, id));
+        }
+        true
+    }
+
+    /// The earliest time the schedules have work: a tick due, or now for a queued tick whose
+    /// previous run ended.
+    pub(super) fn schedules_due(&self) -> Option<u64> {
+        let queued = self
+            .schedule_queued
+            .iter()
+            .any(|id| !self.run_unfinished(*id))
+            .then_some(self.now_ms);
+        [self.schedule_due.first().map(|(t, _)| *t), queued]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    pub(super) fn schedule_op(&mut self, id: ScheduleId, op: &ScheduleOp) -> Response {
+        let Some(s) = self.schedules.get(&id) else {
+            return Response::Rejected(Rejection::Missing {
+                what: format!("schedule {id}"),
+            });
+        };
+        let now = self.now_ms;
+        let mut started = 0u32;
+        match op {
+            ScheduleOp::Pause => {
+                if let Some(t) = s.next_fire_ms {
+                    self.schedule_due.remove(&(t, id));
+                }
+                let s = self.schedules.get_mut(&id).expect("checked");
+                s.paused = true;
+                s.next_fire_ms = None;
+            }
+            ScheduleOp::Resume => {
+                if s.paused {
+                    let next = s.spec.next_tick(now, s.created_ms);
+                    let s = self.schedules.get_mut(&id).expect("checked");
+                    s.paused = false;
+                    s.next_fire_ms = next;
+                    if let Some(t) = next {
+                        self.schedule_due.insert((t, id));
+                    }
+                }
+            }
+            ScheduleOp::Trigger => {
+                if matches!(
+                    self.start_run(id, now, true, true),
+                    RunOutcome::Job(_) | RunOutcome::Workflow(_)
+                ) {
+                    started += 1;
+                }
+            }
+            ScheduleOp::Delete => {
+                if let Some(t) = s.next_fire_ms {
+                    self.schedule_due.remove(&(t, id));
+                }
+                let name = s.spec.name.clone();
+                self.schedule_names.remove(&name);
+                self.schedule_queued.remove(&id);
+                self.schedules.remove(&id);
+            }
+            ScheduleOp::Backfill { from_ms, to_ms } => {
+                if to_ms < from_ms || *to_ms > now {
+                    return Response::Rejected(invalid(
+                        "to_ms",
+                        format!("the range {from_ms}..={to_ms} must be ordered and in the past (now {now})"),
+                    ));
+                }
+                let mut ticks = Vec::new();
+                let mut t = s.spec.next_tick(from_ms.saturating_sub(1), s.created_ms);
+                while let Some(tick) = t.filter(|t| t <= to_ms) {
+                    if ticks.len() >= limits::BACKFILL_TICKS_MAX {
+                        return Response::Rejected(invalid(
+                            "to_ms",
+                            format!(
+                                "the range holds more than {} ticks (BACKFILL_TICKS_MAX)",
+                                limits::BACKFILL_TICKS_MAX
+                            ),
+                        ));
+                    }
+                    ticks.push(tick);
+                    t = s.spec.next_tick(tick, s.created_ms);
+                }
+                for tick in ticks {
+                    if matches!(
+                        self.start_run(id, tick, true, false),
+                        RunOutcome::Job(_) | RunOutcome::Workflow(_)
+                    ) {
+                        started += 1;
+                    }
+                }
+            }
+        }
+        Response::ScheduleChanged { started }
+    }
+
+    /// Panics if the schedule index is off.
+    pub(super) fn check_schedule_invariants(&self) {
+        for (id, s) in &self.schedules {
+            if let Some(t) = s.next_fire_ms {
+                assert!(!s.paused, "schedule {id} paused with a next tick");
+                assert!(
+                    self.schedule_due.contains(&(t, *id)),
+                    "schedule {id} not due"
+                );
+            }
+            assert!(s.history.len() <= limits::SCHEDULE_HISTORY_MAX);
+            assert_eq!(
+                !s.queued.is_empty(),
+                self.schedule_queued.contains(id),
+                "schedule {id} queue index"
+            );
+            assert_eq!(self.schedule_names.get(&s.spec.name), Some(id));
+        }
+        assert_eq!(self.schedule_due.len(), {
+            self.schedules
+                .values()
+                .filter(|s| s.next_fire_ms.is_some())
+                .count()
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::machine::command::{Command, Proposal, Report, WorkerRef};
+    use crate::machine::JobState;
+
+    fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> u64 {
+        chrono::Utc
+            .with_ymd_and_hms(y, mo, d, h, mi, s)
+            .unwrap()
+            .timestamp_millis() as u64
+    }
+
+    fn spec(expr: &str, tz: &str) -> ScheduleSpec {
+        ScheduleSpec {
+            name: "s".into(),
+            expr: expr.into(),
+            tz: tz.into(),
+            start_ms: None,
+            end_ms: None,
+            target: Target::Job(JobSpec::shell("cron", &["true"])),
+            catch_up: CatchUp::All(100),
+            overlap: Overlap::Allow,
+        }
+    }
+
+    fn ticks(s: &ScheduleSpec, from: u64, n: usize) -> Vec<u64> {
+        let mut out = Vec::new();
+        let mut t = from;
+        for _ in 0..n {
+            t = s.next_tick(t, 0).expect("a tick");
+            out.push(t);
+        }
+        out
+    }
+
+    /// 02:30 daily across both DST changes in Berlin and New York: the skipped hour fires once
+    /// at the next valid instant, the repeated hour fires once.
+    #[test]
+    fn next_fire_across_dst_in_two_zones() {
+        let berlin = spec("30 2 * * *", "Europe/Berlin");
+        // Spring: 2026-03-29 02:00 CET -> 03:00 CEST. 02:30 does not exist.
+        let t = ticks(&berlin, utc(2026, 3, 28, 12, 0, 0), 3);
+        assert_eq!(
+            t,
+            vec![
+                utc(2026, 3, 29, 1, 0, 0),  // 03:00 CEST, the next valid instant
+                utc(2026, 3, 30, 0, 30, 0), // 02:30 CEST
+                utc(2026, 3, 31, 0, 30, 0),
+            ]
+        );
+        // Autumn: 2026-10-25 03:00 CEST -> 02:00 CET. 02:30 happens twice; it fires once.
+        let t = ticks(&berlin, utc(2026, 10, 24, 12, 0, 0), 3);
+        assert_eq!(
+            t,
+            vec![
+                utc(2026, 10, 25, 0, 30, 0), // 02:30 CEST, the first of the two
+                utc(2026, 10, 26, 1, 30, 0), // 02:30 CET
+                utc(2026, 10, 27, 1, 30, 0),
+            ]
+        );
+        let ny = spec("0 30 2 * * *", "America/New_York");
+        // Spring: 2026-03-08 02:00 EST -> 03:00 EDT.
+        let t = ticks(&ny, utc(2026, 3, 7, 12, 0, 0), 2);
+        assert_eq!(t, vec![utc(2026, 3, 8, 7, 0, 0), utc(2026, 3, 9, 6, 30, 0)]);
+        // Autumn: 2026-11-01 02:00 EDT -> 01:00 EST; 02:30 exists once (EST).
+        let t = ticks(&ny, utc(2026, 10, 31, 12, 0, 0), 2);
+        assert_eq!(
+            t,
+            vec![utc(2026, 11, 1, 7, 30, 0), utc(2026, 11, 2, 7, 30, 0)]
+        );
+        // Seconds and sub-second times: strictly after.
+        let every_sec = spec("* * * * * *", "UTC");
+        assert_eq!(every_sec.next_tick(1_000_500, 0), Some(1_001_000));
+        assert_eq!(every_sec.next_tick(1_001_000, 0), Some(1_002_000));
+    }
+
+    /// Bad input is refused with the field named.
+    #[test]
+    fn bad_schedules_are_refused() {
+        let field = |s: ScheduleSpec| match s.validate() {
+            Err(Rejection::Invalid { field, message }) => format!("{field}: {message}"),
+            other => panic!("{other:?}"),
+        };
+        assert!(field(spec("61 * * * *", "UTC")).starts_with("cron: "));
+        assert!(field(spec("* * *", "UTC")).contains("has 3 fields"));
+        assert!(field(spec("@every 10ms", "UTC")).contains("shortest interval"));
+        assert!(field(spec("0 * * * *", "Mars/Olympus")).starts_with("tz: "));
+        let mut s = spec("0 * * * *", "UTC");
+        s.start_ms = Some(10);
+        s.end_ms = Some(5);
+        assert!(field(s).starts_with("end_ms"));
+        let mut s = spec("0 * * * *", "UTC");
+        s.catch_up = CatchUp::All(0);
+        assert!(field(s).starts_with("catch_up"));
+    }
+
+    struct T {
+        m: Machine,
+        now: u64,
+        id: ScheduleId,
+    }
+
+    impl T {
+        fn new(s: ScheduleSpec) -> T {
+            let mut m = Machine::new();
+            let now = 1_000_000;
+            let r = m.apply(&Proposal {
+                now_ms: now,
+                command: Command::CreateSchedule(s),
+            });
+            let Response::ScheduleCreated { id, next_fire_ms } = r else {
+                panic!("{r:?}");
+            };
+            assert_eq!(next_fire_ms, Some(now + 1_000));
+            T { m, now, id }
+        }
+
+        fn apply(&mut self, command: Command) -> Response {
+            self.m.apply(&Proposal {
+                now_ms: self.now,
+                command,
+            })
+        }
+
+        /// Ticks until nothing is due at `now`.
+        fn tick_at(&mut self, now: u64) {
+            self.now = now;
+            while self.m.next_due().is_some_and(|d| d <= now) {
+                self.apply(Command::Tick);
+            }
+        }
+
+        fn runs(&self) -> Vec<(u64, &'static str)> {
+            self.m.schedules[&self.id]
+                .history
+                .iter()
+                .map(|r| {
+                    let kind = match r.outcome {
+                        RunOutcome::Job(_) => "run",
+                        RunOutcome::Workflow(_) => "workflow",
+                        RunOutcome::Skipped(_) => "skipped",
+                        RunOutcome::Queued => "queued",
+                        RunOutcome::Failed(_) => "failed",
+                    };
+                    (r.tick_ms - 1_000_000, kind)
+                })
+                .collect()
+        }
+    }
+
+    fn every_second(catch_up: CatchUp, overlap: Overlap) -> T {
+        let mut s = spec("@every 1s", "UTC");
+        s.catch_up = catch_up;
+        s.overlap = overlap;
+        T::new(s)
+    }
+
+    /// Each catch-up policy, after five ticks came due with no Tick.
+    #[test]
+    fn catch_up_policies() {
+        let mut t = every_second(CatchUp::All(10), Overlap::Allow);
+        t.tick_at(1_005_000);
+        assert_eq!(
+            t.runs(),
+            vec![
+                (1_000, "run"),
+                (2_000, "run"),
+                (3_000, "run"),
+                (4_000, "run"),
+                (5_000, "run")
+            ]
+        );
+        let mut t = every_second(CatchUp::All(2), Overlap::Allow);
+        t.tick_at(1_005_000);
+        let runs: Vec<_> = t.runs().into_iter().filter(|r| r.1 == "run").collect();
+        assert_eq!(runs, vec![(4_000, "run"), (5_000, "run")], "the newest two");
+        let mut t = every_second(CatchUp::Latest, Overlap::Allow);
+        t.tick_at(1_005_000);
+        assert_eq!(t.runs().last(), Some(&(5_000, "run")));
+        assert_eq!(t.runs().iter().filter(|r| r.1 == "skipped").count(), 4);
+        let mut t = every_second(CatchUp::Skip, Overlap::Allow);
+        t.tick_at(1_005_000);
+        assert_eq!(
+            t.runs().last(),
+            Some(&(5_000, "run")),
+            "5 s late is within grace"
+        );
+        let mut t = every_second(CatchUp::Skip, Overlap::Allow);
+        t.tick_at(1_000_000 + 1_000 + limits::CATCH_UP_GRACE_MS + 1);
+        let late: Vec<_> = t.runs().into_iter().filter(|r| r.1 == "run").collect();
+        assert_eq!(late.len(), 1, "only the newest, which is on time: {late:?}");
+        // A job keyed by its tick.
+        let RunOutcome::Job(job) = t.m.schedules[&t.id].history.back().unwrap().outcome else {
+            panic!()
+        };
+        let key = t.m.job(job).unwrap().spec.idempotency_key.clone().unwrap();
+        assert_eq!(key, format!("schedule:{}:{}", t.id, 1_000_000 + 11_000));
+    }
+
+    fn finish_all(t: &mut T) {
+        loop {
+            let r = t.apply(Command::Lease {
+                worker: WorkerRef {
+                    id: "w".into(),
+                    node: None,
+                },
+                queues: vec!["cron".into()],
+                capabilities: vec![],
+                max: 1,
+                ttl_ms: None,
+            });
+            let Response::Leased(g) = r else { panic!() };
+            let Some(g) = g.first() else { return };
+            t.apply(Command::Complete {
+                job_id: g.job_id,
+                token: g.token,
+                report: Report {
+                    error_class: None,
+                    exit_code: Some(0),
+                    error: String::new(),
+                    output_tail: String::new(),
+                },
+            });
+        }
+    }
+
+    /// Overlap: allow starts every tick, skip skips while a run is unfinished, queue starts the
+    /// waiting tick once the previous run ends.
+    #[test]
+    fn overlap_policies() {
+        let mut t = every_second(CatchUp::All(10), Overlap::Allow);
+        t.tick_at(1_001_000);
+        t.tick_at(1_002_000);
+        assert_eq!(t.runs(), vec![(1_000, "run"), (2_000, "run")]);
+        let mut t = every_second(CatchUp::All(10), Overlap::Skip);
+        t.tick_at(1_001_000);
+        t.tick_at(1_002_000);
+        assert_eq!(t.runs(), vec![(1_000, "run"), (2_000, "skipped")]);
+        finish_all(&mut t);
+        t.tick_at(1_003_000);
+        assert_eq!(t.runs().last(), Some(&(3_000, "run")));
+        let mut t = every_second(CatchUp::All(10), Overlap::Queue);
+        t.tick_at(1_001_000);
+        t.tick_at(1_002_000);
+        assert_eq!(t.runs(), vec![(1_000, "run"), (2_000, "queued")]);
+        finish_all(&mut t);
+        assert_eq!(
+            t.m.next_due(),
+            Some(t.now),
+            "the queued tick is due at once"
+        );
+        t.tick_at(t.now);
+        assert_eq!(t.runs().last(), Some(&(2_000, "run")));
+        let started =
+            t.m.jobs
+                .values()
+                .filter(|j| j.state != JobState::Succeeded)
+                .count();
+        assert_eq!(started, 1);
+    }
+
+    /// Backfill runs each past tick once; repeating it starts nothing; pause stops ticks and
+    /// resume continues from now.
+    #[test]
+    fn backfill_pause_resume_trigger() {
+        let mut t = every_second(CatchUp::All(10), Overlap::Allow);
+        t.tick_at(1_010_000);
+        assert_eq!(t.runs().len(), 10);
+        let backfill = |t: &mut T| {
+            t.apply(Command::Schedule {
+                id: t.id,
+                op: ScheduleOp::Backfill {
+                    from_ms: 1_003_000,
+                    to_ms: 1_012_000,
+                },
+            })
+        };
+        t.now = 1_012_500;
+        // 11 and 12 have not run (no Tick yet): backfill runs them; 3..=10 ran already.
+        assert_eq!(backfill(&mut t), Response::ScheduleChanged { started: 2 });
+        assert_eq!(backfill(&mut t), Response::ScheduleChanged { started: 0 });
+        t.tick_at(1_013_000);
+        let runs = t.runs();
+        assert_eq!(
+            runs.iter()
+                .filter(|r| r.0 == 12_000 && r.1 == "run")
+                .count(),
+            1,
+            "tick 12 ran once: {runs:?}"
+        );
+        t.apply(Command::Schedule {
+            id: t.id,
+            op: ScheduleOp::Pause,
+        });
+        let before = t.runs().len();
+        t.tick_at(1_020_000);
+        assert_eq!(t.runs().len(), before, "paused");
+        t.apply(Command::Schedule {
+            id: t.id,
+            op: ScheduleOp::Resume,
+        });
+        t.tick_at(1_021_000);
+        assert_eq!(
+            t.runs().last(),
+            Some(&(21_000, "run")),
+            "no catch-up of the pause"
+        );
+        let r = t.apply(Command::Schedule {
+            id: t.id,
+            op: ScheduleOp::Trigger,
+        });
+        assert_eq!(r, Response::ScheduleChanged { started: 1 });
+        let mut c = T::new(spec("* * * * * *", "UTC"));
+        c.now = 1_500_000;
+        let too_many = c.apply(Command::Schedule {
+            id: c.id,
+            op: ScheduleOp::Backfill {
+                from_ms: 0,
+                to_ms: 1_500_000,
+            },
+        });
+        assert!(matches!(
+            too_many,
+            Response::Rejected(Rejection::Invalid { .. })
+        ));
+    }
+}
