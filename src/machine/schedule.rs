@@ -52,7 +52,7 @@ pub type ScheduleId = u64;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Target {
     /// A job.
-    Job(JobSpec),
+    Job(Box<JobSpec>),
     /// A workflow.
     Workflow(WorkflowSpec),
 }
@@ -427,7 +427,8 @@ impl Machine {
     ) -> RunOutcome {
         let target = self.schedules[&id].spec.target.clone();
         let response = match target {
-            Target::Job(mut spec) => {
+            Target::Job(spec) => {
+                let mut spec = *spec;
                 let trigger = if trigger { "trigger:" } else { "" };
                 spec.idempotency_key = Some(format!("schedule:{id}:{trigger}{tick_ms}"));
                 self.submit(&spec, 0, None)
@@ -733,7 +734,7 @@ mod tests {
             tz: tz.into(),
             start_ms: None,
             end_ms: None,
-            target: Target::Job(JobSpec::shell("cron", &["true"])),
+            target: Target::Job(Box::new(JobSpec::shell("cron", &["true"]))),
             catch_up: CatchUp::All(100),
             overlap: Overlap::Allow,
         }
