@@ -231,6 +231,27 @@ pub enum Command {
         /// What to do.
         op: super::schedule::ScheduleOp,
     },
+    /// Subscribe a job or workflow template to a topic.
+    CreateTrigger {
+        /// The topic.
+        topic: String,
+        /// What each event starts.
+        target: super::schedule::Target,
+    },
+    /// Remove a trigger.
+    DeleteTrigger {
+        /// The trigger.
+        id: super::events::TriggerId,
+    },
+    /// Emit an event: starts the topic's subscribers, once per dedup key within the window.
+    Emit {
+        /// The topic.
+        topic: String,
+        /// Deduplication key.
+        dedup_key: String,
+        /// Payload handed to the started work.
+        payload: Vec<u8>,
+    },
     /// Several commands in one log entry, applied in order as if proposed one after another
     /// at the same time; each gets its own response in [`Response::Batch`], so one rejected
     /// command does not affect the others. The leader packs concurrent proposals this way
@@ -260,6 +281,7 @@ impl Command {
                 }
                 Command::Batch(commands) => commands.iter().map(Command::weight).sum(),
                 Command::SubmitWorkflow(spec) => spec.weight(),
+                Command::Emit { payload, .. } => payload.len(),
                 Command::CreateSchedule(s) => match &s.target {
                     super::schedule::Target::Job(j) => j.weight(),
                     super::schedule::Target::Workflow(w) => w.weight(),
@@ -361,6 +383,18 @@ pub enum Response {
     ScheduleChanged {
         /// Runs started (trigger, backfill).
         started: u32,
+    },
+    /// A trigger was created.
+    TriggerCreated {
+        /// Its id.
+        id: super::events::TriggerId,
+    },
+    /// An event was emitted.
+    Emitted {
+        /// What it started.
+        started: super::events::Started,
+        /// The dedup key was seen within the window: nothing started.
+        duplicate: bool,
     },
     /// One response per command of a [`Command::Batch`], in order.
     Batch(Vec<Response>),

@@ -342,6 +342,10 @@ fn print_response(response: &Response, out: &mut String) {
             format!("ScheduleCreated {id} next {next_fire_ms:?}")
         }
         Response::ScheduleChanged { started } => format!("ScheduleChanged started {started}"),
+        Response::TriggerCreated { id } => format!("TriggerCreated {id}"),
+        Response::Emitted { started, duplicate } => {
+            format!("Emitted {started:?} duplicate {duplicate}")
+        }
         Response::WorkflowChanged { state } => format!("WorkflowChanged -> {}", state.name()),
         Response::Batch(responses) => {
             writeln!(out, "Batch of {}:", responses.len()).unwrap();

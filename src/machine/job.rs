@@ -343,6 +343,8 @@ pub struct Job {
     pub purge_at_ms: Option<u64>,
     /// The workflow step the job runs, for step and compensation jobs.
     pub step: Option<super::workflow::StepRef>,
+    /// Links of event-triggered work that led to this job (0 when submitted directly).
+    pub depth: u8,
 }
 
 fn invalid(field: &str, message: impl Into<String>) -> Rejection {

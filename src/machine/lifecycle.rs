@@ -84,6 +84,12 @@ impl Machine {
         if let Some(link) = self.jobs[&id].step {
             self.step_job_finished(link, id);
         }
+        let depth = self.jobs.get(&id).map_or(0, |j| j.depth);
+        self.transition_event(
+            &format!("job.{}", state.name()),
+            format!("job:{id}:{now}"),
+            depth,
+        );
     }
 
     /// Closes the open attempt of a leased job. The job keeps its lease and state `Leased`
@@ -176,6 +182,7 @@ impl Machine {
             deadline_missed: false,
             purge_at_ms: None,
             step,
+            depth: 0,
         };
         self.index.add(&job);
         let previous = self.jobs.insert(id, job);
@@ -774,7 +781,7 @@ impl Machine {
                 .cloned()
             {
                 self.drop_lock(at, &name, token);
-            } else if self.tick_controls() || self.tick_schedules() {
+            } else if self.tick_controls() || self.tick_schedules() || self.expire_event_key() {
             } else if let Some(&(at, id)) = self.workflow_purge.first().filter(|(t, _)| *t <= now) {
                 self.purge_workflow(at, id);
             } else if let Some((at, key)) = self

@@ -238,6 +238,19 @@ pub const CATCH_UP_GRACE_MS: u64 = 10_000;
 /// Ticks one backfill may run.
 pub const BACKFILL_TICKS_MAX: usize = 1_000;
 
+/// Triggers that may exist.
+pub const TRIGGERS_MAX: usize = 10_000;
+/// Bytes of a topic name.
+pub const TOPIC_BYTES_MAX: usize = 128;
+/// Bytes of an event payload.
+pub const EVENT_PAYLOAD_BYTES_MAX: usize = 64 * 1024;
+/// Bytes of the payload handed to a shell job in `RAFTLINE_EVENT_PAYLOAD` (the end).
+pub const EVENT_ENV_BYTES_MAX: usize = 4 * 1024;
+/// Event dedup keys remembered at once; past it, keys are not remembered (events still run).
+pub const EVENT_KEYS_MAX: usize = 1_000_000;
+/// Links in a chain of work started by transition events (see `events.rs`).
+pub const TRIGGER_DEPTH_MAX: u8 = 8;
+
 /// Approximate bytes of all job definitions held (payloads, argv, env): the memory budget.
 /// Past it, submits get RESOURCE_EXHAUSTED (backpressure) like past `JOBS_MAX`.
 pub const JOBS_BYTES_MAX: u64 = 2 * 1024 * 1024 * 1024;

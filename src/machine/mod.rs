@@ -47,7 +47,7 @@
 //!
 //! ## CAVEATS (not implemented yet)
 //!
-//! Event triggers come in a later change.
+//! Event triggers, and job and workflow transitions as topics: `events.rs`.
 //!
 //! ## Schedules
 //!
@@ -60,6 +60,7 @@
 
 pub mod backoff;
 pub mod command;
+pub mod events;
 pub mod index;
 pub mod job;
 mod lifecycle;
@@ -146,6 +147,16 @@ pub struct Machine {
     schedule_due: BTreeSet<(u64, schedule::ScheduleId)>,
     /// Schedules with ticks waiting for their previous run.
     schedule_queued: BTreeSet<schedule::ScheduleId>,
+    /// Next trigger id.
+    next_trigger_id: events::TriggerId,
+    /// Triggers by id.
+    triggers: BTreeMap<events::TriggerId, events::Trigger>,
+    /// Trigger ids by topic.
+    topics: BTreeMap<String, BTreeSet<events::TriggerId>>,
+    /// Event dedup keys (topic NUL key) -> expiry.
+    event_keys: BTreeMap<String, u64>,
+    /// Event dedup keys by expiry.
+    event_expiry: BTreeSet<(u64, String)>,
 }
 
 impl Machine {
@@ -157,6 +168,7 @@ impl Machine {
             next_token: 1,
             next_workflow_id: 1,
             next_schedule_id: 1,
+            next_trigger_id: 1,
             ..Machine::default()
         }
     }
@@ -229,6 +241,13 @@ impl Machine {
             Command::SetQueuePolicy { queue, policy } => self.set_queue_policy(queue, policy),
             Command::CreateSchedule(spec) => self.create_schedule(spec),
             Command::Schedule { id, op } => self.schedule_op(*id, op),
+            Command::CreateTrigger { topic, target } => self.create_trigger(topic, target),
+            Command::DeleteTrigger { id } => self.delete_trigger(*id),
+            Command::Emit {
+                topic,
+                dedup_key,
+                payload,
+            } => self.emit(topic, dedup_key, payload),
             // `apply` unpacks the outer batch; one nested in it is refused.
             Command::Batch(_) => Response::Rejected(Rejection::Invalid {
                 field: "command".into(),
@@ -367,6 +386,7 @@ impl Machine {
             locks,
             self.controls_due(),
             self.schedules_due(),
+            self.event_expiry.first().map(|(t, _)| *t),
         ]
         .into_iter()
         .flatten()
@@ -449,6 +469,7 @@ impl Machine {
         self.check_workflow_invariants();
         self.check_resource_invariants();
         self.check_schedule_invariants();
+        self.check_event_invariants();
     }
 
     /// Encodes the state for a snapshot.
@@ -471,7 +492,7 @@ impl Machine {
 }
 
 /// Version of the snapshot encoding; bumped on every incompatible change to [`Machine`].
-const SNAPSHOT_FORMAT: u32 = 5;
+const SNAPSHOT_FORMAT: u32 = 6;
 
 #[cfg(test)]
 mod tests {

@@ -292,6 +292,8 @@ pub struct Workflow {
     pub ready: BTreeSet<u32>,
     /// Step jobs and compensation jobs unfinished.
     pub running: u32,
+    /// Links of event-triggered work that led to this workflow (0 when submitted directly).
+    pub depth: u8,
     /// Dependencies of each step as indexes, with conditions (derived from the spec).
     deps: Vec<Vec<(u32, Condition)>>,
     /// Dependents of each step (derived from the spec).
@@ -773,6 +775,7 @@ impl Machine {
             ],
             ready: BTreeSet::new(),
             running: 0,
+            depth: 0,
             deps,
             dependents,
         };
@@ -965,7 +968,13 @@ impl Machine {
         let at = now.saturating_add(retention);
         w.finished_ms = Some(now);
         w.purge_at_ms = Some(at);
+        let (state, depth) = (w.state, w.depth);
         self.workflow_purge.insert((at, id));
+        self.transition_event(
+            &format!("workflow.{}", state.name()),
+            format!("workflow:{id}:{now}"),
+            depth,
+        );
     }
 
     pub(super) fn workflow_op(&mut self, id: WorkflowId, op: &WorkflowOp) -> Response {
@@ -1074,7 +1083,9 @@ impl Machine {
         let at = now.saturating_add(retention);
         w.finished_ms = Some(now);
         w.purge_at_ms = Some(at);
+        let depth = w.depth;
         self.workflow_purge.insert((at, id));
+        self.transition_event("workflow.cancelled", format!("workflow:{id}:{now}"), depth);
         // Each cancel ends its job, which calls back into `step_job_finished`: the step is
         // marked cancelled and nothing else moves, the workflow being cancelled already.
         for job in jobs {
