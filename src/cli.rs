@@ -88,6 +88,24 @@ pub enum Cmd {
         #[command(subcommand)]
         command: LockCmd,
     },
+    /// Cron schedules (exactly one run per tick).
+    Schedule {
+        /// Subcommand.
+        #[command(subcommand)]
+        command: ScheduleCmd,
+    },
+    /// Events.
+    Event {
+        /// Subcommand.
+        #[command(subcommand)]
+        command: EventCmd,
+    },
+    /// Event triggers: jobs started by events on a topic.
+    Trigger {
+        /// Subcommand.
+        #[command(subcommand)]
+        command: TriggerCmd,
+    },
     /// Workflows: DAGs of steps from a TOML or JSON file (see examples/).
     Dag {
         /// Subcommand.
@@ -392,6 +410,147 @@ pub enum QueueCmd {
     },
 }
 
+/// What a schedule or trigger runs: a shell job (`-- CMD`) or a workflow file.
+#[derive(Debug, clap::Args)]
+pub struct TargetArgs {
+    /// Queue of the job.
+    #[arg(long, default_value = "default")]
+    pub queue: String,
+    /// Attempts of the job (default 3).
+    #[arg(long)]
+    pub max_attempts: Option<u32>,
+    /// Kill an attempt after this long (e.g. 10m).
+    #[arg(long, allow_hyphen_values = true)]
+    pub timeout: Option<String>,
+    /// Run this workflow file instead of a command.
+    #[arg(long)]
+    pub workflow: Option<PathBuf>,
+    /// The command and its arguments.
+    #[arg(last = true, value_name = "CMD")]
+    pub argv: Vec<String>,
+}
+
+/// `raftline schedule ...`
+#[derive(Debug, Subcommand)]
+pub enum ScheduleCmd {
+    /// Create a schedule: `--cron "0 */5 * * * *" --tz Europe/Berlin -- CMD...`.
+    Create {
+        /// Unique name.
+        #[arg(long)]
+        name: String,
+        /// 5 fields, 6 with seconds first, or `@every 30s`.
+        #[arg(long)]
+        cron: String,
+        /// IANA time zone.
+        #[arg(long, default_value = "UTC")]
+        tz: String,
+        /// skip (default), latest, or all:N.
+        #[arg(long, default_value = "skip")]
+        catch_up: String,
+        /// allow (default), skip or queue.
+        #[arg(long, default_value = "allow")]
+        overlap: String,
+        /// No tick before this (ms since the epoch or RFC 3339).
+        #[arg(long)]
+        start: Option<String>,
+        /// No tick after this (ms since the epoch or RFC 3339).
+        #[arg(long)]
+        end: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// What it runs.
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Every schedule.
+    List {
+        /// Print JSON lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A schedule with its run history.
+    Get {
+        /// Name or id.
+        schedule: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop ticking.
+    Pause {
+        /// Name or id.
+        schedule: String,
+    },
+    /// Tick again from now.
+    Resume {
+        /// Name or id.
+        schedule: String,
+    },
+    /// Start a run now.
+    Trigger {
+        /// Name or id.
+        schedule: String,
+    },
+    /// Remove a schedule (its runs stay).
+    Delete {
+        /// Name or id.
+        schedule: String,
+    },
+    /// Run every tick of a past range that has not run.
+    Backfill {
+        /// Name or id.
+        schedule: String,
+        /// First instant (ms since the epoch or RFC 3339).
+        #[arg(long)]
+        from: String,
+        /// Last instant (ms since the epoch or RFC 3339).
+        #[arg(long)]
+        to: String,
+    },
+}
+
+/// `raftline event ...`
+#[derive(Debug, Subcommand)]
+pub enum EventCmd {
+    /// Emit an event: starts the topic's triggers once per dedup key.
+    Emit {
+        /// Topic.
+        topic: String,
+        /// Deduplication key.
+        #[arg(long)]
+        dedup_key: String,
+        /// Payload (JSON or any text).
+        #[arg(long, default_value = "")]
+        payload: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `raftline trigger ...`
+#[derive(Debug, Subcommand)]
+pub enum TriggerCmd {
+    /// Start a job (or workflow) on every event of a topic (also job.succeeded, job.dead,
+    /// workflow.failed, ...).
+    Create {
+        /// Topic.
+        #[arg(long)]
+        topic: String,
+        /// What it runs.
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Every trigger.
+    List,
+    /// Remove a trigger.
+    Delete {
+        /// Trigger id.
+        id: u64,
+    },
+}
+
 /// `raftline resource ...`
 #[derive(Debug, Subcommand)]
 pub enum ResourceCmd {
@@ -533,6 +692,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         Cmd::Dlq { command } => dlq(&cli.addr, command).await,
         Cmd::Dag { command } => dag(&cli.addr, command).await,
         Cmd::Resource { command } => resource(&cli.addr, command).await,
+        Cmd::Schedule { command } => schedule(&cli.addr, command).await,
+        Cmd::Event { command } => event(&cli.addr, command).await,
+        Cmd::Trigger { command } => trigger(&cli.addr, command).await,
         Cmd::Lock { command } => lock(&cli.addr, command).await,
         Cmd::Worker {
             queue,
@@ -969,6 +1131,240 @@ fn parse_breaker(text: &str) -> Result<(u32, u32, u64)> {
         ));
     }
     Ok((pct, window, cooldown))
+}
+
+/// A time as ms since the epoch, from digits or RFC 3339.
+fn parse_time(field: &str, text: &str) -> Result<u64> {
+    if let Ok(ms) = text.parse::<u64>() {
+        return Ok(ms);
+    }
+    chrono::DateTime::parse_from_rfc3339(text)
+        .ok()
+        .and_then(|t| u64::try_from(t.timestamp_millis()).ok())
+        .ok_or_else(|| {
+            invalid(
+                field,
+                format!("{text:?} is not ms since the epoch or RFC 3339 (2026-11-23T10:00:00Z)"),
+            )
+        })
+}
+
+/// A schedule or trigger's target: the workflow file, or the shell job.
+fn target(t: TargetArgs) -> Result<(Option<pb::SubmitRequest>, Option<pb::SubmitWorkflowRequest>)> {
+    if let Some(file) = t.workflow {
+        if !t.argv.is_empty() {
+            return Err(invalid(
+                "workflow",
+                "give a workflow file or a command, not both".into(),
+            ));
+        }
+        let req = crate::dag::load(&file)?;
+        crate::dag::check(&req)?;
+        return Ok((None, Some(req)));
+    }
+    if t.argv.is_empty() {
+        return Err(invalid(
+            "command",
+            "give -- CMD ARGS... or --workflow FILE".into(),
+        ));
+    }
+    let job = pb::SubmitRequest {
+        queue: t.queue,
+        kind: Some(pb::submit_request::Kind::Shell(pb::ShellCommand {
+            argv: t.argv,
+            ..Default::default()
+        })),
+        max_attempts: t.max_attempts.unwrap_or(0),
+        timeout_ms: t
+            .timeout
+            .as_deref()
+            .map(|d| parse_duration("timeout", d))
+            .transpose()?,
+        ..Default::default()
+    };
+    Ok((Some(job), None))
+}
+
+fn schedule_ref(text: &str) -> pb::ScheduleRef {
+    match text.parse::<u64>() {
+        Ok(id) => pb::ScheduleRef {
+            id,
+            ..Default::default()
+        },
+        Err(_) => pb::ScheduleRef {
+            name: text.to_string(),
+            ..Default::default()
+        },
+    }
+}
+
+fn print_schedule(s: &pb::ScheduleInfo, json: bool, history: bool) {
+    if json {
+        println!("{}", proto::schedule_json(s));
+        return;
+    }
+    let next = s.next_fire_ms.map_or("-".to_string(), |t| t.to_string());
+    println!(
+        "{:>4}  {:<20} {:<18} {:<16} next {next}{}  runs {}  catch-up {}  overlap {}  {}",
+        s.id,
+        s.name,
+        s.cron,
+        s.tz,
+        if s.paused { " (paused)" } else { "" },
+        s.runs_started,
+        s.catch_up,
+        s.overlap,
+        s.target
+    );
+    if history {
+        for r in &s.history {
+            let what = match r.outcome.as_str() {
+                "job" => format!("job {} {}", r.job_id, r.state),
+                "workflow" => format!("workflow {} {}", r.workflow_id, r.state),
+                other => format!("{other} {}", r.reason),
+            };
+            let manual = if r.manual { " (manual)" } else { "" };
+            println!("      tick {}{manual}: {what}", r.tick_ms);
+        }
+    }
+}
+
+async fn schedule(addr: &[String], command: ScheduleCmd) -> Result<()> {
+    let client = client(addr)?;
+    let control = |schedule: &str, op: &str, from_ms: u64, to_ms: u64| pb::ControlScheduleRequest {
+        schedule: Some(schedule_ref(schedule)),
+        op: op.to_string(),
+        from_ms,
+        to_ms,
+    };
+    let (req, label) = match command {
+        ScheduleCmd::Create {
+            name,
+            cron,
+            tz,
+            catch_up,
+            overlap,
+            start,
+            end,
+            json,
+            target: t,
+        } => {
+            let (job, workflow) = target(t)?;
+            let target = match (job, workflow) {
+                (Some(j), _) => pb::create_schedule_request::Target::Job(j),
+                (_, Some(w)) => pb::create_schedule_request::Target::Workflow(w),
+                _ => unreachable!("target() returns one"),
+            };
+            let req = pb::CreateScheduleRequest {
+                name,
+                cron,
+                tz,
+                start_ms: start
+                    .as_deref()
+                    .map(|t| parse_time("start", t))
+                    .transpose()?,
+                end_ms: end.as_deref().map(|t| parse_time("end", t)).transpose()?,
+                target: Some(target),
+                catch_up,
+                overlap,
+            };
+            print_schedule(&client.create_schedule(req).await?, json, false);
+            return Ok(());
+        }
+        ScheduleCmd::List { json } => {
+            for s in client.schedules().await? {
+                print_schedule(&s, json, false);
+            }
+            return Ok(());
+        }
+        ScheduleCmd::Get { schedule, json } => {
+            let r = schedule_ref(&schedule);
+            print_schedule(&client.schedule(r.id, &r.name).await?, json, true);
+            return Ok(());
+        }
+        ScheduleCmd::Pause { schedule } => (control(&schedule, "pause", 0, 0), "paused"),
+        ScheduleCmd::Resume { schedule } => (control(&schedule, "resume", 0, 0), "resumed"),
+        ScheduleCmd::Trigger { schedule } => (control(&schedule, "trigger", 0, 0), "triggered"),
+        ScheduleCmd::Delete { schedule } => (control(&schedule, "delete", 0, 0), "deleted"),
+        ScheduleCmd::Backfill { schedule, from, to } => (
+            control(
+                &schedule,
+                "backfill",
+                parse_time("from", &from)?,
+                parse_time("to", &to)?,
+            ),
+            "backfilled",
+        ),
+    };
+    let reply = client.control_schedule(req).await?;
+    println!(
+        "schedule {}: {label}, {} runs started",
+        reply.id, reply.started
+    );
+    Ok(())
+}
+
+async fn event(addr: &[String], command: EventCmd) -> Result<()> {
+    let EventCmd::Emit {
+        topic,
+        dedup_key,
+        payload,
+        json,
+    } = command;
+    let r = client(addr)?
+        .emit(&topic, &dedup_key, payload.into_bytes())
+        .await?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "duplicate": r.duplicate, "jobs": r.jobs, "workflows": r.workflows,
+                "failed": r.failed,
+            })
+        );
+    } else if r.duplicate {
+        println!("{topic}: duplicate of an earlier event with key {dedup_key}; nothing started");
+    } else {
+        println!(
+            "{topic}: started jobs {:?} workflows {:?}",
+            r.jobs, r.workflows
+        );
+    }
+    Ok(())
+}
+
+async fn trigger(addr: &[String], command: TriggerCmd) -> Result<()> {
+    let client = client(addr)?;
+    match command {
+        TriggerCmd::Create { topic, target: t } => {
+            let (job, workflow) = target(t)?;
+            let target = match (job, workflow) {
+                (Some(j), _) => pb::create_trigger_request::Target::Job(j),
+                (_, Some(w)) => pb::create_trigger_request::Target::Workflow(w),
+                _ => unreachable!("target() returns one"),
+            };
+            let t = client
+                .create_trigger(pb::CreateTriggerRequest {
+                    topic,
+                    target: Some(target),
+                })
+                .await?;
+            println!("trigger {} on {}: {}", t.id, t.topic, t.target);
+        }
+        TriggerCmd::List => {
+            for t in client.triggers().await? {
+                println!(
+                    "{:>4}  {:<24} fired {:>5}  {}",
+                    t.id, t.topic, t.fired, t.target
+                );
+            }
+        }
+        TriggerCmd::Delete { id } => {
+            client.delete_trigger(id).await?;
+            println!("trigger {id}: deleted");
+        }
+    }
+    Ok(())
 }
 
 async fn resource(addr: &[String], command: ResourceCmd) -> Result<()> {

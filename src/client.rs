@@ -250,6 +250,103 @@ impl Client {
         .await
     }
 
+    /// Creates a cron schedule.
+    pub async fn create_schedule(
+        &self,
+        req: pb::CreateScheduleRequest,
+    ) -> Result<pb::ScheduleInfo> {
+        self.call(false, |mut c| {
+            let req = req.clone();
+            async move { c.create_schedule(req).await }
+        })
+        .await
+    }
+
+    /// Reads a schedule by id, or by name when `id` is 0.
+    pub async fn schedule(&self, id: u64, name: &str) -> Result<pb::ScheduleInfo> {
+        let req = pb::ScheduleRef {
+            id,
+            name: name.to_string(),
+            stale: false,
+        };
+        self.call(true, |mut c| {
+            let req = req.clone();
+            async move { c.get_schedule(req).await }
+        })
+        .await
+    }
+
+    /// Every schedule.
+    pub async fn schedules(&self) -> Result<Vec<pb::ScheduleInfo>> {
+        let reply = self
+            .call(true, |mut c| async move {
+                c.list_schedules(pb::ListSchedulesRequest { stale: false })
+                    .await
+            })
+            .await?;
+        Ok(reply.schedules)
+    }
+
+    /// Pauses, resumes, triggers, deletes or backfills a schedule.
+    pub async fn control_schedule(
+        &self,
+        req: pb::ControlScheduleRequest,
+    ) -> Result<pb::ControlScheduleResponse> {
+        self.call(false, |mut c| {
+            let req = req.clone();
+            async move { c.control_schedule(req).await }
+        })
+        .await
+    }
+
+    /// Emits an event.
+    pub async fn emit(
+        &self,
+        topic: &str,
+        dedup_key: &str,
+        payload: Vec<u8>,
+    ) -> Result<pb::EmitResponse> {
+        let req = pb::EmitRequest {
+            topic: topic.to_string(),
+            dedup_key: dedup_key.to_string(),
+            payload,
+        };
+        self.call(false, |mut c| {
+            let req = req.clone();
+            async move { c.emit(req).await }
+        })
+        .await
+    }
+
+    /// Subscribes a job or workflow to a topic.
+    pub async fn create_trigger(&self, req: pb::CreateTriggerRequest) -> Result<pb::TriggerInfo> {
+        self.call(false, |mut c| {
+            let req = req.clone();
+            async move { c.create_trigger(req).await }
+        })
+        .await
+    }
+
+    /// Every trigger.
+    pub async fn triggers(&self) -> Result<Vec<pb::TriggerInfo>> {
+        let reply = self
+            .call(true, |mut c| async move {
+                c.list_triggers(pb::ListTriggersRequest { stale: false })
+                    .await
+            })
+            .await?;
+        Ok(reply.triggers)
+    }
+
+    /// Removes a trigger.
+    pub async fn delete_trigger(&self, id: u64) -> Result<()> {
+        self.call(false, |mut c| async move {
+            c.delete_trigger(pb::TriggerRef { id }).await
+        })
+        .await
+        .map(|_| ())
+    }
+
     /// Reads a job, linearizable unless `stale`.
     pub async fn job(&self, id: u64, stale: bool) -> Result<pb::Job> {
         self.call(true, |mut c| async move {

@@ -629,3 +629,184 @@ pub fn resource_json(r: &pb::ResourceInfo) -> serde_json::Value {
         "waiters": uses(&r.waiters),
     })
 }
+
+use crate::machine::events::Trigger;
+use crate::machine::schedule::{CatchUp, Overlap, RunOutcome, Schedule, ScheduleSpec, Target};
+
+fn target_of(
+    job: Option<pb::SubmitRequest>,
+    workflow: Option<pb::SubmitWorkflowRequest>,
+) -> Result<Target, Error> {
+    match (job, workflow) {
+        (Some(job), None) => {
+            if job.delay_ms != 0 || job.run_at_ms.is_some() {
+                return Err(invalid(
+                    "job.delay_ms",
+                    "is not allowed: the schedule decides when",
+                ));
+            }
+            let (spec, _, _) = submit(job).map_err(|e| match e {
+                Error::InvalidArgument { field, message } => Error::InvalidArgument {
+                    field: format!("job.{field}"),
+                    message,
+                },
+                other => other,
+            })?;
+            Ok(Target::Job(Box::new(spec)))
+        }
+        (None, Some(w)) => Ok(Target::Workflow(workflow_spec(w)?)),
+        _ => Err(invalid("target", "set either job or workflow")),
+    }
+}
+
+fn target_text(t: &Target) -> String {
+    match t {
+        Target::Job(spec) => match &spec.kind {
+            JobKind::Shell { argv, .. } => format!("job in {}: {}", spec.queue, argv.join(" ")),
+            JobKind::External { payload } => {
+                format!(
+                    "external job in {} ({} B payload)",
+                    spec.queue,
+                    payload.len()
+                )
+            }
+        },
+        Target::Workflow(w) => format!("workflow {} ({} steps)", w.name, w.steps.len()),
+    }
+}
+
+/// A schedule request as the machine's spec, checked.
+pub fn schedule_spec(req: pb::CreateScheduleRequest) -> Result<ScheduleSpec, Error> {
+    let target = match req.target {
+        Some(pb::create_schedule_request::Target::Job(j)) => target_of(Some(j), None)?,
+        Some(pb::create_schedule_request::Target::Workflow(w)) => target_of(None, Some(w))?,
+        None => target_of(None, None)?,
+    };
+    let catch_up = match req.catch_up.as_str() {
+        "" | "skip" => CatchUp::Skip,
+        "latest" => CatchUp::Latest,
+        other => match other.strip_prefix("all:").map(str::parse::<u32>) {
+            Some(Ok(n)) => CatchUp::All(n),
+            _ => {
+                return Err(invalid(
+                    "catch_up",
+                    &format!("{other:?} is not skip, latest or all:N"),
+                ))
+            }
+        },
+    };
+    let overlap = match req.overlap.as_str() {
+        "" | "allow" => Overlap::Allow,
+        "skip" => Overlap::Skip,
+        "queue" => Overlap::Queue,
+        other => {
+            return Err(invalid(
+                "overlap",
+                &format!("{other:?} is not allow, skip or queue"),
+            ))
+        }
+    };
+    let spec = ScheduleSpec {
+        name: req.name,
+        expr: req.cron,
+        tz: if req.tz.is_empty() {
+            "UTC".into()
+        } else {
+            req.tz
+        },
+        start_ms: req.start_ms,
+        end_ms: req.end_ms,
+        target,
+        catch_up,
+        overlap,
+    };
+    spec.validate()?;
+    Ok(spec)
+}
+
+/// A trigger request's target, checked.
+pub fn trigger_target(req: pb::CreateTriggerRequest) -> Result<Target, Error> {
+    match req.target {
+        Some(pb::create_trigger_request::Target::Job(j)) => target_of(Some(j), None),
+        Some(pb::create_trigger_request::Target::Workflow(w)) => target_of(None, Some(w)),
+        None => target_of(None, None),
+    }
+}
+
+/// A schedule as sent to clients; `state` names a run's job or workflow state when held.
+pub fn schedule(s: &Schedule, state: impl Fn(&RunOutcome) -> String) -> pb::ScheduleInfo {
+    pb::ScheduleInfo {
+        id: s.id,
+        name: s.spec.name.clone(),
+        cron: s.spec.expr.clone(),
+        tz: s.spec.tz.clone(),
+        paused: s.paused,
+        next_fire_ms: s.next_fire_ms,
+        catch_up: match s.spec.catch_up {
+            CatchUp::Skip => "skip".into(),
+            CatchUp::Latest => "latest".into(),
+            CatchUp::All(n) => format!("all:{n}"),
+        },
+        overlap: match s.spec.overlap {
+            Overlap::Allow => "allow",
+            Overlap::Skip => "skip",
+            Overlap::Queue => "queue",
+        }
+        .into(),
+        start_ms: s.spec.start_ms,
+        end_ms: s.spec.end_ms,
+        runs_started: s.runs_started,
+        created_ms: s.created_ms,
+        history: s
+            .history
+            .iter()
+            .map(|r| {
+                let (outcome, job_id, workflow_id, reason) = match &r.outcome {
+                    RunOutcome::Job(j) => ("job", *j, 0, String::new()),
+                    RunOutcome::Workflow(w) => ("workflow", 0, *w, String::new()),
+                    RunOutcome::Skipped(why) => ("skipped", 0, 0, why.clone()),
+                    RunOutcome::Queued => ("queued", 0, 0, String::new()),
+                    RunOutcome::Failed(why) => ("failed", 0, 0, why.clone()),
+                };
+                pb::ScheduleRun {
+                    tick_ms: r.tick_ms,
+                    at_ms: r.at_ms,
+                    manual: r.manual,
+                    outcome: outcome.into(),
+                    job_id,
+                    workflow_id,
+                    reason,
+                    state: state(&r.outcome),
+                }
+            })
+            .collect(),
+        target: target_text(&s.spec.target),
+    }
+}
+
+/// A trigger as sent to clients.
+pub fn trigger(t: &Trigger) -> pb::TriggerInfo {
+    pb::TriggerInfo {
+        id: t.id,
+        topic: t.topic.clone(),
+        target: target_text(&t.target),
+        fired: t.fired,
+        created_ms: t.created_ms,
+    }
+}
+
+/// A schedule as JSON for the CLI.
+pub fn schedule_json(s: &pb::ScheduleInfo) -> serde_json::Value {
+    serde_json::json!({
+        "id": s.id, "name": s.name, "cron": s.cron, "tz": s.tz, "paused": s.paused,
+        "next_fire_ms": s.next_fire_ms, "catch_up": s.catch_up, "overlap": s.overlap,
+        "start_ms": s.start_ms, "end_ms": s.end_ms, "runs_started": s.runs_started,
+        "created_ms": s.created_ms, "target": s.target,
+        "history": s.history.iter().map(|r| serde_json::json!({
+            "tick_ms": r.tick_ms, "at_ms": r.at_ms, "manual": r.manual, "outcome": r.outcome,
+            "job_id": (r.job_id != 0).then_some(r.job_id),
+            "workflow_id": (r.workflow_id != 0).then_some(r.workflow_id),
+            "reason": r.reason, "state": r.state,
+        })).collect::<Vec<_>>(),
+    })
+}

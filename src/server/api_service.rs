@@ -74,6 +74,37 @@ impl ApiService {
     }
 }
 
+/// The state of a schedule run's job or workflow, if still held.
+fn run_state(m: &crate::machine::Machine, o: &crate::machine::schedule::RunOutcome) -> String {
+    use crate::machine::schedule::RunOutcome;
+    match o {
+        RunOutcome::Job(id) => m.job(*id).map(|j| j.state.name().to_string()),
+        RunOutcome::Workflow(id) => m.workflow(*id).map(|w| w.state.name().to_string()),
+        _ => None,
+    }
+    .unwrap_or_default()
+}
+
+impl ApiService {
+    fn schedule_id(&self, r: &pb::ScheduleRef) -> Result<u64, Status> {
+        if r.id != 0 {
+            return Ok(r.id);
+        }
+        self.replica
+            .read(|m| m.schedule_id(&r.name))
+            .ok_or_else(|| Error::NotFound(format!("schedule {:?}", r.name)).into())
+    }
+
+    fn schedule_info(&self, id: u64) -> Result<pb::ScheduleInfo, Status> {
+        self.replica
+            .read(|m| {
+                m.schedule(id)
+                    .map(|s| proto::schedule(s, |o| run_state(m, o)))
+            })
+            .ok_or_else(|| Error::NotFound(format!("schedule {id}")).into())
+    }
+}
+
 /// Maps a machine response that is not the expected one: a rejection becomes its error.
 fn unexpected(response: Applied) -> Status {
     match response {
@@ -672,6 +703,147 @@ impl pb::api_server::Api for ApiService {
                 self.replica.read_barrier().await?;
                 Ok(Response::new(self.queue_info(&req.queue)))
             }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn create_schedule(
+        &self,
+        req: Request<pb::CreateScheduleRequest>,
+    ) -> Result<Response<pb::ScheduleInfo>, Status> {
+        let spec = proto::schedule_spec(req.into_inner())?;
+        match self.replica.propose(Command::CreateSchedule(spec)).await? {
+            Applied::ScheduleCreated { id, .. } => {
+                self.replica.read_barrier().await?;
+                Ok(Response::new(self.schedule_info(id)?))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn get_schedule(
+        &self,
+        req: Request<pb::ScheduleRef>,
+    ) -> Result<Response<pb::ScheduleInfo>, Status> {
+        let req = req.into_inner();
+        self.read_barrier(req.stale).await?;
+        let id = self.schedule_id(&req)?;
+        Ok(Response::new(self.schedule_info(id)?))
+    }
+
+    async fn list_schedules(
+        &self,
+        req: Request<pb::ListSchedulesRequest>,
+    ) -> Result<Response<pb::ListSchedulesResponse>, Status> {
+        self.read_barrier(req.into_inner().stale).await?;
+        let schedules = self.replica.read(|m| {
+            m.schedules()
+                .map(|s| proto::schedule(s, |o| run_state(m, o)))
+                .collect()
+        });
+        Ok(Response::new(pb::ListSchedulesResponse { schedules }))
+    }
+
+    async fn control_schedule(
+        &self,
+        req: Request<pb::ControlScheduleRequest>,
+    ) -> Result<Response<pb::ControlScheduleResponse>, Status> {
+        use crate::machine::schedule::ScheduleOp;
+        let req = req.into_inner();
+        let op = match req.op.as_str() {
+            "pause" => ScheduleOp::Pause,
+            "resume" => ScheduleOp::Resume,
+            "trigger" => ScheduleOp::Trigger,
+            "delete" => ScheduleOp::Delete,
+            "backfill" => ScheduleOp::Backfill {
+                from_ms: req.from_ms,
+                to_ms: req.to_ms,
+            },
+            other => {
+                return Err(Error::InvalidArgument {
+                    field: "op".into(),
+                    message: format!(
+                        "{other:?} is not one of pause, resume, trigger, delete, backfill"
+                    ),
+                }
+                .into())
+            }
+        };
+        let reference = req.schedule.unwrap_or_default();
+        // A name is resolved on this node's state after a read barrier.
+        self.replica.read_barrier().await?;
+        let id = self.schedule_id(&reference)?;
+        match self.replica.propose(Command::Schedule { id, op }).await? {
+            Applied::ScheduleChanged { started } => {
+                Ok(Response::new(pb::ControlScheduleResponse { id, started }))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn emit(
+        &self,
+        req: Request<pb::EmitRequest>,
+    ) -> Result<Response<pb::EmitResponse>, Status> {
+        let req = req.into_inner();
+        let command = Command::Emit {
+            topic: req.topic,
+            dedup_key: req.dedup_key,
+            payload: req.payload,
+        };
+        match self.replica.propose(command).await? {
+            Applied::Emitted { started, duplicate } => Ok(Response::new(pb::EmitResponse {
+                duplicate,
+                jobs: started.jobs,
+                workflows: started.workflows,
+                failed: started.failed,
+            })),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn create_trigger(
+        &self,
+        req: Request<pb::CreateTriggerRequest>,
+    ) -> Result<Response<pb::TriggerInfo>, Status> {
+        let req = req.into_inner();
+        let topic = req.topic.clone();
+        let target = proto::trigger_target(req)?;
+        match self
+            .replica
+            .propose(Command::CreateTrigger { topic, target })
+            .await?
+        {
+            Applied::TriggerCreated { id } => {
+                self.replica.read_barrier().await?;
+                let info = self
+                    .replica
+                    .read(|m| m.triggers().find(|t| t.id == id).map(proto::trigger));
+                info.map(Response::new)
+                    .ok_or_else(|| Error::Internal(format!("trigger {id} vanished")).into())
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn list_triggers(
+        &self,
+        req: Request<pb::ListTriggersRequest>,
+    ) -> Result<Response<pb::ListTriggersResponse>, Status> {
+        self.read_barrier(req.into_inner().stale).await?;
+        let triggers = self
+            .replica
+            .read(|m| m.triggers().map(proto::trigger).collect());
+        Ok(Response::new(pb::ListTriggersResponse { triggers }))
+    }
+
+    async fn delete_trigger(
+        &self,
+        req: Request<pb::TriggerRef>,
+    ) -> Result<Response<pb::DeleteTriggerResponse>, Status> {
+        let id = req.into_inner().id;
+        match self.replica.propose(Command::DeleteTrigger { id }).await? {
+            Applied::Ok => Ok(Response::new(pb::DeleteTriggerResponse {})),
             other => Err(unexpected(other)),
         }
     }
