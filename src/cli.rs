@@ -430,39 +430,43 @@ pub struct TargetArgs {
     pub argv: Vec<String>,
 }
 
+/// `raftline schedule create` options.
+#[derive(Debug, clap::Args)]
+pub struct ScheduleCreateArgs {
+    /// Unique name.
+    #[arg(long)]
+    pub name: String,
+    /// 5 fields, 6 with seconds first, or `@every 30s`.
+    #[arg(long)]
+    pub cron: String,
+    /// IANA time zone.
+    #[arg(long, default_value = "UTC")]
+    pub tz: String,
+    /// skip (default), latest, or all:N.
+    #[arg(long, default_value = "skip")]
+    pub catch_up: String,
+    /// allow (default), skip or queue.
+    #[arg(long, default_value = "allow")]
+    pub overlap: String,
+    /// No tick before this (ms since the epoch or RFC 3339).
+    #[arg(long)]
+    pub start: Option<String>,
+    /// No tick after this (ms since the epoch or RFC 3339).
+    #[arg(long)]
+    pub end: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// What it runs.
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
 /// `raftline schedule ...`
 #[derive(Debug, Subcommand)]
 pub enum ScheduleCmd {
     /// Create a schedule: `--cron "0 */5 * * * *" --tz Europe/Berlin -- CMD...`.
-    Create {
-        /// Unique name.
-        #[arg(long)]
-        name: String,
-        /// 5 fields, 6 with seconds first, or `@every 30s`.
-        #[arg(long)]
-        cron: String,
-        /// IANA time zone.
-        #[arg(long, default_value = "UTC")]
-        tz: String,
-        /// skip (default), latest, or all:N.
-        #[arg(long, default_value = "skip")]
-        catch_up: String,
-        /// allow (default), skip or queue.
-        #[arg(long, default_value = "allow")]
-        overlap: String,
-        /// No tick before this (ms since the epoch or RFC 3339).
-        #[arg(long)]
-        start: Option<String>,
-        /// No tick after this (ms since the epoch or RFC 3339).
-        #[arg(long)]
-        end: Option<String>,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-        /// What it runs.
-        #[command(flatten)]
-        target: TargetArgs,
-    },
+    Create(Box<ScheduleCreateArgs>),
     /// Every schedule.
     List {
         /// Print JSON lines.
@@ -1238,17 +1242,18 @@ async fn schedule(addr: &[String], command: ScheduleCmd) -> Result<()> {
         to_ms,
     };
     let (req, label) = match command {
-        ScheduleCmd::Create {
-            name,
-            cron,
-            tz,
-            catch_up,
-            overlap,
-            start,
-            end,
-            json,
-            target: t,
-        } => {
+        ScheduleCmd::Create(args) => {
+            let ScheduleCreateArgs {
+                name,
+                cron,
+                tz,
+                catch_up,
+                overlap,
+                start,
+                end,
+                json,
+                target: t,
+            } = *args;
             let (job, workflow) = target(t)?;
             let target = match (job, workflow) {
                 (Some(j), _) => pb::create_schedule_request::Target::Job(j),
