@@ -17,7 +17,7 @@ use raftline_jepsen::runner::{self, Plan};
 #[derive(Debug, Parser)]
 #[command(name = "raftline-jepsen")]
 struct Args {
-    /// Workload: queue, reads or lock (cron comes with schedules).
+    /// Workload: queue, reads, lock or cron.
     #[arg(long, default_value = "queue")]
     workload: String,
     /// Faults, comma-separated: partition, kill, pause, lossy, restart, clock.
@@ -51,9 +51,9 @@ struct Args {
 }
 
 fn plans(args: &Args) -> Result<Vec<Plan>, String> {
-    if !matches!(args.workload.as_str(), "queue" | "reads" | "lock") {
+    if !matches!(args.workload.as_str(), "queue" | "reads" | "lock" | "cron") {
         return Err(format!(
-            "--workload {:?}: built are queue, reads and lock (cron comes with schedules)",
+            "--workload {:?}: one of queue, reads, lock, cron",
             args.workload
         ));
     }
@@ -93,7 +93,7 @@ fn plans(args: &Args) -> Result<Vec<Plan>, String> {
         return Ok(vec![plan(&args.workload, nemeses)]);
     }
     let mut all = Vec::new();
-    for workload in ["queue", "reads", "lock"] {
+    for workload in ["queue", "reads", "lock", "cron"] {
         for n in [Kind::Partition, Kind::Kill, Kind::Pause] {
             all.push(plan(workload, vec![n]));
         }

@@ -21,7 +21,7 @@ use crate::workload::{self, Ctx};
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct Plan {
-    /// `queue`, `reads` or `lock`.
+    /// `queue`, `reads`, `lock` or `cron`.
     pub workload: String,
     /// Faults to inject.
     pub nemeses: Vec<Nemesis>,
@@ -135,7 +135,10 @@ pub async fn run(plan: &Plan) -> Result<Outcome, String> {
     let ctx = Ctx::new(nodes, rec.clone(), plan.seed);
     let mut tasks = tokio::task::JoinSet::new();
     let mut submitters = tokio::task::JoinSet::new();
-    if plan.workload == "lock" {
+    let mut cron = None;
+    if plan.workload == "cron" {
+        cron = Some(workload::create_cron(&ctx, Duration::from_secs(30)).await?);
+    } else if plan.workload == "lock" {
         workload::create_lock(&ctx, Duration::from_secs(30)).await?;
         for p in 0..4 {
             tasks.spawn(workload::locker(ctx.clone(), 300 + p));
@@ -199,6 +202,14 @@ pub async fn run(plan: &Plan) -> Result<Outcome, String> {
     .await;
     tasks.abort_all();
 
+    if let Some((id, first)) = cron {
+        // Let the ticks that came due while healing be created.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        match workload::cron_reads(&ctx, &client, id, first, 1_001).await {
+            Ok(n) => notes.push(format!("cron: {n} runs in the checked window")),
+            Err(e) => notes.push(format!("cron reads failed: {e}")),
+        }
+    }
     match workload::final_reads(&ctx, &client, 1_000).await {
         Ok(n) => notes.push(format!("final reads: {n} jobs")),
         Err(e) => notes.push(format!("final reads failed: {e}")),

@@ -14,6 +14,9 @@
 //!   then release. The checker wants grant tokens increasing in real-time order and never one
 //!   token for two owners.
 //!
+//! - `cron`: a schedule firing every second with `catch_up = all`; after healing, every tick of
+//!   the checked window must have exactly one run (a job keyed `schedule:ID:TICK`).
+//!
 //! Every client talks to one node at a time (no client-side failover), so a request to a
 //! node cut off from the majority exercises that node's forwarding and read-index paths.
 
@@ -477,5 +480,125 @@ pub async fn locker(ctx: Arc<Ctx>, process: u64) {
         let r = tokio::time::timeout(CALL_TIMEOUT, client.release_lock(LOCK, token)).await;
         ctx.rec
             .complete(process, Some(node.id), outcome(&r), release);
+    }
+}
+
+/// Queue of the cron workload's runs (external jobs nobody leases: a run is its creation).
+pub const CRON_QUEUE: &str = "jepsen-cron";
+
+/// Creates the cron workload's schedule: every second, `catch_up = all:1000`. Returns its id and
+/// first tick.
+pub async fn create_cron(ctx: &Ctx, timeout: Duration) -> Result<(u64, u64), String> {
+    let deadline = Instant::now() + timeout;
+    let mut last = String::new();
+    for node in ctx.nodes.iter().cycle() {
+        if Instant::now() > deadline {
+            return Err(format!("could not create the schedule: {last}"));
+        }
+        let req = pb::CreateScheduleRequest {
+            name: "jepsen-cron".into(),
+            cron: "* * * * * *".into(),
+            tz: "UTC".into(),
+            target: Some(pb::create_schedule_request::Target::Job(
+                pb::SubmitRequest {
+                    queue: CRON_QUEUE.into(),
+                    kind: Some(pb::submit_request::Kind::Payload(b"tick".to_vec())),
+                    ..Default::default()
+                },
+            )),
+            catch_up: "all:1000".into(),
+            overlap: "allow".into(),
+            ..Default::default()
+        };
+        match tokio::time::timeout(CALL_TIMEOUT, ctx.client(node).create_schedule(req)).await {
+            Ok(Ok(s)) => return Ok((s.id, s.next_fire_ms.unwrap_or(0))),
+            Ok(Err(e)) => last = e.to_string(),
+            Err(_) => last = "timed out".into(),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Err("no nodes".into())
+}
+
+/// After healing: pauses the schedule and records, for the window from its first tick to two
+/// seconds before now, the ticks expected and every run (job) the cluster created for them,
+/// read back from the jobs' `schedule:ID:TICK` keys.
+pub async fn cron_reads(
+    ctx: &Ctx,
+    client: &Client,
+    id: u64,
+    first: u64,
+    process: u64,
+) -> Result<usize, String> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let window_end = now.saturating_sub(2_000);
+    client
+        .control_schedule(pb::ControlScheduleRequest {
+            schedule: Some(pb::ScheduleRef {
+                id,
+                ..Default::default()
+            }),
+            op: "pause".into(),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    let schedule = format!("schedule-{id}");
+    let mut expected = Vec::new();
+    let mut tick = first;
+    while tick <= window_end {
+        expected.push(tick);
+        tick += 1_000;
+    }
+    ctx.rec.complete(
+        process,
+        None,
+        Kind::Ok,
+        Op::CronExpect {
+            schedule: schedule.clone(),
+            ticks_ms: expected,
+        },
+    );
+    let prefix = format!("schedule:{id}:");
+    let mut after = 0;
+    let mut runs = 0;
+    loop {
+        let req = pb::ListJobsRequest {
+            queue: CRON_QUEUE.into(),
+            after_id: after,
+            limit: 1000,
+            ..Default::default()
+        };
+        let jobs = client.list_jobs(req).await.map_err(|e| e.to_string())?;
+        let Some(last) = jobs.last() else {
+            return Ok(runs);
+        };
+        after = last.id;
+        for j in &jobs {
+            let Some(tick) = j
+                .idempotency_key
+                .strip_prefix(&prefix)
+                .and_then(|t| t.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            if tick > window_end {
+                continue;
+            }
+            runs += 1;
+            ctx.rec.complete(
+                process,
+                None,
+                Kind::Ok,
+                Op::CronRun {
+                    schedule: schedule.clone(),
+                    tick_ms: tick,
+                    node: 0,
+                    token: j.id,
+                },
+            );
+        }
     }
 }
