@@ -100,6 +100,12 @@ pub enum Cmd {
         #[command(subcommand)]
         command: EventCmd,
     },
+    /// Durable timers that emit an event when due.
+    Timer {
+        /// Subcommand.
+        #[command(subcommand)]
+        command: TimerCmd,
+    },
     /// Event triggers: jobs started by events on a topic.
     Trigger {
         /// Subcommand.
@@ -533,6 +539,36 @@ pub enum EventCmd {
     },
 }
 
+/// `raftline timer ...`
+#[derive(Debug, Subcommand)]
+pub enum TimerCmd {
+    /// Emit an event at a time (`--at`) or after a delay (`--in 30s`).
+    Create {
+        /// Topic of the event.
+        #[arg(long)]
+        topic: String,
+        /// Dedup key of the event.
+        #[arg(long)]
+        dedup_key: String,
+        /// When: ms since the epoch or RFC 3339.
+        #[arg(long)]
+        at: Option<String>,
+        /// After this long (e.g. 30s, 2h).
+        #[arg(long = "in")]
+        after: Option<String>,
+        /// Payload of the event.
+        #[arg(long, default_value = "")]
+        payload: String,
+    },
+    /// Pending timers.
+    List,
+    /// Cancel a pending timer.
+    Cancel {
+        /// Timer id.
+        id: u64,
+    },
+}
+
 /// `raftline trigger ...`
 #[derive(Debug, Subcommand)]
 pub enum TriggerCmd {
@@ -699,6 +735,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Cmd::Schedule { command } => schedule(&cli.addr, command).await,
         Cmd::Event { command } => event(&cli.addr, command).await,
         Cmd::Trigger { command } => trigger(&cli.addr, command).await,
+        Cmd::Timer { command } => timer(&cli.addr, command).await,
         Cmd::Lock { command } => lock(&cli.addr, command).await,
         Cmd::Worker {
             queue,
@@ -1334,6 +1371,48 @@ async fn event(addr: &[String], command: EventCmd) -> Result<()> {
             "{topic}: started jobs {:?} workflows {:?}",
             r.jobs, r.workflows
         );
+    }
+    Ok(())
+}
+
+async fn timer(addr: &[String], command: TimerCmd) -> Result<()> {
+    let client = client(addr)?;
+    match command {
+        TimerCmd::Create {
+            topic,
+            dedup_key,
+            at,
+            after,
+            payload,
+        } => {
+            let (due_ms, delay_ms) = match (at, after) {
+                (Some(at), None) => (Some(parse_time("at", &at)?), 0),
+                (None, Some(d)) => (None, parse_duration("in", &d)?),
+                _ => return Err(invalid("at", "give exactly one of --at or --in".into())),
+            };
+            let t = client
+                .create_timer(pb::CreateTimerRequest {
+                    due_ms,
+                    delay_ms,
+                    topic,
+                    dedup_key,
+                    payload: payload.into_bytes(),
+                })
+                .await?;
+            println!("timer {}: emits {} at {}", t.id, t.topic, t.due_ms);
+        }
+        TimerCmd::List => {
+            for t in client.timers().await? {
+                println!(
+                    "{:>6}  due {}  {}  key {}",
+                    t.id, t.due_ms, t.topic, t.dedup_key
+                );
+            }
+        }
+        TimerCmd::Cancel { id } => {
+            client.cancel_timer(id).await?;
+            println!("timer {id}: cancelled");
+        }
     }
     Ok(())
 }

@@ -347,6 +347,34 @@ impl Client {
         .map(|_| ())
     }
 
+    /// Creates a durable timer that emits an event when due.
+    pub async fn create_timer(&self, req: pb::CreateTimerRequest) -> Result<pb::TimerInfo> {
+        self.call(false, |mut c| {
+            let req = req.clone();
+            async move { c.create_timer(req).await }
+        })
+        .await
+    }
+
+    /// Pending timers by due time.
+    pub async fn timers(&self) -> Result<Vec<pb::TimerInfo>> {
+        let reply = self
+            .call(true, |mut c| async move {
+                c.list_timers(pb::ListTimersRequest { stale: false }).await
+            })
+            .await?;
+        Ok(reply.timers)
+    }
+
+    /// Cancels a pending timer.
+    pub async fn cancel_timer(&self, id: u64) -> Result<()> {
+        self.call(false, |mut c| async move {
+            c.cancel_timer(pb::TimerRef { id }).await
+        })
+        .await
+        .map(|_| ())
+    }
+
     /// Reads a job, linearizable unless `stale`.
     pub async fn job(&self, id: u64, stale: bool) -> Result<pb::Job> {
         self.call(true, |mut c| async move {

@@ -156,6 +156,31 @@ async fn events_dedup_and_bad_schedules() {
         .unwrap();
     assert_eq!(hooks.len(), 1);
 
+    // A durable timer emits the same topic later, with a new key: one more job.
+    let out = c.cli(&[
+        "timer",
+        "create",
+        "--topic",
+        "deploys",
+        "--dedup-key",
+        "release-43",
+        "--in",
+        "1s",
+    ]);
+    assert!(out.status.success(), "{}", show(&out));
+    wait_for("the timer's job", Duration::from_secs(30), || async {
+        let hooks = client
+            .list_jobs(pb::ListJobsRequest {
+                queue: "hooks".into(),
+                ..Default::default()
+            })
+            .await
+            .ok()?;
+        (hooks.len() == 2).then_some(())
+    })
+    .await;
+    assert!(client.timers().await.unwrap().is_empty(), "fired and gone");
+
     for (args, field) in [
         (vec!["--cron", "61 * * * *"], "cron"),
         (vec!["--cron", "0 * * * *", "--tz", "Mars/Olympus"], "tz"),

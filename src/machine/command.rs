@@ -252,6 +252,24 @@ pub enum Command {
         /// Payload handed to the started work.
         payload: Vec<u8>,
     },
+    /// A durable timer: emit an event at `due_ms`, or `delay_ms` from now.
+    CreateTimer {
+        /// When, state-machine time; `delay_ms` from now when `None`.
+        due_ms: Option<u64>,
+        /// Delay from now.
+        delay_ms: u64,
+        /// The event's topic.
+        topic: String,
+        /// The event's dedup key.
+        dedup_key: String,
+        /// The event's payload.
+        payload: Vec<u8>,
+    },
+    /// Cancel a pending timer.
+    CancelTimer {
+        /// The timer.
+        id: u64,
+    },
     /// Several commands in one log entry, applied in order as if proposed one after another
     /// at the same time; each gets its own response in [`Response::Batch`], so one rejected
     /// command does not affect the others. The leader packs concurrent proposals this way
@@ -281,7 +299,9 @@ impl Command {
                 }
                 Command::Batch(commands) => commands.iter().map(Command::weight).sum(),
                 Command::SubmitWorkflow(spec) => spec.weight(),
-                Command::Emit { payload, .. } => payload.len(),
+                Command::Emit { payload, .. } | Command::CreateTimer { payload, .. } => {
+                    payload.len()
+                }
                 Command::CreateSchedule(s) => match &s.target {
                     super::schedule::Target::Job(j) => j.weight(),
                     super::schedule::Target::Workflow(w) => w.weight(),
@@ -383,6 +403,13 @@ pub enum Response {
     ScheduleChanged {
         /// Runs started (trigger, backfill).
         started: u32,
+    },
+    /// A timer was created.
+    TimerCreated {
+        /// Its id.
+        id: u64,
+        /// When it fires.
+        due_ms: u64,
     },
     /// A trigger was created.
     TriggerCreated {

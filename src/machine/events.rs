@@ -40,6 +40,23 @@ pub struct Trigger {
     pub fired: u64,
 }
 
+/// A durable timer: emits an event when due.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timer {
+    /// Its id.
+    pub id: u64,
+    /// When it fires, state-machine time.
+    pub due_ms: u64,
+    /// The event's topic.
+    pub topic: String,
+    /// The event's dedup key.
+    pub dedup_key: String,
+    /// The event's payload.
+    pub payload: Vec<u8>,
+    /// State-machine time of creation.
+    pub created_ms: u64,
+}
+
 /// What an emit started.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Started {
@@ -241,6 +258,84 @@ impl Machine {
         self.fire_event(topic, &key, key.as_bytes(), depth);
     }
 
+    /// Timers, by due time.
+    pub fn timers(&self) -> impl Iterator<Item = &Timer> {
+        self.timer_due
+            .iter()
+            .filter_map(|(_, id)| self.timers.get(id))
+    }
+
+    pub(super) fn create_timer(
+        &mut self,
+        due_ms: u64,
+        topic: &str,
+        key: &str,
+        payload: &[u8],
+    ) -> Response {
+        // The same checks as an emit, without emitting.
+        if let Err(r) = validate_name("topic", topic, limits::TOPIC_BYTES_MAX) {
+            return Response::Rejected(r);
+        }
+        if key.is_empty() || key.len() > limits::IDEMPOTENCY_KEY_BYTES_MAX {
+            return invalid("dedup_key", "must be 1..=256 bytes");
+        }
+        if payload.len() > limits::EVENT_PAYLOAD_BYTES_MAX {
+            return invalid("payload", "is over EVENT_PAYLOAD_BYTES_MAX");
+        }
+        if topic.starts_with("job.") || topic.starts_with("workflow.") {
+            return invalid("topic", "job.* and workflow.* are emitted by the cluster");
+        }
+        let horizon = self.now_ms.saturating_add(limits::DELAY_MS_MAX);
+        if due_ms > horizon {
+            return invalid(
+                "due_ms",
+                format!("is {due_ms}, more than DELAY_MS_MAX after now (limit {horizon})"),
+            );
+        }
+        if self.timers.len() >= limits::TIMERS_MAX {
+            return Response::Rejected(Rejection::Exhausted {
+                message: format!("{} timers exist, the limit", limits::TIMERS_MAX),
+            });
+        }
+        let id = self.next_timer_id;
+        self.next_timer_id += 1;
+        self.timers.insert(
+            id,
+            Timer {
+                id,
+                due_ms,
+                topic: topic.to_string(),
+                dedup_key: key.to_string(),
+                payload: payload.to_vec(),
+                created_ms: self.now_ms,
+            },
+        );
+        self.timer_due.insert((due_ms, id));
+        Response::TimerCreated { id, due_ms }
+    }
+
+    pub(super) fn cancel_timer(&mut self, id: u64) -> Response {
+        let Some(t) = self.timers.remove(&id) else {
+            return Response::Rejected(Rejection::Missing {
+                what: format!("timer {id} (fired, cancelled or never created)"),
+            });
+        };
+        self.timer_due.remove(&(t.due_ms, id));
+        Response::Ok
+    }
+
+    /// Fires one due timer; returns whether it did.
+    pub(super) fn fire_timer(&mut self) -> bool {
+        let now = self.now_ms;
+        let Some(&(due, id)) = self.timer_due.first().filter(|(t, _)| *t <= now) else {
+            return false;
+        };
+        self.timer_due.remove(&(due, id));
+        let t = self.timers.remove(&id).expect("indexed timer");
+        self.fire_event(&t.topic, &t.dedup_key, &t.payload, 0);
+        true
+    }
+
     /// Removes one expired event key; returns whether it did.
     pub(super) fn expire_event_key(&mut self) -> bool {
         let now = self.now_ms;
@@ -263,6 +358,14 @@ impl Machine {
         let held: BTreeSet<TriggerId> = self.triggers.keys().copied().collect();
         assert_eq!(indexed, held, "trigger topic index");
         assert_eq!(self.event_keys.len(), self.event_expiry.len(), "event keys");
+        assert_eq!(self.timers.len(), self.timer_due.len(), "timer index");
+        for (due, id) in &self.timer_due {
+            assert_eq!(
+                self.timers.get(id).map(|t| t.due_ms),
+                Some(*due),
+                "timer {id}"
+            );
+        }
     }
 }
 
@@ -389,5 +492,52 @@ mod tests {
             next = m.list(None, None, next, 10).last().unwrap().id;
         }
         assert_eq!(chain, limits::TRIGGER_DEPTH_MAX as usize);
+    }
+
+    /// A timer emits its event when due (through a Tick), once; a cancelled one never does.
+    #[test]
+    fn timers_emit_when_due() {
+        let mut m = Machine::new();
+        apply(
+            &mut m,
+            1_000,
+            Command::CreateTrigger {
+                topic: "wake".into(),
+                target: Target::Job(Box::new(JobSpec::shell("q", &["true"]))),
+            },
+        );
+        let timer = |m: &mut Machine, key: &str| {
+            apply(
+                m,
+                1_000,
+                Command::CreateTimer {
+                    due_ms: None,
+                    delay_ms: 5_000,
+                    topic: "wake".into(),
+                    dedup_key: key.into(),
+                    payload: vec![],
+                },
+            )
+        };
+        assert_eq!(
+            timer(&mut m, "a"),
+            Response::TimerCreated {
+                id: 1,
+                due_ms: 6_000
+            }
+        );
+        timer(&mut m, "b");
+        assert_eq!(
+            apply(&mut m, 1_000, Command::CancelTimer { id: 2 }),
+            Response::Ok
+        );
+        assert_eq!(m.next_due(), Some(6_000));
+        apply(&mut m, 5_999, Command::Tick);
+        assert_eq!(m.job_count(), 0);
+        apply(&mut m, 6_000, Command::Tick);
+        assert_eq!(m.job_count(), 1, "fired once, the cancelled one never");
+        apply(&mut m, 7_000, Command::Tick);
+        assert_eq!(m.job_count(), 1);
+        assert_eq!(m.timers().count(), 0);
     }
 }

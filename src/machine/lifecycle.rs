@@ -781,7 +781,11 @@ impl Machine {
                 .cloned()
             {
                 self.drop_lock(at, &name, token);
-            } else if self.tick_controls() || self.tick_schedules() || self.expire_event_key() {
+            } else if self.fire_timer()
+                || self.tick_controls()
+                || self.tick_schedules()
+                || self.expire_event_key()
+            {
             } else if let Some(&(at, id)) = self.workflow_purge.first().filter(|(t, _)| *t <= now) {
                 self.purge_workflow(at, id);
             } else if let Some((at, key)) = self

@@ -238,6 +238,8 @@ pub const CATCH_UP_GRACE_MS: u64 = 10_000;
 /// Ticks one backfill may run.
 pub const BACKFILL_TICKS_MAX: usize = 1_000;
 
+/// Durable event timers that may be pending.
+pub const TIMERS_MAX: usize = 100_000;
 /// Triggers that may exist.
 pub const TRIGGERS_MAX: usize = 10_000;
 /// Bytes of a topic name.

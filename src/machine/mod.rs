@@ -157,6 +157,12 @@ pub struct Machine {
     event_keys: BTreeMap<String, u64>,
     /// Event dedup keys by expiry.
     event_expiry: BTreeSet<(u64, String)>,
+    /// Next timer id.
+    next_timer_id: u64,
+    /// Pending event timers by id.
+    timers: BTreeMap<u64, events::Timer>,
+    /// Pending event timers by due time.
+    timer_due: BTreeSet<(u64, u64)>,
 }
 
 impl Machine {
@@ -169,6 +175,7 @@ impl Machine {
             next_workflow_id: 1,
             next_schedule_id: 1,
             next_trigger_id: 1,
+            next_timer_id: 1,
             ..Machine::default()
         }
     }
@@ -248,6 +255,17 @@ impl Machine {
                 dedup_key,
                 payload,
             } => self.emit(topic, dedup_key, payload),
+            Command::CreateTimer {
+                due_ms,
+                delay_ms,
+                topic,
+                dedup_key,
+                payload,
+            } => {
+                let due = due_ms.unwrap_or(self.now_ms.saturating_add(*delay_ms));
+                self.create_timer(due, topic, dedup_key, payload)
+            }
+            Command::CancelTimer { id } => self.cancel_timer(*id),
             // `apply` unpacks the outer batch; one nested in it is refused.
             Command::Batch(_) => Response::Rejected(Rejection::Invalid {
                 field: "command".into(),
@@ -387,6 +405,7 @@ impl Machine {
             self.controls_due(),
             self.schedules_due(),
             self.event_expiry.first().map(|(t, _)| *t),
+            self.timer_due.first().map(|(t, _)| *t),
         ]
         .into_iter()
         .flatten()

@@ -848,6 +848,62 @@ impl pb::api_server::Api for ApiService {
         }
     }
 
+    async fn create_timer(
+        &self,
+        req: Request<pb::CreateTimerRequest>,
+    ) -> Result<Response<pb::TimerInfo>, Status> {
+        let req = req.into_inner();
+        check_range("delay_ms", req.delay_ms, limits::DELAY_MS_MAX)?;
+        let command = Command::CreateTimer {
+            due_ms: req.due_ms,
+            delay_ms: req.delay_ms,
+            topic: req.topic.clone(),
+            dedup_key: req.dedup_key.clone(),
+            payload: req.payload,
+        };
+        match self.replica.propose(command).await? {
+            Applied::TimerCreated { id, due_ms } => Ok(Response::new(pb::TimerInfo {
+                id,
+                due_ms,
+                topic: req.topic,
+                dedup_key: req.dedup_key,
+                created_ms: 0,
+            })),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn list_timers(
+        &self,
+        req: Request<pb::ListTimersRequest>,
+    ) -> Result<Response<pb::ListTimersResponse>, Status> {
+        self.read_barrier(req.into_inner().stale).await?;
+        let timers = self.replica.read(|m| {
+            m.timers()
+                .take(limits::LIST_LIMIT_MAX as usize)
+                .map(|t| pb::TimerInfo {
+                    id: t.id,
+                    due_ms: t.due_ms,
+                    topic: t.topic.clone(),
+                    dedup_key: t.dedup_key.clone(),
+                    created_ms: t.created_ms,
+                })
+                .collect()
+        });
+        Ok(Response::new(pb::ListTimersResponse { timers }))
+    }
+
+    async fn cancel_timer(
+        &self,
+        req: Request<pb::TimerRef>,
+    ) -> Result<Response<pb::CancelTimerResponse>, Status> {
+        let id = req.into_inner().id;
+        match self.replica.propose(Command::CancelTimer { id }).await? {
+            Applied::Ok => Ok(Response::new(pb::CancelTimerResponse {})),
+            other => Err(unexpected(other)),
+        }
+    }
+
     async fn node_status(
         &self,
         req: Request<pb::NodeStatusRequest>,
