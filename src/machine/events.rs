@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::command::{Rejection, Response};
 use super::job::{validate_name, JobId, JobKind};
+use super::lifecycle::invalid;
 use super::schedule::Target;
 use super::workflow::WorkflowId;
 use super::{limits, Machine};
@@ -66,13 +67,6 @@ pub struct Started {
     pub workflows: Vec<WorkflowId>,
     /// Subscribers that could not be started (a limit), with why.
     pub failed: Vec<String>,
-}
-
-fn invalid(field: &str, message: impl Into<String>) -> Response {
-    Response::Rejected(Rejection::Invalid {
-        field: field.into(),
-        message: message.into(),
-    })
 }
 
 impl Machine {

@@ -9,20 +9,23 @@ use super::job::{
 };
 use super::{limits, Machine, NodeRecord};
 
-fn invalid(field: &str, message: impl Into<String>) -> Response {
+/// A rejection naming the field at fault.
+pub(super) fn invalid(field: &str, message: impl Into<String>) -> Response {
     Response::Rejected(Rejection::Invalid {
         field: field.into(),
         message: message.into(),
     })
 }
 
-fn precondition(message: impl Into<String>) -> Response {
+/// A rejection for a command that does not apply to the state as it is.
+pub(super) fn precondition(message: impl Into<String>) -> Response {
     Response::Rejected(Rejection::Precondition {
         message: message.into(),
     })
 }
 
-fn exhausted(message: impl Into<String>) -> Response {
+/// A rejection for a limit reached.
+pub(super) fn exhausted(message: impl Into<String>) -> Response {
     Response::Rejected(Rejection::Exhausted {
         message: message.into(),
     })

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::command::{Rejection, Response};
 use super::job::{validate_queue_name, JobId, JobState};
+use super::lifecycle::invalid;
 use super::{limits, Machine};
 
 /// Token bucket parameters: `count` leases per `per_ms`.
@@ -149,13 +150,6 @@ impl QueueControl {
             self.transitions.remove(0);
         }
     }
-}
-
-fn invalid(field: &str, message: impl Into<String>) -> Response {
-    Response::Rejected(Rejection::Invalid {
-        field: field.into(),
-        message: message.into(),
-    })
 }
 
 impl QueuePolicy {

@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use super::command::{Rejection, Response};
 use super::job::{validate_name, Job, JobId};
+use super::lifecycle::{invalid, precondition};
 use super::{limits, Machine};
 
 /// What a job needs of one resource.
@@ -108,19 +109,6 @@ pub struct Resource {
     pub next_token: u64,
     /// Locks held, by token.
     pub locks: BTreeMap<u64, LockHold>,
-}
-
-fn invalid(field: &str, message: impl Into<String>) -> Response {
-    Response::Rejected(Rejection::Invalid {
-        field: field.into(),
-        message: message.into(),
-    })
-}
-
-fn precondition(message: impl Into<String>) -> Response {
-    Response::Rejected(Rejection::Precondition {
-        message: message.into(),
-    })
 }
 
 /// A view of one resource for clients.

@@ -45,6 +45,7 @@ use serde::{Deserialize, Serialize};
 
 use super::command::{Rejection, Response};
 use super::job::{validate_name, JobId, JobSpec, JobState};
+use super::lifecycle::{exhausted, precondition};
 use super::{limits, Machine};
 
 /// Cluster-assigned workflow id, in submission order.
@@ -1235,18 +1236,6 @@ pub enum WorkflowOp {
         /// Step name.
         step: String,
     },
-}
-
-fn precondition(message: impl Into<String>) -> Response {
-    Response::Rejected(Rejection::Precondition {
-        message: message.into(),
-    })
-}
-
-fn exhausted(message: impl Into<String>) -> Response {
-    Response::Rejected(Rejection::Exhausted {
-        message: message.into(),
-    })
 }
 
 fn missing(id: WorkflowId) -> Response {
