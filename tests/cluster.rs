@@ -274,6 +274,63 @@ async fn lagging_node_catches_up_by_snapshot_install() {
     assert_readable(&c, lagging, &acked, true).await;
 }
 
+/// A follower that falls behind by many batch entries (200 `SubmitBatch` entries of 100 jobs)
+/// catches up from the log once it is back. openraft 0.9 gives an AppendEntries the heartbeat
+/// interval (50 ms here) and resends the same range after a timeout; before, the leader sent
+/// up to 512 entries at once, which could never finish in time, so the follower never caught
+/// up (found by the bench's scale section, with 1,000-job entries). Now at most
+/// `APPEND_ENTRIES_MAX` (8) entries go in one message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follower_behind_on_large_entries_catches_up() {
+    let mut c = Cluster::start(Settings {
+        snapshot_every_entries: 100_000,
+        ..Settings::default()
+    })
+    .await;
+    let leader = c.wait_leader(None).await;
+    let lagging = c.ids().into_iter().find(|id| *id != leader).unwrap();
+    assert!(c.stop(lagging).await.success());
+    let client = c.client_of(&[leader]);
+    for _ in 0..200 {
+        let jobs = (0..100)
+            .map(|_| pb::SubmitRequest {
+                queue: "big".into(),
+                kind: Some(pb::submit_request::Kind::Payload(vec![b'x'; 64])),
+                ..Default::default()
+            })
+            .collect();
+        client.submit_batch(jobs).await.expect("submit batch");
+    }
+    c.spawn(lagging);
+    let index = c.status(leader).await.unwrap().last_applied;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let applied = c.status(lagging).await.map_or(0, |s| s.last_applied);
+        if applied >= index {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            let tail = |id: u64| {
+                let log = c.log(id);
+                let lines: Vec<&str> = log.lines().rev().take(15).collect();
+                lines.into_iter().rev().collect::<Vec<_>>().join("\n")
+            };
+            panic!(
+                "node {lagging} applied {applied} of {index}\nleader {leader}:\n{}\nlagging:\n{}",
+                tail(leader),
+                tail(lagging)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let q = c
+        .client_of(&[lagging])
+        .queue("big", true)
+        .await
+        .expect("queue");
+    assert_eq!(q.ready, 20_000);
+}
+
 /// A node restarted on an emptied data dir while the cluster exists refuses to start with a
 /// clear message and exit code 2; the cluster goes on unharmed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

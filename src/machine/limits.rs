@@ -43,8 +43,14 @@ pub const PEER_MESSAGE_BYTES_MAX: usize = 256 * 1024 * 1024;
 /// Largest snapshot chunk sent in one InstallSnapshot RPC.
 pub const SNAPSHOT_CHUNK_BYTES_MAX: usize = 4 * 1024 * 1024;
 
-/// Most entries sent in one AppendEntries RPC.
-pub const APPEND_ENTRIES_MAX: u64 = 512;
+/// Most entries sent in one AppendEntries RPC. openraft 0.9 gives an AppendEntries RPC the
+/// heartbeat interval to complete (send, the follower's decode and fsync, the reply) and on a
+/// timeout resends the same range, so a batch that cannot finish within it is never
+/// delivered: a follower that fell behind on large entries (a `SubmitBatch` entry of 1,000
+/// jobs is about 300 KB) never caught up. Eight entries keep a catch-up message at a few MB
+/// (at most 8 x `BATCH_BYTES_MAX`); a leader's entries are batches already, so the steady
+/// stream sends far fewer.
+pub const APPEND_ENTRIES_MAX: u64 = 8;
 
 /// Concurrent API requests served by one node; further ones queue in the server.
 pub const API_CONCURRENCY_MAX: usize = 1024;
@@ -136,11 +142,9 @@ const _: () = assert!(
         + 64 * 1024
         < API_MESSAGE_BYTES_MAX
 );
-// An append batch of the largest jobs must fit in one peer message.
-const _: () = assert!(
-    (APPEND_ENTRIES_MAX as usize) * (ARGV_BYTES_MAX + PAYLOAD_BYTES_MAX + 1024)
-        < PEER_MESSAGE_BYTES_MAX
-);
+// An append message of the largest batch entries must fit in one peer message.
+const _: () =
+    assert!((APPEND_ENTRIES_MAX as usize) * BATCH_BYTES_MAX * 2 <= PEER_MESSAGE_BYTES_MAX);
 
 /// Writes a leader may hold queued for its batcher; further ones wait (backpressure).
 pub const PROPOSALS_QUEUED_MAX: usize = 16 * 1024;
