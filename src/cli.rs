@@ -1191,7 +1191,13 @@ fn parse_time(field: &str, text: &str) -> Result<u64> {
 }
 
 /// A schedule or trigger's target: the workflow file, or the shell job.
-fn target(t: TargetArgs) -> Result<(Option<pb::SubmitRequest>, Option<pb::SubmitWorkflowRequest>)> {
+/// What a schedule or trigger runs, from its command-line options.
+enum RunTarget {
+    Job(Box<pb::SubmitRequest>),
+    Workflow(pb::SubmitWorkflowRequest),
+}
+
+fn target(t: TargetArgs) -> Result<RunTarget> {
     if let Some(file) = t.workflow {
         if !t.argv.is_empty() {
             return Err(invalid(
@@ -1201,7 +1207,7 @@ fn target(t: TargetArgs) -> Result<(Option<pb::SubmitRequest>, Option<pb::Submit
         }
         let req = crate::dag::load(&file)?;
         crate::dag::check(&req)?;
-        return Ok((None, Some(req)));
+        return Ok(RunTarget::Workflow(req));
     }
     if t.argv.is_empty() {
         return Err(invalid(
@@ -1223,7 +1229,7 @@ fn target(t: TargetArgs) -> Result<(Option<pb::SubmitRequest>, Option<pb::Submit
             .transpose()?,
         ..Default::default()
     };
-    Ok((Some(job), None))
+    Ok(RunTarget::Job(Box::new(job)))
 }
 
 fn schedule_ref(text: &str) -> pb::ScheduleRef {
@@ -1291,11 +1297,9 @@ async fn schedule(addr: &[String], command: ScheduleCmd) -> Result<()> {
                 json,
                 target: t,
             } = *args;
-            let (job, workflow) = target(t)?;
-            let target = match (job, workflow) {
-                (Some(j), _) => pb::create_schedule_request::Target::Job(j),
-                (_, Some(w)) => pb::create_schedule_request::Target::Workflow(w),
-                _ => unreachable!("target() returns one"),
+            let target = match target(t)? {
+                RunTarget::Job(j) => pb::create_schedule_request::Target::Job(*j),
+                RunTarget::Workflow(w) => pb::create_schedule_request::Target::Workflow(w),
             };
             let req = pb::CreateScheduleRequest {
                 name,
@@ -1421,11 +1425,9 @@ async fn trigger(addr: &[String], command: TriggerCmd) -> Result<()> {
     let client = client(addr)?;
     match command {
         TriggerCmd::Create { topic, target: t } => {
-            let (job, workflow) = target(t)?;
-            let target = match (job, workflow) {
-                (Some(j), _) => pb::create_trigger_request::Target::Job(j),
-                (_, Some(w)) => pb::create_trigger_request::Target::Workflow(w),
-                _ => unreachable!("target() returns one"),
+            let target = match target(t)? {
+                RunTarget::Job(j) => pb::create_trigger_request::Target::Job(*j),
+                RunTarget::Workflow(w) => pb::create_trigger_request::Target::Workflow(w),
             };
             let t = client
                 .create_trigger(pb::CreateTriggerRequest {
