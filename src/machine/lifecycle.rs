@@ -87,12 +87,15 @@ impl Machine {
         if let Some(link) = self.jobs[&id].step {
             self.step_job_finished(link, id);
         }
-        let depth = self.jobs.get(&id).map_or(0, |j| j.depth);
-        self.transition_event(
-            &format!("job.{}", state.name()),
-            format!("job:{id}:{now}"),
-            depth,
-        );
+        // No allocation on the hot path unless someone subscribed to a topic.
+        if !self.topics.is_empty() {
+            let depth = self.jobs.get(&id).map_or(0, |j| j.depth);
+            self.transition_event(
+                &format!("job.{}", state.name()),
+                format!("job:{id}:{now}"),
+                depth,
+            );
+        }
     }
 
     /// Closes the open attempt of a leased job. The job keeps its lease and state `Leased`
@@ -142,8 +145,10 @@ impl Machine {
 
     /// Ends a lease as lost (expired, or its node restarted): a transient failure.
     fn lose_lease(&mut self, id: JobId, why: &str) {
-        let queue = self.jobs[&id].spec.queue.clone();
-        self.queue_outcome(&queue, id, false);
+        if !self.controls.is_empty() {
+            let queue = self.jobs[&id].spec.queue.clone();
+            self.queue_outcome(&queue, id, false);
+        }
         self.end_attempt(
             id,
             Outcome {
@@ -544,8 +549,10 @@ impl Machine {
             other => other,
         };
         let error = tail(&report.error, limits::ERROR_BYTES_MAX);
-        let queue = self.jobs[&id].spec.queue.clone();
-        self.queue_outcome(&queue, id, class.is_none());
+        if !self.controls.is_empty() {
+            let queue = self.jobs[&id].spec.queue.clone();
+            self.queue_outcome(&queue, id, class.is_none());
+        }
         self.end_attempt(
             id,
             Outcome {
