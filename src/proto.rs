@@ -7,8 +7,8 @@ use crate::machine::protect::{BreakerConfig, QueueControl, QueuePolicy, Rate};
 use crate::machine::resources::{Need, ResourceView};
 use crate::machine::{
     limits, Attempt, Backoff, Condition, Dependency, ErrorClass, FailurePolicy, Grant, Job,
-    JobChanges, JobKind, JobSpec, JobState, QueueStats, Report, StepSpec, StepState, Workflow,
-    WorkflowOp, WorkflowSpec, WorkflowState,
+    JobChanges, JobKind, JobSpec, JobState, QueueStats, Report, StepSpec, Workflow, WorkflowOp,
+    WorkflowSpec, WorkflowState,
 };
 
 /// Generated from `proto/raftline/v1/*.proto`.
@@ -554,18 +554,6 @@ pub fn workflow(w: &Workflow, now_ms: u64, with_steps: bool) -> pb::Workflow {
         })
         .collect();
     out
-}
-
-/// Whether a step state name is terminal (for clients reading `pb::WorkflowStep`).
-pub fn step_state_is_terminal(name: &str) -> bool {
-    [
-        StepState::Succeeded,
-        StepState::Failed,
-        StepState::Skipped,
-        StepState::Cancelled,
-    ]
-    .iter()
-    .any(|s| s.name() == name)
 }
 
 /// A queue policy request as the machine's policy (zeros mean "off").

@@ -131,35 +131,42 @@ impl Machine {
         Response::Ok
     }
 
-    pub(super) fn emit(&mut self, topic: &str, key: &str, payload: &[u8]) -> Response {
-        if let Err(r) = validate_name("topic", topic, limits::TOPIC_BYTES_MAX) {
-            return Response::Rejected(r);
-        }
+    /// Checks an event an operator emits (now or by a timer): topic, key, payload, and that
+    /// the topic is not one the cluster emits itself.
+    fn check_event(topic: &str, key: &str, payload: &[u8]) -> Result<(), Response> {
+        validate_name("topic", topic, limits::TOPIC_BYTES_MAX).map_err(Response::Rejected)?;
         if key.is_empty() || key.len() > limits::IDEMPOTENCY_KEY_BYTES_MAX {
-            return invalid(
+            return Err(invalid(
                 "dedup_key",
                 format!(
                     "is {} bytes, must be 1..={}",
                     key.len(),
                     limits::IDEMPOTENCY_KEY_BYTES_MAX
                 ),
-            );
+            ));
         }
         if payload.len() > limits::EVENT_PAYLOAD_BYTES_MAX {
-            return invalid(
+            return Err(invalid(
                 "payload",
                 format!(
                     "is {} bytes, the limit is {}",
                     payload.len(),
                     limits::EVENT_PAYLOAD_BYTES_MAX
                 ),
-            );
+            ));
         }
         if topic.starts_with("job.") || topic.starts_with("workflow.") {
-            return invalid(
+            return Err(invalid(
                 "topic",
                 "job.* and workflow.* are emitted by the cluster on transitions",
-            );
+            ));
+        }
+        Ok(())
+    }
+
+    pub(super) fn emit(&mut self, topic: &str, key: &str, payload: &[u8]) -> Response {
+        if let Err(r) = Machine::check_event(topic, key, payload) {
+            return r;
         }
         match self.fire_event(topic, key, payload, 0) {
             Some(started) => Response::Emitted {
@@ -266,18 +273,8 @@ impl Machine {
         key: &str,
         payload: &[u8],
     ) -> Response {
-        // The same checks as an emit, without emitting.
-        if let Err(r) = validate_name("topic", topic, limits::TOPIC_BYTES_MAX) {
-            return Response::Rejected(r);
-        }
-        if key.is_empty() || key.len() > limits::IDEMPOTENCY_KEY_BYTES_MAX {
-            return invalid("dedup_key", "must be 1..=256 bytes");
-        }
-        if payload.len() > limits::EVENT_PAYLOAD_BYTES_MAX {
-            return invalid("payload", "is over EVENT_PAYLOAD_BYTES_MAX");
-        }
-        if topic.starts_with("job.") || topic.starts_with("workflow.") {
-            return invalid("topic", "job.* and workflow.* are emitted by the cluster");
+        if let Err(r) = Machine::check_event(topic, key, payload) {
+            return r;
         }
         let horizon = self.now_ms.saturating_add(limits::DELAY_MS_MAX);
         if due_ms > horizon {
