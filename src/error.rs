@@ -50,6 +50,18 @@ impl Error {
         }
     }
 
+    /// Puts `prefix` before the field an invalid-argument error names (`jobs[3].` + `queue`),
+    /// so an error from a nested part of a request names its place in the whole.
+    pub fn within(self, prefix: &str) -> Error {
+        match self {
+            Error::InvalidArgument { field, message } => Error::InvalidArgument {
+                field: format!("{prefix}{field}"),
+                message,
+            },
+            other => other,
+        }
+    }
+
     /// Exit code for the CLI: 2 for input a user must correct, 1 for everything else.
     pub fn exit_code(&self) -> i32 {
         match self {

@@ -381,13 +381,7 @@ fn step_template(prefix: &str, req: pb::SubmitRequest) -> Result<JobSpec, Error>
             return Err(invalid(&named(field), "is not allowed in a workflow step"));
         }
     }
-    let (spec, _, _) = submit(req).map_err(|e| match e {
-        Error::InvalidArgument { field, message } => Error::InvalidArgument {
-            field: named(&field),
-            message,
-        },
-        other => other,
-    })?;
+    let (spec, _, _) = submit(req).map_err(|e| e.within(prefix))?;
     Ok(spec)
 }
 
@@ -633,13 +627,7 @@ fn target_of(
                     "is not allowed: the schedule decides when",
                 ));
             }
-            let (spec, _, _) = submit(job).map_err(|e| match e {
-                Error::InvalidArgument { field, message } => Error::InvalidArgument {
-                    field: format!("job.{field}"),
-                    message,
-                },
-                other => other,
-            })?;
+            let (spec, _, _) = submit(job).map_err(|e| e.within("job."))?;
             Ok(Target::Job(Box::new(spec)))
         }
         (None, Some(w)) => Ok(Target::Workflow(workflow_spec(w)?)),

@@ -115,13 +115,7 @@ fn unexpected(response: Applied) -> Status {
 
 /// Names the list item in an invalid-argument error: `field` becomes `list[i].field`.
 fn item_error(list: &str, i: usize, e: Error) -> Error {
-    match e {
-        Error::InvalidArgument { field, message } => Error::InvalidArgument {
-            field: format!("{list}[{i}].{field}"),
-            message,
-        },
-        other => other,
-    }
+    e.within(&format!("{list}[{i}]."))
 }
 
 /// A submit request checked and turned into its command; nothing is proposed.
