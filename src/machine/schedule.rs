@@ -310,6 +310,11 @@ impl ScheduleSpec {
 
     /// The first tick strictly after `after_ms` within start..=end.
     fn next_tick(&self, after_ms: u64, created_ms: u64) -> Option<u64> {
+        self.clock(created_ms)?.next(after_ms)
+    }
+
+    /// The schedule's ticks with its expression parsed once, for walking many of them.
+    fn clock(&self, created_ms: u64) -> Option<Clock> {
         let expr = parse_expr(&self.expr, &self.tz).ok()?;
         let origin = self.origin(created_ms);
         // `@every` counts from the start (or creation); a cron schedule has ticks before its
@@ -318,8 +323,29 @@ impl ScheduleSpec {
             Expr::Every(_) => origin.saturating_sub(1),
             Expr::Cron(..) => self.start_ms.map_or(0, |s| s.saturating_sub(1)),
         };
-        let after = after_ms.max(floor);
-        let next = expr.next_after(after, origin)?;
+        Some(Clock {
+            expr,
+            origin,
+            floor,
+            end_ms: self.end_ms,
+        })
+    }
+}
+
+/// A schedule's tick function: expression, origin of `@every`, and bounds.
+struct Clock {
+    expr: Expr,
+    origin: u64,
+    floor: u64,
+    end_ms: Option<u64>,
+}
+
+impl Clock {
+    /// The first tick strictly after `after_ms` within the bounds.
+    fn next(&self, after_ms: u64) -> Option<u64> {
+        let next = self
+            .expr
+            .next_after(after_ms.max(self.floor), self.origin)?;
         self.end_ms.is_none_or(|end| next <= end).then_some(next)
     }
 }
@@ -529,6 +555,8 @@ impl Machine {
         };
         self.schedule_due.remove(&(first, id));
         let s = &self.schedules[&id];
+        let clock = s.spec.clock(s.created_ms);
+        let next_after = |t: u64| clock.as_ref().and_then(|c| c.next(t));
         // The ticks due by now, oldest first, scanning at most CATCH_UP_SCAN_MAX of them; past
         // that the schedule jumps to its first tick after now (the rest are only noted).
         let mut due = VecDeque::new();
@@ -538,14 +566,10 @@ impl Machine {
                 break;
             }
             due.push_back(tick);
-            t = s.spec.next_tick(tick, s.created_ms);
+            t = next_after(tick);
         }
         let beyond = t.is_some_and(|t| t <= now);
-        let next = if beyond {
-            s.spec.next_tick(now, s.created_ms)
-        } else {
-            t
-        };
+        let next = if beyond { next_after(now) } else { t };
         let missed = u64::from(beyond);
         let keep = match s.spec.catch_up {
             CatchUp::All(n) => n as usize,
@@ -659,8 +683,10 @@ impl Machine {
                         format!("the range {from_ms}..={to_ms} must be ordered and in the past (now {now})"),
                     ));
                 }
+                let clock = s.spec.clock(s.created_ms);
+                let next_after = |t: u64| clock.as_ref().and_then(|c| c.next(t));
                 let mut ticks = Vec::new();
-                let mut t = s.spec.next_tick(from_ms.saturating_sub(1), s.created_ms);
+                let mut t = next_after(from_ms.saturating_sub(1));
                 while let Some(tick) = t.filter(|t| t <= to_ms) {
                     if ticks.len() >= limits::BACKFILL_TICKS_MAX {
                         return Response::Rejected(invalid(
@@ -672,7 +698,7 @@ impl Machine {
                         ));
                     }
                     ticks.push(tick);
-                    t = s.spec.next_tick(tick, s.created_ms);
+                    t = next_after(tick);
                 }
                 for tick in ticks {
                     if matches!(
