@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use crate::error::Error;
-use crate::machine::protect::{BreakerConfig, QueueControl, QueuePolicy, Rate};
+use crate::machine::controls::{BreakerConfig, QueueControl, QueuePolicy, Rate};
 use crate::machine::resources::{Need, ResourceView};
 use crate::machine::{
     limits, Attempt, Backoff, Condition, Dependency, ErrorClass, FailurePolicy, Grant, Job,
@@ -242,7 +242,7 @@ pub fn queue(
         breaker_cooldown_ms: breaker.map_or(0, |b| b.cooldown_ms),
         breaker_state: state.map_or("", |s| s.name()).into(),
         breaker_open_until_ms: match state {
-            Some(crate::machine::protect::BreakerState::Open { until_ms }) => Some(until_ms),
+            Some(crate::machine::controls::BreakerState::Open { until_ms }) => Some(until_ms),
             _ => None,
         },
         breaker_transitions: control

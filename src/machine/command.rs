@@ -220,7 +220,7 @@ pub enum Command {
         /// The queue.
         queue: String,
         /// The limits.
-        policy: super::protect::QueuePolicy,
+        policy: super::controls::QueuePolicy,
     },
     /// Create a cron schedule.
     CreateSchedule(super::schedule::ScheduleSpec),

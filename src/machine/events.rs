@@ -12,16 +12,48 @@
 //! `RAFTLINE_EVENT_PAYLOAD` (the payload as UTF-8, lossy) in its environment; an external job
 //! whose template has an empty payload gets the event's payload.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
 use super::command::{Rejection, Response};
 use super::job::{validate_name, JobId, JobKind};
-use super::lifecycle::invalid;
+use super::jobs::invalid;
 use super::schedule::Target;
 use super::workflow::WorkflowId;
 use super::{limits, Machine};
+
+/// The events subsystem: triggers by topic, event dedup keys, and timers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Events {
+    /// Next trigger id.
+    pub(super) next_trigger_id: TriggerId,
+    /// Triggers by id.
+    pub(super) triggers: BTreeMap<TriggerId, Trigger>,
+    /// Trigger ids by topic.
+    pub(super) topics: BTreeMap<String, BTreeSet<TriggerId>>,
+    /// Event dedup keys (topic NUL key) -> expiry.
+    pub(super) keys: BTreeMap<String, u64>,
+    /// Event dedup keys by expiry.
+    pub(super) key_expiry: BTreeSet<(u64, String)>,
+    /// Next timer id.
+    pub(super) next_timer_id: u64,
+    /// Pending event timers by id.
+    pub(super) timers: BTreeMap<u64, Timer>,
+    /// Pending event timers by due time.
+    pub(super) timer_due: BTreeSet<(u64, u64)>,
+}
+
+impl Events {
+    /// No triggers or timers; ids start at 1.
+    pub fn new() -> Events {
+        Events {
+            next_trigger_id: 1,
+            next_timer_id: 1,
+            ..Events::default()
+        }
+    }
+}
 
 /// Cluster-assigned trigger id.
 pub type TriggerId = u64;
@@ -72,7 +104,7 @@ pub struct Started {
 impl Machine {
     /// Triggers, in id order.
     pub fn triggers(&self) -> impl Iterator<Item = &Trigger> {
-        self.triggers.values()
+        self.events.triggers.values()
     }
 
     pub(super) fn create_trigger(&mut self, topic: &str, target: &Target) -> Response {
@@ -95,14 +127,14 @@ impl Machine {
         if let Err(r) = checked {
             return r;
         }
-        if self.triggers.len() >= limits::TRIGGERS_MAX {
+        if self.events.triggers.len() >= limits::TRIGGERS_MAX {
             return Response::Rejected(Rejection::Exhausted {
                 message: format!("{} triggers exist, the limit", limits::TRIGGERS_MAX),
             });
         }
-        let id = self.next_trigger_id;
-        self.next_trigger_id += 1;
-        self.triggers.insert(
+        let id = self.events.next_trigger_id;
+        self.events.next_trigger_id += 1;
+        self.events.triggers.insert(
             id,
             Trigger {
                 id,
@@ -112,20 +144,24 @@ impl Machine {
                 fired: 0,
             },
         );
-        self.topics.entry(topic.to_string()).or_default().insert(id);
+        self.events
+            .topics
+            .entry(topic.to_string())
+            .or_default()
+            .insert(id);
         Response::TriggerCreated { id }
     }
 
     pub(super) fn delete_trigger(&mut self, id: TriggerId) -> Response {
-        let Some(t) = self.triggers.remove(&id) else {
+        let Some(t) = self.events.triggers.remove(&id) else {
             return Response::Rejected(Rejection::Missing {
                 what: format!("trigger {id}"),
             });
         };
-        if let Some(set) = self.topics.get_mut(&t.topic) {
+        if let Some(set) = self.events.topics.get_mut(&t.topic) {
             set.remove(&id);
             if set.is_empty() {
-                self.topics.remove(&t.topic);
+                self.events.topics.remove(&t.topic);
             }
         }
         Response::Ok
@@ -190,24 +226,25 @@ impl Machine {
         depth: u8,
     ) -> Option<Started> {
         let dedup = format!("{topic}\u{0}{key}");
-        if self.event_keys.contains_key(&dedup) {
+        if self.events.keys.contains_key(&dedup) {
             return None;
         }
-        if self.event_keys.len() < limits::EVENT_KEYS_MAX {
+        if self.events.keys.len() < limits::EVENT_KEYS_MAX {
             let expires = self
                 .now_ms
                 .saturating_add(self.settings.idempotency_window_ms);
-            self.event_keys.insert(dedup.clone(), expires);
-            self.event_expiry.insert((expires, dedup));
+            self.events.keys.insert(dedup.clone(), expires);
+            self.events.key_expiry.insert((expires, dedup));
         }
         let mut started = Started::default();
         let ids: Vec<TriggerId> = self
+            .events
             .topics
             .get(topic)
             .map(|s| s.iter().copied().collect())
             .unwrap_or_default();
         for id in ids {
-            let Some(t) = self.triggers.get_mut(&id) else {
+            let Some(t) = self.events.triggers.get_mut(&id) else {
                 continue;
             };
             t.fired += 1;
@@ -230,7 +267,7 @@ impl Machine {
                     }
                     match self.submit(&spec, 0, None) {
                         Response::Submitted { id, .. } => {
-                            self.jobs.get_mut(&id).expect("submitted").depth =
+                            self.jobs.by_id.get_mut(&id).expect("submitted").depth =
                                 depth.saturating_add(1);
                             started.jobs.push(id);
                         }
@@ -239,7 +276,7 @@ impl Machine {
                 }
                 Target::Workflow(w) => match self.submit_workflow(&w) {
                     Response::WorkflowSubmitted { id } => {
-                        self.workflows.get_mut(&id).expect("submitted").depth =
+                        self.workflows.by_id.get_mut(&id).expect("submitted").depth =
                             depth.saturating_add(1);
                         started.workflows.push(id);
                     }
@@ -253,7 +290,7 @@ impl Machine {
     /// A transition of work at `depth`: fires `topic` for its subscribers, if any, unless the
     /// chain is at its bound.
     pub(super) fn transition_event(&mut self, topic: &str, key: String, depth: u8) {
-        if depth >= limits::TRIGGER_DEPTH_MAX || !self.topics.contains_key(topic) {
+        if depth >= limits::TRIGGER_DEPTH_MAX || !self.events.topics.contains_key(topic) {
             return;
         }
         self.fire_event(topic, &key, key.as_bytes(), depth);
@@ -261,9 +298,10 @@ impl Machine {
 
     /// Timers, by due time.
     pub fn timers(&self) -> impl Iterator<Item = &Timer> {
-        self.timer_due
+        self.events
+            .timer_due
             .iter()
-            .filter_map(|(_, id)| self.timers.get(id))
+            .filter_map(|(_, id)| self.events.timers.get(id))
     }
 
     pub(super) fn create_timer(
@@ -283,14 +321,14 @@ impl Machine {
                 format!("is {due_ms}, more than DELAY_MS_MAX after now (limit {horizon})"),
             );
         }
-        if self.timers.len() >= limits::TIMERS_MAX {
+        if self.events.timers.len() >= limits::TIMERS_MAX {
             return Response::Rejected(Rejection::Exhausted {
                 message: format!("{} timers exist, the limit", limits::TIMERS_MAX),
             });
         }
-        let id = self.next_timer_id;
-        self.next_timer_id += 1;
-        self.timers.insert(
+        let id = self.events.next_timer_id;
+        self.events.next_timer_id += 1;
+        self.events.timers.insert(
             id,
             Timer {
                 id,
@@ -301,28 +339,28 @@ impl Machine {
                 created_ms: self.now_ms,
             },
         );
-        self.timer_due.insert((due_ms, id));
+        self.events.timer_due.insert((due_ms, id));
         Response::TimerCreated { id, due_ms }
     }
 
     pub(super) fn cancel_timer(&mut self, id: u64) -> Response {
-        let Some(t) = self.timers.remove(&id) else {
+        let Some(t) = self.events.timers.remove(&id) else {
             return Response::Rejected(Rejection::Missing {
                 what: format!("timer {id} (fired, cancelled or never created)"),
             });
         };
-        self.timer_due.remove(&(t.due_ms, id));
+        self.events.timer_due.remove(&(t.due_ms, id));
         Response::Ok
     }
 
     /// Fires one due timer; returns whether it did.
     pub(super) fn fire_timer(&mut self) -> bool {
         let now = self.now_ms;
-        let Some(&(due, id)) = self.timer_due.first().filter(|(t, _)| *t <= now) else {
+        let Some(&(due, id)) = self.events.timer_due.first().filter(|(t, _)| *t <= now) else {
             return false;
         };
-        self.timer_due.remove(&(due, id));
-        let t = self.timers.remove(&id).expect("indexed timer");
+        self.events.timer_due.remove(&(due, id));
+        let t = self.events.timers.remove(&id).expect("indexed timer");
         self.fire_event(&t.topic, &t.dedup_key, &t.payload, 0);
         true
     }
@@ -331,28 +369,37 @@ impl Machine {
     pub(super) fn expire_event_key(&mut self) -> bool {
         let now = self.now_ms;
         let Some((at, key)) = self
-            .event_expiry
+            .events
+            .key_expiry
             .first()
             .filter(|(t, _)| *t <= now)
             .cloned()
         else {
             return false;
         };
-        self.event_expiry.remove(&(at, key.clone()));
-        self.event_keys.remove(&key);
+        self.events.key_expiry.remove(&(at, key.clone()));
+        self.events.keys.remove(&key);
         true
     }
 
     /// Panics if the trigger or event indexes are off.
     pub(super) fn check_event_invariants(&self) {
-        let indexed: BTreeSet<TriggerId> = self.topics.values().flatten().copied().collect();
-        let held: BTreeSet<TriggerId> = self.triggers.keys().copied().collect();
+        let indexed: BTreeSet<TriggerId> = self.events.topics.values().flatten().copied().collect();
+        let held: BTreeSet<TriggerId> = self.events.triggers.keys().copied().collect();
         assert_eq!(indexed, held, "trigger topic index");
-        assert_eq!(self.event_keys.len(), self.event_expiry.len(), "event keys");
-        assert_eq!(self.timers.len(), self.timer_due.len(), "timer index");
-        for (due, id) in &self.timer_due {
+        assert_eq!(
+            self.events.keys.len(),
+            self.events.key_expiry.len(),
+            "event keys"
+        );
+        assert_eq!(
+            self.events.timers.len(),
+            self.events.timer_due.len(),
+            "timer index"
+        );
+        for (due, id) in &self.events.timer_due {
             assert_eq!(
-                self.timers.get(id).map(|t| t.due_ms),
+                self.events.timers.get(id).map(|t| t.due_ms),
                 Some(*due),
                 "timer {id}"
             );

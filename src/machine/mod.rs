@@ -61,12 +61,13 @@
 
 pub mod backoff;
 pub mod command;
+pub mod controls;
 pub mod events;
 pub mod index;
 pub mod job;
-mod lifecycle;
+pub mod jobs;
 pub mod limits;
-pub mod protect;
+pub mod nodes;
 pub mod resources;
 pub mod schedule;
 pub mod workflow;
@@ -74,7 +75,7 @@ pub mod workflow;
 #[cfg(test)]
 mod golden;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
@@ -85,98 +86,44 @@ pub use index::{Index, QueueStats};
 pub use job::{
     Attempt, Backoff, ErrorClass, Job, JobId, JobKind, JobSpec, JobState, Lease, NodeRun, Outcome,
 };
+pub use nodes::NodeRecord;
 pub use workflow::{
     Condition, Dependency, FailurePolicy, StepRef, StepSpec, StepState, Workflow, WorkflowId,
     WorkflowOp, WorkflowSpec, WorkflowState,
 };
 
-/// What the state machine remembers of a node.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NodeRecord {
-    /// Incarnation of the node's latest run.
-    pub incarnation: u64,
-    /// State-machine time of its first registration.
-    pub first_registered_ms: u64,
-    /// State-machine time of its latest registration.
-    pub registered_ms: u64,
-}
-
-/// The whole replicated application state.
+/// The whole replicated application state: the clock and settings every subsystem reads, and
+/// one value per subsystem, each owning its state and checking its own invariants.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Machine {
     /// State-machine time: the largest `now_ms` applied so far.
     now_ms: u64,
-    /// Next job id to assign.
-    next_job_id: JobId,
-    /// Next enqueue sequence number (FIFO tie-break in the ready index).
-    next_seq: u64,
-    /// Next fencing token.
-    next_token: u64,
     /// Cluster-wide settings.
     settings: Settings,
-    /// Every job held, by id.
-    jobs: BTreeMap<JobId, Job>,
-    /// Indexes over `jobs`.
-    index: Index,
-    /// Paused queues.
-    paused: BTreeSet<String>,
-    /// Idempotency key -> (job, expiry).
-    idempotency: BTreeMap<String, (JobId, u64)>,
-    /// Idempotency keys by expiry.
-    idempotency_expiry: BTreeSet<(u64, String)>,
-    /// Every node ever registered.
-    nodes: BTreeMap<u64, NodeRecord>,
-    /// Next workflow id to assign.
-    next_workflow_id: WorkflowId,
-    /// Every workflow held, by id.
-    workflows: BTreeMap<WorkflowId, Workflow>,
-    /// Terminal workflows by purge time.
-    workflow_purge: BTreeSet<(u64, WorkflowId)>,
-    /// Resources by name.
-    resources: BTreeMap<String, resources::Resource>,
-    /// Locks by expiry: (expires_ms, resource, token).
-    lock_expiry: BTreeSet<(u64, String, u64)>,
-    /// Queue policies (rate, concurrency, breaker) and their state.
-    controls: BTreeMap<String, protect::QueueControl>,
-    /// Next schedule id.
-    next_schedule_id: schedule::ScheduleId,
-    /// Schedules by id.
-    schedules: BTreeMap<schedule::ScheduleId, schedule::Schedule>,
-    /// Schedule ids by name.
-    schedule_names: BTreeMap<String, schedule::ScheduleId>,
-    /// Active schedules by next tick.
-    schedule_due: BTreeSet<(u64, schedule::ScheduleId)>,
-    /// Schedules with ticks waiting for their previous run.
-    schedule_queued: BTreeSet<schedule::ScheduleId>,
-    /// Next trigger id.
-    next_trigger_id: events::TriggerId,
-    /// Triggers by id.
-    triggers: BTreeMap<events::TriggerId, events::Trigger>,
-    /// Trigger ids by topic.
-    topics: BTreeMap<String, BTreeSet<events::TriggerId>>,
-    /// Event dedup keys (topic NUL key) -> expiry.
-    event_keys: BTreeMap<String, u64>,
-    /// Event dedup keys by expiry.
-    event_expiry: BTreeSet<(u64, String)>,
-    /// Next timer id.
-    next_timer_id: u64,
-    /// Pending event timers by id.
-    timers: BTreeMap<u64, events::Timer>,
-    /// Pending event timers by due time.
-    timer_due: BTreeSet<(u64, u64)>,
+    /// Jobs, their indexes and idempotency keys.
+    jobs: jobs::Jobs,
+    /// Queue controls: pauses, rate and concurrency limits, breakers.
+    controls: controls::Controls,
+    /// Registered nodes.
+    nodes: nodes::Nodes,
+    /// Workflows.
+    workflows: workflow::Workflows,
+    /// Resources and their locks.
+    resources: resources::Resources,
+    /// Cron schedules.
+    schedules: schedule::Schedules,
+    /// Triggers, event dedup keys and timers.
+    events: events::Events,
 }
 
 impl Machine {
     /// An empty state; job ids and tokens start at 1.
     pub fn new() -> Self {
         Machine {
-            next_job_id: 1,
-            next_seq: 1,
-            next_token: 1,
-            next_workflow_id: 1,
-            next_schedule_id: 1,
-            next_trigger_id: 1,
-            next_timer_id: 1,
+            jobs: jobs::Jobs::new(),
+            workflows: workflow::Workflows::new(),
+            schedules: schedule::Schedules::new(),
+            events: events::Events::new(),
             ..Machine::default()
         }
     }
@@ -198,7 +145,7 @@ impl Machine {
             // jobs still keeps up with its heartbeats.
             static APPLIED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
             let n = APPLIED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            if self.jobs.len() <= 5_000 || n % 64 == 0 {
+            if self.jobs.by_id.len() <= 5_000 || n % 64 == 0 {
                 self.check_invariants();
             }
         }
@@ -296,12 +243,12 @@ impl Machine {
 
     /// A job by id.
     pub fn job(&self, id: JobId) -> Option<&Job> {
-        self.jobs.get(&id)
+        self.jobs.by_id.get(&id)
     }
 
     /// Number of jobs held.
     pub fn job_count(&self) -> usize {
-        self.jobs.len()
+        self.jobs.by_id.len()
     }
 
     /// Jobs in id order after `after`, filtered by queue and state, at most `limit`.
@@ -314,16 +261,18 @@ impl Machine {
     ) -> Vec<&Job> {
         if let (Some(q), Some(JobState::Dead)) = (queue, state) {
             return self
+                .jobs
                 .index
                 .dead
                 .get(q)
                 .into_iter()
                 .flat_map(|ids| ids.range(after.saturating_add(1)..))
-                .filter_map(|id| self.jobs.get(id))
+                .filter_map(|id| self.jobs.by_id.get(id))
                 .take(limit)
                 .collect();
         }
         self.jobs
+            .by_id
             .range(after.saturating_add(1)..)
             .map(|(_, j)| j)
             .filter(|j| queue.is_none_or(|q| j.spec.queue == q))
@@ -334,7 +283,8 @@ impl Machine {
 
     /// Ready jobs of a queue, in the order they would be leased.
     pub fn ready_in(&self, queue: &str) -> impl Iterator<Item = JobId> + '_ {
-        self.index
+        self.jobs
+            .index
             .ready
             .get(queue)
             .into_iter()
@@ -344,14 +294,14 @@ impl Machine {
     /// Ready jobs in the given queues (all queues when empty), not counting paused ones.
     pub fn ready_count(&self, queues: &[String]) -> u64 {
         let ready = |q: &String| {
-            if self.paused.contains(q) {
+            if self.controls.paused.contains(q) {
                 0
             } else {
-                self.index.ready.get(q).map_or(0, |s| s.len() as u64)
+                self.jobs.index.ready.get(q).map_or(0, |s| s.len() as u64)
             }
         };
         if queues.is_empty() {
-            self.index.ready.keys().map(ready).sum()
+            self.jobs.index.ready.keys().map(ready).sum()
         } else {
             queues.iter().map(ready).sum()
         }
@@ -361,7 +311,7 @@ impl Machine {
     /// grant a job now; `shell_only` for a node's own executor.
     pub fn leasable(&self, queues: &[String], capabilities: &[String], shell_only: bool) -> bool {
         if queues.is_empty() {
-            let all: Vec<String> = self.index.ready.keys().cloned().collect();
+            let all: Vec<String> = self.jobs.index.ready.keys().cloned().collect();
             return self.best_ready(&all, capabilities, shell_only).is_some();
         }
         self.best_ready(queues, capabilities, shell_only).is_some()
@@ -370,27 +320,33 @@ impl Machine {
     /// Counters of a queue, and whether it is paused.
     pub fn queue(&self, queue: &str) -> (QueueStats, bool) {
         (
-            self.index.queues.get(queue).cloned().unwrap_or_default(),
-            self.paused.contains(queue),
+            self.jobs
+                .index
+                .queues
+                .get(queue)
+                .cloned()
+                .unwrap_or_default(),
+            self.controls.paused.contains(queue),
         )
     }
 
     /// Every queue with jobs or paused.
     pub fn queue_names(&self) -> Vec<String> {
-        let mut names: BTreeSet<String> = self.index.queues.keys().cloned().collect();
-        names.extend(self.paused.iter().cloned());
+        let mut names: BTreeSet<String> = self.jobs.index.queues.keys().cloned().collect();
+        names.extend(self.controls.paused.iter().cloned());
         names.into_iter().collect()
     }
 
     /// Leases a worker holds: (job, token).
     pub fn leases_of(&self, worker: &str) -> Vec<(JobId, u64)> {
-        self.index
+        self.jobs
+            .index
             .worker_leases
             .get(worker)
             .into_iter()
             .flatten()
             .filter_map(|id| {
-                let lease = self.jobs.get(id)?.lease.as_ref()?;
+                let lease = self.jobs.by_id.get(id)?.lease.as_ref()?;
                 Some((*id, lease.token))
             })
             .collect()
@@ -398,24 +354,24 @@ impl Machine {
 
     /// The record of a node, if it ever registered.
     pub fn node(&self, node_id: u64) -> Option<&NodeRecord> {
-        self.nodes.get(&node_id)
+        self.nodes.records.get(&node_id)
     }
 
     /// Earliest state-machine time at which a Tick has work; `None` when nothing is pending
     /// (an idle cluster proposes nothing).
     pub fn next_due(&self) -> Option<u64> {
-        let idem = self.idempotency_expiry.first().map(|(t, _)| *t);
-        let workflows = self.workflow_purge.first().map(|(t, _)| *t);
-        let locks = self.lock_expiry.first().map(|(t, _, _)| *t);
+        let idem = self.jobs.idempotency_expiry.first().map(|(t, _)| *t);
+        let workflows = self.workflows.purge.first().map(|(t, _)| *t);
+        let locks = self.resources.lock_expiry.first().map(|(t, _, _)| *t);
         [
-            self.index.next_due(),
+            self.jobs.index.next_due(),
             idem,
             workflows,
             locks,
             self.controls_due(),
             self.schedules_due(),
-            self.event_expiry.first().map(|(t, _)| *t),
-            self.timer_due.first().map(|(t, _)| *t),
+            self.events.key_expiry.first().map(|(t, _)| *t),
+            self.events.timer_due.first().map(|(t, _)| *t),
         ]
         .into_iter()
         .flatten()
@@ -426,14 +382,14 @@ impl Machine {
     /// state that is wrong.
     pub fn check_invariants(&self) {
         assert_eq!(
-            self.index,
-            Index::build(self.jobs.values()),
+            self.jobs.index,
+            Index::build(self.jobs.by_id.values()),
             "indexes differ from the ones rebuilt from the jobs"
         );
-        if let Some((&last, _)) = self.jobs.last_key_value() {
-            assert!(last < self.next_job_id, "job id {last} >= next_job_id");
+        if let Some((&last, _)) = self.jobs.by_id.last_key_value() {
+            assert!(last < self.jobs.next_id, "job id {last} >= next_job_id");
         }
-        for job in self.jobs.values() {
+        for job in self.jobs.by_id.values() {
             let id = job.id;
             assert!(
                 job.created_ms <= self.now_ms,
@@ -466,7 +422,7 @@ impl Machine {
             match &job.lease {
                 Some(lease) => {
                     assert!(
-                        lease.token < self.next_token,
+                        lease.token < self.jobs.next_token,
                         "job {id} token from the future"
                     );
                     assert_eq!(
@@ -488,13 +444,18 @@ impl Machine {
                 "job {id} tokens not increasing"
             );
         }
-        for (key, (id, expires)) in &self.idempotency {
+        for (key, (id, expires)) in &self.jobs.idempotency {
             assert!(
-                self.idempotency_expiry.contains(&(*expires, key.clone())),
+                self.jobs
+                    .idempotency_expiry
+                    .contains(&(*expires, key.clone())),
                 "idempotency key {key:?} of job {id} has no expiry"
             );
         }
-        assert_eq!(self.idempotency.len(), self.idempotency_expiry.len());
+        assert_eq!(
+            self.jobs.idempotency.len(),
+            self.jobs.idempotency_expiry.len()
+        );
         self.check_workflow_invariants();
         self.check_resource_invariants();
         self.check_schedule_invariants();

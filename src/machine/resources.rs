@@ -21,14 +21,24 @@
 //! renew or release is refused. Job holders and lock holders together never exceed capacity
 //! (checked after every apply in debug builds).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
 use super::command::{Rejection, Response};
 use super::job::{validate_name, Job, JobId};
-use super::lifecycle::{invalid, precondition};
+use super::jobs::{invalid, precondition};
 use super::{limits, Machine};
+
+/// The resources subsystem: capacities, and the locks clients hold on them (units held by
+/// leased jobs are derived from the jobs' index).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resources {
+    /// Resources by name.
+    pub(super) by_name: BTreeMap<String, Resource>,
+    /// Locks by expiry: (expires_ms, resource, token).
+    pub(super) lock_expiry: BTreeSet<(u64, String, u64)>,
+}
 
 /// What a job needs of one resource.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,7 +141,7 @@ pub struct ResourceView {
 impl Machine {
     /// A resource by name.
     pub fn resource(&self, name: &str) -> Option<&Resource> {
-        self.resources.get(name)
+        self.resources.by_name.get(name)
     }
 
     /// Units of `resource` a job needs.
@@ -146,10 +156,17 @@ impl Machine {
 
     /// Units of a resource free now (capacity minus job and lock holders).
     fn free_units(&self, name: &str) -> u32 {
-        let Some(r) = self.resources.get(name) else {
+        let Some(r) = self.resources.by_name.get(name) else {
             return 0;
         };
-        let used = self.index.resource_used.get(name).copied().unwrap_or(0) + r.locks.len() as u32;
+        let used = self
+            .jobs
+            .index
+            .resource_used
+            .get(name)
+            .copied()
+            .unwrap_or(0)
+            + r.locks.len() as u32;
         r.capacity.saturating_sub(used)
     }
 
@@ -163,14 +180,15 @@ impl Machine {
             }
             let key = (job.rank, job.seq, job.id);
             let ahead: u32 = self
+                .jobs
                 .index
                 .resource_waiters
                 .get(&need.resource)
                 .into_iter()
                 .flat_map(|w| w.range(..key))
                 .take(limits::RESOURCE_SCAN_MAX)
-                .filter_map(|(_, _, id)| self.jobs.get(id))
-                .filter(|j| !self.paused.contains(&j.spec.queue))
+                .filter_map(|(_, _, id)| self.jobs.by_id.get(id))
+                .filter(|j| !self.controls.paused.contains(&j.spec.queue))
                 .map(|j| Machine::units_of(j, &need.resource))
                 .sum();
             free >= ahead.saturating_add(need.units)
@@ -182,7 +200,7 @@ impl Machine {
     pub(super) fn check_needs(&self, prefix: &str, job: &super::JobSpec) -> Result<(), Response> {
         for (i, need) in job.resources.iter().enumerate() {
             let field = format!("{prefix}resources[{i}]");
-            let Some(r) = self.resources.get(&need.resource) else {
+            let Some(r) = self.resources.by_name.get(&need.resource) else {
                 return Err(invalid(
                     &field,
                     format!(
@@ -217,10 +235,16 @@ impl Machine {
                 ),
             );
         }
-        match self.resources.get_mut(name) {
+        match self.resources.by_name.get_mut(name) {
             Some(r) => {
-                let held =
-                    self.index.resource_used.get(name).copied().unwrap_or(0) + r.locks.len() as u32;
+                let held = self
+                    .jobs
+                    .index
+                    .resource_used
+                    .get(name)
+                    .copied()
+                    .unwrap_or(0)
+                    + r.locks.len() as u32;
                 if capacity < held {
                     return precondition(format!(
                         "{name} has {held} units held; wait for them to be released before \
@@ -228,12 +252,13 @@ impl Machine {
                     ));
                 }
                 let needed = self
+                    .jobs
                     .index
                     .resource_waiters
                     .get(name)
                     .into_iter()
                     .flatten()
-                    .filter_map(|(_, _, id)| self.jobs.get(id))
+                    .filter_map(|(_, _, id)| self.jobs.by_id.get(id))
                     .map(|j| Machine::units_of(j, name))
                     .max()
                     .unwrap_or(0);
@@ -246,7 +271,7 @@ impl Machine {
                 r.capacity = capacity;
             }
             None => {
-                if self.resources.len() >= limits::RESOURCES_MAX {
+                if self.resources.by_name.len() >= limits::RESOURCES_MAX {
                     return Response::Rejected(Rejection::Exhausted {
                         message: format!(
                             "{} resources exist, the limit (RESOURCES_MAX)",
@@ -254,7 +279,7 @@ impl Machine {
                         ),
                     });
                 }
-                self.resources.insert(
+                self.resources.by_name.insert(
                     name.to_string(),
                     Resource {
                         capacity,
@@ -290,7 +315,7 @@ impl Machine {
         }
         let free = self.free_units(name);
         let now = self.now_ms;
-        let Some(r) = self.resources.get_mut(name) else {
+        let Some(r) = self.resources.by_name.get_mut(name) else {
             return Response::Rejected(Rejection::Missing {
                 what: format!("resource {name}"),
             });
@@ -319,7 +344,8 @@ impl Machine {
                 expires_ms,
             },
         );
-        self.lock_expiry
+        self.resources
+            .lock_expiry
             .insert((expires_ms, name.to_string(), token));
         Response::LockGranted { token, expires_ms }
     }
@@ -327,6 +353,7 @@ impl Machine {
     fn held_lock(&self, name: &str, token: u64) -> Result<&LockHold, Response> {
         let r = self
             .resources
+            .by_name
             .get(name)
             .ok_or(Response::Rejected(Rejection::Missing {
                 what: format!("resource {name}"),
@@ -349,10 +376,13 @@ impl Machine {
             Err(r) => return r,
         };
         let expires_ms = self.now_ms.saturating_add(ttl_ms);
-        self.lock_expiry.remove(&(old, name.to_string(), token));
-        self.lock_expiry
+        self.resources
+            .lock_expiry
+            .remove(&(old, name.to_string(), token));
+        self.resources
+            .lock_expiry
             .insert((expires_ms, name.to_string(), token));
-        let r = self.resources.get_mut(name).expect("checked");
+        let r = self.resources.by_name.get_mut(name).expect("checked");
         r.locks.get_mut(&token).expect("checked").expires_ms = expires_ms;
         Response::LockGranted { token, expires_ms }
     }
@@ -368,9 +398,10 @@ impl Machine {
 
     /// Removes a lock (released or expired).
     pub(super) fn drop_lock(&mut self, expires_ms: u64, name: &str, token: u64) {
-        self.lock_expiry
+        self.resources
+            .lock_expiry
             .remove(&(expires_ms, name.to_string(), token));
-        if let Some(r) = self.resources.get_mut(name) {
+        if let Some(r) = self.resources.by_name.get_mut(name) {
             r.locks.remove(&token);
         }
     }
@@ -378,15 +409,17 @@ impl Machine {
     /// Every resource, or one, as clients see it.
     pub fn resource_views(&self, only: Option<&str>) -> Vec<ResourceView> {
         self.resources
+            .by_name
             .iter()
             .filter(|(name, _)| only.is_none_or(|o| o == name.as_str()))
             .map(|(name, r)| {
                 let job_holders: Vec<(JobId, u32)> = self
+                    .jobs
                     .index
                     .worker_leases
                     .values()
                     .flatten()
-                    .filter_map(|id| self.jobs.get(id))
+                    .filter_map(|id| self.jobs.by_id.get(id))
                     .filter_map(|j| {
                         let units = Machine::units_of(j, name);
                         (units > 0).then_some((j.id, units))
@@ -395,17 +428,24 @@ impl Machine {
                 ResourceView {
                     name: name.clone(),
                     capacity: r.capacity,
-                    used_by_jobs: self.index.resource_used.get(name).copied().unwrap_or(0),
+                    used_by_jobs: self
+                        .jobs
+                        .index
+                        .resource_used
+                        .get(name)
+                        .copied()
+                        .unwrap_or(0),
                     job_holders,
                     locks: r.locks.values().cloned().collect(),
                     waiters: self
+                        .jobs
                         .index
                         .resource_waiters
                         .get(name)
                         .into_iter()
                         .flatten()
                         .take(100)
-                        .filter_map(|(_, _, id)| self.jobs.get(id))
+                        .filter_map(|(_, _, id)| self.jobs.by_id.get(id))
                         .map(|j| (j.id, Machine::units_of(j, name)))
                         .collect(),
                 }
@@ -415,8 +455,14 @@ impl Machine {
 
     /// Panics if holders exceed a capacity or the lock index is off.
     pub(super) fn check_resource_invariants(&self) {
-        for (name, r) in &self.resources {
-            let jobs = self.index.resource_used.get(name).copied().unwrap_or(0);
+        for (name, r) in &self.resources.by_name {
+            let jobs = self
+                .jobs
+                .index
+                .resource_used
+                .get(name)
+                .copied()
+                .unwrap_or(0);
             assert!(
                 jobs + r.locks.len() as u32 <= r.capacity,
                 "resource {name}: {jobs} job units + {} locks > capacity {}",
@@ -429,20 +475,21 @@ impl Machine {
                     "resource {name} token from the future"
                 );
                 assert!(
-                    self.lock_expiry
+                    self.resources
+                        .lock_expiry
                         .contains(&(l.expires_ms, name.clone(), *token)),
                     "resource {name} lock {token} has no expiry"
                 );
             }
         }
-        for (name, _) in self.index.resource_used.iter() {
+        for (name, _) in self.jobs.index.resource_used.iter() {
             assert!(
-                self.resources.contains_key(name),
+                self.resources.by_name.contains_key(name),
                 "unknown resource {name} in use"
             );
         }
-        let locks: usize = self.resources.values().map(|r| r.locks.len()).sum();
-        assert_eq!(locks, self.lock_expiry.len(), "lock expiry index");
+        let locks: usize = self.resources.by_name.values().map(|r| r.locks.len()).sum();
+        assert_eq!(locks, self.resources.lock_expiry.len(), "lock expiry index");
     }
 }
 
@@ -450,7 +497,7 @@ impl Machine {
 mod tests {
     use super::*;
     use crate::machine::command::{Command, Proposal, Report, WorkerRef};
-    use crate::machine::protect::{BreakerConfig, BreakerState, QueuePolicy, Rate};
+    use crate::machine::controls::{BreakerConfig, BreakerState, QueuePolicy, Rate};
     use crate::machine::{ErrorClass, JobSpec, JobState};
 
     struct T {
@@ -533,7 +580,13 @@ mod tests {
         }
 
         fn used(&self, name: &str) -> u32 {
-            self.m.index.resource_used.get(name).copied().unwrap_or(0)
+            self.m
+                .jobs
+                .index
+                .resource_used
+                .get(name)
+                .copied()
+                .unwrap_or(0)
         }
 
         fn acquire(&mut self, name: &str, owner: &str) -> Response {
@@ -559,7 +612,7 @@ mod tests {
         assert!(matches!(t.acquire("b", "x"), Response::LockGranted { .. }));
         t.complete(first, true);
         assert_eq!(t.lease(&[]), None, "b is locked by x");
-        let Some(hold) = t.m.resources["b"].locks.values().next().cloned() else {
+        let Some(hold) = t.m.resources.by_name["b"].locks.values().next().cloned() else {
             panic!("lock");
         };
         t.apply(Command::LockRelease {

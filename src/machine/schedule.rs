@@ -34,7 +34,7 @@
 //! ticks; `backfill` runs every tick of a past range that has not run (at most
 //! `BACKFILL_TICKS_MAX`). The newest `SCHEDULE_HISTORY_MAX` runs are kept per schedule.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::str::FromStr;
 
 use chrono::TimeZone;
@@ -44,6 +44,31 @@ use super::command::{Rejection, Response};
 use super::job::{validate_name, JobId, JobSpec};
 use super::workflow::{WorkflowId, WorkflowSpec};
 use super::{limits, Machine};
+
+/// The schedules subsystem.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Schedules {
+    /// Next schedule id.
+    pub(super) next_id: ScheduleId,
+    /// Schedules by id.
+    pub(super) by_id: BTreeMap<ScheduleId, Schedule>,
+    /// Schedule ids by name.
+    pub(super) names: BTreeMap<String, ScheduleId>,
+    /// Active schedules by next tick.
+    pub(super) due: BTreeSet<(u64, ScheduleId)>,
+    /// Schedules with ticks waiting for their previous run.
+    pub(super) queued: BTreeSet<ScheduleId>,
+}
+
+impl Schedules {
+    /// No schedules; ids start at 1.
+    pub fn new() -> Schedules {
+        Schedules {
+            next_id: 1,
+            ..Schedules::default()
+        }
+    }
+}
 
 /// Cluster-assigned schedule id.
 pub type ScheduleId = u64;
@@ -379,17 +404,17 @@ impl Schedule {
 impl Machine {
     /// A schedule by id.
     pub fn schedule(&self, id: ScheduleId) -> Option<&Schedule> {
-        self.schedules.get(&id)
+        self.schedules.by_id.get(&id)
     }
 
     /// A schedule's id by name.
     pub fn schedule_id(&self, name: &str) -> Option<ScheduleId> {
-        self.schedule_names.get(name).copied()
+        self.schedules.names.get(name).copied()
     }
 
     /// Every schedule, in id order.
     pub fn schedules(&self) -> impl Iterator<Item = &Schedule> {
-        self.schedules.values()
+        self.schedules.by_id.values()
     }
 
     pub(super) fn create_schedule(&mut self, spec: &ScheduleSpec) -> Response {
@@ -401,12 +426,12 @@ impl Machine {
                 return r;
             }
         }
-        if self.schedule_names.contains_key(&spec.name) {
+        if self.schedules.names.contains_key(&spec.name) {
             return Response::Rejected(Rejection::Precondition {
                 message: format!("a schedule named {} exists", spec.name),
             });
         }
-        if self.schedules.len() >= limits::SCHEDULES_MAX {
+        if self.schedules.by_id.len() >= limits::SCHEDULES_MAX {
             return Response::Rejected(Rejection::Exhausted {
                 message: format!(
                     "{} schedules exist, the limit (SCHEDULES_MAX)",
@@ -415,8 +440,8 @@ impl Machine {
             });
         }
         let now = self.now_ms;
-        let id = self.next_schedule_id;
-        self.next_schedule_id += 1;
+        let id = self.schedules.next_id;
+        self.schedules.next_id += 1;
         let next = spec.next_tick(now, now);
         let schedule = Schedule {
             id,
@@ -429,10 +454,10 @@ impl Machine {
             runs_started: 0,
         };
         if let Some(t) = next {
-            self.schedule_due.insert((t, id));
+            self.schedules.due.insert((t, id));
         }
-        self.schedule_names.insert(spec.name.clone(), id);
-        self.schedules.insert(id, schedule);
+        self.schedules.names.insert(spec.name.clone(), id);
+        self.schedules.by_id.insert(id, schedule);
         Response::ScheduleCreated {
             id,
             next_fire_ms: next,
@@ -451,7 +476,7 @@ impl Machine {
         manual: bool,
         trigger: bool,
     ) -> RunOutcome {
-        let target = self.schedules[&id].spec.target.clone();
+        let target = self.schedules.by_id[&id].spec.target.clone();
         let response = match target {
             Target::Job(spec) => {
                 let mut spec = *spec;
@@ -471,7 +496,7 @@ impl Machine {
             other => RunOutcome::Failed(format!("{other:?}")),
         };
         let now = self.now_ms;
-        self.schedules.get_mut(&id).expect("schedule").record(
+        self.schedules.by_id.get_mut(&id).expect("schedule").record(
             tick_ms,
             now,
             manual,
@@ -482,10 +507,15 @@ impl Machine {
 
     /// Whether a schedule's newest run has not ended.
     fn run_unfinished(&self, id: ScheduleId) -> bool {
-        match self.schedules[&id].last_run() {
-            Some(RunOutcome::Job(j)) => self.jobs.get(j).is_some_and(|j| !j.state.is_terminal()),
+        match self.schedules.by_id[&id].last_run() {
+            Some(RunOutcome::Job(j)) => self
+                .jobs
+                .by_id
+                .get(j)
+                .is_some_and(|j| !j.state.is_terminal()),
             Some(RunOutcome::Workflow(w)) => self
                 .workflows
+                .by_id
                 .get(w)
                 .is_some_and(|w| !w.state.is_terminal()),
             _ => false,
@@ -496,7 +526,7 @@ impl Machine {
     fn fire(&mut self, id: ScheduleId, tick_ms: u64) {
         let now = self.now_ms;
         if self.run_unfinished(id) {
-            let s = self.schedules.get_mut(&id).expect("schedule");
+            let s = self.schedules.by_id.get_mut(&id).expect("schedule");
             match s.spec.overlap {
                 Overlap::Allow => {}
                 Overlap::Skip => {
@@ -522,7 +552,7 @@ impl Machine {
                     } else {
                         s.queued.push_back(tick_ms);
                         s.record(tick_ms, now, false, RunOutcome::Queued);
-                        self.schedule_queued.insert(id);
+                        self.schedules.queued.insert(id);
                     }
                     return;
                 }
@@ -537,24 +567,25 @@ impl Machine {
         let now = self.now_ms;
         // A queued tick whose previous run ended starts first.
         let ready_queue = self
-            .schedule_queued
+            .schedules
+            .queued
             .iter()
             .copied()
             .find(|id| !self.run_unfinished(*id));
         if let Some(id) = ready_queue {
-            let s = self.schedules.get_mut(&id).expect("schedule");
+            let s = self.schedules.by_id.get_mut(&id).expect("schedule");
             let tick = s.queued.pop_front().expect("queued tick");
             if s.queued.is_empty() {
-                self.schedule_queued.remove(&id);
+                self.schedules.queued.remove(&id);
             }
             self.start_run(id, tick, false, false);
             return true;
         }
-        let Some(&(first, id)) = self.schedule_due.first().filter(|(t, _)| *t <= now) else {
+        let Some(&(first, id)) = self.schedules.due.first().filter(|(t, _)| *t <= now) else {
             return false;
         };
-        self.schedule_due.remove(&(first, id));
-        let s = &self.schedules[&id];
+        self.schedules.due.remove(&(first, id));
+        let s = &self.schedules.by_id[&id];
         let clock = s.spec.clock(s.created_ms);
         let next_after = |t: u64| clock.as_ref().and_then(|c| c.next(t));
         // The ticks due by now, oldest first, scanning at most CATCH_UP_SCAN_MAX of them; past
@@ -582,7 +613,7 @@ impl Machine {
         let skip = due.len().saturating_sub(keep);
         let skipped: Vec<u64> = due.drain(..skip).collect();
         {
-            let s = self.schedules.get_mut(&id).expect("schedule");
+            let s = self.schedules.by_id.get_mut(&id).expect("schedule");
             if missed > 0 {
                 s.record(
                     first,
@@ -612,7 +643,7 @@ impl Machine {
             self.fire(id, tick);
         }
         if let Some(t) = next {
-            self.schedule_due.insert((t, id));
+            self.schedules.due.insert((t, id));
         }
         true
     }
@@ -621,18 +652,19 @@ impl Machine {
     /// previous run ended.
     pub(super) fn schedules_due(&self) -> Option<u64> {
         let queued = self
-            .schedule_queued
+            .schedules
+            .queued
             .iter()
             .any(|id| !self.run_unfinished(*id))
             .then_some(self.now_ms);
-        [self.schedule_due.first().map(|(t, _)| *t), queued]
+        [self.schedules.due.first().map(|(t, _)| *t), queued]
             .into_iter()
             .flatten()
             .min()
     }
 
     pub(super) fn schedule_op(&mut self, id: ScheduleId, op: &ScheduleOp) -> Response {
-        let Some(s) = self.schedules.get(&id) else {
+        let Some(s) = self.schedules.by_id.get(&id) else {
             return Response::Rejected(Rejection::Missing {
                 what: format!("schedule {id}"),
             });
@@ -642,20 +674,20 @@ impl Machine {
         match op {
             ScheduleOp::Pause => {
                 if let Some(t) = s.next_fire_ms {
-                    self.schedule_due.remove(&(t, id));
+                    self.schedules.due.remove(&(t, id));
                 }
-                let s = self.schedules.get_mut(&id).expect("checked");
+                let s = self.schedules.by_id.get_mut(&id).expect("checked");
                 s.paused = true;
                 s.next_fire_ms = None;
             }
             ScheduleOp::Resume => {
                 if s.paused {
                     let next = s.spec.next_tick(now, s.created_ms);
-                    let s = self.schedules.get_mut(&id).expect("checked");
+                    let s = self.schedules.by_id.get_mut(&id).expect("checked");
                     s.paused = false;
                     s.next_fire_ms = next;
                     if let Some(t) = next {
-                        self.schedule_due.insert((t, id));
+                        self.schedules.due.insert((t, id));
                     }
                 }
             }
@@ -669,12 +701,12 @@ impl Machine {
             }
             ScheduleOp::Delete => {
                 if let Some(t) = s.next_fire_ms {
-                    self.schedule_due.remove(&(t, id));
+                    self.schedules.due.remove(&(t, id));
                 }
                 let name = s.spec.name.clone();
-                self.schedule_names.remove(&name);
-                self.schedule_queued.remove(&id);
-                self.schedules.remove(&id);
+                self.schedules.names.remove(&name);
+                self.schedules.queued.remove(&id);
+                self.schedules.by_id.remove(&id);
             }
             ScheduleOp::Backfill { from_ms, to_ms } => {
                 if to_ms < from_ms || *to_ms > now {
@@ -715,24 +747,25 @@ impl Machine {
 
     /// Panics if the schedule index is off.
     pub(super) fn check_schedule_invariants(&self) {
-        for (id, s) in &self.schedules {
+        for (id, s) in &self.schedules.by_id {
             if let Some(t) = s.next_fire_ms {
                 assert!(!s.paused, "schedule {id} paused with a next tick");
                 assert!(
-                    self.schedule_due.contains(&(t, *id)),
+                    self.schedules.due.contains(&(t, *id)),
                     "schedule {id} not due"
                 );
             }
             assert!(s.history.len() <= limits::SCHEDULE_HISTORY_MAX);
             assert_eq!(
                 !s.queued.is_empty(),
-                self.schedule_queued.contains(id),
+                self.schedules.queued.contains(id),
                 "schedule {id} queue index"
             );
-            assert_eq!(self.schedule_names.get(&s.spec.name), Some(id));
+            assert_eq!(self.schedules.names.get(&s.spec.name), Some(id));
         }
-        assert_eq!(self.schedule_due.len(), {
+        assert_eq!(self.schedules.due.len(), {
             self.schedules
+                .by_id
                 .values()
                 .filter(|s| s.next_fire_ms.is_some())
                 .count()
@@ -874,7 +907,7 @@ mod tests {
         }
 
         fn runs(&self) -> Vec<(u64, &'static str)> {
-            self.m.schedules[&self.id]
+            self.m.schedules.by_id[&self.id]
                 .history
                 .iter()
                 .map(|r| {
@@ -933,7 +966,8 @@ mod tests {
         let late: Vec<_> = t.runs().into_iter().filter(|r| r.1 == "run").collect();
         assert_eq!(late.len(), 1, "only the newest, which is on time: {late:?}");
         // A job keyed by its tick.
-        let RunOutcome::Job(job) = t.m.schedules[&t.id].history.back().unwrap().outcome else {
+        let RunOutcome::Job(job) = t.m.schedules.by_id[&t.id].history.back().unwrap().outcome
+        else {
             panic!()
         };
         let key = t.m.job(job).unwrap().spec.idempotency_key.clone().unwrap();
@@ -996,6 +1030,7 @@ mod tests {
         assert_eq!(t.runs().last(), Some(&(2_000, "run")));
         let started =
             t.m.jobs
+                .by_id
                 .values()
                 .filter(|j| j.state != JobState::Succeeded)
                 .count();

@@ -45,8 +45,29 @@ use serde::{Deserialize, Serialize};
 
 use super::command::{Rejection, Response};
 use super::job::{validate_name, JobId, JobSpec, JobState};
-use super::lifecycle::{exhausted, precondition};
+use super::jobs::{exhausted, precondition};
 use super::{limits, Machine};
+
+/// The workflows subsystem.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Workflows {
+    /// Next workflow id to assign.
+    pub(super) next_id: WorkflowId,
+    /// Every workflow held, by id.
+    pub(super) by_id: BTreeMap<WorkflowId, Workflow>,
+    /// Terminal workflows by purge time.
+    pub(super) purge: BTreeSet<(u64, WorkflowId)>,
+}
+
+impl Workflows {
+    /// No workflows; ids start at 1.
+    pub fn new() -> Workflows {
+        Workflows {
+            next_id: 1,
+            ..Workflows::default()
+        }
+    }
+}
 
 /// Cluster-assigned workflow id, in submission order.
 pub type WorkflowId = u64;
@@ -700,7 +721,7 @@ impl Workflow {
 impl Machine {
     /// A workflow by id.
     pub fn workflow(&self, id: WorkflowId) -> Option<&Workflow> {
-        self.workflows.get(&id)
+        self.workflows.by_id.get(&id)
     }
 
     /// Workflows in id order after `after`, filtered by state, at most `limit`.
@@ -711,6 +732,7 @@ impl Machine {
         limit: usize,
     ) -> Vec<&Workflow> {
         self.workflows
+            .by_id
             .range(after.saturating_add(1)..)
             .map(|(_, w)| w)
             .filter(|w| state.is_none_or(|s| w.state == s))
@@ -734,22 +756,22 @@ impl Machine {
                 }
             }
         }
-        if self.workflows.len() >= limits::WORKFLOWS_MAX {
+        if self.workflows.by_id.len() >= limits::WORKFLOWS_MAX {
             return exhausted(format!(
                 "the cluster holds {} workflows, the limit (WORKFLOWS_MAX)",
                 limits::WORKFLOWS_MAX
             ));
         }
-        if self.jobs.len() + spec.steps.len() > limits::JOBS_MAX {
+        if self.jobs.by_id.len() + spec.steps.len() > limits::JOBS_MAX {
             return exhausted(format!(
                 "the cluster holds {} jobs; {} more steps would pass the limit (JOBS_MAX {})",
-                self.jobs.len(),
+                self.jobs.by_id.len(),
                 spec.steps.len(),
                 limits::JOBS_MAX
             ));
         }
-        let id = self.next_workflow_id;
-        self.next_workflow_id += 1;
+        let id = self.workflows.next_id;
+        self.workflows.next_id += 1;
         let now = self.now_ms;
         let mut workflow = Workflow {
             id,
@@ -783,7 +805,7 @@ impl Machine {
         for i in 0..spec.steps.len() as u32 {
             workflow.judge(i, now);
         }
-        self.workflows.insert(id, workflow);
+        self.workflows.by_id.insert(id, workflow);
         self.dispatch(id);
         Response::WorkflowSubmitted { id }
     }
@@ -791,7 +813,7 @@ impl Machine {
     /// Creates jobs for ready steps (or compensations) while the workflow has free slots.
     fn dispatch(&mut self, id: WorkflowId) {
         loop {
-            let w = &self.workflows[&id];
+            let w = &self.workflows.by_id[&id];
             let active = matches!(
                 w.state,
                 WorkflowState::Running | WorkflowState::Compensating
@@ -817,7 +839,7 @@ impl Machine {
                 compensation,
             };
             let job_id = self.insert_job(&spec, self.now_ms, Some(link));
-            let w = self.workflows.get_mut(&id).expect("workflow");
+            let w = self.workflows.by_id.get_mut(&id).expect("workflow");
             w.ready.remove(&i);
             w.running += 1;
             let run = &mut w.steps[i as usize];
@@ -839,7 +861,7 @@ impl Machine {
     /// A step's job was leased: the first lease of its current job is the step's start.
     pub(super) fn step_job_leased(&mut self, link: StepRef, job_id: JobId) {
         let now = self.now_ms;
-        let Some(w) = self.workflows.get_mut(&link.workflow) else {
+        let Some(w) = self.workflows.by_id.get_mut(&link.workflow) else {
             return;
         };
         let run = &mut w.steps[link.step as usize];
@@ -854,10 +876,10 @@ impl Machine {
     pub(super) fn step_job_finished(&mut self, link: StepRef, job_id: JobId) {
         let now = self.now_ms;
         let (job_state, error) = {
-            let job = &self.jobs[&job_id];
+            let job = &self.jobs.by_id[&job_id];
             (job.state, job.error.clone())
         };
-        let Some(w) = self.workflows.get_mut(&link.workflow) else {
+        let Some(w) = self.workflows.by_id.get_mut(&link.workflow) else {
             return;
         };
         let i = link.step as usize;
@@ -920,7 +942,7 @@ impl Machine {
         self.dispatch(id);
         let now = self.now_ms;
         let retention = self.settings.finished_retention_ms;
-        let w = self.workflows.get_mut(&id).expect("workflow");
+        let w = self.workflows.by_id.get_mut(&id).expect("workflow");
         match w.state {
             WorkflowState::Running => {
                 if !w.steps.iter().all(|s| s.state.is_terminal()) {
@@ -970,7 +992,7 @@ impl Machine {
         w.finished_ms = Some(now);
         w.purge_at_ms = Some(at);
         let (state, depth) = (w.state, w.depth);
-        self.workflow_purge.insert((at, id));
+        self.workflows.purge.insert((at, id));
         self.transition_event(
             &format!("workflow.{}", state.name()),
             format!("workflow:{id}:{now}"),
@@ -979,7 +1001,7 @@ impl Machine {
     }
 
     pub(super) fn workflow_op(&mut self, id: WorkflowId, op: &WorkflowOp) -> Response {
-        let Some(w) = self.workflows.get(&id) else {
+        let Some(w) = self.workflows.by_id.get(&id) else {
             return missing(id);
         };
         let state = w.state;
@@ -988,7 +1010,7 @@ impl Machine {
                 if state.is_terminal() {
                     return precondition(format!("workflow {id} is {}", state.name()));
                 }
-                let w = self.workflows.get_mut(&id).expect("checked");
+                let w = self.workflows.by_id.get_mut(&id).expect("checked");
                 w.paused = matches!(op, WorkflowOp::Pause);
                 self.dispatch(id);
             }
@@ -1048,14 +1070,14 @@ impl Machine {
             }
         }
         Response::WorkflowChanged {
-            state: self.workflows[&id].state,
+            state: self.workflows.by_id[&id].state,
         }
     }
 
     fn cancel_workflow(&mut self, id: WorkflowId) {
         let now = self.now_ms;
         let retention = self.settings.finished_retention_ms;
-        let w = self.workflows.get_mut(&id).expect("workflow");
+        let w = self.workflows.by_id.get_mut(&id).expect("workflow");
         w.state = WorkflowState::Cancelled;
         let mut jobs = Vec::new();
         for i in 0..w.steps.len() {
@@ -1085,7 +1107,7 @@ impl Machine {
         w.finished_ms = Some(now);
         w.purge_at_ms = Some(at);
         let depth = w.depth;
-        self.workflow_purge.insert((at, id));
+        self.workflows.purge.insert((at, id));
         self.transition_event("workflow.cancelled", format!("workflow:{id}:{now}"), depth);
         // Each cancel ends its job, which calls back into `step_job_finished`: the step is
         // marked cancelled and nothing else moves, the workflow being cancelled already.
@@ -1099,10 +1121,10 @@ impl Machine {
     /// again.
     fn reopen(&mut self, id: WorkflowId, i: u32, retry: bool) {
         let now = self.now_ms;
-        if let Some(at) = self.workflows[&id].purge_at_ms {
-            self.workflow_purge.remove(&(at, id));
+        if let Some(at) = self.workflows.by_id[&id].purge_at_ms {
+            self.workflows.purge.remove(&(at, id));
         }
-        let w = self.workflows.get_mut(&id).expect("workflow");
+        let w = self.workflows.by_id.get_mut(&id).expect("workflow");
         w.state = WorkflowState::Running;
         w.finished_ms = None;
         w.purge_at_ms = None;
@@ -1158,13 +1180,13 @@ impl Machine {
 
     /// Removes a terminal workflow whose retention passed (its step jobs have their own).
     pub(super) fn purge_workflow(&mut self, at: u64, id: WorkflowId) {
-        self.workflow_purge.remove(&(at, id));
-        self.workflows.remove(&id);
+        self.workflows.purge.remove(&(at, id));
+        self.workflows.by_id.remove(&id);
     }
 
     /// Panics if a workflow's bookkeeping is wrong (part of [`Machine::check_invariants`]).
     pub(super) fn check_workflow_invariants(&self) {
-        for (id, w) in &self.workflows {
+        for (id, w) in &self.workflows.by_id {
             assert_eq!(w.steps.len(), w.spec.steps.len(), "workflow {id} steps");
             let mut running = 0;
             for (i, run) in w.steps.iter().enumerate() {
@@ -1183,7 +1205,7 @@ impl Machine {
                 );
                 if run.state == StepState::Running {
                     running += 1;
-                    let job = run.job_id.and_then(|j| self.jobs.get(&j));
+                    let job = run.job_id.and_then(|j| self.jobs.by_id.get(&j));
                     let job = job.unwrap_or_else(|| panic!("workflow {id} step {i} has no job"));
                     assert!(!job.state.is_terminal(), "workflow {id} step {i} job ended");
                 }
@@ -1205,14 +1227,14 @@ impl Machine {
             );
             if let Some(at) = w.purge_at_ms {
                 assert!(
-                    self.workflow_purge.contains(&(at, *id)),
+                    self.workflows.purge.contains(&(at, *id)),
                     "workflow {id} purge"
                 );
             }
         }
-        assert!(self.workflow_purge.len() <= self.workflows.len());
-        if let Some((&last, _)) = self.workflows.last_key_value() {
-            assert!(last < self.next_workflow_id, "workflow id {last} >= next");
+        assert!(self.workflows.purge.len() <= self.workflows.by_id.len());
+        if let Some((&last, _)) = self.workflows.by_id.last_key_value() {
+            assert!(last < self.workflows.next_id, "workflow id {last} >= next");
         }
     }
 }

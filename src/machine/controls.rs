@@ -15,12 +15,23 @@
 //! Why off by default: a breaker that trips on its own would stop a batch queue whose jobs
 //! fail for their own reasons; the user who wants one names its threshold.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use serde::{Deserialize, Serialize};
 
 use super::command::{Rejection, Response};
 use super::job::{validate_queue_name, JobId, JobState};
-use super::lifecycle::invalid;
+use super::jobs::invalid;
 use super::{limits, Machine};
+
+/// The queue controls subsystem: paused queues, and per-queue policies with their state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Controls {
+    /// Paused queues.
+    pub(super) paused: BTreeSet<String>,
+    /// Queue policies (rate, concurrency, breaker) and their state.
+    pub(super) policies: BTreeMap<String, QueueControl>,
+}
 
 /// Token bucket parameters: `count` leases per `per_ms`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -216,7 +227,7 @@ impl QueuePolicy {
 impl Machine {
     /// A queue's policy and its state, if it has one.
     pub fn queue_control(&self, queue: &str) -> Option<&QueueControl> {
-        self.controls.get(queue)
+        self.controls.policies.get(queue)
     }
 
     pub(super) fn set_queue_policy(&mut self, queue: &str, policy: &QueuePolicy) -> Response {
@@ -228,16 +239,19 @@ impl Machine {
         }
         let now = self.now_ms;
         if *policy == QueuePolicy::default() {
-            self.controls.remove(queue);
+            self.controls.policies.remove(queue);
             return Response::Ok;
         }
-        if !self.controls.contains_key(queue) && self.controls.len() >= limits::QUEUES_MAX {
+        if !self.controls.policies.contains_key(queue)
+            && self.controls.policies.len() >= limits::QUEUES_MAX
+        {
             return Response::Rejected(Rejection::Exhausted {
                 message: format!("{} queues have policies, the limit", limits::QUEUES_MAX),
             });
         }
         let control = self
             .controls
+            .policies
             .entry(queue.to_string())
             .or_insert_with(|| QueueControl {
                 policy: QueuePolicy::default(),
@@ -268,11 +282,12 @@ impl Machine {
 
     /// Whether the queue's policy lets one more job be leased now.
     pub(super) fn queue_open(&self, queue: &str) -> bool {
-        let Some(c) = self.controls.get(queue) else {
+        let Some(c) = self.controls.policies.get(queue) else {
             return true;
         };
         if let Some(limit) = c.policy.concurrency {
             let leased = self
+                .jobs
                 .index
                 .queues
                 .get(queue)
@@ -286,6 +301,7 @@ impl Machine {
             BreakerState::HalfOpen => {
                 let probing = c.probe.is_some_and(|id| {
                     self.jobs
+                        .by_id
                         .get(&id)
                         .is_some_and(|j| j.state == JobState::Leased)
                 });
@@ -301,7 +317,7 @@ impl Machine {
     /// A job of `queue` was leased: take a token, mark the probe.
     pub(super) fn queue_leased(&mut self, queue: &str, id: JobId) {
         let now = self.now_ms;
-        let Some(c) = self.controls.get_mut(queue) else {
+        let Some(c) = self.controls.policies.get_mut(queue) else {
             return;
         };
         if c.policy.rate.is_some() {
@@ -316,7 +332,7 @@ impl Machine {
     /// An attempt of a job of `queue` ended with success (`ok`) or a failure.
     pub(super) fn queue_outcome(&mut self, queue: &str, id: JobId, ok: bool) {
         let now = self.now_ms;
-        let Some(c) = self.controls.get_mut(queue) else {
+        let Some(c) = self.controls.policies.get_mut(queue) else {
             return;
         };
         let Some(b) = c.policy.breaker else {
@@ -354,13 +370,19 @@ impl Machine {
     /// ending, or a token arriving for a queue with ready jobs and an empty bucket.
     pub(super) fn controls_due(&self) -> Option<u64> {
         self.controls
+            .policies
             .iter()
             .filter_map(|(queue, c)| {
                 let cooldown = match c.breaker {
                     BreakerState::Open { until_ms } => Some(until_ms),
                     _ => None,
                 };
-                let waiting = self.index.ready.get(queue).is_some_and(|r| !r.is_empty());
+                let waiting = self
+                    .jobs
+                    .index
+                    .ready
+                    .get(queue)
+                    .is_some_and(|r| !r.is_empty());
                 let token = if waiting { c.token_due() } else { None };
                 [cooldown, token].into_iter().flatten().min()
             })
@@ -370,16 +392,21 @@ impl Machine {
     /// Does the due control work of a Tick (at most one item); returns whether it did any.
     pub(super) fn tick_controls(&mut self) -> bool {
         let now = self.now_ms;
-        let due = self.controls.iter().find_map(|(queue, c)| {
+        let due = self.controls.policies.iter().find_map(|(queue, c)| {
             let open_due = matches!(c.breaker, BreakerState::Open { until_ms } if until_ms <= now);
-            let waiting = self.index.ready.get(queue).is_some_and(|r| !r.is_empty());
+            let waiting = self
+                .jobs
+                .index
+                .ready
+                .get(queue)
+                .is_some_and(|r| !r.is_empty());
             let token_due = waiting && c.token_due().is_some_and(|t| t <= now);
             (open_due || token_due).then(|| (queue.clone(), open_due))
         });
         let Some((queue, open_due)) = due else {
             return false;
         };
-        let c = self.controls.get_mut(&queue).expect("found");
+        let c = self.controls.policies.get_mut(&queue).expect("found");
         if open_due {
             c.transition(now, BreakerState::HalfOpen);
             c.probe = None;

@@ -7,7 +7,44 @@ use super::job::{
     tail, validate_name, validate_queue_name, Attempt, ErrorClass, Job, JobId, JobKind, JobSpec,
     JobState, Lease, Outcome,
 };
-use super::{limits, Machine, NodeRecord};
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use super::index::Index;
+use super::nodes::NodeRecord;
+use super::{limits, Machine};
+
+/// The jobs subsystem: every job held, its indexes, and idempotency keys.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Jobs {
+    /// Next job id to assign.
+    pub(super) next_id: JobId,
+    /// Next enqueue sequence number (FIFO tie-break in the ready index).
+    pub(super) next_seq: u64,
+    /// Next fencing token.
+    pub(super) next_token: u64,
+    /// Every job held, by id.
+    pub(super) by_id: BTreeMap<JobId, Job>,
+    /// Indexes over `by_id`.
+    pub(super) index: Index,
+    /// Idempotency key -> (job, expiry).
+    pub(super) idempotency: BTreeMap<String, (JobId, u64)>,
+    /// Idempotency keys by expiry.
+    pub(super) idempotency_expiry: BTreeSet<(u64, String)>,
+}
+
+impl Jobs {
+    /// No jobs; ids, sequence numbers and tokens start at 1.
+    pub fn new() -> Jobs {
+        Jobs {
+            next_id: 1,
+            next_seq: 1,
+            next_token: 1,
+            ..Jobs::default()
+        }
+    }
+}
 
 /// A rejection naming the field at fault.
 pub(super) fn invalid(field: &str, message: impl Into<String>) -> Response {
@@ -34,16 +71,24 @@ pub(super) fn exhausted(message: impl Into<String>) -> Response {
 impl Machine {
     /// Changes a job through `f`, keeping the indexes in step.
     fn update<T>(&mut self, id: JobId, f: impl FnOnce(&mut Job) -> T) -> T {
-        let job = self.jobs.get_mut(&id).expect("update of an unknown job");
-        self.index.remove(job);
+        let job = self
+            .jobs
+            .by_id
+            .get_mut(&id)
+            .expect("update of an unknown job");
+        self.jobs.index.remove(job);
         let result = f(job);
-        self.index.add(job);
+        self.jobs.index.add(job);
         result
     }
 
     fn remove_job(&mut self, id: JobId) {
-        let job = self.jobs.remove(&id).expect("removal of an unknown job");
-        self.index.remove(&job);
+        let job = self
+            .jobs
+            .by_id
+            .remove(&id)
+            .expect("removal of an unknown job");
+        self.jobs.index.remove(&job);
     }
 
     /// Rank in the ready index for a job of `priority` that becomes ready now.
@@ -54,10 +99,10 @@ impl Machine {
     }
 
     fn make_ready(&mut self, id: JobId) {
-        let priority = self.jobs[&id].spec.priority;
+        let priority = self.jobs.by_id[&id].spec.priority;
         let rank = self.rank(priority);
-        let seq = self.next_seq;
-        self.next_seq += 1;
+        let seq = self.jobs.next_seq;
+        self.jobs.next_seq += 1;
         let now = self.now_ms;
         self.update(id, |job| {
             job.state = JobState::Ready;
@@ -84,12 +129,12 @@ impl Machine {
             // A success clears the error of earlier failed attempts (they keep their own).
             job.error = error;
         });
-        if let Some(link) = self.jobs[&id].step {
+        if let Some(link) = self.jobs.by_id[&id].step {
             self.step_job_finished(link, id);
         }
         // No allocation on the hot path unless someone subscribed to a topic.
-        if !self.topics.is_empty() {
-            let depth = self.jobs.get(&id).map_or(0, |j| j.depth);
+        if !self.events.topics.is_empty() {
+            let depth = self.jobs.by_id.get(&id).map_or(0, |j| j.depth);
             self.transition_event(
                 &format!("job.{}", state.name()),
                 format!("job:{id}:{now}"),
@@ -123,7 +168,7 @@ impl Machine {
     /// After a failed attempt: dead-letter it (permanent, or out of attempts), or schedule
     /// the retry after its backoff.
     fn after_failure(&mut self, id: JobId, class: ErrorClass, error: String) {
-        let job = &self.jobs[&id];
+        let job = &self.jobs.by_id[&id];
         if class == ErrorClass::Permanent || job.attempts_used >= job.spec.max_attempts {
             let why = if class == ErrorClass::Permanent {
                 format!("permanent failure: {error}")
@@ -145,8 +190,8 @@ impl Machine {
 
     /// Ends a lease as lost (expired, or its node restarted): a transient failure.
     fn lose_lease(&mut self, id: JobId, why: &str) {
-        if !self.controls.is_empty() {
-            let queue = self.jobs[&id].spec.queue.clone();
+        if !self.controls.policies.is_empty() {
+            let queue = self.jobs.by_id[&id].spec.queue.clone();
             self.queue_outcome(&queue, id, false);
         }
         self.end_attempt(
@@ -170,8 +215,8 @@ impl Machine {
         step: Option<super::workflow::StepRef>,
     ) -> JobId {
         let now = self.now_ms;
-        let id = self.next_job_id;
-        self.next_job_id += 1;
+        let id = self.jobs.next_id;
+        self.jobs.next_id += 1;
         let job = Job {
             id,
             spec: spec.clone(),
@@ -192,8 +237,8 @@ impl Machine {
             step,
             depth: 0,
         };
-        self.index.add(&job);
-        let previous = self.jobs.insert(id, job);
+        self.jobs.index.add(&job);
+        let previous = self.jobs.by_id.insert(id, job);
         assert!(previous.is_none(), "job id {id} assigned twice");
         if run_at <= now {
             self.make_ready(id);
@@ -230,23 +275,23 @@ impl Machine {
             return r;
         }
         if let Some(key) = &spec.idempotency_key {
-            if let Some((id, _)) = self.idempotency.get(key) {
+            if let Some((id, _)) = self.jobs.idempotency.get(key) {
                 return Response::Submitted {
                     id: *id,
                     duplicate: true,
                 };
             }
         }
-        if self.jobs.len() >= limits::JOBS_MAX {
+        if self.jobs.by_id.len() >= limits::JOBS_MAX {
             return exhausted(format!(
                 "the cluster holds {} jobs, the limit (JOBS_MAX)",
                 limits::JOBS_MAX
             ));
         }
-        if self.index.bytes + spec.weight() as u64 > limits::JOBS_BYTES_MAX {
+        if self.jobs.index.bytes + spec.weight() as u64 > limits::JOBS_BYTES_MAX {
             return exhausted(format!(
                 "the jobs held take about {} bytes, the limit (JOBS_BYTES_MAX {})",
-                self.index.bytes,
+                self.jobs.index.bytes,
                 limits::JOBS_BYTES_MAX
             ));
         }
@@ -269,8 +314,8 @@ impl Machine {
         let id = self.insert_job(spec, run_at, None);
         if let Some(key) = &spec.idempotency_key {
             let expires = now.saturating_add(self.settings.idempotency_window_ms);
-            self.idempotency.insert(key.clone(), (id, expires));
-            self.idempotency_expiry.insert((expires, key.clone()));
+            self.jobs.idempotency.insert(key.clone(), (id, expires));
+            self.jobs.idempotency_expiry.insert((expires, key.clone()));
         }
         Response::Submitted {
             id,
@@ -280,13 +325,15 @@ impl Machine {
 
     pub(super) fn register_node(&mut self, node_id: u64, incarnation: u64) -> Response {
         let now = self.now_ms;
-        if !self.nodes.contains_key(&node_id) && self.nodes.len() >= limits::NODES_MAX {
+        if !self.nodes.records.contains_key(&node_id)
+            && self.nodes.records.len() >= limits::NODES_MAX
+        {
             return exhausted(format!(
                 "{} nodes registered, the limit (NODES_MAX)",
                 limits::NODES_MAX
             ));
         }
-        let record = self.nodes.entry(node_id).or_insert(NodeRecord {
+        let record = self.nodes.records.entry(node_id).or_insert(NodeRecord {
             incarnation,
             first_registered_ms: now,
             registered_ms: now,
@@ -294,12 +341,13 @@ impl Machine {
         record.incarnation = incarnation;
         record.registered_ms = now;
         let stale: Vec<JobId> = self
+            .jobs
             .index
             .lease_expiry
             .iter()
             .map(|(_, id)| *id)
             .filter(|id| {
-                self.jobs[id]
+                self.jobs.by_id[id]
                     .lease
                     .as_ref()
                     .and_then(|l| l.node)
@@ -332,7 +380,7 @@ impl Machine {
         if let Some(run) = worker.node {
             // A lease asked for by a node's previous run, applied after its new run registered,
             // would hold a job until expiry for a process that is gone.
-            if let Some(record) = self.nodes.get(&run.node_id) {
+            if let Some(record) = self.nodes.records.get(&run.node_id) {
                 if run.incarnation < record.incarnation {
                     return precondition(format!(
                         "node {} incarnation {} was replaced by incarnation {}",
@@ -377,7 +425,7 @@ impl Machine {
             );
         }
         let queues: Vec<String> = if queues.is_empty() {
-            self.index.ready.keys().cloned().collect()
+            self.jobs.index.ready.keys().cloned().collect()
         } else {
             queues.to_vec()
         };
@@ -406,24 +454,24 @@ impl Machine {
     ) -> Option<JobId> {
         let mut best: Option<(u64, u64, JobId)> = None;
         for queue in queues {
-            if self.paused.contains(queue) || !self.queue_open(queue) {
+            if self.controls.paused.contains(queue) || !self.queue_open(queue) {
                 continue;
             }
-            let Some(ready) = self.index.ready.get(queue) else {
+            let Some(ready) = self.jobs.index.ready.get(queue) else {
                 continue;
             };
             let candidate = ready
                 .iter()
                 .take(limits::LEASE_SCAN_MAX)
                 .find(|(_, _, id)| {
-                    let spec = &self.jobs[id].spec;
+                    let spec = &self.jobs.by_id[id].spec;
                     let runnable = !shell_only || matches!(spec.kind, JobKind::Shell { .. });
                     runnable
                         && spec
                             .required_capabilities
                             .iter()
                             .all(|c| capabilities.contains(c))
-                        && self.fits(&self.jobs[id])
+                        && self.fits(&self.jobs.by_id[id])
                 });
             if let Some(key) = candidate {
                 if best.is_none_or(|b| *key < b) {
@@ -435,8 +483,8 @@ impl Machine {
     }
 
     fn grant(&mut self, id: JobId, worker: &WorkerRef, ttl_ms: Option<u64>) -> Grant {
-        let token = self.next_token;
-        self.next_token += 1;
+        let token = self.jobs.next_token;
+        self.jobs.next_token += 1;
         let now = self.now_ms;
         let (grant, link) = self.update(id, |job| {
             let ttl = ttl_ms.unwrap_or(job.spec.lease_ttl_ms);
@@ -486,6 +534,7 @@ impl Machine {
             return r;
         }
         let ids: Vec<JobId> = self
+            .jobs
             .index
             .worker_leases
             .get(worker)
@@ -510,6 +559,7 @@ impl Machine {
     fn check_lease(&self, id: JobId, token: u64) -> Result<(), Response> {
         let job = self
             .jobs
+            .by_id
             .get(&id)
             .ok_or(Response::Rejected(Rejection::NotFound { job_id: id }))?;
         match &job.lease {
@@ -543,14 +593,14 @@ impl Machine {
         }
         let permanent_exit = report
             .exit_code
-            .is_some_and(|c| self.jobs[&id].spec.permanent_exit_codes.contains(&c));
+            .is_some_and(|c| self.jobs.by_id[&id].spec.permanent_exit_codes.contains(&c));
         let class = match report.error_class {
             Some(_) if permanent_exit => Some(ErrorClass::Permanent),
             other => other,
         };
         let error = tail(&report.error, limits::ERROR_BYTES_MAX);
-        if !self.controls.is_empty() {
-            let queue = self.jobs[&id].spec.queue.clone();
+        if !self.controls.policies.is_empty() {
+            let queue = self.jobs.by_id[&id].spec.queue.clone();
             self.queue_outcome(&queue, id, class.is_none());
         }
         self.end_attempt(
@@ -567,7 +617,7 @@ impl Machine {
             Some(class) => self.after_failure(id, class, error),
         }
         Response::Completed {
-            state: self.jobs[&id].state,
+            state: self.jobs.by_id[&id].state,
         }
     }
 
@@ -618,7 +668,7 @@ impl Machine {
     }
 
     pub(super) fn cancel(&mut self, id: JobId) -> Response {
-        let Some(job) = self.jobs.get(&id) else {
+        let Some(job) = self.jobs.by_id.get(&id) else {
             return Response::Rejected(Rejection::NotFound { job_id: id });
         };
         if job.state.is_terminal() {
@@ -642,7 +692,7 @@ impl Machine {
     }
 
     pub(super) fn requeue(&mut self, id: JobId, changes: &JobChanges) -> Response {
-        let Some(job) = self.jobs.get(&id) else {
+        let Some(job) = self.jobs.by_id.get(&id) else {
             return Response::Rejected(Rejection::NotFound { job_id: id });
         };
         if !matches!(
@@ -699,13 +749,14 @@ impl Machine {
             return Response::Rejected(r);
         }
         if paused {
-            let known = self.index.queues.contains_key(queue) || self.paused.contains(queue);
+            let known =
+                self.jobs.index.queues.contains_key(queue) || self.controls.paused.contains(queue);
             if !known && self.queue_names().len() >= limits::QUEUES_MAX {
                 return exhausted(format!("{} queues exist, the limit", limits::QUEUES_MAX));
             }
-            self.paused.insert(queue.to_string());
+            self.controls.paused.insert(queue.to_string());
         } else {
-            self.paused.remove(queue);
+            self.controls.paused.remove(queue);
         }
         Response::Ok
     }
@@ -713,6 +764,7 @@ impl Machine {
     pub(super) fn purge_dead(&mut self, queue: Option<&str>) -> Response {
         let ids: Vec<JobId> = match queue {
             Some(q) => self
+                .jobs
                 .index
                 .dead
                 .get(q)
@@ -720,7 +772,7 @@ impl Machine {
                 .flatten()
                 .copied()
                 .collect(),
-            None => self.index.dead.values().flatten().copied().collect(),
+            None => self.jobs.index.dead.values().flatten().copied().collect(),
         };
         let count = ids.len().min(limits::PURGE_BATCH_MAX);
         for id in ids.into_iter().take(count) {
@@ -773,18 +825,26 @@ impl Machine {
         let now = self.now_ms;
         let mut work = 0;
         while work < limits::TICK_WORK_MAX {
-            if let Some(&(at, id)) = self.index.scheduled.first().filter(|(t, _)| *t <= now) {
+            if let Some(&(at, id)) = self.jobs.index.scheduled.first().filter(|(t, _)| *t <= now) {
                 debug_assert!(at <= now);
                 self.make_ready(id);
-            } else if let Some(&(_, id)) =
-                self.index.lease_expiry.first().filter(|(t, _)| *t <= now)
+            } else if let Some(&(_, id)) = self
+                .jobs
+                .index
+                .lease_expiry
+                .first()
+                .filter(|(t, _)| *t <= now)
             {
                 self.lose_lease(id, "lease expired (worker gone or too slow to heartbeat)");
-            } else if let Some(&(_, id)) = self.index.deadlines.first().filter(|(t, _)| *t <= now) {
+            } else if let Some(&(_, id)) =
+                self.jobs.index.deadlines.first().filter(|(t, _)| *t <= now)
+            {
                 self.update(id, |job| job.deadline_missed = true);
-            } else if let Some(&(_, id)) = self.index.purge.first().filter(|(t, _)| *t <= now) {
+            } else if let Some(&(_, id)) = self.jobs.index.purge.first().filter(|(t, _)| *t <= now)
+            {
                 self.remove_job(id);
             } else if let Some((at, name, token)) = self
+                .resources
                 .lock_expiry
                 .first()
                 .filter(|(t, _, _)| *t <= now)
@@ -796,16 +856,18 @@ impl Machine {
                 || self.tick_schedules()
                 || self.expire_event_key()
             {
-            } else if let Some(&(at, id)) = self.workflow_purge.first().filter(|(t, _)| *t <= now) {
+            } else if let Some(&(at, id)) = self.workflows.purge.first().filter(|(t, _)| *t <= now)
+            {
                 self.purge_workflow(at, id);
             } else if let Some((at, key)) = self
+                .jobs
                 .idempotency_expiry
                 .first()
                 .filter(|(t, _)| *t <= now)
                 .cloned()
             {
-                self.idempotency_expiry.remove(&(at, key.clone()));
-                self.idempotency.remove(&key);
+                self.jobs.idempotency_expiry.remove(&(at, key.clone()));
+                self.jobs.idempotency.remove(&key);
             } else {
                 break;
             }
