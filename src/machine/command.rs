@@ -469,3 +469,36 @@ pub enum Rejection {
         message: String,
     },
 }
+
+/// What every transition may read besides its own subsystem's state: state-machine time and
+/// the settings in force. Copied into each call, so a subsystem holds no reference to the
+/// machine.
+#[derive(Debug, Clone, Copy)]
+pub struct Ctx {
+    /// State-machine time of the command being applied.
+    pub now_ms: u64,
+    /// Cluster-wide settings.
+    pub settings: Settings,
+}
+
+/// A rejection naming the field at fault.
+pub(super) fn invalid(field: &str, message: impl Into<String>) -> Response {
+    Response::Rejected(Rejection::Invalid {
+        field: field.into(),
+        message: message.into(),
+    })
+}
+
+/// A rejection for a command that does not apply to the state as it is.
+pub(super) fn precondition(message: impl Into<String>) -> Response {
+    Response::Rejected(Rejection::Precondition {
+        message: message.into(),
+    })
+}
+
+/// A rejection for a limit reached.
+pub(super) fn exhausted(message: impl Into<String>) -> Response {
+    Response::Rejected(Rejection::Exhausted {
+        message: message.into(),
+    })
+}

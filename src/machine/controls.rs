@@ -19,18 +19,17 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::command::{Rejection, Response};
-use super::job::{validate_queue_name, JobId, JobState};
-use super::jobs::invalid;
-use super::{limits, Machine};
+use super::command::{invalid, Ctx, Rejection, Response};
+use super::job::{validate_queue_name, JobId};
+use super::limits;
 
 /// The queue controls subsystem: paused queues, and per-queue policies with their state.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Controls {
     /// Paused queues.
-    pub(super) paused: BTreeSet<String>,
+    paused: BTreeSet<String>,
     /// Queue policies (rate, concurrency, breaker) and their state.
-    pub(super) policies: BTreeMap<String, QueueControl>,
+    policies: BTreeMap<String, QueueControl>,
 }
 
 /// Token bucket parameters: `count` leases per `per_ms`.
@@ -224,33 +223,55 @@ impl QueuePolicy {
     }
 }
 
-impl Machine {
+impl Controls {
     /// A queue's policy and its state, if it has one.
-    pub fn queue_control(&self, queue: &str) -> Option<&QueueControl> {
-        self.controls.policies.get(queue)
+    pub fn policy(&self, queue: &str) -> Option<&QueueControl> {
+        self.policies.get(queue)
     }
 
-    pub(super) fn set_queue_policy(&mut self, queue: &str, policy: &QueuePolicy) -> Response {
+    /// Whether any queue has a policy.
+    pub fn has_policies(&self) -> bool {
+        !self.policies.is_empty()
+    }
+
+    /// Whether a queue is paused.
+    pub fn is_paused(&self, queue: &str) -> bool {
+        self.paused.contains(queue)
+    }
+
+    /// Paused queues, in name order.
+    pub fn paused(&self) -> impl Iterator<Item = &String> + '_ {
+        self.paused.iter()
+    }
+
+    /// Pauses or resumes a queue (checked by the machine).
+    pub(super) fn set_paused(&mut self, queue: &str, paused: bool) {
+        if paused {
+            self.paused.insert(queue.to_string());
+        } else {
+            self.paused.remove(queue);
+        }
+    }
+
+    /// Sets (or, with the default policy, removes) a queue's policy.
+    pub(super) fn set_policy(&mut self, ctx: Ctx, queue: &str, policy: &QueuePolicy) -> Response {
         if let Err(r) = validate_queue_name("queue", queue) {
             return Response::Rejected(r);
         }
         if let Err(r) = policy.validate() {
             return r;
         }
-        let now = self.now_ms;
+        let now = ctx.now_ms;
         if *policy == QueuePolicy::default() {
-            self.controls.policies.remove(queue);
+            self.policies.remove(queue);
             return Response::Ok;
         }
-        if !self.controls.policies.contains_key(queue)
-            && self.controls.policies.len() >= limits::QUEUES_MAX
-        {
+        if !self.policies.contains_key(queue) && self.policies.len() >= limits::QUEUES_MAX {
             return Response::Rejected(Rejection::Exhausted {
                 message: format!("{} queues have policies, the limit", limits::QUEUES_MAX),
             });
         }
         let control = self
-            .controls
             .policies
             .entry(queue.to_string())
             .or_insert_with(|| QueueControl {
@@ -280,18 +301,19 @@ impl Machine {
         Response::Ok
     }
 
-    /// Whether the queue's policy lets one more job be leased now.
-    pub(super) fn queue_open(&self, queue: &str) -> bool {
-        let Some(c) = self.controls.policies.get(queue) else {
+    /// Whether the queue's policy lets one more job be leased now, given how many of its jobs
+    /// are leased and whether a job is leased (for the half-open probe).
+    pub(super) fn open(
+        &self,
+        ctx: Ctx,
+        queue: &str,
+        leased: u64,
+        is_leased: impl Fn(JobId) -> bool,
+    ) -> bool {
+        let Some(c) = self.policies.get(queue) else {
             return true;
         };
         if let Some(limit) = c.policy.concurrency {
-            let leased = self
-                .jobs
-                .index
-                .queues
-                .get(queue)
-                .map_or(0, |s| s.counts[JobState::Leased as usize]);
             if leased >= u64::from(limit) {
                 return false;
             }
@@ -299,29 +321,22 @@ impl Machine {
         match c.breaker {
             BreakerState::Open { .. } => return false,
             BreakerState::HalfOpen => {
-                let probing = c.probe.is_some_and(|id| {
-                    self.jobs
-                        .by_id
-                        .get(&id)
-                        .is_some_and(|j| j.state == JobState::Leased)
-                });
-                if probing {
+                if c.probe.is_some_and(is_leased) {
                     return false;
                 }
             }
             BreakerState::Closed => {}
         }
-        c.tokens_at(self.now_ms) >= MICRO || c.policy.rate.is_none()
+        c.tokens_at(ctx.now_ms) >= MICRO || c.policy.rate.is_none()
     }
 
     /// A job of `queue` was leased: take a token, mark the probe.
-    pub(super) fn queue_leased(&mut self, queue: &str, id: JobId) {
-        let now = self.now_ms;
-        let Some(c) = self.controls.policies.get_mut(queue) else {
+    pub(super) fn leased(&mut self, ctx: Ctx, queue: &str, id: JobId) {
+        let Some(c) = self.policies.get_mut(queue) else {
             return;
         };
         if c.policy.rate.is_some() {
-            c.refill(now);
+            c.refill(ctx.now_ms);
             c.tokens_micro = c.tokens_micro.saturating_sub(MICRO);
         }
         if c.breaker == BreakerState::HalfOpen {
@@ -330,9 +345,9 @@ impl Machine {
     }
 
     /// An attempt of a job of `queue` ended with success (`ok`) or a failure.
-    pub(super) fn queue_outcome(&mut self, queue: &str, id: JobId, ok: bool) {
-        let now = self.now_ms;
-        let Some(c) = self.controls.policies.get_mut(queue) else {
+    pub(super) fn outcome(&mut self, ctx: Ctx, queue: &str, id: JobId, ok: bool) {
+        let now = ctx.now_ms;
+        let Some(c) = self.policies.get_mut(queue) else {
             return;
         };
         let Some(b) = c.policy.breaker else {
@@ -367,46 +382,38 @@ impl Machine {
     }
 
     /// The earliest time a queue control has work for a Tick: an open breaker's cooldown
-    /// ending, or a token arriving for a queue with ready jobs and an empty bucket.
-    pub(super) fn controls_due(&self) -> Option<u64> {
-        self.controls
-            .policies
+    /// ending, or a token arriving for a queue with ready jobs (`has_ready`) and an empty
+    /// bucket.
+    pub(super) fn next_due(&self, has_ready: impl Fn(&str) -> bool) -> Option<u64> {
+        self.policies
             .iter()
             .filter_map(|(queue, c)| {
                 let cooldown = match c.breaker {
                     BreakerState::Open { until_ms } => Some(until_ms),
                     _ => None,
                 };
-                let waiting = self
-                    .jobs
-                    .index
-                    .ready
-                    .get(queue)
-                    .is_some_and(|r| !r.is_empty());
-                let token = if waiting { c.token_due() } else { None };
+                let token = if has_ready(queue) {
+                    c.token_due()
+                } else {
+                    None
+                };
                 [cooldown, token].into_iter().flatten().min()
             })
             .min()
     }
 
     /// Does the due control work of a Tick (at most one item); returns whether it did any.
-    pub(super) fn tick_controls(&mut self) -> bool {
-        let now = self.now_ms;
-        let due = self.controls.policies.iter().find_map(|(queue, c)| {
+    pub(super) fn tick_one(&mut self, ctx: Ctx, has_ready: impl Fn(&str) -> bool) -> bool {
+        let now = ctx.now_ms;
+        let due = self.policies.iter().find_map(|(queue, c)| {
             let open_due = matches!(c.breaker, BreakerState::Open { until_ms } if until_ms <= now);
-            let waiting = self
-                .jobs
-                .index
-                .ready
-                .get(queue)
-                .is_some_and(|r| !r.is_empty());
-            let token_due = waiting && c.token_due().is_some_and(|t| t <= now);
+            let token_due = has_ready(queue) && c.token_due().is_some_and(|t| t <= now);
             (open_due || token_due).then(|| (queue.clone(), open_due))
         });
         let Some((queue, open_due)) = due else {
             return false;
         };
-        let c = self.controls.policies.get_mut(&queue).expect("found");
+        let c = self.policies.get_mut(&queue).expect("found");
         if open_due {
             c.transition(now, BreakerState::HalfOpen);
             c.probe = None;
@@ -414,5 +421,26 @@ impl Machine {
             c.refill(now);
         }
         true
+    }
+
+    /// Panics if a control's state is out of its bounds.
+    pub fn check_invariants(&self) {
+        for (queue, c) in &self.policies {
+            if let Some(b) = c.policy.breaker {
+                assert!(
+                    c.outcomes.len() <= b.window as usize,
+                    "queue {queue}: breaker window overfull"
+                );
+            }
+            assert!(
+                c.transitions.len() <= limits::BREAKER_TRANSITIONS_KEPT,
+                "queue {queue}: transitions kept"
+            );
+            assert!(
+                c.tokens_micro <= c.bucket_max(),
+                "queue {queue}: bucket overfull"
+            );
+        }
+        assert!(self.policies.len() <= limits::QUEUES_MAX);
     }
 }

@@ -16,32 +16,31 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::command::{Rejection, Response};
-use super::job::{validate_name, JobId, JobKind};
-use super::jobs::invalid;
+use super::command::{invalid, Ctx, Rejection, Response};
+use super::job::{tail, validate_name, JobId, JobKind, JobSpec};
+use super::limits;
 use super::schedule::Target;
 use super::workflow::WorkflowId;
-use super::{limits, Machine};
 
 /// The events subsystem: triggers by topic, event dedup keys, and timers.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Events {
     /// Next trigger id.
-    pub(super) next_trigger_id: TriggerId,
+    next_trigger_id: TriggerId,
     /// Triggers by id.
-    pub(super) triggers: BTreeMap<TriggerId, Trigger>,
+    triggers: BTreeMap<TriggerId, Trigger>,
     /// Trigger ids by topic.
-    pub(super) topics: BTreeMap<String, BTreeSet<TriggerId>>,
+    topics: BTreeMap<String, BTreeSet<TriggerId>>,
     /// Event dedup keys (topic NUL key) -> expiry.
-    pub(super) keys: BTreeMap<String, u64>,
+    keys: BTreeMap<String, u64>,
     /// Event dedup keys by expiry.
-    pub(super) key_expiry: BTreeSet<(u64, String)>,
+    key_expiry: BTreeSet<(u64, String)>,
     /// Next timer id.
-    pub(super) next_timer_id: u64,
+    next_timer_id: u64,
     /// Pending event timers by id.
-    pub(super) timers: BTreeMap<u64, Timer>,
+    timers: BTreeMap<u64, Timer>,
     /// Pending event timers by due time.
-    pub(super) timer_due: BTreeSet<(u64, u64)>,
+    timer_due: BTreeSet<(u64, u64)>,
 }
 
 impl Events {
@@ -101,67 +100,93 @@ pub struct Started {
     pub failed: Vec<String>,
 }
 
-impl Machine {
+impl Events {
     /// Triggers, in id order.
     pub fn triggers(&self) -> impl Iterator<Item = &Trigger> {
-        self.events.triggers.values()
+        self.triggers.values()
     }
 
-    pub(super) fn create_trigger(&mut self, topic: &str, target: &Target) -> Response {
-        if let Err(r) = validate_name("topic", topic, limits::TOPIC_BYTES_MAX) {
-            return Response::Rejected(r);
-        }
-        let checked = match target {
-            Target::Job(spec) => spec.validate().map_err(Response::Rejected).and_then(|_| {
+    /// Timers, by due time.
+    pub fn timers(&self) -> impl Iterator<Item = &Timer> {
+        self.timer_due
+            .iter()
+            .filter_map(|(_, id)| self.timers.get(id))
+    }
+
+    /// Whether any trigger is subscribed to any topic.
+    pub fn has_topics(&self) -> bool {
+        !self.topics.is_empty()
+    }
+
+    /// Whether a trigger is subscribed to `topic`.
+    pub fn has_topic(&self, topic: &str) -> bool {
+        self.topics.contains_key(topic)
+    }
+
+    /// Earliest time an event key expires or a timer fires.
+    pub fn next_due(&self) -> Option<u64> {
+        [
+            self.key_expiry.first().map(|(t, _)| *t),
+            self.timer_due.first().map(|(t, _)| *t),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Checks a trigger's topic, and the parts of its target that need no other subsystem
+    /// (a job target's resources are checked by the machine).
+    pub(super) fn check_trigger(topic: &str, target: &Target) -> Result<(), Response> {
+        validate_name("topic", topic, limits::TOPIC_BYTES_MAX).map_err(Response::Rejected)?;
+        match target {
+            Target::Job(spec) => {
+                spec.validate().map_err(Response::Rejected)?;
                 if spec.idempotency_key.is_some() {
-                    Err(invalid(
+                    return Err(invalid(
                         "idempotency_key",
                         "is not allowed in a trigger's job",
-                    ))
-                } else {
-                    self.check_needs("", spec)
+                    ));
                 }
-            }),
+                Ok(())
+            }
             Target::Workflow(w) => w.validate().map_err(Response::Rejected),
-        };
-        if let Err(r) = checked {
-            return r;
         }
-        if self.events.triggers.len() >= limits::TRIGGERS_MAX {
+    }
+
+    /// Adds a checked trigger.
+    pub(super) fn create_trigger(&mut self, ctx: Ctx, topic: &str, target: &Target) -> Response {
+        if self.triggers.len() >= limits::TRIGGERS_MAX {
             return Response::Rejected(Rejection::Exhausted {
                 message: format!("{} triggers exist, the limit", limits::TRIGGERS_MAX),
             });
         }
-        let id = self.events.next_trigger_id;
-        self.events.next_trigger_id += 1;
-        self.events.triggers.insert(
+        let id = self.next_trigger_id;
+        self.next_trigger_id += 1;
+        self.triggers.insert(
             id,
             Trigger {
                 id,
                 topic: topic.to_string(),
                 target: target.clone(),
-                created_ms: self.now_ms,
+                created_ms: ctx.now_ms,
                 fired: 0,
             },
         );
-        self.events
-            .topics
-            .entry(topic.to_string())
-            .or_default()
-            .insert(id);
+        self.topics.entry(topic.to_string()).or_default().insert(id);
         Response::TriggerCreated { id }
     }
 
+    /// Removes a trigger.
     pub(super) fn delete_trigger(&mut self, id: TriggerId) -> Response {
-        let Some(t) = self.events.triggers.remove(&id) else {
+        let Some(t) = self.triggers.remove(&id) else {
             return Response::Rejected(Rejection::Missing {
                 what: format!("trigger {id}"),
             });
         };
-        if let Some(set) = self.events.topics.get_mut(&t.topic) {
+        if let Some(set) = self.topics.get_mut(&t.topic) {
             set.remove(&id);
             if set.is_empty() {
-                self.events.topics.remove(&t.topic);
+                self.topics.remove(&t.topic);
             }
         }
         Response::Ok
@@ -169,7 +194,7 @@ impl Machine {
 
     /// Checks an event an operator emits (now or by a timer): topic, key, payload, and that
     /// the topic is not one the cluster emits itself.
-    fn check_event(topic: &str, key: &str, payload: &[u8]) -> Result<(), Response> {
+    pub(super) fn check_event(topic: &str, key: &str, payload: &[u8]) -> Result<(), Response> {
         validate_name("topic", topic, limits::TOPIC_BYTES_MAX).map_err(Response::Rejected)?;
         if key.is_empty() || key.len() > limits::IDEMPOTENCY_KEY_BYTES_MAX {
             return Err(invalid(
@@ -200,135 +225,75 @@ impl Machine {
         Ok(())
     }
 
-    pub(super) fn emit(&mut self, topic: &str, key: &str, payload: &[u8]) -> Response {
-        if let Err(r) = Machine::check_event(topic, key, payload) {
-            return r;
-        }
-        match self.fire_event(topic, key, payload, 0) {
-            Some(started) => Response::Emitted {
-                started,
-                duplicate: false,
-            },
-            None => Response::Emitted {
-                started: Started::default(),
-                duplicate: true,
-            },
-        }
-    }
-
-    /// Starts the subscribers of `topic` unless `(topic, key)` was seen within the window
-    /// (`None` then). `depth` is the depth of the work that caused the event.
-    pub(super) fn fire_event(
+    /// Claims an event: `None` if `(topic, key)` was seen within the window; otherwise the
+    /// key is remembered (while `EVENT_KEYS_MAX` allows), each subscribed trigger counts the
+    /// event, and their targets are returned in trigger order, ready to start (a job target
+    /// carries the event in its environment or payload).
+    pub(super) fn claim(
         &mut self,
+        ctx: Ctx,
         topic: &str,
         key: &str,
         payload: &[u8],
-        depth: u8,
-    ) -> Option<Started> {
+    ) -> Option<Vec<(TriggerId, Target)>> {
         let dedup = format!("{topic}\u{0}{key}");
-        if self.events.keys.contains_key(&dedup) {
+        if self.keys.contains_key(&dedup) {
             return None;
         }
-        if self.events.keys.len() < limits::EVENT_KEYS_MAX {
-            let expires = self
+        if self.keys.len() < limits::EVENT_KEYS_MAX {
+            let expires = ctx
                 .now_ms
-                .saturating_add(self.settings.idempotency_window_ms);
-            self.events.keys.insert(dedup.clone(), expires);
-            self.events.key_expiry.insert((expires, dedup));
+                .saturating_add(ctx.settings.idempotency_window_ms);
+            self.keys.insert(dedup.clone(), expires);
+            self.key_expiry.insert((expires, dedup));
         }
-        let mut started = Started::default();
         let ids: Vec<TriggerId> = self
-            .events
             .topics
             .get(topic)
             .map(|s| s.iter().copied().collect())
             .unwrap_or_default();
+        let mut targets = Vec::with_capacity(ids.len());
         for id in ids {
-            let Some(t) = self.events.triggers.get_mut(&id) else {
+            let Some(t) = self.triggers.get_mut(&id) else {
                 continue;
             };
             t.fired += 1;
-            let target = t.target.clone();
-            match target {
-                Target::Job(spec) => {
-                    let mut spec = *spec;
-                    match &mut spec.kind {
-                        JobKind::Shell { env, .. } => {
-                            let text = String::from_utf8_lossy(payload);
-                            let text = super::job::tail(&text, limits::EVENT_ENV_BYTES_MAX);
-                            env.insert("RAFTLINE_EVENT_TOPIC".into(), topic.to_string());
-                            env.insert("RAFTLINE_EVENT_KEY".into(), key.to_string());
-                            env.insert("RAFTLINE_EVENT_PAYLOAD".into(), text);
-                        }
-                        JobKind::External { payload: p } if p.is_empty() => {
-                            *p = payload.to_vec();
-                        }
-                        JobKind::External { .. } => {}
-                    }
-                    match self.submit(&spec, 0, None) {
-                        Response::Submitted { id, .. } => {
-                            self.jobs.by_id.get_mut(&id).expect("submitted").depth =
-                                depth.saturating_add(1);
-                            started.jobs.push(id);
-                        }
-                        other => started.failed.push(format!("trigger {id}: {other:?}")),
-                    }
-                }
-                Target::Workflow(w) => match self.submit_workflow(&w) {
-                    Response::WorkflowSubmitted { id } => {
-                        self.workflows.by_id.get_mut(&id).expect("submitted").depth =
-                            depth.saturating_add(1);
-                        started.workflows.push(id);
-                    }
-                    other => started.failed.push(format!("trigger {id}: {other:?}")),
-                },
-            }
+            let target = match t.target.clone() {
+                Target::Job(spec) => Target::Job(Box::new(with_event(*spec, topic, key, payload))),
+                workflow => workflow,
+            };
+            targets.push((id, target));
         }
-        Some(started)
+        Some(targets)
     }
 
-    /// A transition of work at `depth`: fires `topic` for its subscribers, if any, unless the
-    /// chain is at its bound.
-    pub(super) fn transition_event(&mut self, topic: &str, key: String, depth: u8) {
-        if depth >= limits::TRIGGER_DEPTH_MAX || !self.events.topics.contains_key(topic) {
-            return;
-        }
-        self.fire_event(topic, &key, key.as_bytes(), depth);
-    }
-
-    /// Timers, by due time.
-    pub fn timers(&self) -> impl Iterator<Item = &Timer> {
-        self.events
-            .timer_due
-            .iter()
-            .filter_map(|(_, id)| self.events.timers.get(id))
-    }
-
+    /// Checks and adds a timer due at `due_ms`.
     pub(super) fn create_timer(
         &mut self,
+        ctx: Ctx,
         due_ms: u64,
         topic: &str,
         key: &str,
         payload: &[u8],
     ) -> Response {
-        if let Err(r) = Machine::check_event(topic, key, payload) {
+        if let Err(r) = Events::check_event(topic, key, payload) {
             return r;
         }
-        let horizon = self.now_ms.saturating_add(limits::DELAY_MS_MAX);
+        let horizon = ctx.now_ms.saturating_add(limits::DELAY_MS_MAX);
         if due_ms > horizon {
             return invalid(
                 "due_ms",
                 format!("is {due_ms}, more than DELAY_MS_MAX after now (limit {horizon})"),
             );
         }
-        if self.events.timers.len() >= limits::TIMERS_MAX {
+        if self.timers.len() >= limits::TIMERS_MAX {
             return Response::Rejected(Rejection::Exhausted {
                 message: format!("{} timers exist, the limit", limits::TIMERS_MAX),
             });
         }
-        let id = self.events.next_timer_id;
-        self.events.next_timer_id += 1;
-        self.events.timers.insert(
+        let id = self.next_timer_id;
+        self.next_timer_id += 1;
+        self.timers.insert(
             id,
             Timer {
                 id,
@@ -336,75 +301,83 @@ impl Machine {
                 topic: topic.to_string(),
                 dedup_key: key.to_string(),
                 payload: payload.to_vec(),
-                created_ms: self.now_ms,
+                created_ms: ctx.now_ms,
             },
         );
-        self.events.timer_due.insert((due_ms, id));
+        self.timer_due.insert((due_ms, id));
         Response::TimerCreated { id, due_ms }
     }
 
+    /// Cancels a pending timer.
     pub(super) fn cancel_timer(&mut self, id: u64) -> Response {
-        let Some(t) = self.events.timers.remove(&id) else {
+        let Some(t) = self.timers.remove(&id) else {
             return Response::Rejected(Rejection::Missing {
                 what: format!("timer {id} (fired, cancelled or never created)"),
             });
         };
-        self.events.timer_due.remove(&(t.due_ms, id));
+        self.timer_due.remove(&(t.due_ms, id));
         Response::Ok
     }
 
-    /// Fires one due timer; returns whether it did.
-    pub(super) fn fire_timer(&mut self) -> bool {
-        let now = self.now_ms;
-        let Some(&(due, id)) = self.events.timer_due.first().filter(|(t, _)| *t <= now) else {
-            return false;
-        };
-        self.events.timer_due.remove(&(due, id));
-        let t = self.events.timers.remove(&id).expect("indexed timer");
-        self.fire_event(&t.topic, &t.dedup_key, &t.payload, 0);
-        true
+    /// Takes one timer due by now, to be fired by the machine.
+    pub(super) fn take_due_timer(&mut self, now_ms: u64) -> Option<Timer> {
+        let &(due, id) = self.timer_due.first().filter(|(t, _)| *t <= now_ms)?;
+        self.timer_due.remove(&(due, id));
+        Some(self.timers.remove(&id).expect("indexed timer"))
     }
 
     /// Removes one expired event key; returns whether it did.
-    pub(super) fn expire_event_key(&mut self) -> bool {
-        let now = self.now_ms;
+    pub(super) fn expire_key(&mut self, now_ms: u64) -> bool {
         let Some((at, key)) = self
-            .events
             .key_expiry
             .first()
-            .filter(|(t, _)| *t <= now)
+            .filter(|(t, _)| *t <= now_ms)
             .cloned()
         else {
             return false;
         };
-        self.events.key_expiry.remove(&(at, key.clone()));
-        self.events.keys.remove(&key);
+        self.key_expiry.remove(&(at, key.clone()));
+        self.keys.remove(&key);
         true
     }
 
     /// Panics if the trigger or event indexes are off.
-    pub(super) fn check_event_invariants(&self) {
-        let indexed: BTreeSet<TriggerId> = self.events.topics.values().flatten().copied().collect();
-        let held: BTreeSet<TriggerId> = self.events.triggers.keys().copied().collect();
+    pub fn check_invariants(&self) {
+        let indexed: BTreeSet<TriggerId> = self.topics.values().flatten().copied().collect();
+        let held: BTreeSet<TriggerId> = self.triggers.keys().copied().collect();
         assert_eq!(indexed, held, "trigger topic index");
-        assert_eq!(
-            self.events.keys.len(),
-            self.events.key_expiry.len(),
-            "event keys"
-        );
-        assert_eq!(
-            self.events.timers.len(),
-            self.events.timer_due.len(),
-            "timer index"
-        );
-        for (due, id) in &self.events.timer_due {
+        assert_eq!(self.keys.len(), self.key_expiry.len(), "event keys");
+        assert_eq!(self.timers.len(), self.timer_due.len(), "timer index");
+        for (due, id) in &self.timer_due {
             assert_eq!(
-                self.events.timers.get(id).map(|t| t.due_ms),
+                self.timers.get(id).map(|t| t.due_ms),
                 Some(*due),
                 "timer {id}"
             );
         }
+        if let Some((&last, _)) = self.triggers.last_key_value() {
+            assert!(last < self.next_trigger_id, "trigger id {last} >= next");
+        }
     }
+}
+
+/// A trigger's job template with the event it starts for: a shell job gets the event in its
+/// environment; an external job whose template has an empty payload gets the event's.
+fn with_event(mut spec: JobSpec, topic: &str, key: &str, payload: &[u8]) -> JobSpec {
+    match &mut spec.kind {
+        JobKind::Shell { env, .. } => {
+            let text = String::from_utf8_lossy(payload);
+            let text = tail(&text, limits::EVENT_ENV_BYTES_MAX);
+            env.insert("RAFTLINE_EVENT_TOPIC".into(), topic.to_string());
+            env.insert("RAFTLINE_EVENT_KEY".into(), key.to_string());
+            env.insert("RAFTLINE_EVENT_PAYLOAD".into(), text);
+        }
+        JobKind::External { payload: p } if p.is_empty() => {
+            *p = payload.to_vec();
+        }
+        JobKind::External { .. } => {}
+    }
+    spec
 }
 
 #[cfg(test)]
@@ -412,6 +385,7 @@ mod tests {
     use super::*;
     use crate::machine::command::{Command, Proposal};
     use crate::machine::JobSpec;
+    use crate::machine::Machine;
 
     fn apply(m: &mut Machine, now: u64, command: Command) -> Response {
         m.apply(&Proposal {

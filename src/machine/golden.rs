@@ -51,7 +51,7 @@ fn run_script(script: &str) -> String {
         }
         match words.as_slice() {
             ["state"] => dump(&m, &mut out),
-            ["job", id] => match m.jobs.by_id.get(&num(id)) {
+            ["job", id] => match m.jobs.get(num(id)) {
                 Some(job) => dump_job(job, &mut out),
                 None => writeln!(out, "job {id} not found").unwrap(),
             },
@@ -375,7 +375,9 @@ fn dump(m: &Machine, out: &mut String) {
     writeln!(
         out,
         "now={} next_job_id={} next_token={}",
-        m.now_ms, m.jobs.next_id, m.jobs.next_token
+        m.now_ms,
+        m.jobs.next_ids().0,
+        m.jobs.next_ids().1
     )
     .unwrap();
     if m.settings != Settings::default() {
@@ -390,17 +392,17 @@ fn dump(m: &Machine, out: &mut String) {
         )
         .unwrap();
     }
-    for job in m.jobs.by_id.values() {
+    for job in m.jobs.after(0) {
         dump_job(job, out);
     }
-    for queue in m.jobs.index.ready.keys() {
+    for queue in m.jobs.index().ready.keys() {
         dump_ready(m, queue, out);
     }
-    if !m.controls.paused.is_empty() {
-        let paused: Vec<&str> = m.controls.paused.iter().map(String::as_str).collect();
+    if m.controls.paused().next().is_some() {
+        let paused: Vec<&str> = m.controls.paused().map(String::as_str).collect();
         writeln!(out, "paused: {}", paused.join(" ")).unwrap();
     }
-    for (queue, stats) in &m.jobs.index.queues {
+    for (queue, stats) in &m.jobs.index().queues {
         let counts: Vec<String> = JobState::ALL
             .iter()
             .filter(|s| stats.counts[**s as usize] > 0)
@@ -414,10 +416,10 @@ fn dump(m: &Machine, out: &mut String) {
         )
         .unwrap();
     }
-    for (key, (id, expires)) in &m.jobs.idempotency {
+    for (key, (id, expires)) in m.jobs.idempotency_keys() {
         writeln!(out, "idempotency {key:?} -> job {id} until {expires}").unwrap();
     }
-    for (id, n) in &m.nodes.records {
+    for (id, n) in m.nodes.iter() {
         writeln!(
             out,
             "node {id} incarnation={} first_registered={} registered={}",
@@ -431,7 +433,7 @@ fn dump(m: &Machine, out: &mut String) {
 fn dump_ready(m: &Machine, queue: &str, out: &mut String) {
     let ids: Vec<String> = m
         .ready_in(queue)
-        .map(|id| format!("{id} (rank {})", m.jobs.by_id[&id].rank))
+        .map(|id| format!("{id} (rank {})", m.jobs.get(id).expect("ready job").rank))
         .collect();
     writeln!(out, "ready {queue}: {}", ids.join(", ")).unwrap();
 }

@@ -1,37 +1,57 @@
-//! The job lifecycle: every command that changes jobs, and the helpers that move a job between
-//! states while keeping the indexes in step.
+//! The jobs subsystem: every job held, the indexes over them, and idempotency keys.
+//!
+//! It owns the job lifecycle: a job moves between states only through the methods here, which
+//! keep the indexes in step (`update` takes a job out of the index, changes it and puts it
+//! back). It knows nothing of workflows, queue controls, resources or events: what they need
+//! to hear goes out as [`Effect`]s (`JobLeased`, `JobFinished`, `AttemptEnded`), which
+//! [`super::Machine`] hands to them, and what a lease must ask of them (a paused queue, a
+//! resource with room) is decided by the machine before it calls [`Jobs::grant`].
+//!
+//! ## Invariants ([`Jobs::check_invariants`])
+//!
+//! - Every job id is below `next_id`; every token below `next_token`.
+//! - The indexes equal the ones rebuilt from the jobs alone.
+//! - A job has a lease exactly when it is `leased`; its newest attempt carries that token and
+//!   is open; no other attempt is open; tokens of its attempts increase.
+//! - `attempts_used <= attempts_total`, and no more than `max_attempts` attempts are used.
+//! - Terminal jobs have `finished_ms`; others do not.
+//! - Every idempotency key has exactly one expiry entry.
 
-use super::backoff::retry_delay_ms;
-use super::command::{Grant, JobChanges, Rejection, Report, Response, Settings, WorkerRef};
-use super::job::{
-    tail, validate_name, validate_queue_name, Attempt, ErrorClass, Job, JobId, JobKind, JobSpec,
-    JobState, Lease, Outcome,
-};
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::index::Index;
-use super::nodes::NodeRecord;
-use super::{limits, Machine};
+use super::backoff::retry_delay_ms;
+use super::command::{
+    exhausted, invalid, precondition, Ctx, Grant, JobChanges, Rejection, Report, Response,
+    WorkerRef,
+};
+use super::effect::Effect;
+use super::index::{Index, QueueStats};
+use super::job::{
+    tail, validate_name, validate_queue_name, Attempt, ErrorClass, Job, JobId, JobKind, JobSpec,
+    JobState, Lease, Outcome,
+};
+use super::limits;
+use super::workflow::StepRef;
 
 /// The jobs subsystem: every job held, its indexes, and idempotency keys.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Jobs {
     /// Next job id to assign.
-    pub(super) next_id: JobId,
+    next_id: JobId,
     /// Next enqueue sequence number (FIFO tie-break in the ready index).
-    pub(super) next_seq: u64,
+    next_seq: u64,
     /// Next fencing token.
-    pub(super) next_token: u64,
+    next_token: u64,
     /// Every job held, by id.
-    pub(super) by_id: BTreeMap<JobId, Job>,
+    by_id: BTreeMap<JobId, Job>,
     /// Indexes over `by_id`.
-    pub(super) index: Index,
+    index: Index,
     /// Idempotency key -> (job, expiry).
-    pub(super) idempotency: BTreeMap<String, (JobId, u64)>,
+    idempotency: BTreeMap<String, (JobId, u64)>,
     /// Idempotency keys by expiry.
-    pub(super) idempotency_expiry: BTreeSet<(u64, String)>,
+    idempotency_expiry: BTreeSet<(u64, String)>,
 }
 
 impl Jobs {
@@ -44,66 +64,94 @@ impl Jobs {
             ..Jobs::default()
         }
     }
-}
 
-/// A rejection naming the field at fault.
-pub(super) fn invalid(field: &str, message: impl Into<String>) -> Response {
-    Response::Rejected(Rejection::Invalid {
-        field: field.into(),
-        message: message.into(),
-    })
-}
+    /// A job by id.
+    pub fn get(&self, id: JobId) -> Option<&Job> {
+        self.by_id.get(&id)
+    }
 
-/// A rejection for a command that does not apply to the state as it is.
-pub(super) fn precondition(message: impl Into<String>) -> Response {
-    Response::Rejected(Rejection::Precondition {
-        message: message.into(),
-    })
-}
+    /// Number of jobs held.
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
 
-/// A rejection for a limit reached.
-pub(super) fn exhausted(message: impl Into<String>) -> Response {
-    Response::Rejected(Rejection::Exhausted {
-        message: message.into(),
-    })
-}
+    /// Whether no job is held.
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
 
-impl Machine {
+    /// Every job in id order, after `after`.
+    pub fn after(&self, after: JobId) -> impl Iterator<Item = &Job> + '_ {
+        self.by_id.range(after.saturating_add(1)..).map(|(_, j)| j)
+    }
+
+    /// The id the next job gets, and the next fencing token.
+    pub fn next_ids(&self) -> (JobId, u64) {
+        (self.next_id, self.next_token)
+    }
+
+    /// Idempotency keys held: key -> (job, expiry).
+    pub fn idempotency_keys(&self) -> &BTreeMap<String, (JobId, u64)> {
+        &self.idempotency
+    }
+
+    /// The indexes (read-only: other subsystems and the machine's queries read them).
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    /// Counters of a queue (zero when it holds no job).
+    pub fn stats(&self, queue: &str) -> QueueStats {
+        self.index.queues.get(queue).cloned().unwrap_or_default()
+    }
+
+    /// Whether a queue has ready jobs.
+    pub fn has_ready(&self, queue: &str) -> bool {
+        self.index.ready.get(queue).is_some_and(|r| !r.is_empty())
+    }
+
+    /// Earliest time a job-side timer falls due (start, lease expiry, deadline, purge,
+    /// idempotency key expiry).
+    pub fn next_due(&self) -> Option<u64> {
+        let idem = self.idempotency_expiry.first().map(|(t, _)| *t);
+        [self.index.next_due(), idem].into_iter().flatten().min()
+    }
+
     /// Changes a job through `f`, keeping the indexes in step.
     fn update<T>(&mut self, id: JobId, f: impl FnOnce(&mut Job) -> T) -> T {
-        let job = self
-            .jobs
-            .by_id
-            .get_mut(&id)
-            .expect("update of an unknown job");
-        self.jobs.index.remove(job);
+        let job = self.by_id.get_mut(&id).expect("update of an unknown job");
+        self.index.remove(job);
         let result = f(job);
-        self.jobs.index.add(job);
+        self.index.add(job);
         result
     }
 
-    fn remove_job(&mut self, id: JobId) {
-        let job = self
-            .jobs
-            .by_id
-            .remove(&id)
-            .expect("removal of an unknown job");
-        self.jobs.index.remove(&job);
+    /// Removes a job (purged).
+    fn remove(&mut self, id: JobId) {
+        let job = self.by_id.remove(&id).expect("removal of an unknown job");
+        self.index.remove(&job);
+    }
+
+    /// Sets the event-chain depth of a job started by an event.
+    pub(super) fn set_depth(&mut self, id: JobId, depth: u8) {
+        self.by_id
+            .get_mut(&id)
+            .expect("job of a started event")
+            .depth = depth;
     }
 
     /// Rank in the ready index for a job of `priority` that becomes ready now.
-    fn rank(&self, priority: u32) -> u64 {
+    fn rank(ctx: Ctx, priority: u32) -> u64 {
         let levels = u64::from(limits::PRIORITY_MAX - priority.min(limits::PRIORITY_MAX));
-        self.now_ms
-            .saturating_add(levels.saturating_mul(self.settings.priority_aging_ms))
+        ctx.now_ms
+            .saturating_add(levels.saturating_mul(ctx.settings.priority_aging_ms))
     }
 
-    fn make_ready(&mut self, id: JobId) {
-        let priority = self.jobs.by_id[&id].spec.priority;
-        let rank = self.rank(priority);
-        let seq = self.jobs.next_seq;
-        self.jobs.next_seq += 1;
-        let now = self.now_ms;
+    fn make_ready(&mut self, ctx: Ctx, id: JobId) {
+        let rank = Jobs::rank(ctx, self.by_id[&id].spec.priority);
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let now = ctx.now_ms;
         self.update(id, |job| {
             job.state = JobState::Ready;
             job.rank = rank;
@@ -113,13 +161,20 @@ impl Machine {
         });
     }
 
-    fn finish(&mut self, id: JobId, state: JobState, error: Option<String>) {
+    fn finish(
+        &mut self,
+        ctx: Ctx,
+        fx: &mut Vec<Effect>,
+        id: JobId,
+        state: JobState,
+        error: Option<String>,
+    ) {
         assert!(state.is_terminal(), "finish into {state:?}");
-        let now = self.now_ms;
+        let now = ctx.now_ms;
         let retention = if state == JobState::Dead {
-            self.settings.dead_retention_ms
+            ctx.settings.dead_retention_ms
         } else {
-            self.settings.finished_retention_ms
+            ctx.settings.finished_retention_ms
         };
         self.update(id, |job| {
             job.state = state;
@@ -129,25 +184,13 @@ impl Machine {
             // A success clears the error of earlier failed attempts (they keep their own).
             job.error = error;
         });
-        if let Some(link) = self.jobs.by_id[&id].step {
-            self.step_job_finished(link, id);
-        }
-        // No allocation on the hot path unless someone subscribed to a topic.
-        if !self.events.topics.is_empty() {
-            let depth = self.jobs.by_id.get(&id).map_or(0, |j| j.depth);
-            self.transition_event(
-                &format!("job.{}", state.name()),
-                format!("job:{id}:{now}"),
-                depth,
-            );
-        }
+        fx.push(Effect::JobFinished { id, state });
     }
 
     /// Closes the open attempt of a leased job. The job keeps its lease and state `Leased`
     /// until the caller moves it on (the index files a leased job under its lease, so both
     /// change in one update).
-    fn end_attempt(&mut self, id: JobId, outcome: Outcome) {
-        let now = self.now_ms;
+    fn end_attempt(&mut self, ctx: Ctx, id: JobId, outcome: Outcome) {
         self.update(id, |job| {
             let token = job
                 .lease
@@ -160,26 +203,33 @@ impl Machine {
                 .rev()
                 .find(|a| a.token == token)
                 .expect("open attempt of the lease");
-            attempt.ended_ms = Some(now);
+            attempt.ended_ms = Some(ctx.now_ms);
             attempt.outcome = Some(outcome);
         });
     }
 
     /// After a failed attempt: dead-letter it (permanent, or out of attempts), or schedule
     /// the retry after its backoff.
-    fn after_failure(&mut self, id: JobId, class: ErrorClass, error: String) {
-        let job = &self.jobs.by_id[&id];
+    fn after_failure(
+        &mut self,
+        ctx: Ctx,
+        fx: &mut Vec<Effect>,
+        id: JobId,
+        class: ErrorClass,
+        error: String,
+    ) {
+        let job = &self.by_id[&id];
         if class == ErrorClass::Permanent || job.attempts_used >= job.spec.max_attempts {
             let why = if class == ErrorClass::Permanent {
                 format!("permanent failure: {error}")
             } else {
                 format!("{} attempts failed; last: {error}", job.attempts_used)
             };
-            self.finish(id, JobState::Dead, Some(why));
+            self.finish(ctx, fx, id, JobState::Dead, Some(why));
             return;
         }
         let delay = retry_delay_ms(&job.spec.backoff, id, job.attempts_used);
-        let run_at = self.now_ms.saturating_add(delay);
+        let run_at = ctx.now_ms.saturating_add(delay);
         self.update(id, |job| {
             job.state = JobState::Scheduled;
             job.lease = None;
@@ -189,12 +239,10 @@ impl Machine {
     }
 
     /// Ends a lease as lost (expired, or its node restarted): a transient failure.
-    fn lose_lease(&mut self, id: JobId, why: &str) {
-        if !self.controls.policies.is_empty() {
-            let queue = self.jobs.by_id[&id].spec.queue.clone();
-            self.queue_outcome(&queue, id, false);
-        }
+    pub(super) fn lose_lease(&mut self, ctx: Ctx, fx: &mut Vec<Effect>, id: JobId, why: &str) {
+        fx.push(Effect::AttemptEnded { id, ok: false });
         self.end_attempt(
+            ctx,
             id,
             Outcome {
                 error_class: Some(ErrorClass::LostLease),
@@ -203,20 +251,21 @@ impl Machine {
                 output_tail: String::new(),
             },
         );
-        self.after_failure(id, ErrorClass::LostLease, why.to_string());
+        self.after_failure(ctx, fx, id, ErrorClass::LostLease, why.to_string());
     }
 
     /// Adds a job, valid and within limits, scheduled for `run_at` (ready at once when due),
     /// linked to a workflow step if `step` is set. Returns its id.
-    pub(super) fn insert_job(
+    pub(super) fn insert(
         &mut self,
+        ctx: Ctx,
         spec: &JobSpec,
         run_at: u64,
-        step: Option<super::workflow::StepRef>,
+        step: Option<StepRef>,
     ) -> JobId {
-        let now = self.now_ms;
-        let id = self.jobs.next_id;
-        self.jobs.next_id += 1;
+        let now = ctx.now_ms;
+        let id = self.next_id;
+        self.next_id += 1;
         let job = Job {
             id,
             spec: spec.clone(),
@@ -237,256 +286,185 @@ impl Machine {
             step,
             depth: 0,
         };
-        self.jobs.index.add(&job);
-        let previous = self.jobs.by_id.insert(id, job);
+        self.index.add(&job);
+        let previous = self.by_id.insert(id, job);
         assert!(previous.is_none(), "job id {id} assigned twice");
         if run_at <= now {
-            self.make_ready(id);
+            self.make_ready(ctx, id);
         }
         id
     }
 
-    pub(super) fn submit(
-        &mut self,
+    /// Checks what a submit asks for that does not depend on other jobs: the spec, the delay
+    /// and absolute times (bounded by `DELAY_MS_MAX` after now).
+    pub(super) fn check_submit(
+        ctx: Ctx,
         spec: &JobSpec,
         delay_ms: u64,
         run_at_ms: Option<u64>,
-    ) -> Response {
-        if let Err(rejection) = spec.validate() {
-            return Response::Rejected(rejection);
-        }
+    ) -> Result<(), Response> {
+        spec.validate().map_err(Response::Rejected)?;
         if delay_ms > limits::DELAY_MS_MAX {
-            return invalid(
+            return Err(invalid(
                 "delay_ms",
                 format!("is {delay_ms}, the limit is {}", limits::DELAY_MS_MAX),
-            );
+            ));
         }
         // DELAY_MS_MAX bounds absolute times too, measured from state-machine time.
-        let horizon = self.now_ms.saturating_add(limits::DELAY_MS_MAX);
+        let horizon = ctx.now_ms.saturating_add(limits::DELAY_MS_MAX);
         for (field, at) in [("run_at_ms", run_at_ms), ("deadline_ms", spec.deadline_ms)] {
             if let Some(at) = at.filter(|at| *at > horizon) {
-                return invalid(
+                return Err(invalid(
                     field,
                     format!("is {at}, more than DELAY_MS_MAX after now (limit {horizon})"),
-                );
+                ));
             }
         }
-        if let Err(r) = self.check_needs("", spec) {
-            return r;
-        }
-        if let Some(key) = &spec.idempotency_key {
-            if let Some((id, _)) = self.jobs.idempotency.get(key) {
-                return Response::Submitted {
-                    id: *id,
-                    duplicate: true,
-                };
-            }
-        }
-        if self.jobs.by_id.len() >= limits::JOBS_MAX {
-            return exhausted(format!(
+        Ok(())
+    }
+
+    /// The job an idempotency key already maps to, within its window.
+    pub(super) fn duplicate(&self, spec: &JobSpec) -> Option<JobId> {
+        let key = spec.idempotency_key.as_ref()?;
+        self.idempotency.get(key).map(|(id, _)| *id)
+    }
+
+    /// Checks the room a new job needs: `JOBS_MAX`, `JOBS_BYTES_MAX`, `QUEUE_JOBS_MAX`.
+    pub(super) fn check_room(&self, spec: &JobSpec) -> Result<(), Response> {
+        if self.by_id.len() >= limits::JOBS_MAX {
+            return Err(exhausted(format!(
                 "the cluster holds {} jobs, the limit (JOBS_MAX)",
                 limits::JOBS_MAX
-            ));
+            )));
         }
-        if self.jobs.index.bytes + spec.weight() as u64 > limits::JOBS_BYTES_MAX {
-            return exhausted(format!(
+        if self.index.bytes + spec.weight() as u64 > limits::JOBS_BYTES_MAX {
+            return Err(exhausted(format!(
                 "the jobs held take about {} bytes, the limit (JOBS_BYTES_MAX {})",
-                self.jobs.index.bytes,
+                self.index.bytes,
                 limits::JOBS_BYTES_MAX
-            ));
+            )));
         }
-        let (stats, _) = self.queue(&spec.queue);
+        let stats = self.stats(&spec.queue);
         if stats.total() >= limits::QUEUE_JOBS_MAX {
-            return exhausted(format!(
+            return Err(exhausted(format!(
                 "queue {} holds {} jobs, the limit (QUEUE_JOBS_MAX)",
                 spec.queue,
                 limits::QUEUE_JOBS_MAX
-            ));
+            )));
         }
-        if stats.total() == 0 && self.queue_names().len() >= limits::QUEUES_MAX {
-            return exhausted(format!(
-                "{} queues exist, the limit (QUEUES_MAX)",
-                limits::QUEUES_MAX
-            ));
-        }
-        let now = self.now_ms;
-        let run_at = run_at_ms.unwrap_or(now.saturating_add(delay_ms));
-        let id = self.insert_job(spec, run_at, None);
-        if let Some(key) = &spec.idempotency_key {
-            let expires = now.saturating_add(self.settings.idempotency_window_ms);
-            self.jobs.idempotency.insert(key.clone(), (id, expires));
-            self.jobs.idempotency_expiry.insert((expires, key.clone()));
-        }
-        Response::Submitted {
-            id,
-            duplicate: false,
-        }
+        Ok(())
     }
 
-    pub(super) fn register_node(&mut self, node_id: u64, incarnation: u64) -> Response {
-        let now = self.now_ms;
-        if !self.nodes.records.contains_key(&node_id)
-            && self.nodes.records.len() >= limits::NODES_MAX
-        {
-            return exhausted(format!(
-                "{} nodes registered, the limit (NODES_MAX)",
-                limits::NODES_MAX
-            ));
-        }
-        let record = self.nodes.records.entry(node_id).or_insert(NodeRecord {
-            incarnation,
-            first_registered_ms: now,
-            registered_ms: now,
-        });
-        record.incarnation = incarnation;
-        record.registered_ms = now;
-        let stale: Vec<JobId> = self
-            .jobs
-            .index
-            .lease_expiry
-            .iter()
-            .map(|(_, id)| *id)
-            .filter(|id| {
-                self.jobs.by_id[id]
-                    .lease
-                    .as_ref()
-                    .and_then(|l| l.node)
-                    .is_some_and(|run| run.node_id == node_id && run.incarnation != incarnation)
-            })
-            .collect();
-        for id in &stale {
-            self.lose_lease(*id, &format!("node {node_id} restarted"));
-        }
-        Response::NodeRegistered {
-            released: stale.len() as u32,
-        }
-    }
-
-    fn validate_worker(&self, worker: &str) -> Result<(), Response> {
-        validate_name("worker", worker, limits::WORKER_ID_BYTES_MAX).map_err(Response::Rejected)
-    }
-
-    pub(super) fn lease(
+    /// Adds a checked job submitted by a client (or started by a schedule or trigger) and
+    /// records its idempotency key.
+    pub(super) fn submit(
         &mut self,
-        worker: &WorkerRef,
+        ctx: Ctx,
+        spec: &JobSpec,
+        delay_ms: u64,
+        run_at_ms: Option<u64>,
+    ) -> JobId {
+        let now = ctx.now_ms;
+        let run_at = run_at_ms.unwrap_or(now.saturating_add(delay_ms));
+        let id = self.insert(ctx, spec, run_at, None);
+        if let Some(key) = &spec.idempotency_key {
+            let expires = now.saturating_add(ctx.settings.idempotency_window_ms);
+            self.idempotency.insert(key.clone(), (id, expires));
+            self.idempotency_expiry.insert((expires, key.clone()));
+        }
+        id
+    }
+
+    /// Checks a lease request's own fields beyond the worker id: batch size, ttl, queue
+    /// names and capabilities.
+    pub(super) fn check_lease_request(
         queues: &[String],
         capabilities: &[String],
         max: u32,
         ttl_ms: Option<u64>,
-    ) -> Response {
-        if let Err(r) = self.validate_worker(&worker.id) {
-            return r;
-        }
-        if let Some(run) = worker.node {
-            // A lease asked for by a node's previous run, applied after its new run registered,
-            // would hold a job until expiry for a process that is gone.
-            if let Some(record) = self.nodes.records.get(&run.node_id) {
-                if run.incarnation < record.incarnation {
-                    return precondition(format!(
-                        "node {} incarnation {} was replaced by incarnation {}",
-                        run.node_id, run.incarnation, record.incarnation
-                    ));
-                }
-            }
-        }
+    ) -> Result<(), Response> {
         if !(1..=limits::LEASE_BATCH_MAX).contains(&max) {
-            return invalid(
+            return Err(invalid(
                 "max",
                 format!("is {max}, must be 1..={}", limits::LEASE_BATCH_MAX),
-            );
+            ));
         }
         if let Some(ttl) = ttl_ms {
             if !(limits::LEASE_TTL_MS_MIN..=limits::LEASE_TTL_MS_MAX).contains(&ttl) {
-                return invalid(
+                return Err(invalid(
                     "ttl_ms",
                     format!(
                         "is {ttl}, must be {}..={}",
                         limits::LEASE_TTL_MS_MIN,
                         limits::LEASE_TTL_MS_MAX
                     ),
-                );
+                ));
             }
         }
         if queues.len() > limits::LEASE_QUEUES_MAX {
-            return invalid(
+            return Err(invalid(
                 "queues",
                 format!("names more than {}", limits::LEASE_QUEUES_MAX),
-            );
+            ));
         }
         for (i, q) in queues.iter().enumerate() {
-            if let Err(r) = validate_queue_name(&format!("queues[{i}]"), q) {
-                return Response::Rejected(r);
-            }
+            validate_queue_name(&format!("queues[{i}]"), q).map_err(Response::Rejected)?;
         }
         if capabilities.len() > limits::CAPABILITIES_MAX {
-            return invalid(
+            return Err(invalid(
                 "capabilities",
                 format!("names more than {}", limits::CAPABILITIES_MAX),
-            );
+            ));
         }
-        let queues: Vec<String> = if queues.is_empty() {
-            self.jobs.index.ready.keys().cloned().collect()
-        } else {
-            queues.to_vec()
-        };
-        let mut grants = Vec::new();
-        let mut bytes = 0;
-        while grants.len() < max as usize && bytes < limits::LEASE_RESPONSE_BYTES_MAX {
-            let Some(id) = self.best_ready(&queues, capabilities, worker.node.is_some()) else {
-                break;
-            };
-            let grant = self.grant(id, worker, ttl_ms);
-            bytes += grant.spec.size_bytes() + grant.checkpoint.as_ref().map_or(0, Vec::len);
-            grants.push(grant);
-        }
-        Response::Leased(grants)
+        Ok(())
     }
 
-    /// The ready job that leases next among `queues`: the smallest key among each unpaused
-    /// queue's first job (within `LEASE_SCAN_MAX`) whose required capabilities are offered.
-    /// A node's own executor (`shell_only`) runs shell jobs only; external jobs wait for an
-    /// external worker.
-    pub(super) fn best_ready(
+    /// Checks a worker id.
+    pub(super) fn check_worker(worker: &str) -> Result<(), Response> {
+        validate_name("worker", worker, limits::WORKER_ID_BYTES_MAX).map_err(Response::Rejected)
+    }
+
+    /// The first ready job of `queue` (within `LEASE_SCAN_MAX`) that a worker offering
+    /// `capabilities` may run (`shell_only`: a node's own executor runs shell jobs only) and
+    /// that `fits` (resources), as its ready key.
+    pub(super) fn first_leasable(
         &self,
-        queues: &[String],
+        queue: &str,
         capabilities: &[String],
         shell_only: bool,
-    ) -> Option<JobId> {
-        let mut best: Option<(u64, u64, JobId)> = None;
-        for queue in queues {
-            if self.controls.paused.contains(queue) || !self.queue_open(queue) {
-                continue;
-            }
-            let Some(ready) = self.jobs.index.ready.get(queue) else {
-                continue;
-            };
-            let candidate = ready
-                .iter()
-                .take(limits::LEASE_SCAN_MAX)
-                .find(|(_, _, id)| {
-                    let spec = &self.jobs.by_id[id].spec;
-                    let runnable = !shell_only || matches!(spec.kind, JobKind::Shell { .. });
-                    runnable
-                        && spec
-                            .required_capabilities
-                            .iter()
-                            .all(|c| capabilities.contains(c))
-                        && self.fits(&self.jobs.by_id[id])
-                });
-            if let Some(key) = candidate {
-                if best.is_none_or(|b| *key < b) {
-                    best = Some(*key);
-                }
-            }
-        }
-        best.map(|(_, _, id)| id)
+        fits: impl Fn(&Job) -> bool,
+    ) -> Option<(u64, u64, JobId)> {
+        let ready = self.index.ready.get(queue)?;
+        ready
+            .iter()
+            .take(limits::LEASE_SCAN_MAX)
+            .find(|(_, _, id)| {
+                let job = &self.by_id[id];
+                let spec = &job.spec;
+                let runnable = !shell_only || matches!(spec.kind, JobKind::Shell { .. });
+                runnable
+                    && spec
+                        .required_capabilities
+                        .iter()
+                        .all(|c| capabilities.contains(c))
+                    && fits(job)
+            })
+            .copied()
     }
 
-    fn grant(&mut self, id: JobId, worker: &WorkerRef, ttl_ms: Option<u64>) -> Grant {
-        let token = self.jobs.next_token;
-        self.jobs.next_token += 1;
-        let now = self.now_ms;
-        let (grant, link) = self.update(id, |job| {
+    /// Leases a ready job to `worker` under the next fencing token.
+    pub(super) fn grant(
+        &mut self,
+        ctx: Ctx,
+        fx: &mut Vec<Effect>,
+        id: JobId,
+        worker: &WorkerRef,
+        ttl_ms: Option<u64>,
+    ) -> Grant {
+        let token = self.next_token;
+        self.next_token += 1;
+        let now = ctx.now_ms;
+        let grant = self.update(id, |job| {
             let ttl = ttl_ms.unwrap_or(job.spec.lease_ttl_ms);
             let expires_ms = now.saturating_add(ttl);
             job.state = JobState::Leased;
@@ -511,7 +489,7 @@ impl Machine {
             if job.attempts.len() > limits::ATTEMPTS_KEPT_MAX {
                 job.attempts.remove(0);
             }
-            let grant = Grant {
+            Grant {
                 job_id: id,
                 token,
                 attempt: job.attempts_total,
@@ -519,28 +497,24 @@ impl Machine {
                 ttl_ms: ttl,
                 spec: job.spec.clone(),
                 checkpoint: job.checkpoint.clone(),
-            };
-            (grant, job.step)
+            }
         });
-        if let Some(link) = link {
-            self.step_job_leased(link, id);
-        }
-        self.queue_leased(&grant.spec.queue, id);
+        fx.push(Effect::JobLeased { id });
         grant
     }
 
-    pub(super) fn heartbeat(&mut self, worker: &str) -> Response {
-        if let Err(r) = self.validate_worker(worker) {
+    /// Extends every lease of a worker by its ttl.
+    pub(super) fn heartbeat(&mut self, ctx: Ctx, worker: &str) -> Response {
+        if let Err(r) = Jobs::check_worker(worker) {
             return r;
         }
         let ids: Vec<JobId> = self
-            .jobs
             .index
             .worker_leases
             .get(worker)
             .map(|s| s.iter().copied().collect())
             .unwrap_or_default();
-        let now = self.now_ms;
+        let now = ctx.now_ms;
         let held = ids
             .into_iter()
             .map(|id| {
@@ -554,11 +528,40 @@ impl Machine {
         Response::Heartbeated(held)
     }
 
+    /// Leases a worker holds: (job, token).
+    pub fn leases_of(&self, worker: &str) -> Vec<(JobId, u64)> {
+        self.index
+            .worker_leases
+            .get(worker)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| {
+                let lease = self.by_id.get(id)?.lease.as_ref()?;
+                Some((*id, lease.token))
+            })
+            .collect()
+    }
+
+    /// Leased jobs of node `node_id` granted to a run other than `incarnation`.
+    pub(super) fn leases_of_other_runs(&self, node_id: u64, incarnation: u64) -> Vec<JobId> {
+        self.index
+            .lease_expiry
+            .iter()
+            .map(|(_, id)| *id)
+            .filter(|id| {
+                self.by_id[id]
+                    .lease
+                    .as_ref()
+                    .and_then(|l| l.node)
+                    .is_some_and(|run| run.node_id == node_id && run.incarnation != incarnation)
+            })
+            .collect()
+    }
+
     /// Checks that `token` is the live lease of job `id`.
     #[cfg_attr(feature = "bug-skip-fencing", allow(unreachable_patterns))]
     fn check_lease(&self, id: JobId, token: u64) -> Result<(), Response> {
         let job = self
-            .jobs
             .by_id
             .get(&id)
             .ok_or(Response::Rejected(Rejection::NotFound { job_id: id }))?;
@@ -578,7 +581,15 @@ impl Machine {
         }
     }
 
-    pub(super) fn complete(&mut self, id: JobId, token: u64, report: &Report) -> Response {
+    /// Ends the attempt of lease `token` as the worker reports it.
+    pub(super) fn complete(
+        &mut self,
+        ctx: Ctx,
+        fx: &mut Vec<Effect>,
+        id: JobId,
+        token: u64,
+        report: &Report,
+    ) -> Response {
         if let Err(r) = self.check_lease(id, token) {
             return r;
         }
@@ -593,17 +604,18 @@ impl Machine {
         }
         let permanent_exit = report
             .exit_code
-            .is_some_and(|c| self.jobs.by_id[&id].spec.permanent_exit_codes.contains(&c));
+            .is_some_and(|c| self.by_id[&id].spec.permanent_exit_codes.contains(&c));
         let class = match report.error_class {
             Some(_) if permanent_exit => Some(ErrorClass::Permanent),
             other => other,
         };
         let error = tail(&report.error, limits::ERROR_BYTES_MAX);
-        if !self.controls.policies.is_empty() {
-            let queue = self.jobs.by_id[&id].spec.queue.clone();
-            self.queue_outcome(&queue, id, class.is_none());
-        }
+        fx.push(Effect::AttemptEnded {
+            id,
+            ok: class.is_none(),
+        });
         self.end_attempt(
+            ctx,
             id,
             Outcome {
                 error_class: class,
@@ -613,14 +625,15 @@ impl Machine {
             },
         );
         match class {
-            None => self.finish(id, JobState::Succeeded, None),
-            Some(class) => self.after_failure(id, class, error),
+            None => self.finish(ctx, fx, id, JobState::Succeeded, None),
+            Some(class) => self.after_failure(ctx, fx, id, class, error),
         }
         Response::Completed {
-            state: self.jobs.by_id[&id].state,
+            state: self.by_id[&id].state,
         }
     }
 
+    /// Stores a leased job's checkpoint.
     pub(super) fn checkpoint(&mut self, id: JobId, token: u64, data: &[u8]) -> Response {
         if data.len() > limits::CHECKPOINT_BYTES_MAX {
             return invalid(
@@ -641,11 +654,13 @@ impl Machine {
         }
     }
 
-    pub(super) fn release(&mut self, id: JobId, token: u64) -> Response {
+    /// A worker hands a lease back: the attempt does not count, the job is ready again.
+    pub(super) fn release(&mut self, ctx: Ctx, id: JobId, token: u64) -> Response {
         if let Err(r) = self.check_lease(id, token) {
             return r;
         }
         self.end_attempt(
+            ctx,
             id,
             Outcome {
                 error_class: Some(ErrorClass::Released),
@@ -661,14 +676,15 @@ impl Machine {
             job.lease = None;
             job.attempts_used -= 1;
         });
-        self.make_ready(id);
+        self.make_ready(ctx, id);
         Response::Done {
             state: JobState::Ready,
         }
     }
 
-    pub(super) fn cancel(&mut self, id: JobId) -> Response {
-        let Some(job) = self.jobs.by_id.get(&id) else {
+    /// Cancels a job that has not ended (a running attempt ends as cancelled).
+    pub(super) fn cancel(&mut self, ctx: Ctx, fx: &mut Vec<Effect>, id: JobId) -> Response {
+        let Some(job) = self.by_id.get(&id) else {
             return Response::Rejected(Rejection::NotFound { job_id: id });
         };
         if job.state.is_terminal() {
@@ -676,6 +692,7 @@ impl Machine {
         }
         if job.state == JobState::Leased {
             self.end_attempt(
+                ctx,
                 id,
                 Outcome {
                     error_class: Some(ErrorClass::Cancelled),
@@ -685,14 +702,15 @@ impl Machine {
                 },
             );
         }
-        self.finish(id, JobState::Cancelled, Some("cancelled".into()));
+        self.finish(ctx, fx, id, JobState::Cancelled, Some("cancelled".into()));
         Response::Done {
             state: JobState::Cancelled,
         }
     }
 
-    pub(super) fn requeue(&mut self, id: JobId, changes: &JobChanges) -> Response {
-        let Some(job) = self.jobs.by_id.get(&id) else {
+    /// Runs a scheduled, dead or cancelled job again now, with changed parameters.
+    pub(super) fn requeue(&mut self, ctx: Ctx, id: JobId, changes: &JobChanges) -> Response {
+        let Some(job) = self.by_id.get(&id) else {
             return Response::Rejected(Rejection::NotFound { job_id: id });
         };
         if !matches!(
@@ -738,33 +756,16 @@ impl Machine {
                 job.error = None;
             }
         });
-        self.make_ready(id);
+        self.make_ready(ctx, id);
         Response::Done {
             state: JobState::Ready,
         }
     }
 
-    pub(super) fn pause_queue(&mut self, queue: &str, paused: bool) -> Response {
-        if let Err(r) = validate_queue_name("queue", queue) {
-            return Response::Rejected(r);
-        }
-        if paused {
-            let known =
-                self.jobs.index.queues.contains_key(queue) || self.controls.paused.contains(queue);
-            if !known && self.queue_names().len() >= limits::QUEUES_MAX {
-                return exhausted(format!("{} queues exist, the limit", limits::QUEUES_MAX));
-            }
-            self.controls.paused.insert(queue.to_string());
-        } else {
-            self.controls.paused.remove(queue);
-        }
-        Response::Ok
-    }
-
+    /// Removes dead jobs of a queue (or all), at most `PURGE_BATCH_MAX`.
     pub(super) fn purge_dead(&mut self, queue: Option<&str>) -> Response {
         let ids: Vec<JobId> = match queue {
             Some(q) => self
-                .jobs
                 .index
                 .dead
                 .get(q)
@@ -772,108 +773,128 @@ impl Machine {
                 .flatten()
                 .copied()
                 .collect(),
-            None => self.jobs.index.dead.values().flatten().copied().collect(),
+            None => self.index.dead.values().flatten().copied().collect(),
         };
         let count = ids.len().min(limits::PURGE_BATCH_MAX);
         for id in ids.into_iter().take(count) {
-            self.remove_job(id);
+            self.remove(id);
         }
         Response::Purged {
             count: count as u64,
         }
     }
 
-    pub(super) fn configure(&mut self, settings: &Settings) -> Response {
-        let day = 24 * 3_600_000;
-        let checks = [
-            (
-                "dead_retention_ms",
-                settings.dead_retention_ms,
-                60_000,
-                3_650 * day,
-            ),
-            (
-                "finished_retention_ms",
-                settings.finished_retention_ms,
-                0,
-                3_650 * day,
-            ),
-            (
-                "idempotency_window_ms",
-                settings.idempotency_window_ms,
-                1_000,
-                365 * day,
-            ),
-            (
-                "priority_aging_ms",
-                settings.priority_aging_ms,
-                1,
-                365 * day,
-            ),
-        ];
-        for (field, value, min, max) in checks {
-            if !(min..=max).contains(&value) {
-                return invalid(field, format!("is {value}, must be {min}..={max}"));
-            }
+    /// Does one item of job-side work due by now, in order: a scheduled start, a lease
+    /// expiry, a missed deadline, a purge. Returns whether it did any.
+    pub(super) fn tick_one(&mut self, ctx: Ctx, fx: &mut Vec<Effect>) -> bool {
+        let now = ctx.now_ms;
+        if let Some(&(_, id)) = self.index.scheduled.first().filter(|(t, _)| *t <= now) {
+            self.make_ready(ctx, id);
+        } else if let Some(&(_, id)) = self.index.lease_expiry.first().filter(|(t, _)| *t <= now) {
+            self.lose_lease(
+                ctx,
+                fx,
+                id,
+                "lease expired (worker gone or too slow to heartbeat)",
+            );
+        } else if let Some(&(_, id)) = self.index.deadlines.first().filter(|(t, _)| *t <= now) {
+            self.update(id, |job| job.deadline_missed = true);
+        } else if let Some(&(_, id)) = self.index.purge.first().filter(|(t, _)| *t <= now) {
+            self.remove(id);
+        } else {
+            return false;
         }
-        self.settings = *settings;
-        Response::Ok
+        true
     }
 
-    /// Processes everything due at `now_ms`, at most `TICK_WORK_MAX` items.
-    pub(super) fn tick(&mut self) -> Response {
-        let now = self.now_ms;
-        let mut work = 0;
-        while work < limits::TICK_WORK_MAX {
-            if let Some(&(at, id)) = self.jobs.index.scheduled.first().filter(|(t, _)| *t <= now) {
-                debug_assert!(at <= now);
-                self.make_ready(id);
-            } else if let Some(&(_, id)) = self
-                .jobs
-                .index
-                .lease_expiry
-                .first()
-                .filter(|(t, _)| *t <= now)
-            {
-                self.lose_lease(id, "lease expired (worker gone or too slow to heartbeat)");
-            } else if let Some(&(_, id)) =
-                self.jobs.index.deadlines.first().filter(|(t, _)| *t <= now)
-            {
-                self.update(id, |job| job.deadline_missed = true);
-            } else if let Some(&(_, id)) = self.jobs.index.purge.first().filter(|(t, _)| *t <= now)
-            {
-                self.remove_job(id);
-            } else if let Some((at, name, token)) = self
-                .resources
-                .lock_expiry
-                .first()
-                .filter(|(t, _, _)| *t <= now)
-                .cloned()
-            {
-                self.drop_lock(at, &name, token);
-            } else if self.fire_timer()
-                || self.tick_controls()
-                || self.tick_schedules()
-                || self.expire_event_key()
-            {
-            } else if let Some(&(at, id)) = self.workflows.purge.first().filter(|(t, _)| *t <= now)
-            {
-                self.purge_workflow(at, id);
-            } else if let Some((at, key)) = self
-                .jobs
-                .idempotency_expiry
-                .first()
-                .filter(|(t, _)| *t <= now)
-                .cloned()
-            {
-                self.jobs.idempotency_expiry.remove(&(at, key.clone()));
-                self.jobs.idempotency.remove(&key);
-            } else {
-                break;
-            }
-            work += 1;
+    /// Forgets one idempotency key whose window passed; returns whether it did.
+    pub(super) fn expire_key(&mut self, now_ms: u64) -> bool {
+        let Some((at, key)) = self
+            .idempotency_expiry
+            .first()
+            .filter(|(t, _)| *t <= now_ms)
+            .cloned()
+        else {
+            return false;
+        };
+        self.idempotency_expiry.remove(&(at, key.clone()));
+        self.idempotency.remove(&key);
+        true
+    }
+
+    /// Panics if an invariant of the module doc is broken.
+    pub fn check_invariants(&self, now_ms: u64) {
+        assert_eq!(
+            self.index,
+            Index::build(self.by_id.values()),
+            "indexes differ from the ones rebuilt from the jobs"
+        );
+        if let Some((&last, _)) = self.by_id.last_key_value() {
+            assert!(last < self.next_id, "job id {last} >= next_job_id");
         }
-        Response::Ticked { work: work as u32 }
+        for job in self.by_id.values() {
+            self.check_job(job, now_ms);
+        }
+        for (key, (id, expires)) in &self.idempotency {
+            assert!(
+                self.idempotency_expiry.contains(&(*expires, key.clone())),
+                "idempotency key {key:?} of job {id} has no expiry"
+            );
+        }
+        assert_eq!(self.idempotency.len(), self.idempotency_expiry.len());
+    }
+
+    fn check_job(&self, job: &Job, now_ms: u64) {
+        let id = job.id;
+        assert!(job.created_ms <= now_ms, "job {id} created in the future");
+        assert_eq!(
+            job.lease.is_some(),
+            job.state == JobState::Leased,
+            "job {id} lease"
+        );
+        assert!(job.attempts_used <= job.attempts_total, "job {id} attempts");
+        assert!(
+            job.attempts_used <= job.spec.max_attempts,
+            "job {id} over max_attempts"
+        );
+        assert!(
+            job.attempts.len() <= limits::ATTEMPTS_KEPT_MAX,
+            "job {id} attempts kept"
+        );
+        assert_eq!(
+            job.finished_ms.is_some(),
+            job.state.is_terminal(),
+            "job {id} finished"
+        );
+        let open: Vec<&Attempt> = job
+            .attempts
+            .iter()
+            .filter(|a| a.ended_ms.is_none())
+            .collect();
+        match &job.lease {
+            Some(lease) => {
+                assert!(
+                    lease.token < self.next_token,
+                    "job {id} token from the future"
+                );
+                assert_eq!(
+                    open.len(),
+                    1,
+                    "job {id} leased with {} open attempts",
+                    open.len()
+                );
+                assert_eq!(open[0].token, lease.token, "job {id} open attempt token");
+            }
+            None => assert!(
+                open.is_empty(),
+                "job {id} has an open attempt without a lease"
+            ),
+        }
+        let tokens: Vec<u64> = job.attempts.iter().map(|a| a.token).collect();
+        assert!(
+            tokens.windows(2).all(|w| w[0] < w[1]),
+            "job {id} tokens not increasing"
+        );
     }
 }
 

@@ -123,7 +123,21 @@ pub const LIST_LIMIT_MAX: u32 = 1_000;
 /// Longest long-poll wait of a lease request.
 pub const LEASE_WAIT_MS_MAX: u64 = 60_000;
 
+/// Shortest dead-letter retention: a minute, so an operator has time to look before a dead
+/// job is purged.
+pub const DEAD_RETENTION_MS_MIN: u64 = 60_000;
+/// Longest retention of finished and dead jobs: ten years (a bound, not a recommendation).
+pub const RETENTION_MS_MAX: u64 = 3_650 * 24 * 3_600_000;
+/// Shortest idempotency window: a second, or a retried submit could slip past it.
+pub const IDEMPOTENCY_WINDOW_MS_MIN: u64 = 1_000;
+/// Longest idempotency window: a year; every key is held that long.
+pub const IDEMPOTENCY_WINDOW_MS_MAX: u64 = 365 * 24 * 3_600_000;
+/// Longest priority aging step: a year (aging then barely matters).
+pub const PRIORITY_AGING_MS_MAX: u64 = 365 * 24 * 3_600_000;
+
 const _: () = assert!(PRIORITY_MIN <= PRIORITY_DEFAULT && PRIORITY_DEFAULT <= PRIORITY_MAX);
+const _: () = assert!(DEAD_RETENTION_MS_MIN <= RETENTION_MS_MAX);
+const _: () = assert!(IDEMPOTENCY_WINDOW_MS_MIN <= IDEMPOTENCY_WINDOW_MS_MAX);
 const _: () = assert!(ARGV_BYTES_MAX + PAYLOAD_BYTES_MAX < API_MESSAGE_BYTES_MAX);
 const _: () = assert!(SNAPSHOT_CHUNK_BYTES_MAX < PEER_MESSAGE_BYTES_MAX);
 const _: () = assert!(MAX_ATTEMPTS_DEFAULT <= MAX_ATTEMPTS_MAX);

@@ -62,7 +62,9 @@
 pub mod backoff;
 pub mod command;
 pub mod controls;
+mod effect;
 pub mod events;
+mod flow;
 pub mod index;
 pub mod job;
 pub mod jobs;
@@ -145,14 +147,16 @@ impl Machine {
             // jobs still keeps up with its heartbeats.
             static APPLIED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
             let n = APPLIED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            if self.jobs.by_id.len() <= 5_000 || n % 64 == 0 {
+            if self.jobs.len() <= 5_000 || n % 64 == 0 {
                 self.check_invariants();
             }
         }
         response
     }
 
+    /// Routes one command to the subsystem that owns it, or to the flow that spans several.
     fn apply_one(&mut self, command: &Command) -> Response {
+        let ctx = self.ctx();
         match command {
             Command::Submit {
                 spec,
@@ -170,22 +174,22 @@ impl Machine {
                 max,
                 ttl_ms,
             } => self.lease(worker, queues, capabilities, *max, *ttl_ms),
-            Command::Heartbeat { worker } => self.heartbeat(worker),
+            Command::Heartbeat { worker } => self.jobs.heartbeat(ctx, worker),
             Command::Complete {
                 job_id,
                 token,
                 report,
-            } => self.complete(*job_id, *token, report),
+            } => self.with_jobs(|jobs, ctx, fx| jobs.complete(ctx, fx, *job_id, *token, report)),
             Command::Checkpoint {
                 job_id,
                 token,
                 data,
-            } => self.checkpoint(*job_id, *token, data),
-            Command::Release { job_id, token } => self.release(*job_id, *token),
-            Command::Cancel { job_id } => self.cancel(*job_id),
-            Command::Requeue { job_id, changes } => self.requeue(*job_id, changes),
+            } => self.jobs.checkpoint(*job_id, *token, data),
+            Command::Release { job_id, token } => self.jobs.release(ctx, *job_id, *token),
+            Command::Cancel { job_id } => self.cancel_job(*job_id),
+            Command::Requeue { job_id, changes } => self.jobs.requeue(ctx, *job_id, changes),
             Command::PauseQueue { queue, paused } => self.pause_queue(queue, *paused),
-            Command::PurgeDead { queue } => self.purge_dead(queue.as_deref()),
+            Command::PurgeDead { queue } => self.jobs.purge_dead(queue.as_deref()),
             Command::Configure(settings) => self.configure(settings),
             Command::Tick => self.tick(),
             Command::SubmitWorkflow(spec) => self.submit_workflow(spec),
@@ -200,13 +204,15 @@ impl Machine {
                 resource,
                 token,
                 ttl_ms,
-            } => self.lock_renew(resource, *token, *ttl_ms),
-            Command::LockRelease { resource, token } => self.lock_release(resource, *token),
-            Command::SetQueuePolicy { queue, policy } => self.set_queue_policy(queue, policy),
+            } => self.resources.renew(ctx, resource, *token, *ttl_ms),
+            Command::LockRelease { resource, token } => self.resources.release(resource, *token),
+            Command::SetQueuePolicy { queue, policy } => {
+                self.controls.set_policy(ctx, queue, policy)
+            }
             Command::CreateSchedule(spec) => self.create_schedule(spec),
             Command::Schedule { id, op } => self.schedule_op(*id, op),
             Command::CreateTrigger { topic, target } => self.create_trigger(topic, target),
-            Command::DeleteTrigger { id } => self.delete_trigger(*id),
+            Command::DeleteTrigger { id } => self.events.delete_trigger(*id),
             Command::Emit {
                 topic,
                 dedup_key,
@@ -218,17 +224,51 @@ impl Machine {
                 topic,
                 dedup_key,
                 payload,
-            } => {
-                let due = due_ms.unwrap_or(self.now_ms.saturating_add(*delay_ms));
-                self.create_timer(due, topic, dedup_key, payload)
-            }
-            Command::CancelTimer { id } => self.cancel_timer(*id),
+            } => self.create_timer(*due_ms, *delay_ms, topic, dedup_key, payload),
+            Command::CancelTimer { id } => self.events.cancel_timer(*id),
             // `apply` unpacks the outer batch; one nested in it is refused.
             Command::Batch(_) => Response::Rejected(Rejection::Invalid {
                 field: "command".into(),
                 message: "a batch may not contain a batch".into(),
             }),
         }
+    }
+
+    /// Replaces the cluster-wide settings, each within its bounds (`limits.rs`).
+    fn configure(&mut self, settings: &Settings) -> Response {
+        let checks = [
+            (
+                "dead_retention_ms",
+                settings.dead_retention_ms,
+                limits::DEAD_RETENTION_MS_MIN,
+                limits::RETENTION_MS_MAX,
+            ),
+            (
+                "finished_retention_ms",
+                settings.finished_retention_ms,
+                0,
+                limits::RETENTION_MS_MAX,
+            ),
+            (
+                "idempotency_window_ms",
+                settings.idempotency_window_ms,
+                limits::IDEMPOTENCY_WINDOW_MS_MIN,
+                limits::IDEMPOTENCY_WINDOW_MS_MAX,
+            ),
+            (
+                "priority_aging_ms",
+                settings.priority_aging_ms,
+                1,
+                limits::PRIORITY_AGING_MS_MAX,
+            ),
+        ];
+        for (field, value, min, max) in checks {
+            if !(min..=max).contains(&value) {
+                return command::invalid(field, format!("is {value}, must be {min}..={max}"));
+            }
+        }
+        self.settings = *settings;
+        Response::Ok
     }
 
     /// State-machine time.
@@ -243,12 +283,12 @@ impl Machine {
 
     /// A job by id.
     pub fn job(&self, id: JobId) -> Option<&Job> {
-        self.jobs.by_id.get(&id)
+        self.jobs.get(id)
     }
 
     /// Number of jobs held.
     pub fn job_count(&self) -> usize {
-        self.jobs.by_id.len()
+        self.jobs.len()
     }
 
     /// Jobs in id order after `after`, filtered by queue and state, at most `limit`.
@@ -262,19 +302,17 @@ impl Machine {
         if let (Some(q), Some(JobState::Dead)) = (queue, state) {
             return self
                 .jobs
-                .index
+                .index()
                 .dead
                 .get(q)
                 .into_iter()
                 .flat_map(|ids| ids.range(after.saturating_add(1)..))
-                .filter_map(|id| self.jobs.by_id.get(id))
+                .filter_map(|id| self.jobs.get(*id))
                 .take(limit)
                 .collect();
         }
         self.jobs
-            .by_id
-            .range(after.saturating_add(1)..)
-            .map(|(_, j)| j)
+            .after(after)
             .filter(|j| queue.is_none_or(|q| j.spec.queue == q))
             .filter(|j| state.is_none_or(|s| j.state == s))
             .take(limit)
@@ -284,7 +322,7 @@ impl Machine {
     /// Ready jobs of a queue, in the order they would be leased.
     pub fn ready_in(&self, queue: &str) -> impl Iterator<Item = JobId> + '_ {
         self.jobs
-            .index
+            .index()
             .ready
             .get(queue)
             .into_iter()
@@ -293,15 +331,16 @@ impl Machine {
 
     /// Ready jobs in the given queues (all queues when empty), not counting paused ones.
     pub fn ready_count(&self, queues: &[String]) -> u64 {
+        let ready_index = &self.jobs.index().ready;
         let ready = |q: &String| {
-            if self.controls.paused.contains(q) {
+            if self.controls.is_paused(q) {
                 0
             } else {
-                self.jobs.index.ready.get(q).map_or(0, |s| s.len() as u64)
+                ready_index.get(q).map_or(0, |s| s.len() as u64)
             }
         };
         if queues.is_empty() {
-            self.jobs.index.ready.keys().map(ready).sum()
+            ready_index.keys().map(ready).sum()
         } else {
             queues.iter().map(ready).sum()
         }
@@ -311,7 +350,7 @@ impl Machine {
     /// grant a job now; `shell_only` for a node's own executor.
     pub fn leasable(&self, queues: &[String], capabilities: &[String], shell_only: bool) -> bool {
         if queues.is_empty() {
-            let all: Vec<String> = self.jobs.index.ready.keys().cloned().collect();
+            let all: Vec<String> = self.jobs.index().ready.keys().cloned().collect();
             return self.best_ready(&all, capabilities, shell_only).is_some();
         }
         self.best_ready(queues, capabilities, shell_only).is_some()
@@ -319,147 +358,107 @@ impl Machine {
 
     /// Counters of a queue, and whether it is paused.
     pub fn queue(&self, queue: &str) -> (QueueStats, bool) {
-        (
-            self.jobs
-                .index
-                .queues
-                .get(queue)
-                .cloned()
-                .unwrap_or_default(),
-            self.controls.paused.contains(queue),
-        )
+        (self.jobs.stats(queue), self.controls.is_paused(queue))
     }
 
     /// Every queue with jobs or paused.
     pub fn queue_names(&self) -> Vec<String> {
-        let mut names: BTreeSet<String> = self.jobs.index.queues.keys().cloned().collect();
-        names.extend(self.controls.paused.iter().cloned());
+        let mut names: BTreeSet<String> = self.jobs.index().queues.keys().cloned().collect();
+        names.extend(self.controls.paused().cloned());
         names.into_iter().collect()
     }
 
     /// Leases a worker holds: (job, token).
     pub fn leases_of(&self, worker: &str) -> Vec<(JobId, u64)> {
-        self.jobs
-            .index
-            .worker_leases
-            .get(worker)
-            .into_iter()
-            .flatten()
-            .filter_map(|id| {
-                let lease = self.jobs.by_id.get(id)?.lease.as_ref()?;
-                Some((*id, lease.token))
-            })
-            .collect()
+        self.jobs.leases_of(worker)
     }
 
     /// The record of a node, if it ever registered.
     pub fn node(&self, node_id: u64) -> Option<&NodeRecord> {
-        self.nodes.records.get(&node_id)
+        self.nodes.get(node_id)
+    }
+
+    /// A workflow by id.
+    pub fn workflow(&self, id: WorkflowId) -> Option<&Workflow> {
+        self.workflows.get(id)
+    }
+
+    /// Workflows in id order after `after`, filtered by state, at most `limit`.
+    pub fn list_workflows(
+        &self,
+        state: Option<WorkflowState>,
+        after: WorkflowId,
+        limit: usize,
+    ) -> Vec<&Workflow> {
+        self.workflows.list(state, after, limit)
+    }
+
+    /// A resource by name.
+    pub fn resource(&self, name: &str) -> Option<&resources::Resource> {
+        self.resources.get(name)
+    }
+
+    /// A queue's policy and its state, if it has one.
+    pub fn queue_control(&self, queue: &str) -> Option<&controls::QueueControl> {
+        self.controls.policy(queue)
+    }
+
+    /// A schedule by id.
+    pub fn schedule(&self, id: schedule::ScheduleId) -> Option<&schedule::Schedule> {
+        self.schedules.get(id)
+    }
+
+    /// A schedule's id by name.
+    pub fn schedule_id(&self, name: &str) -> Option<schedule::ScheduleId> {
+        self.schedules.id_of(name)
+    }
+
+    /// Every schedule, in id order.
+    pub fn schedules(&self) -> impl Iterator<Item = &schedule::Schedule> {
+        self.schedules.iter()
+    }
+
+    /// Triggers, in id order.
+    pub fn triggers(&self) -> impl Iterator<Item = &events::Trigger> {
+        self.events.triggers()
+    }
+
+    /// Timers, by due time.
+    pub fn timers(&self) -> impl Iterator<Item = &events::Timer> {
+        self.events.timers()
     }
 
     /// Earliest state-machine time at which a Tick has work; `None` when nothing is pending
     /// (an idle cluster proposes nothing).
     pub fn next_due(&self) -> Option<u64> {
-        let idem = self.jobs.idempotency_expiry.first().map(|(t, _)| *t);
-        let workflows = self.workflows.purge.first().map(|(t, _)| *t);
-        let locks = self.resources.lock_expiry.first().map(|(t, _, _)| *t);
+        let jobs = &self.jobs;
         [
-            self.jobs.index.next_due(),
-            idem,
-            workflows,
-            locks,
-            self.controls_due(),
+            self.jobs.next_due(),
+            self.workflows.next_due(),
+            self.resources.next_due(),
+            self.controls.next_due(|q| jobs.has_ready(q)),
             self.schedules_due(),
-            self.events.key_expiry.first().map(|(t, _)| *t),
-            self.events.timer_due.first().map(|(t, _)| *t),
+            self.events.next_due(),
         ]
         .into_iter()
         .flatten()
         .min()
     }
 
-    /// Panics if an invariant of the module doc is broken: replicas must never go on from a
-    /// state that is wrong.
+    /// Panics if an invariant is broken: each subsystem's own (see each module's doc), then
+    /// the ones that tie subsystems together. Replicas must never go on from a state that is
+    /// wrong.
     pub fn check_invariants(&self) {
-        assert_eq!(
-            self.jobs.index,
-            Index::build(self.jobs.by_id.values()),
-            "indexes differ from the ones rebuilt from the jobs"
-        );
-        if let Some((&last, _)) = self.jobs.by_id.last_key_value() {
-            assert!(last < self.jobs.next_id, "job id {last} >= next_job_id");
-        }
-        for job in self.jobs.by_id.values() {
-            let id = job.id;
-            assert!(
-                job.created_ms <= self.now_ms,
-                "job {id} created in the future"
-            );
-            assert_eq!(
-                job.lease.is_some(),
-                job.state == JobState::Leased,
-                "job {id} lease"
-            );
-            assert!(job.attempts_used <= job.attempts_total, "job {id} attempts");
-            assert!(
-                job.attempts_used <= job.spec.max_attempts,
-                "job {id} over max_attempts"
-            );
-            assert!(
-                job.attempts.len() <= limits::ATTEMPTS_KEPT_MAX,
-                "job {id} attempts kept"
-            );
-            assert_eq!(
-                job.finished_ms.is_some(),
-                job.state.is_terminal(),
-                "job {id} finished"
-            );
-            let open: Vec<&Attempt> = job
-                .attempts
-                .iter()
-                .filter(|a| a.ended_ms.is_none())
-                .collect();
-            match &job.lease {
-                Some(lease) => {
-                    assert!(
-                        lease.token < self.jobs.next_token,
-                        "job {id} token from the future"
-                    );
-                    assert_eq!(
-                        open.len(),
-                        1,
-                        "job {id} leased with {} open attempts",
-                        open.len()
-                    );
-                    assert_eq!(open[0].token, lease.token, "job {id} open attempt token");
-                }
-                None => assert!(
-                    open.is_empty(),
-                    "job {id} has an open attempt without a lease"
-                ),
-            }
-            let tokens: Vec<u64> = job.attempts.iter().map(|a| a.token).collect();
-            assert!(
-                tokens.windows(2).all(|w| w[0] < w[1]),
-                "job {id} tokens not increasing"
-            );
-        }
-        for (key, (id, expires)) in &self.jobs.idempotency {
-            assert!(
-                self.jobs
-                    .idempotency_expiry
-                    .contains(&(*expires, key.clone())),
-                "idempotency key {key:?} of job {id} has no expiry"
-            );
-        }
-        assert_eq!(
-            self.jobs.idempotency.len(),
-            self.jobs.idempotency_expiry.len()
-        );
-        self.check_workflow_invariants();
-        self.check_resource_invariants();
-        self.check_schedule_invariants();
-        self.check_event_invariants();
+        self.jobs.check_invariants(self.now_ms);
+        self.controls.check_invariants();
+        self.nodes.check_invariants(self.now_ms);
+        let jobs = &self.jobs;
+        self.workflows
+            .check_invariants(|id| jobs.get(id).is_some_and(|j| !j.state.is_terminal()));
+        self.resources
+            .check_invariants(&self.jobs.index().resource_used);
+        self.schedules.check_invariants();
+        self.events.check_invariants();
     }
 
     /// Encodes the state for a snapshot.

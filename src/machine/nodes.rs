@@ -6,6 +6,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::command::{exhausted, precondition, Ctx, Response};
+use super::job::NodeRun;
+use super::limits;
+
 /// What the state machine remembers of a node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeRecord {
@@ -21,5 +25,67 @@ pub struct NodeRecord {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Nodes {
     /// Every node ever registered.
-    pub(super) records: BTreeMap<u64, NodeRecord>,
+    records: BTreeMap<u64, NodeRecord>,
+}
+
+impl Nodes {
+    /// The record of a node, if it ever registered.
+    pub fn get(&self, node_id: u64) -> Option<&NodeRecord> {
+        self.records.get(&node_id)
+    }
+
+    /// Every node ever registered, by id.
+    pub fn iter(&self) -> impl Iterator<Item = (&u64, &NodeRecord)> + '_ {
+        self.records.iter()
+    }
+
+    /// Records a node's new run (`incarnation`).
+    pub(super) fn register(
+        &mut self,
+        ctx: Ctx,
+        node_id: u64,
+        incarnation: u64,
+    ) -> Result<(), Response> {
+        let now = ctx.now_ms;
+        if !self.records.contains_key(&node_id) && self.records.len() >= limits::NODES_MAX {
+            return Err(exhausted(format!(
+                "{} nodes registered, the limit (NODES_MAX)",
+                limits::NODES_MAX
+            )));
+        }
+        let record = self.records.entry(node_id).or_insert(NodeRecord {
+            incarnation,
+            first_registered_ms: now,
+            registered_ms: now,
+        });
+        record.incarnation = incarnation;
+        record.registered_ms = now;
+        Ok(())
+    }
+
+    /// Refuses a lease asked for by a node's previous run, applied after its new run
+    /// registered: it would hold a job until expiry for a process that is gone.
+    pub(super) fn check_current(&self, run: NodeRun) -> Result<(), Response> {
+        match self.records.get(&run.node_id) {
+            Some(record) if run.incarnation < record.incarnation => Err(precondition(format!(
+                "node {} incarnation {} was replaced by incarnation {}",
+                run.node_id, run.incarnation, record.incarnation
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Panics if a record is out of its bounds.
+    pub fn check_invariants(&self, now_ms: u64) {
+        assert!(
+            self.records.len() <= limits::NODES_MAX,
+            "nodes over NODES_MAX"
+        );
+        for (id, r) in &self.records {
+            assert!(
+                r.first_registered_ms <= r.registered_ms && r.registered_ms <= now_ms,
+                "node {id} registration times"
+            );
+        }
+    }
 }

@@ -25,19 +25,18 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::command::{Rejection, Response};
-use super::job::{validate_name, Job, JobId};
-use super::jobs::{invalid, precondition};
-use super::{limits, Machine};
+use super::command::{invalid, precondition, Ctx, Rejection, Response};
+use super::job::{validate_name, Job, JobId, JobSpec};
+use super::limits;
 
 /// The resources subsystem: capacities, and the locks clients hold on them (units held by
 /// leased jobs are derived from the jobs' index).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Resources {
     /// Resources by name.
-    pub(super) by_name: BTreeMap<String, Resource>,
+    by_name: BTreeMap<String, Resource>,
     /// Locks by expiry: (expires_ms, resource, token).
-    pub(super) lock_expiry: BTreeSet<(u64, String, u64)>,
+    lock_expiry: BTreeSet<(u64, String, u64)>,
 }
 
 /// What a job needs of one resource.
@@ -138,14 +137,24 @@ pub struct ResourceView {
     pub waiters: Vec<(JobId, u32)>,
 }
 
-impl Machine {
+impl Resources {
     /// A resource by name.
-    pub fn resource(&self, name: &str) -> Option<&Resource> {
-        self.resources.by_name.get(name)
+    pub fn get(&self, name: &str) -> Option<&Resource> {
+        self.by_name.get(name)
+    }
+
+    /// Every resource, in name order.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Resource)> + '_ {
+        self.by_name.iter()
+    }
+
+    /// Earliest lock expiry.
+    pub fn next_due(&self) -> Option<u64> {
+        self.lock_expiry.first().map(|(t, _, _)| *t)
     }
 
     /// Units of `resource` a job needs.
-    fn units_of(job: &Job, resource: &str) -> u32 {
+    pub fn units_of(job: &Job, resource: &str) -> u32 {
         job.spec
             .resources
             .iter()
@@ -154,53 +163,22 @@ impl Machine {
             .sum()
     }
 
-    /// Units of a resource free now (capacity minus job and lock holders).
-    fn free_units(&self, name: &str) -> u32 {
-        let Some(r) = self.resources.by_name.get(name) else {
+    /// Units of a resource free now: capacity minus `used_by_jobs` (units leased jobs hold)
+    /// and lock holders.
+    pub fn free_units(&self, name: &str, used_by_jobs: u32) -> u32 {
+        let Some(r) = self.by_name.get(name) else {
             return 0;
         };
-        let used = self
-            .jobs
-            .index
-            .resource_used
-            .get(name)
-            .copied()
-            .unwrap_or(0)
-            + r.locks.len() as u32;
-        r.capacity.saturating_sub(used)
+        r.capacity
+            .saturating_sub(used_by_jobs + r.locks.len() as u32)
     }
 
-    /// Whether every resource `job` needs has room for it after the ready jobs ranked ahead of
-    /// it that need the same resource (see the module doc).
-    pub(super) fn fits(&self, job: &Job) -> bool {
-        job.spec.resources.iter().all(|need| {
-            let free = self.free_units(&need.resource);
-            if free < need.units {
-                return false;
-            }
-            let key = (job.rank, job.seq, job.id);
-            let ahead: u32 = self
-                .jobs
-                .index
-                .resource_waiters
-                .get(&need.resource)
-                .into_iter()
-                .flat_map(|w| w.range(..key))
-                .take(limits::RESOURCE_SCAN_MAX)
-                .filter_map(|(_, _, id)| self.jobs.by_id.get(id))
-                .filter(|j| !self.controls.paused.contains(&j.spec.queue))
-                .map(|j| Machine::units_of(j, &need.resource))
-                .sum();
-            free >= ahead.saturating_add(need.units)
-        })
-    }
-
-    /// Checks that every resource a job spec needs exists and can ever hold it. `field`
+    /// Checks that every resource a job spec needs exists and can ever hold it. `prefix`
     /// prefixes the field name (`resources[i]`).
-    pub(super) fn check_needs(&self, prefix: &str, job: &super::JobSpec) -> Result<(), Response> {
+    pub(super) fn check_needs(&self, prefix: &str, job: &JobSpec) -> Result<(), Response> {
         for (i, need) in job.resources.iter().enumerate() {
             let field = format!("{prefix}resources[{i}]");
-            let Some(r) = self.resources.by_name.get(&need.resource) else {
+            let Some(r) = self.by_name.get(&need.resource) else {
                 return Err(invalid(
                     &field,
                     format!(
@@ -222,7 +200,16 @@ impl Machine {
         Ok(())
     }
 
-    pub(super) fn set_resource(&mut self, name: &str, capacity: u32) -> Response {
+    /// Creates a resource or changes its capacity. `used_by_jobs` is what leased jobs hold
+    /// of it and `needed` the most a ready job needs (computed lazily: only an existing
+    /// resource's capacity change asks).
+    pub(super) fn set(
+        &mut self,
+        name: &str,
+        capacity: u32,
+        used_by_jobs: u32,
+        needed: impl FnOnce() -> u32,
+    ) -> Response {
         if let Err(r) = validate_name("name", name, limits::RESOURCE_NAME_BYTES_MAX) {
             return Response::Rejected(r);
         }
@@ -235,33 +222,16 @@ impl Machine {
                 ),
             );
         }
-        match self.resources.by_name.get_mut(name) {
+        match self.by_name.get_mut(name) {
             Some(r) => {
-                let held = self
-                    .jobs
-                    .index
-                    .resource_used
-                    .get(name)
-                    .copied()
-                    .unwrap_or(0)
-                    + r.locks.len() as u32;
+                let held = used_by_jobs + r.locks.len() as u32;
                 if capacity < held {
                     return precondition(format!(
                         "{name} has {held} units held; wait for them to be released before \
                          lowering its capacity to {capacity}"
                     ));
                 }
-                let needed = self
-                    .jobs
-                    .index
-                    .resource_waiters
-                    .get(name)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|(_, _, id)| self.jobs.by_id.get(id))
-                    .map(|j| Machine::units_of(j, name))
-                    .max()
-                    .unwrap_or(0);
+                let needed = needed();
                 if capacity < needed {
                     return precondition(format!(
                         "a ready job needs {needed} units of {name}; a capacity of {capacity} \
@@ -271,7 +241,7 @@ impl Machine {
                 r.capacity = capacity;
             }
             None => {
-                if self.resources.by_name.len() >= limits::RESOURCES_MAX {
+                if self.by_name.len() >= limits::RESOURCES_MAX {
                     return Response::Rejected(Rejection::Exhausted {
                         message: format!(
                             "{} resources exist, the limit (RESOURCES_MAX)",
@@ -279,7 +249,7 @@ impl Machine {
                         ),
                     });
                 }
-                self.resources.by_name.insert(
+                self.by_name.insert(
                     name.to_string(),
                     Resource {
                         capacity,
@@ -306,16 +276,25 @@ impl Machine {
         Ok(())
     }
 
-    pub(super) fn lock_acquire(&mut self, name: &str, owner: &str, ttl_ms: u64) -> Response {
+    /// Grants a lock on a unit of `name` to `owner` if one is free (`used_by_jobs`: units
+    /// leased jobs hold).
+    pub(super) fn acquire(
+        &mut self,
+        ctx: Ctx,
+        name: &str,
+        owner: &str,
+        ttl_ms: u64,
+        used_by_jobs: u32,
+    ) -> Response {
         if let Err(r) = validate_name("owner", owner, limits::WORKER_ID_BYTES_MAX) {
             return Response::Rejected(r);
         }
-        if let Err(r) = Machine::check_ttl(ttl_ms) {
+        if let Err(r) = Resources::check_ttl(ttl_ms) {
             return r;
         }
-        let free = self.free_units(name);
-        let now = self.now_ms;
-        let Some(r) = self.resources.by_name.get_mut(name) else {
+        let free = self.free_units(name, used_by_jobs);
+        let now = ctx.now_ms;
+        let Some(r) = self.by_name.get_mut(name) else {
             return Response::Rejected(Rejection::Missing {
                 what: format!("resource {name}"),
             });
@@ -344,15 +323,13 @@ impl Machine {
                 expires_ms,
             },
         );
-        self.resources
-            .lock_expiry
+        self.lock_expiry
             .insert((expires_ms, name.to_string(), token));
         Response::LockGranted { token, expires_ms }
     }
 
     fn held_lock(&self, name: &str, token: u64) -> Result<&LockHold, Response> {
         let r = self
-            .resources
             .by_name
             .get(name)
             .ok_or(Response::Rejected(Rejection::Missing {
@@ -367,27 +344,26 @@ impl Machine {
         })
     }
 
-    pub(super) fn lock_renew(&mut self, name: &str, token: u64, ttl_ms: u64) -> Response {
-        if let Err(r) = Machine::check_ttl(ttl_ms) {
+    /// Extends a lock held under `token`.
+    pub(super) fn renew(&mut self, ctx: Ctx, name: &str, token: u64, ttl_ms: u64) -> Response {
+        if let Err(r) = Resources::check_ttl(ttl_ms) {
             return r;
         }
         let old = match self.held_lock(name, token) {
             Ok(l) => l.expires_ms,
             Err(r) => return r,
         };
-        let expires_ms = self.now_ms.saturating_add(ttl_ms);
-        self.resources
-            .lock_expiry
-            .remove(&(old, name.to_string(), token));
-        self.resources
-            .lock_expiry
+        let expires_ms = ctx.now_ms.saturating_add(ttl_ms);
+        self.lock_expiry.remove(&(old, name.to_string(), token));
+        self.lock_expiry
             .insert((expires_ms, name.to_string(), token));
-        let r = self.resources.by_name.get_mut(name).expect("checked");
+        let r = self.by_name.get_mut(name).expect("checked");
         r.locks.get_mut(&token).expect("checked").expires_ms = expires_ms;
         Response::LockGranted { token, expires_ms }
     }
 
-    pub(super) fn lock_release(&mut self, name: &str, token: u64) -> Response {
+    /// Releases a lock held under `token`.
+    pub(super) fn release(&mut self, name: &str, token: u64) -> Response {
         let expires = match self.held_lock(name, token) {
             Ok(l) => l.expires_ms,
             Err(r) => return r,
@@ -397,72 +373,33 @@ impl Machine {
     }
 
     /// Removes a lock (released or expired).
-    pub(super) fn drop_lock(&mut self, expires_ms: u64, name: &str, token: u64) {
-        self.resources
-            .lock_expiry
+    fn drop_lock(&mut self, expires_ms: u64, name: &str, token: u64) {
+        self.lock_expiry
             .remove(&(expires_ms, name.to_string(), token));
-        if let Some(r) = self.resources.by_name.get_mut(name) {
+        if let Some(r) = self.by_name.get_mut(name) {
             r.locks.remove(&token);
         }
     }
 
-    /// Every resource, or one, as clients see it.
-    pub fn resource_views(&self, only: Option<&str>) -> Vec<ResourceView> {
-        self.resources
-            .by_name
-            .iter()
-            .filter(|(name, _)| only.is_none_or(|o| o == name.as_str()))
-            .map(|(name, r)| {
-                let job_holders: Vec<(JobId, u32)> = self
-                    .jobs
-                    .index
-                    .worker_leases
-                    .values()
-                    .flatten()
-                    .filter_map(|id| self.jobs.by_id.get(id))
-                    .filter_map(|j| {
-                        let units = Machine::units_of(j, name);
-                        (units > 0).then_some((j.id, units))
-                    })
-                    .collect();
-                ResourceView {
-                    name: name.clone(),
-                    capacity: r.capacity,
-                    used_by_jobs: self
-                        .jobs
-                        .index
-                        .resource_used
-                        .get(name)
-                        .copied()
-                        .unwrap_or(0),
-                    job_holders,
-                    locks: r.locks.values().cloned().collect(),
-                    waiters: self
-                        .jobs
-                        .index
-                        .resource_waiters
-                        .get(name)
-                        .into_iter()
-                        .flatten()
-                        .take(100)
-                        .filter_map(|(_, _, id)| self.jobs.by_id.get(id))
-                        .map(|j| (j.id, Machine::units_of(j, name)))
-                        .collect(),
-                }
-            })
-            .collect()
+    /// Drops one lock whose ttl passed; returns whether it did.
+    pub(super) fn expire_one(&mut self, now_ms: u64) -> bool {
+        let Some((at, name, token)) = self
+            .lock_expiry
+            .first()
+            .filter(|(t, _, _)| *t <= now_ms)
+            .cloned()
+        else {
+            return false;
+        };
+        self.drop_lock(at, &name, token);
+        true
     }
 
-    /// Panics if holders exceed a capacity or the lock index is off.
-    pub(super) fn check_resource_invariants(&self) {
-        for (name, r) in &self.resources.by_name {
-            let jobs = self
-                .jobs
-                .index
-                .resource_used
-                .get(name)
-                .copied()
-                .unwrap_or(0);
+    /// Panics if holders exceed a capacity or the lock index is off. `used_by_jobs` gives the
+    /// units leased jobs hold of each resource (from the jobs' index).
+    pub fn check_invariants(&self, used_by_jobs: &BTreeMap<String, u32>) {
+        for (name, r) in &self.by_name {
+            let jobs = used_by_jobs.get(name).copied().unwrap_or(0);
             assert!(
                 jobs + r.locks.len() as u32 <= r.capacity,
                 "resource {name}: {jobs} job units + {} locks > capacity {}",
@@ -475,21 +412,20 @@ impl Machine {
                     "resource {name} token from the future"
                 );
                 assert!(
-                    self.resources
-                        .lock_expiry
+                    self.lock_expiry
                         .contains(&(l.expires_ms, name.clone(), *token)),
                     "resource {name} lock {token} has no expiry"
                 );
             }
         }
-        for (name, _) in self.jobs.index.resource_used.iter() {
+        for name in used_by_jobs.keys() {
             assert!(
-                self.resources.by_name.contains_key(name),
+                self.by_name.contains_key(name),
                 "unknown resource {name} in use"
             );
         }
-        let locks: usize = self.resources.by_name.values().map(|r| r.locks.len()).sum();
-        assert_eq!(locks, self.resources.lock_expiry.len(), "lock expiry index");
+        let locks: usize = self.by_name.values().map(|r| r.locks.len()).sum();
+        assert_eq!(locks, self.lock_expiry.len(), "lock expiry index");
     }
 }
 
@@ -498,6 +434,7 @@ mod tests {
     use super::*;
     use crate::machine::command::{Command, Proposal, Report, WorkerRef};
     use crate::machine::controls::{BreakerConfig, BreakerState, QueuePolicy, Rate};
+    use crate::machine::Machine;
     use crate::machine::{ErrorClass, JobSpec, JobState};
 
     struct T {
@@ -582,7 +519,7 @@ mod tests {
         fn used(&self, name: &str) -> u32 {
             self.m
                 .jobs
-                .index
+                .index()
                 .resource_used
                 .get(name)
                 .copied()
@@ -832,7 +769,10 @@ mod tests {
             }
         );
         assert_eq!(t.lease(&["q"]), None, "open: not leased");
-        assert_eq!(t.m.controls_due(), Some(t.now + 1_000));
+        assert_eq!(
+            t.m.controls.next_due(|q| t.m.jobs.has_ready(q)),
+            Some(t.now + 1_000)
+        );
         t.now += 1_000;
         t.apply(Command::Tick);
         assert_eq!(state(&t), BreakerState::HalfOpen);

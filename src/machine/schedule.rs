@@ -40,24 +40,24 @@ use std::str::FromStr;
 use chrono::TimeZone;
 use serde::{Deserialize, Serialize};
 
-use super::command::{Rejection, Response};
+use super::command::{Ctx, Rejection, Response};
 use super::job::{validate_name, JobId, JobSpec};
+use super::limits;
 use super::workflow::{WorkflowId, WorkflowSpec};
-use super::{limits, Machine};
 
 /// The schedules subsystem.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Schedules {
     /// Next schedule id.
-    pub(super) next_id: ScheduleId,
+    next_id: ScheduleId,
     /// Schedules by id.
-    pub(super) by_id: BTreeMap<ScheduleId, Schedule>,
+    by_id: BTreeMap<ScheduleId, Schedule>,
     /// Schedule ids by name.
-    pub(super) names: BTreeMap<String, ScheduleId>,
+    names: BTreeMap<String, ScheduleId>,
     /// Active schedules by next tick.
-    pub(super) due: BTreeSet<(u64, ScheduleId)>,
+    due: BTreeSet<(u64, ScheduleId)>,
     /// Schedules with ticks waiting for their previous run.
-    pub(super) queued: BTreeSet<ScheduleId>,
+    queued: BTreeSet<ScheduleId>,
 }
 
 impl Schedules {
@@ -401,37 +401,50 @@ impl Schedule {
     }
 }
 
-impl Machine {
+impl Schedules {
     /// A schedule by id.
-    pub fn schedule(&self, id: ScheduleId) -> Option<&Schedule> {
-        self.schedules.by_id.get(&id)
+    pub fn get(&self, id: ScheduleId) -> Option<&Schedule> {
+        self.by_id.get(&id)
     }
 
     /// A schedule's id by name.
-    pub fn schedule_id(&self, name: &str) -> Option<ScheduleId> {
-        self.schedules.names.get(name).copied()
+    pub fn id_of(&self, name: &str) -> Option<ScheduleId> {
+        self.names.get(name).copied()
     }
 
     /// Every schedule, in id order.
-    pub fn schedules(&self) -> impl Iterator<Item = &Schedule> {
-        self.schedules.by_id.values()
+    pub fn iter(&self) -> impl Iterator<Item = &Schedule> {
+        self.by_id.values()
     }
 
-    pub(super) fn create_schedule(&mut self, spec: &ScheduleSpec) -> Response {
-        if let Err(r) = spec.validate() {
-            return Response::Rejected(r);
-        }
-        if let Target::Job(job) = &spec.target {
-            if let Err(r) = self.check_needs("", job) {
-                return r;
-            }
-        }
-        if self.schedules.names.contains_key(&spec.name) {
+    /// The earliest next tick of an active schedule.
+    pub fn next_tick(&self) -> Option<u64> {
+        self.due.first().map(|(t, _)| *t)
+    }
+
+    /// Schedules with ticks waiting for their previous run, in id order.
+    pub fn queued(&self) -> impl Iterator<Item = ScheduleId> + '_ {
+        self.queued.iter().copied()
+    }
+
+    /// The newest started run of a schedule.
+    pub fn last_run(&self, id: ScheduleId) -> Option<&RunOutcome> {
+        self.by_id[&id].last_run()
+    }
+
+    /// What a schedule starts.
+    pub(super) fn target(&self, id: ScheduleId) -> Target {
+        self.by_id[&id].spec.target.clone()
+    }
+
+    /// Adds a schedule checked by the machine (spec and resources): its name must be free.
+    pub(super) fn create(&mut self, ctx: Ctx, spec: &ScheduleSpec) -> Response {
+        if self.names.contains_key(&spec.name) {
             return Response::Rejected(Rejection::Precondition {
                 message: format!("a schedule named {} exists", spec.name),
             });
         }
-        if self.schedules.by_id.len() >= limits::SCHEDULES_MAX {
+        if self.by_id.len() >= limits::SCHEDULES_MAX {
             return Response::Rejected(Rejection::Exhausted {
                 message: format!(
                     "{} schedules exist, the limit (SCHEDULES_MAX)",
@@ -439,9 +452,9 @@ impl Machine {
                 ),
             });
         }
-        let now = self.now_ms;
-        let id = self.schedules.next_id;
-        self.schedules.next_id += 1;
+        let now = ctx.now_ms;
+        let id = self.next_id;
+        self.next_id += 1;
         let next = spec.next_tick(now, now);
         let schedule = Schedule {
             id,
@@ -454,138 +467,90 @@ impl Machine {
             runs_started: 0,
         };
         if let Some(t) = next {
-            self.schedules.due.insert((t, id));
+            self.due.insert((t, id));
         }
-        self.schedules.names.insert(spec.name.clone(), id);
-        self.schedules.by_id.insert(id, schedule);
+        self.names.insert(spec.name.clone(), id);
+        self.by_id.insert(id, schedule);
         Response::ScheduleCreated {
             id,
             next_fire_ms: next,
         }
     }
 
-    /// Starts one run of schedule `id` for `tick_ms`: a job keyed `schedule:{id}:{tick}` (a
-    /// repeat of a key already used within the idempotency window starts nothing), or a
-    /// workflow.
-    /// A `trigger` run is keyed `schedule:{id}:trigger:{time}` instead, so it never collides
-    /// with a tick.
-    fn start_run(
+    /// Records what a run of `tick_ms` became.
+    pub(super) fn record(
         &mut self,
+        ctx: Ctx,
         id: ScheduleId,
         tick_ms: u64,
         manual: bool,
-        trigger: bool,
-    ) -> RunOutcome {
-        let target = self.schedules.by_id[&id].spec.target.clone();
-        let response = match target {
-            Target::Job(spec) => {
-                let mut spec = *spec;
-                let trigger = if trigger { "trigger:" } else { "" };
-                spec.idempotency_key = Some(format!("schedule:{id}:{trigger}{tick_ms}"));
-                self.submit(&spec, 0, None)
+        outcome: RunOutcome,
+    ) {
+        self.by_id
+            .get_mut(&id)
+            .expect("schedule")
+            .record(tick_ms, ctx.now_ms, manual, outcome);
+    }
+
+    /// A tick came while the previous run has not finished: applies the overlap policy.
+    /// Returns whether the run starts anyway (`allow`); `skip` and `queue` are recorded here.
+    pub(super) fn overlap(&mut self, ctx: Ctx, id: ScheduleId, tick_ms: u64) -> bool {
+        let now = ctx.now_ms;
+        let s = self.by_id.get_mut(&id).expect("schedule");
+        match s.spec.overlap {
+            Overlap::Allow => true,
+            Overlap::Skip => {
+                s.record(
+                    tick_ms,
+                    now,
+                    false,
+                    RunOutcome::Skipped("the previous run has not finished".into()),
+                );
+                false
             }
-            Target::Workflow(w) => self.submit_workflow(&w),
-        };
-        let outcome = match response {
-            Response::Submitted {
-                duplicate: true, ..
-            } => RunOutcome::Skipped(format!("tick {tick_ms} already ran")),
-            Response::Submitted { id, .. } => RunOutcome::Job(id),
-            Response::WorkflowSubmitted { id } => RunOutcome::Workflow(id),
-            Response::Rejected(r) => RunOutcome::Failed(format!("{r:?}")),
-            other => RunOutcome::Failed(format!("{other:?}")),
-        };
-        let now = self.now_ms;
-        self.schedules.by_id.get_mut(&id).expect("schedule").record(
-            tick_ms,
-            now,
-            manual,
-            outcome.clone(),
-        );
-        outcome
-    }
-
-    /// Whether a schedule's newest run has not ended.
-    fn run_unfinished(&self, id: ScheduleId) -> bool {
-        match self.schedules.by_id[&id].last_run() {
-            Some(RunOutcome::Job(j)) => self
-                .jobs
-                .by_id
-                .get(j)
-                .is_some_and(|j| !j.state.is_terminal()),
-            Some(RunOutcome::Workflow(w)) => self
-                .workflows
-                .by_id
-                .get(w)
-                .is_some_and(|w| !w.state.is_terminal()),
-            _ => false,
-        }
-    }
-
-    /// Runs (or skips, or queues) one tick under the overlap policy.
-    fn fire(&mut self, id: ScheduleId, tick_ms: u64) {
-        let now = self.now_ms;
-        if self.run_unfinished(id) {
-            let s = self.schedules.by_id.get_mut(&id).expect("schedule");
-            match s.spec.overlap {
-                Overlap::Allow => {}
-                Overlap::Skip => {
+            Overlap::Queue => {
+                if s.queued.len() >= limits::SCHEDULE_QUEUE_MAX {
                     s.record(
                         tick_ms,
                         now,
                         false,
-                        RunOutcome::Skipped("the previous run has not finished".into()),
+                        RunOutcome::Skipped(format!(
+                            "{} ticks already wait for the previous run",
+                            limits::SCHEDULE_QUEUE_MAX
+                        )),
                     );
-                    return;
+                } else {
+                    s.queued.push_back(tick_ms);
+                    s.record(tick_ms, now, false, RunOutcome::Queued);
+                    self.queued.insert(id);
                 }
-                Overlap::Queue => {
-                    if s.queued.len() >= limits::SCHEDULE_QUEUE_MAX {
-                        s.record(
-                            tick_ms,
-                            now,
-                            false,
-                            RunOutcome::Skipped(format!(
-                                "{} ticks already wait for the previous run",
-                                limits::SCHEDULE_QUEUE_MAX
-                            )),
-                        );
-                    } else {
-                        s.queued.push_back(tick_ms);
-                        s.record(tick_ms, now, false, RunOutcome::Queued);
-                        self.schedules.queued.insert(id);
-                    }
-                    return;
-                }
+                false
             }
         }
-        self.start_run(id, tick_ms, false, false);
     }
 
-    /// Processes one due schedule: every tick due by now under the catch-up policy, then moves
-    /// it to its next tick. Returns false when nothing was due.
-    pub(super) fn tick_schedules(&mut self) -> bool {
-        let now = self.now_ms;
-        // A queued tick whose previous run ended starts first.
-        let ready_queue = self
-            .schedules
-            .queued
-            .iter()
-            .copied()
-            .find(|id| !self.run_unfinished(*id));
-        if let Some(id) = ready_queue {
-            let s = self.schedules.by_id.get_mut(&id).expect("schedule");
-            let tick = s.queued.pop_front().expect("queued tick");
-            if s.queued.is_empty() {
-                self.schedules.queued.remove(&id);
-            }
-            self.start_run(id, tick, false, false);
-            return true;
+    /// Takes the oldest queued tick of a schedule.
+    pub(super) fn pop_queued(&mut self, id: ScheduleId) -> u64 {
+        let s = self.by_id.get_mut(&id).expect("schedule");
+        let tick = s.queued.pop_front().expect("queued tick");
+        if s.queued.is_empty() {
+            self.queued.remove(&id);
         }
-        let Some(&(first, id)) = self.schedules.due.first().filter(|(t, _)| *t <= now) else {
-            return false;
-        };
-        self.schedules.due.remove(&(first, id));
-        let s = &self.schedules.by_id[&id];
+        tick
+    }
+
+    /// Takes the first schedule due by now: the ticks due, oldest first, that its catch-up
+    /// policy runs (the others are recorded as skipped), and its next tick (set, and put
+    /// back in the due index by [`Schedules::set_due`] once the runs started).
+    #[allow(clippy::type_complexity)]
+    pub(super) fn take_due(
+        &mut self,
+        ctx: Ctx,
+    ) -> Option<(ScheduleId, VecDeque<u64>, Option<u64>)> {
+        let now = ctx.now_ms;
+        let &(first, id) = self.due.first().filter(|(t, _)| *t <= now)?;
+        self.due.remove(&(first, id));
+        let s = &self.by_id[&id];
         let clock = s.spec.clock(s.created_ms);
         let next_after = |t: u64| clock.as_ref().and_then(|c| c.next(t));
         // The ticks due by now, oldest first, scanning at most CATCH_UP_SCAN_MAX of them; past
@@ -601,7 +566,6 @@ impl Machine {
         }
         let beyond = t.is_some_and(|t| t <= now);
         let next = if beyond { next_after(now) } else { t };
-        let missed = u64::from(beyond);
         let keep = match s.spec.catch_up {
             CatchUp::All(n) => n as usize,
             CatchUp::Latest => 1,
@@ -612,164 +576,142 @@ impl Machine {
         };
         let skip = due.len().saturating_sub(keep);
         let skipped: Vec<u64> = due.drain(..skip).collect();
-        {
-            let s = self.schedules.by_id.get_mut(&id).expect("schedule");
-            if missed > 0 {
-                s.record(
-                    first,
-                    now,
-                    false,
-                    RunOutcome::Skipped(format!(
-                        "more than {} ticks came due while no Tick could run; the ones after \
-                         those were skipped",
-                        limits::CATCH_UP_SCAN_MAX
-                    )),
-                );
-            }
-            for tick in skipped {
-                s.record(
-                    tick,
-                    now,
-                    false,
-                    RunOutcome::Skipped(format!(
-                        "came due while no Tick could run (catch_up {:?})",
-                        s.spec.catch_up
-                    )),
-                );
-            }
-            s.next_fire_ms = next;
+        let s = self.by_id.get_mut(&id).expect("schedule");
+        if beyond {
+            s.record(
+                first,
+                now,
+                false,
+                RunOutcome::Skipped(format!(
+                    "more than {} ticks came due while no Tick could run; the ones after \
+                     those were skipped",
+                    limits::CATCH_UP_SCAN_MAX
+                )),
+            );
         }
-        for tick in due {
-            self.fire(id, tick);
+        for tick in skipped {
+            s.record(
+                tick,
+                now,
+                false,
+                RunOutcome::Skipped(format!(
+                    "came due while no Tick could run (catch_up {:?})",
+                    s.spec.catch_up
+                )),
+            );
         }
+        s.next_fire_ms = next;
+        Some((id, due, next))
+    }
+
+    /// Puts a schedule taken by [`Schedules::take_due`] back in the due index at its next
+    /// tick.
+    pub(super) fn set_due(&mut self, id: ScheduleId, next: Option<u64>) {
         if let Some(t) = next {
-            self.schedules.due.insert((t, id));
+            self.due.insert((t, id));
         }
-        true
     }
 
-    /// The earliest time the schedules have work: a tick due, or now for a queued tick whose
-    /// previous run ended.
-    pub(super) fn schedules_due(&self) -> Option<u64> {
-        let queued = self
-            .schedules
-            .queued
-            .iter()
-            .any(|id| !self.run_unfinished(*id))
-            .then_some(self.now_ms);
-        [self.schedules.due.first().map(|(t, _)| *t), queued]
-            .into_iter()
-            .flatten()
-            .min()
-    }
-
-    pub(super) fn schedule_op(&mut self, id: ScheduleId, op: &ScheduleOp) -> Response {
-        let Some(s) = self.schedules.by_id.get(&id) else {
-            return Response::Rejected(Rejection::Missing {
-                what: format!("schedule {id}"),
-            });
-        };
-        let now = self.now_ms;
-        let mut started = 0u32;
+    /// Pauses, resumes or deletes a schedule (the operations that start nothing).
+    pub(super) fn control(&mut self, ctx: Ctx, id: ScheduleId, op: &ScheduleOp) {
+        let s = self.by_id.get_mut(&id).expect("checked");
         match op {
             ScheduleOp::Pause => {
                 if let Some(t) = s.next_fire_ms {
-                    self.schedules.due.remove(&(t, id));
+                    self.due.remove(&(t, id));
                 }
-                let s = self.schedules.by_id.get_mut(&id).expect("checked");
                 s.paused = true;
                 s.next_fire_ms = None;
             }
             ScheduleOp::Resume => {
                 if s.paused {
-                    let next = s.spec.next_tick(now, s.created_ms);
-                    let s = self.schedules.by_id.get_mut(&id).expect("checked");
+                    let next = s.spec.next_tick(ctx.now_ms, s.created_ms);
                     s.paused = false;
                     s.next_fire_ms = next;
                     if let Some(t) = next {
-                        self.schedules.due.insert((t, id));
+                        self.due.insert((t, id));
                     }
-                }
-            }
-            ScheduleOp::Trigger => {
-                if matches!(
-                    self.start_run(id, now, true, true),
-                    RunOutcome::Job(_) | RunOutcome::Workflow(_)
-                ) {
-                    started += 1;
                 }
             }
             ScheduleOp::Delete => {
                 if let Some(t) = s.next_fire_ms {
-                    self.schedules.due.remove(&(t, id));
+                    self.due.remove(&(t, id));
                 }
                 let name = s.spec.name.clone();
-                self.schedules.names.remove(&name);
-                self.schedules.queued.remove(&id);
-                self.schedules.by_id.remove(&id);
+                self.names.remove(&name);
+                self.queued.remove(&id);
+                self.by_id.remove(&id);
             }
-            ScheduleOp::Backfill { from_ms, to_ms } => {
-                if to_ms < from_ms || *to_ms > now {
-                    return Response::Rejected(invalid(
-                        "to_ms",
-                        format!("the range {from_ms}..={to_ms} must be ordered and in the past (now {now})"),
-                    ));
-                }
-                let clock = s.spec.clock(s.created_ms);
-                let next_after = |t: u64| clock.as_ref().and_then(|c| c.next(t));
-                let mut ticks = Vec::new();
-                let mut t = next_after(from_ms.saturating_sub(1));
-                while let Some(tick) = t.filter(|t| t <= to_ms) {
-                    if ticks.len() >= limits::BACKFILL_TICKS_MAX {
-                        return Response::Rejected(invalid(
-                            "to_ms",
-                            format!(
-                                "the range holds more than {} ticks (BACKFILL_TICKS_MAX)",
-                                limits::BACKFILL_TICKS_MAX
-                            ),
-                        ));
-                    }
-                    ticks.push(tick);
-                    t = next_after(tick);
-                }
-                for tick in ticks {
-                    if matches!(
-                        self.start_run(id, tick, true, false),
-                        RunOutcome::Job(_) | RunOutcome::Workflow(_)
-                    ) {
-                        started += 1;
-                    }
-                }
+            ScheduleOp::Trigger | ScheduleOp::Backfill { .. } => {
+                unreachable!("runs are started by the machine")
             }
         }
-        Response::ScheduleChanged { started }
+    }
+
+    /// The ticks of a schedule in `[from_ms, to_ms]` (ordered, in the past, at most
+    /// `BACKFILL_TICKS_MAX`).
+    pub(super) fn backfill_ticks(
+        &self,
+        ctx: Ctx,
+        id: ScheduleId,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> Result<Vec<u64>, Response> {
+        let now = ctx.now_ms;
+        let s = &self.by_id[&id];
+        if to_ms < from_ms || to_ms > now {
+            return Err(Response::Rejected(invalid(
+                "to_ms",
+                format!(
+                    "the range {from_ms}..={to_ms} must be ordered and in the past (now {now})"
+                ),
+            )));
+        }
+        let clock = s.spec.clock(s.created_ms);
+        let next_after = |t: u64| clock.as_ref().and_then(|c| c.next(t));
+        let mut ticks = Vec::new();
+        let mut t = next_after(from_ms.saturating_sub(1));
+        while let Some(tick) = t.filter(|t| *t <= to_ms) {
+            if ticks.len() >= limits::BACKFILL_TICKS_MAX {
+                return Err(Response::Rejected(invalid(
+                    "to_ms",
+                    format!(
+                        "the range holds more than {} ticks (BACKFILL_TICKS_MAX)",
+                        limits::BACKFILL_TICKS_MAX
+                    ),
+                )));
+            }
+            ticks.push(tick);
+            t = next_after(tick);
+        }
+        Ok(ticks)
     }
 
     /// Panics if the schedule index is off.
-    pub(super) fn check_schedule_invariants(&self) {
-        for (id, s) in &self.schedules.by_id {
+    pub fn check_invariants(&self) {
+        for (id, s) in &self.by_id {
             if let Some(t) = s.next_fire_ms {
                 assert!(!s.paused, "schedule {id} paused with a next tick");
-                assert!(
-                    self.schedules.due.contains(&(t, *id)),
-                    "schedule {id} not due"
-                );
+                assert!(self.due.contains(&(t, *id)), "schedule {id} not due");
             }
             assert!(s.history.len() <= limits::SCHEDULE_HISTORY_MAX);
             assert_eq!(
                 !s.queued.is_empty(),
-                self.schedules.queued.contains(id),
+                self.queued.contains(id),
                 "schedule {id} queue index"
             );
-            assert_eq!(self.schedules.names.get(&s.spec.name), Some(id));
+            assert_eq!(self.names.get(&s.spec.name), Some(id));
         }
-        assert_eq!(self.schedules.due.len(), {
-            self.schedules
-                .by_id
+        assert_eq!(
+            self.due.len(),
+            self.by_id
                 .values()
                 .filter(|s| s.next_fire_ms.is_some())
                 .count()
-        });
+        );
+        if let Some((&last, _)) = self.by_id.last_key_value() {
+            assert!(last < self.next_id, "schedule id {last} >= next");
+        }
     }
 }
 
@@ -778,6 +720,7 @@ mod tests {
     use super::*;
     use crate::machine::command::{Command, Proposal, Report, WorkerRef};
     use crate::machine::JobState;
+    use crate::machine::Machine;
 
     fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> u64 {
         chrono::Utc
@@ -1030,8 +973,7 @@ mod tests {
         assert_eq!(t.runs().last(), Some(&(2_000, "run")));
         let started =
             t.m.jobs
-                .by_id
-                .values()
+                .after(0)
                 .filter(|j| j.state != JobState::Succeeded)
                 .count();
         assert_eq!(started, 1);

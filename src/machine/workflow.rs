@@ -43,20 +43,20 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::command::{Rejection, Response};
+use super::command::{exhausted, precondition, Ctx, Rejection, Response};
+use super::effect::Effect;
 use super::job::{validate_name, JobId, JobSpec, JobState};
-use super::jobs::{exhausted, precondition};
-use super::{limits, Machine};
+use super::limits;
 
 /// The workflows subsystem.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Workflows {
     /// Next workflow id to assign.
-    pub(super) next_id: WorkflowId,
+    next_id: WorkflowId,
     /// Every workflow held, by id.
-    pub(super) by_id: BTreeMap<WorkflowId, Workflow>,
+    by_id: BTreeMap<WorkflowId, Workflow>,
     /// Terminal workflows by purge time.
-    pub(super) purge: BTreeSet<(u64, WorkflowId)>,
+    purge: BTreeSet<(u64, WorkflowId)>,
 }
 
 impl Workflows {
@@ -363,8 +363,7 @@ impl WorkflowSpec {
     }
 
     /// Validates and resolves dependencies to indexes: (deps, dependents).
-    #[allow(clippy::type_complexity)]
-    fn resolve(&self) -> Result<(Vec<Vec<(u32, Condition)>>, Vec<Vec<u32>>), Rejection> {
+    pub(super) fn resolve(&self) -> Result<Resolved, Rejection> {
         validate_name("name", &self.name, limits::WORKFLOW_NAME_BYTES_MAX)?;
         if !(1..=limits::WORKFLOW_PARALLEL_MAX).contains(&self.max_parallel) {
             return Err(invalid(
@@ -718,21 +717,31 @@ impl Workflow {
     }
 }
 
-impl Machine {
+/// Where a workflow is after [`Workflows::settle`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Settled {
+    /// Steps are still running or waiting, or it had already ended.
+    Open,
+    /// It just started its rollback: compensations are ready for slots.
+    Compensating,
+    /// It just ended.
+    Ended,
+}
+
+impl Workflows {
     /// A workflow by id.
-    pub fn workflow(&self, id: WorkflowId) -> Option<&Workflow> {
-        self.workflows.by_id.get(&id)
+    pub fn get(&self, id: WorkflowId) -> Option<&Workflow> {
+        self.by_id.get(&id)
     }
 
     /// Workflows in id order after `after`, filtered by state, at most `limit`.
-    pub fn list_workflows(
+    pub fn list(
         &self,
         state: Option<WorkflowState>,
         after: WorkflowId,
         limit: usize,
     ) -> Vec<&Workflow> {
-        self.workflows
-            .by_id
+        self.by_id
             .range(after.saturating_add(1)..)
             .map(|(_, w)| w)
             .filter(|w| state.is_none_or(|s| w.state == s))
@@ -740,39 +749,33 @@ impl Machine {
             .collect()
     }
 
-    pub(super) fn submit_workflow(&mut self, spec: &WorkflowSpec) -> Response {
-        let (deps, dependents) = match spec.resolve() {
-            Ok(resolved) => resolved,
-            Err(r) => return Response::Rejected(r),
-        };
-        for step in &spec.steps {
-            let at = format!("steps[{}].", step.name);
-            if let Err(r) = self.check_needs(&at, &step.job) {
-                return r;
-            }
-            if let Some(c) = &step.compensate {
-                if let Err(r) = self.check_needs(&format!("{at}compensate."), c) {
-                    return r;
-                }
-            }
-        }
-        if self.workflows.by_id.len() >= limits::WORKFLOWS_MAX {
-            return exhausted(format!(
+    /// Earliest purge of a terminal workflow.
+    pub fn next_due(&self) -> Option<u64> {
+        self.purge.first().map(|(t, _)| *t)
+    }
+
+    /// Checks there is room for one more workflow (`WORKFLOWS_MAX`).
+    pub(super) fn check_room(&self) -> Result<(), Response> {
+        if self.by_id.len() >= limits::WORKFLOWS_MAX {
+            return Err(exhausted(format!(
                 "the cluster holds {} workflows, the limit (WORKFLOWS_MAX)",
                 limits::WORKFLOWS_MAX
-            ));
+            )));
         }
-        if self.jobs.by_id.len() + spec.steps.len() > limits::JOBS_MAX {
-            return exhausted(format!(
-                "the cluster holds {} jobs; {} more steps would pass the limit (JOBS_MAX {})",
-                self.jobs.by_id.len(),
-                spec.steps.len(),
-                limits::JOBS_MAX
-            ));
-        }
-        let id = self.workflows.next_id;
-        self.workflows.next_id += 1;
-        let now = self.now_ms;
+        Ok(())
+    }
+
+    /// Adds a checked workflow (its dependencies resolved by [`WorkflowSpec::resolve`]) and
+    /// judges its first steps; the machine then dispatches the ready ones.
+    pub(super) fn create(
+        &mut self,
+        ctx: Ctx,
+        spec: &WorkflowSpec,
+        (deps, dependents): Resolved,
+    ) -> WorkflowId {
+        let id = self.next_id;
+        self.next_id += 1;
+        let now = ctx.now_ms;
         let mut workflow = Workflow {
             id,
             spec: spec.clone(),
@@ -805,90 +808,97 @@ impl Machine {
         for i in 0..spec.steps.len() as u32 {
             workflow.judge(i, now);
         }
-        self.workflows.by_id.insert(id, workflow);
-        self.dispatch(id);
-        Response::WorkflowSubmitted { id }
+        self.by_id.insert(id, workflow);
+        id
     }
 
-    /// Creates jobs for ready steps (or compensations) while the workflow has free slots.
-    fn dispatch(&mut self, id: WorkflowId) {
-        loop {
-            let w = &self.workflows.by_id[&id];
-            let active = matches!(
-                w.state,
-                WorkflowState::Running | WorkflowState::Compensating
-            );
-            if !active || w.paused || w.running >= w.spec.max_parallel {
-                return;
-            }
-            let Some(&i) = w.ready.first() else {
-                return;
-            };
-            let compensation = w.state == WorkflowState::Compensating;
-            let step = &w.spec.steps[i as usize];
-            let spec = if compensation {
-                step.compensate
-                    .clone()
-                    .expect("compensation of a step without one")
-            } else {
-                step.job.clone()
-            };
-            let link = StepRef {
-                workflow: id,
-                step: i,
-                compensation,
-            };
-            let job_id = self.insert_job(&spec, self.now_ms, Some(link));
-            let w = self.workflows.by_id.get_mut(&id).expect("workflow");
-            w.ready.remove(&i);
-            w.running += 1;
-            let run = &mut w.steps[i as usize];
-            if compensation {
-                let c = run.compensation.as_mut().expect("compensation");
-                c.state = StepState::Running;
-                c.job_id = Some(job_id);
-            } else {
-                run.state = StepState::Running;
-                run.job_id = Some(job_id);
-                run.runs += 1;
-                run.started_ms = None;
-                run.ended_ms = None;
-                run.error = None;
-            }
+    /// Sets the event-chain depth of a workflow started by an event.
+    pub(super) fn set_depth(&mut self, id: WorkflowId, depth: u8) {
+        self.by_id.get_mut(&id).expect("started workflow").depth = depth;
+    }
+
+    /// The next ready step (or compensation) to create a job for, if the workflow has a free
+    /// slot: (step, the job to create, its link).
+    pub(super) fn next_to_dispatch(&self, id: WorkflowId) -> Option<(u32, JobSpec, StepRef)> {
+        let w = &self.by_id[&id];
+        let active = matches!(
+            w.state,
+            WorkflowState::Running | WorkflowState::Compensating
+        );
+        if !active || w.paused || w.running >= w.spec.max_parallel {
+            return None;
+        }
+        let &i = w.ready.first()?;
+        let compensation = w.state == WorkflowState::Compensating;
+        let step = &w.spec.steps[i as usize];
+        let spec = if compensation {
+            step.compensate
+                .clone()
+                .expect("compensation of a step without one")
+        } else {
+            step.job.clone()
+        };
+        let link = StepRef {
+            workflow: id,
+            step: i,
+            compensation,
+        };
+        Some((i, spec, link))
+    }
+
+    /// Records the job created for a step (or compensation) by the machine.
+    pub(super) fn dispatched(&mut self, link: StepRef, job_id: JobId) {
+        let w = self.by_id.get_mut(&link.workflow).expect("workflow");
+        let i = link.step;
+        w.ready.remove(&i);
+        w.running += 1;
+        let run = &mut w.steps[i as usize];
+        if link.compensation {
+            let c = run.compensation.as_mut().expect("compensation");
+            c.state = StepState::Running;
+            c.job_id = Some(job_id);
+        } else {
+            run.state = StepState::Running;
+            run.job_id = Some(job_id);
+            run.runs += 1;
+            run.started_ms = None;
+            run.ended_ms = None;
+            run.error = None;
         }
     }
 
     /// A step's job was leased: the first lease of its current job is the step's start.
-    pub(super) fn step_job_leased(&mut self, link: StepRef, job_id: JobId) {
-        let now = self.now_ms;
-        let Some(w) = self.workflows.by_id.get_mut(&link.workflow) else {
+    pub(super) fn step_job_leased(&mut self, ctx: Ctx, link: StepRef, job_id: JobId) {
+        let Some(w) = self.by_id.get_mut(&link.workflow) else {
             return;
         };
         let run = &mut w.steps[link.step as usize];
         if !link.compensation && run.job_id == Some(job_id) {
             run.attempts += 1;
-            run.started_ms.get_or_insert(now);
+            run.started_ms.get_or_insert(ctx.now_ms);
         }
     }
 
-    /// A step's job reached a terminal state: the step ends, and the workflow moves on in the
-    /// same apply (dependents ready or skipped, slots refilled, failure policy, rollback).
-    pub(super) fn step_job_finished(&mut self, link: StepRef, job_id: JobId) {
-        let now = self.now_ms;
-        let (job_state, error) = {
-            let job = &self.jobs.by_id[&job_id];
-            (job.state, job.error.clone())
-        };
-        let Some(w) = self.workflows.by_id.get_mut(&link.workflow) else {
-            return;
-        };
+    /// A step's job reached `job_state`: the step ends and its dependents are judged
+    /// (ready or skipped); under `fail_fast` a failure stops what has not started. Returns
+    /// `None` when the job is no longer the step's (nothing to settle), else the step jobs
+    /// not yet leased that `fail_fast` cancels; the machine cancels them, then settles the
+    /// workflow.
+    pub(super) fn step_job_finished(
+        &mut self,
+        ctx: Ctx,
+        link: StepRef,
+        job_id: JobId,
+        job_state: JobState,
+        error: Option<String>,
+    ) -> Option<Vec<JobId>> {
+        let now = ctx.now_ms;
+        let w = self.by_id.get_mut(&link.workflow)?;
         let i = link.step as usize;
         if link.compensation {
-            let Some(c) = w.steps[i].compensation.as_mut() else {
-                return;
-            };
+            let c = w.steps[i].compensation.as_mut()?;
             if c.job_id != Some(job_id) || c.state != StepState::Running {
-                return;
+                return None;
             }
             c.state = if job_state == JobState::Succeeded {
                 StepState::Succeeded
@@ -900,53 +910,46 @@ impl Machine {
             if w.state == WorkflowState::Compensating {
                 w.release_compensations();
             }
-        } else {
-            if w.steps[i].job_id != Some(job_id) || w.steps[i].state != StepState::Running {
-                return;
-            }
-            let state = match job_state {
-                JobState::Succeeded => StepState::Succeeded,
-                JobState::Dead => StepState::Failed,
-                _ => StepState::Cancelled,
-            };
-            w.running -= 1;
-            w.end_step(i, state, now, error);
-            let mut unleased = Vec::new();
-            if w.state == WorkflowState::Running {
-                let mut ended = vec![i as u32];
-                if state != StepState::Succeeded && w.spec.failure_policy == FailurePolicy::FailFast
-                {
-                    ended.extend(w.stop_unstarted(now));
-                    // A step whose job waits in its queue has not started either.
-                    unleased = (0..w.steps.len())
-                        .filter(|&s| {
-                            w.steps[s].state == StepState::Running
-                                && w.steps[s].started_ms.is_none()
-                                && !w.is_handler(s)
-                        })
-                        .filter_map(|s| w.steps[s].job_id)
-                        .collect();
-                }
-                w.resolve_from(ended, now);
-            }
-            // Each cancel calls back here for its step.
-            for job in unleased {
-                self.cancel(job);
-            }
+            return Some(Vec::new());
         }
-        self.settle(link.workflow);
+        if w.steps[i].job_id != Some(job_id) || w.steps[i].state != StepState::Running {
+            return None;
+        }
+        let state = match job_state {
+            JobState::Succeeded => StepState::Succeeded,
+            JobState::Dead => StepState::Failed,
+            _ => StepState::Cancelled,
+        };
+        w.running -= 1;
+        w.end_step(i, state, now, error);
+        let mut unleased = Vec::new();
+        if w.state == WorkflowState::Running {
+            let mut ended = vec![i as u32];
+            if state != StepState::Succeeded && w.spec.failure_policy == FailurePolicy::FailFast {
+                ended.extend(w.stop_unstarted(now));
+                // A step whose job waits in its queue has not started either.
+                unleased = (0..w.steps.len())
+                    .filter(|&s| {
+                        w.steps[s].state == StepState::Running
+                            && w.steps[s].started_ms.is_none()
+                            && !w.is_handler(s)
+                    })
+                    .filter_map(|s| w.steps[s].job_id)
+                    .collect();
+            }
+            w.resolve_from(ended, now);
+        }
+        Some(unleased)
     }
 
-    /// Refills slots, and ends the workflow (or starts its rollback) once nothing is left.
-    fn settle(&mut self, id: WorkflowId) {
-        self.dispatch(id);
-        let now = self.now_ms;
-        let retention = self.settings.finished_retention_ms;
-        let w = self.workflows.by_id.get_mut(&id).expect("workflow");
+    /// Ends the workflow (or starts its rollback) once nothing is left to run; called by
+    /// the machine after it filled the free slots.
+    pub(super) fn settle(&mut self, ctx: Ctx, fx: &mut Vec<Effect>, id: WorkflowId) -> Settled {
+        let w = self.by_id.get_mut(&id).expect("workflow");
         match w.state {
             WorkflowState::Running => {
                 if !w.steps.iter().all(|s| s.state.is_terminal()) {
-                    return;
+                    return Settled::Open;
                 }
                 let failed = w
                     .steps
@@ -954,24 +957,9 @@ impl Machine {
                     .any(|s| matches!(s.state, StepState::Failed | StepState::Cancelled));
                 if !failed {
                     w.state = WorkflowState::Succeeded;
+                } else if w.start_rollback() {
+                    return Settled::Compensating;
                 } else {
-                    let mut any = false;
-                    for (i, step) in w.spec.steps.iter().enumerate() {
-                        if step.compensate.is_some() && w.steps[i].state == StepState::Succeeded {
-                            w.steps[i].compensation = Some(Compensation {
-                                state: StepState::Waiting,
-                                job_id: None,
-                                ended_ms: None,
-                            });
-                            any = true;
-                        }
-                    }
-                    if any {
-                        w.state = WorkflowState::Compensating;
-                        w.release_compensations();
-                        self.dispatch(id);
-                        return;
-                    }
                     w.state = WorkflowState::Failed;
                 }
             }
@@ -982,102 +970,78 @@ impl Machine {
                     .filter_map(|s| s.compensation.as_ref())
                     .all(|c| c.state.is_terminal());
                 if !done {
-                    return;
+                    return Settled::Open;
                 }
                 w.state = WorkflowState::Failed;
             }
-            _ => return,
+            _ => return Settled::Open,
         }
-        let at = now.saturating_add(retention);
+        self.end(ctx, fx, id);
+        Settled::Ended
+    }
+
+    /// Marks a workflow that just reached a terminal state as finished, due for purge after
+    /// the retention, and tells the subscribers.
+    fn end(&mut self, ctx: Ctx, fx: &mut Vec<Effect>, id: WorkflowId) {
+        let now = ctx.now_ms;
+        let w = self.by_id.get_mut(&id).expect("workflow");
+        let at = now.saturating_add(ctx.settings.finished_retention_ms);
         w.finished_ms = Some(now);
         w.purge_at_ms = Some(at);
         let (state, depth) = (w.state, w.depth);
-        self.workflows.purge.insert((at, id));
-        self.transition_event(
-            &format!("workflow.{}", state.name()),
-            format!("workflow:{id}:{now}"),
-            depth,
-        );
+        self.purge.insert((at, id));
+        fx.push(Effect::WorkflowEnded { id, state, depth });
     }
 
-    pub(super) fn workflow_op(&mut self, id: WorkflowId, op: &WorkflowOp) -> Response {
-        let Some(w) = self.workflows.by_id.get(&id) else {
-            return missing(id);
+    /// Checks an operation against the workflow as it is; for retry and skip, returns the
+    /// step's index.
+    pub(super) fn check_op(
+        &self,
+        id: WorkflowId,
+        op: &WorkflowOp,
+    ) -> Result<Option<u32>, Response> {
+        let Some(w) = self.by_id.get(&id) else {
+            return Err(missing(id));
         };
         let state = w.state;
         match op {
             WorkflowOp::Pause | WorkflowOp::Resume => {
                 if state.is_terminal() {
-                    return precondition(format!("workflow {id} is {}", state.name()));
+                    return Err(precondition(format!("workflow {id} is {}", state.name())));
                 }
-                let w = self.workflows.by_id.get_mut(&id).expect("checked");
-                w.paused = matches!(op, WorkflowOp::Pause);
-                self.dispatch(id);
+                Ok(None)
             }
             WorkflowOp::Cancel => {
                 if state.is_terminal() {
-                    return precondition(format!("workflow {id} is already {}", state.name()));
+                    return Err(precondition(format!(
+                        "workflow {id} is already {}",
+                        state.name()
+                    )));
                 }
-                self.cancel_workflow(id);
+                Ok(None)
             }
             WorkflowOp::Retry { step } | WorkflowOp::Skip { step } => {
-                let Some(i) = w.step_index(step) else {
-                    return Response::Rejected(invalid(
-                        "step",
-                        format!("workflow {id} has no step {step:?}"),
-                    ));
-                };
-                let run = &w.steps[i as usize];
                 let retry = matches!(op, WorkflowOp::Retry { .. });
-                let allowed = if retry {
-                    matches!(run.state, StepState::Failed | StepState::Cancelled)
-                } else {
-                    matches!(
-                        run.state,
-                        StepState::Waiting
-                            | StepState::Ready
-                            | StepState::Failed
-                            | StepState::Cancelled
-                    )
-                };
-                if !allowed {
-                    let can = if retry {
-                        "failed or cancelled"
-                    } else {
-                        "waiting, ready, failed or cancelled"
-                    };
-                    return precondition(format!(
-                        "step {step} is {}; only {can} steps can be {}",
-                        run.state.name(),
-                        if retry { "retried" } else { "skipped" }
-                    ));
-                }
-                if !matches!(state, WorkflowState::Running | WorkflowState::Failed)
-                    || w.steps.iter().any(|s| s.compensation.is_some())
-                {
-                    return precondition(format!(
-                        "workflow {id} is {}{}; only a running or failed workflow that was not \
-                         rolled back can be changed",
-                        state.name(),
-                        if w.steps.iter().any(|s| s.compensation.is_some()) {
-                            " and was rolled back"
-                        } else {
-                            ""
-                        }
-                    ));
-                }
-                self.reopen(id, i, retry);
+                w.check_reopen(step, retry).map(Some)
             }
-        }
-        Response::WorkflowChanged {
-            state: self.workflows.by_id[&id].state,
         }
     }
 
-    fn cancel_workflow(&mut self, id: WorkflowId) {
-        let now = self.now_ms;
-        let retention = self.settings.finished_retention_ms;
-        let w = self.workflows.by_id.get_mut(&id).expect("workflow");
+    /// Pauses or resumes a workflow (checked by [`Workflows::check_op`]).
+    pub(super) fn set_paused(&mut self, id: WorkflowId, paused: bool) {
+        self.by_id.get_mut(&id).expect("checked").paused = paused;
+    }
+
+    /// The state of a workflow.
+    pub(super) fn state(&self, id: WorkflowId) -> WorkflowState {
+        self.by_id[&id].state
+    }
+
+    /// Cancels a workflow: steps not started are cancelled, and the jobs of running steps
+    /// and compensations are returned for the machine to cancel (each then ends its step).
+    pub(super) fn cancel(&mut self, ctx: Ctx, fx: &mut Vec<Effect>, id: WorkflowId) -> Vec<JobId> {
+        let now = ctx.now_ms;
+        let w = self.by_id.get_mut(&id).expect("workflow");
         w.state = WorkflowState::Cancelled;
         let mut jobs = Vec::new();
         for i in 0..w.steps.len() {
@@ -1103,41 +1067,138 @@ impl Machine {
             }
         }
         w.ready.clear();
-        let at = now.saturating_add(retention);
-        w.finished_ms = Some(now);
-        w.purge_at_ms = Some(at);
-        let depth = w.depth;
-        self.workflows.purge.insert((at, id));
-        self.transition_event("workflow.cancelled", format!("workflow:{id}:{now}"), depth);
-        // Each cancel ends its job, which calls back into `step_job_finished`: the step is
-        // marked cancelled and nothing else moves, the workflow being cancelled already.
-        for job in jobs {
-            self.cancel(job);
-        }
+        self.end(ctx, fx, id);
+        jobs
     }
 
     /// Retry (`retry`) or operator skip of step `i`: the step, the steps downstream of it that
     /// did not succeed and the ones `fail_fast` stopped are re-opened, and the workflow runs
-    /// again.
-    fn reopen(&mut self, id: WorkflowId, i: u32, retry: bool) {
-        let now = self.now_ms;
-        if let Some(at) = self.workflows.by_id[&id].purge_at_ms {
-            self.workflows.purge.remove(&(at, id));
+    /// again (the machine settles it next).
+    pub(super) fn reopen(&mut self, ctx: Ctx, id: WorkflowId, i: u32, retry: bool) {
+        let now = ctx.now_ms;
+        if let Some(at) = self.by_id[&id].purge_at_ms {
+            self.purge.remove(&(at, id));
         }
-        let w = self.workflows.by_id.get_mut(&id).expect("workflow");
-        w.state = WorkflowState::Running;
-        w.finished_ms = None;
-        w.purge_at_ms = None;
-        // Downstream of i.
-        let mut downstream = BTreeSet::new();
-        let mut work = w.dependents[i as usize].clone();
-        while let Some(d) = work.pop() {
-            if downstream.insert(d) {
-                work.extend(w.dependents[d as usize].iter().copied());
+        self.by_id
+            .get_mut(&id)
+            .expect("workflow")
+            .reopen(i, retry, now);
+    }
+
+    /// Removes one terminal workflow whose retention passed (its step jobs have their own);
+    /// returns whether it did.
+    pub(super) fn purge_one(&mut self, now_ms: u64) -> bool {
+        let Some(&(at, id)) = self.purge.first().filter(|(t, _)| *t <= now_ms) else {
+            return false;
+        };
+        self.purge.remove(&(at, id));
+        self.by_id.remove(&id);
+        true
+    }
+
+    /// Panics if a workflow's bookkeeping is wrong. `job_open` tells whether a job exists and
+    /// has not ended (a running step's job must).
+    pub fn check_invariants(&self, job_open: impl Fn(JobId) -> bool) {
+        for (id, w) in &self.by_id {
+            w.check_invariants(*id, &job_open);
+            if let Some(at) = w.purge_at_ms {
+                assert!(self.purge.contains(&(at, *id)), "workflow {id} purge");
             }
         }
-        for s in 0..w.steps.len() as u32 {
-            let run = &w.steps[s as usize];
+        assert!(self.purge.len() <= self.by_id.len());
+        if let Some((&last, _)) = self.by_id.last_key_value() {
+            assert!(last < self.next_id, "workflow id {last} >= next");
+        }
+    }
+}
+
+/// Dependencies of each step as indexes with conditions, and dependents of each step.
+pub(super) type Resolved = (Vec<Vec<(u32, Condition)>>, Vec<Vec<u32>>);
+
+impl Workflow {
+    /// Starts the rollback of a failed workflow if a step that succeeded has a compensation;
+    /// returns whether it did.
+    fn start_rollback(&mut self) -> bool {
+        let mut any = false;
+        for (i, step) in self.spec.steps.iter().enumerate() {
+            if step.compensate.is_some() && self.steps[i].state == StepState::Succeeded {
+                self.steps[i].compensation = Some(Compensation {
+                    state: StepState::Waiting,
+                    job_id: None,
+                    ended_ms: None,
+                });
+                any = true;
+            }
+        }
+        if any {
+            self.state = WorkflowState::Compensating;
+            self.release_compensations();
+        }
+        any
+    }
+
+    /// Checks a retry (`retry`) or skip of step `name`; returns its index.
+    fn check_reopen(&self, name: &str, retry: bool) -> Result<u32, Response> {
+        let id = self.id;
+        let state = self.state;
+        let Some(i) = self.step_index(name) else {
+            return Err(Response::Rejected(invalid(
+                "step",
+                format!("workflow {id} has no step {name:?}"),
+            )));
+        };
+        let run = &self.steps[i as usize];
+        let allowed = if retry {
+            matches!(run.state, StepState::Failed | StepState::Cancelled)
+        } else {
+            matches!(
+                run.state,
+                StepState::Waiting | StepState::Ready | StepState::Failed | StepState::Cancelled
+            )
+        };
+        if !allowed {
+            let can = if retry {
+                "failed or cancelled"
+            } else {
+                "waiting, ready, failed or cancelled"
+            };
+            return Err(precondition(format!(
+                "step {name} is {}; only {can} steps can be {}",
+                run.state.name(),
+                if retry { "retried" } else { "skipped" }
+            )));
+        }
+        let rolled_back = self.steps.iter().any(|s| s.compensation.is_some());
+        if !matches!(state, WorkflowState::Running | WorkflowState::Failed) || rolled_back {
+            return Err(precondition(format!(
+                "workflow {id} is {}{}; only a running or failed workflow that was not \
+                 rolled back can be changed",
+                state.name(),
+                if rolled_back {
+                    " and was rolled back"
+                } else {
+                    ""
+                }
+            )));
+        }
+        Ok(i)
+    }
+
+    /// The local part of [`Workflows::reopen`].
+    fn reopen(&mut self, i: u32, retry: bool, now: u64) {
+        self.state = WorkflowState::Running;
+        self.finished_ms = None;
+        self.purge_at_ms = None;
+        // Downstream of i.
+        let mut downstream = BTreeSet::new();
+        let mut work = self.dependents[i as usize].clone();
+        while let Some(d) = work.pop() {
+            if downstream.insert(d) {
+                work.extend(self.dependents[d as usize].iter().copied());
+            }
+        }
+        for s in 0..self.steps.len() as u32 {
+            let run = &self.steps[s as usize];
             let unstarted_cancel = run.state == StepState::Cancelled && run.started_ms.is_none();
             let reset = s != i
                 && (downstream.contains(&s) || unstarted_cancel)
@@ -1146,96 +1207,82 @@ impl Machine {
                     StepState::Skipped | StepState::Cancelled | StepState::Failed
                 );
             if reset {
-                let run = &mut w.steps[s as usize];
+                let run = &mut self.steps[s as usize];
                 run.state = StepState::Waiting;
                 run.ended_ms = None;
                 run.error = None;
                 run.skipped_by_operator = false;
             }
         }
-        let run = &mut w.steps[i as usize];
-        w.ready.remove(&i);
+        let run = &mut self.steps[i as usize];
+        self.ready.remove(&i);
         if retry {
             run.state = StepState::Ready;
             run.ready_ms = Some(now);
             run.error = None;
             run.ended_ms = None;
-            w.ready.insert(i);
+            self.ready.insert(i);
         } else {
             run.state = StepState::Skipped;
             run.skipped_by_operator = true;
             run.ended_ms = Some(now);
             run.error = Some("skipped by an operator".into());
         }
-        for s in 0..w.steps.len() as u32 {
-            if w.judge(s, now) {
-                w.resolve_from(vec![s], now);
+        for s in 0..self.steps.len() as u32 {
+            if self.judge(s, now) {
+                self.resolve_from(vec![s], now);
             }
         }
         if !retry {
-            w.resolve_from(vec![i], now);
+            self.resolve_from(vec![i], now);
         }
-        self.settle(id);
     }
 
-    /// Removes a terminal workflow whose retention passed (its step jobs have their own).
-    pub(super) fn purge_workflow(&mut self, at: u64, id: WorkflowId) {
-        self.workflows.purge.remove(&(at, id));
-        self.workflows.by_id.remove(&id);
-    }
-
-    /// Panics if a workflow's bookkeeping is wrong (part of [`Machine::check_invariants`]).
-    pub(super) fn check_workflow_invariants(&self) {
-        for (id, w) in &self.workflows.by_id {
-            assert_eq!(w.steps.len(), w.spec.steps.len(), "workflow {id} steps");
-            let mut running = 0;
-            for (i, run) in w.steps.iter().enumerate() {
-                let waits_for_slot = match w.state {
-                    WorkflowState::Running => run.state == StepState::Ready,
-                    WorkflowState::Compensating => run
-                        .compensation
-                        .as_ref()
-                        .is_some_and(|c| c.state == StepState::Ready),
-                    _ => false,
-                };
-                assert_eq!(
-                    waits_for_slot,
-                    w.ready.contains(&(i as u32)),
-                    "workflow {id} step {i} ready set"
-                );
-                if run.state == StepState::Running {
-                    running += 1;
-                    let job = run.job_id.and_then(|j| self.jobs.by_id.get(&j));
-                    let job = job.unwrap_or_else(|| panic!("workflow {id} step {i} has no job"));
-                    assert!(!job.state.is_terminal(), "workflow {id} step {i} job ended");
-                }
-                if let Some(c) = &run.compensation {
-                    if c.state == StepState::Running {
-                        running += 1;
-                    }
-                }
-            }
-            assert_eq!(running, w.running, "workflow {id} running count");
-            assert!(
-                w.running <= w.spec.max_parallel,
-                "workflow {id} over max_parallel"
-            );
+    /// Panics if this workflow's bookkeeping is wrong.
+    fn check_invariants(&self, id: WorkflowId, job_open: &impl Fn(JobId) -> bool) {
+        assert_eq!(
+            self.steps.len(),
+            self.spec.steps.len(),
+            "workflow {id} steps"
+        );
+        let mut running = 0;
+        for (i, run) in self.steps.iter().enumerate() {
+            let waits_for_slot = match self.state {
+                WorkflowState::Running => run.state == StepState::Ready,
+                WorkflowState::Compensating => run
+                    .compensation
+                    .as_ref()
+                    .is_some_and(|c| c.state == StepState::Ready),
+                _ => false,
+            };
             assert_eq!(
-                w.state.is_terminal(),
-                w.finished_ms.is_some(),
-                "workflow {id} finished"
+                waits_for_slot,
+                self.ready.contains(&(i as u32)),
+                "workflow {id} step {i} ready set"
             );
-            if let Some(at) = w.purge_at_ms {
-                assert!(
-                    self.workflows.purge.contains(&(at, *id)),
-                    "workflow {id} purge"
-                );
+            if run.state == StepState::Running {
+                running += 1;
+                let job = run
+                    .job_id
+                    .unwrap_or_else(|| panic!("workflow {id} step {i} has no job"));
+                assert!(job_open(job), "workflow {id} step {i} job ended or missing");
+            }
+            if let Some(c) = &run.compensation {
+                if c.state == StepState::Running {
+                    running += 1;
+                }
             }
         }
-        assert!(self.workflows.purge.len() <= self.workflows.by_id.len());
-        if let Some((&last, _)) = self.workflows.by_id.last_key_value() {
-            assert!(last < self.workflows.next_id, "workflow id {last} >= next");
-        }
+        assert_eq!(running, self.running, "workflow {id} running count");
+        assert!(
+            self.running <= self.spec.max_parallel,
+            "workflow {id} over max_parallel"
+        );
+        assert_eq!(
+            self.state.is_terminal(),
+            self.finished_ms.is_some(),
+            "workflow {id} finished"
+        );
     }
 }
 
@@ -1271,6 +1318,7 @@ mod tests {
     use super::*;
     use crate::machine::command::{Command, Proposal, Report, WorkerRef};
     use crate::machine::ErrorClass;
+    use crate::machine::Machine;
 
     /// A step running `true` in a queue named after it (so a test leases exactly its job).
     fn step(name: &str, deps: &[(&str, Condition)]) -> StepSpec {
