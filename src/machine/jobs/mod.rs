@@ -23,17 +23,17 @@ use serde::{Deserialize, Serialize};
 
 use super::backoff::retry_delay_ms;
 use super::command::{
-    exhausted, invalid, precondition, Ctx, Grant, JobChanges, Rejection, Report, Response,
-    WorkerRef,
+    invalid, precondition, Ctx, Grant, JobChanges, Rejection, Report, Response, WorkerRef,
 };
 use super::effect::Effect;
 use super::index::{Index, QueueStats};
 use super::job::{
-    tail, validate_name, validate_queue_name, Attempt, ErrorClass, Job, JobId, JobKind, JobSpec,
-    JobState, Lease, Outcome,
+    tail, Attempt, ErrorClass, Job, JobId, JobKind, JobSpec, JobState, Lease, Outcome,
 };
 use super::limits;
 use super::workflow::StepRef;
+
+mod check;
 
 /// The jobs subsystem: every job held, its indexes, and idempotency keys.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -295,64 +295,10 @@ impl Jobs {
         id
     }
 
-    /// Checks what a submit asks for that does not depend on other jobs: the spec, the delay
-    /// and absolute times (bounded by `DELAY_MS_MAX` after now).
-    pub(super) fn check_submit(
-        ctx: Ctx,
-        spec: &JobSpec,
-        delay_ms: u64,
-        run_at_ms: Option<u64>,
-    ) -> Result<(), Response> {
-        spec.validate().map_err(Response::Rejected)?;
-        if delay_ms > limits::DELAY_MS_MAX {
-            return Err(invalid(
-                "delay_ms",
-                format!("is {delay_ms}, the limit is {}", limits::DELAY_MS_MAX),
-            ));
-        }
-        // DELAY_MS_MAX bounds absolute times too, measured from state-machine time.
-        let horizon = ctx.now_ms.saturating_add(limits::DELAY_MS_MAX);
-        for (field, at) in [("run_at_ms", run_at_ms), ("deadline_ms", spec.deadline_ms)] {
-            if let Some(at) = at.filter(|at| *at > horizon) {
-                return Err(invalid(
-                    field,
-                    format!("is {at}, more than DELAY_MS_MAX after now (limit {horizon})"),
-                ));
-            }
-        }
-        Ok(())
-    }
-
     /// The job an idempotency key already maps to, within its window.
     pub(super) fn duplicate(&self, spec: &JobSpec) -> Option<JobId> {
         let key = spec.idempotency_key.as_ref()?;
         self.idempotency.get(key).map(|(id, _)| *id)
-    }
-
-    /// Checks the room a new job needs: `JOBS_MAX`, `JOBS_BYTES_MAX`, `QUEUE_JOBS_MAX`.
-    pub(super) fn check_room(&self, spec: &JobSpec) -> Result<(), Response> {
-        if self.by_id.len() >= limits::JOBS_MAX {
-            return Err(exhausted(format!(
-                "the cluster holds {} jobs, the limit (JOBS_MAX)",
-                limits::JOBS_MAX
-            )));
-        }
-        if self.index.bytes + spec.weight() as u64 > limits::JOBS_BYTES_MAX {
-            return Err(exhausted(format!(
-                "the jobs held take about {} bytes, the limit (JOBS_BYTES_MAX {})",
-                self.index.bytes,
-                limits::JOBS_BYTES_MAX
-            )));
-        }
-        let stats = self.stats(&spec.queue);
-        if stats.total() >= limits::QUEUE_JOBS_MAX {
-            return Err(exhausted(format!(
-                "queue {} holds {} jobs, the limit (QUEUE_JOBS_MAX)",
-                spec.queue,
-                limits::QUEUE_JOBS_MAX
-            )));
-        }
-        Ok(())
     }
 
     /// Adds a checked job submitted by a client (or started by a schedule or trigger) and
@@ -373,55 +319,6 @@ impl Jobs {
             self.idempotency_expiry.insert((expires, key.clone()));
         }
         id
-    }
-
-    /// Checks a lease request's own fields beyond the worker id: batch size, ttl, queue
-    /// names and capabilities.
-    pub(super) fn check_lease_request(
-        queues: &[String],
-        capabilities: &[String],
-        max: u32,
-        ttl_ms: Option<u64>,
-    ) -> Result<(), Response> {
-        if !(1..=limits::LEASE_BATCH_MAX).contains(&max) {
-            return Err(invalid(
-                "max",
-                format!("is {max}, must be 1..={}", limits::LEASE_BATCH_MAX),
-            ));
-        }
-        if let Some(ttl) = ttl_ms {
-            if !(limits::LEASE_TTL_MS_MIN..=limits::LEASE_TTL_MS_MAX).contains(&ttl) {
-                return Err(invalid(
-                    "ttl_ms",
-                    format!(
-                        "is {ttl}, must be {}..={}",
-                        limits::LEASE_TTL_MS_MIN,
-                        limits::LEASE_TTL_MS_MAX
-                    ),
-                ));
-            }
-        }
-        if queues.len() > limits::LEASE_QUEUES_MAX {
-            return Err(invalid(
-                "queues",
-                format!("names more than {}", limits::LEASE_QUEUES_MAX),
-            ));
-        }
-        for (i, q) in queues.iter().enumerate() {
-            validate_queue_name(&format!("queues[{i}]"), q).map_err(Response::Rejected)?;
-        }
-        if capabilities.len() > limits::CAPABILITIES_MAX {
-            return Err(invalid(
-                "capabilities",
-                format!("names more than {}", limits::CAPABILITIES_MAX),
-            ));
-        }
-        Ok(())
-    }
-
-    /// Checks a worker id.
-    pub(super) fn check_worker(worker: &str) -> Result<(), Response> {
-        validate_name("worker", worker, limits::WORKER_ID_BYTES_MAX).map_err(Response::Rejected)
     }
 
     /// The first ready job of `queue` (within `LEASE_SCAN_MAX`) that a worker offering
@@ -820,81 +717,6 @@ impl Jobs {
         self.idempotency_expiry.remove(&(at, key.clone()));
         self.idempotency.remove(&key);
         true
-    }
-
-    /// Panics if an invariant of the module doc is broken.
-    pub fn check_invariants(&self, now_ms: u64) {
-        assert_eq!(
-            self.index,
-            Index::build(self.by_id.values()),
-            "indexes differ from the ones rebuilt from the jobs"
-        );
-        if let Some((&last, _)) = self.by_id.last_key_value() {
-            assert!(last < self.next_id, "job id {last} >= next_job_id");
-        }
-        for job in self.by_id.values() {
-            self.check_job(job, now_ms);
-        }
-        for (key, (id, expires)) in &self.idempotency {
-            assert!(
-                self.idempotency_expiry.contains(&(*expires, key.clone())),
-                "idempotency key {key:?} of job {id} has no expiry"
-            );
-        }
-        assert_eq!(self.idempotency.len(), self.idempotency_expiry.len());
-    }
-
-    fn check_job(&self, job: &Job, now_ms: u64) {
-        let id = job.id;
-        assert!(job.created_ms <= now_ms, "job {id} created in the future");
-        assert_eq!(
-            job.lease.is_some(),
-            job.state == JobState::Leased,
-            "job {id} lease"
-        );
-        assert!(job.attempts_used <= job.attempts_total, "job {id} attempts");
-        assert!(
-            job.attempts_used <= job.spec.max_attempts,
-            "job {id} over max_attempts"
-        );
-        assert!(
-            job.attempts.len() <= limits::ATTEMPTS_KEPT_MAX,
-            "job {id} attempts kept"
-        );
-        assert_eq!(
-            job.finished_ms.is_some(),
-            job.state.is_terminal(),
-            "job {id} finished"
-        );
-        let open: Vec<&Attempt> = job
-            .attempts
-            .iter()
-            .filter(|a| a.ended_ms.is_none())
-            .collect();
-        match &job.lease {
-            Some(lease) => {
-                assert!(
-                    lease.token < self.next_token,
-                    "job {id} token from the future"
-                );
-                assert_eq!(
-                    open.len(),
-                    1,
-                    "job {id} leased with {} open attempts",
-                    open.len()
-                );
-                assert_eq!(open[0].token, lease.token, "job {id} open attempt token");
-            }
-            None => assert!(
-                open.is_empty(),
-                "job {id} has an open attempt without a lease"
-            ),
-        }
-        let tokens: Vec<u64> = job.attempts.iter().map(|a| a.token).collect();
-        assert!(
-            tokens.windows(2).all(|w| w[0] < w[1]),
-            "job {id} tokens not increasing"
-        );
     }
 }
 
