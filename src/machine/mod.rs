@@ -72,6 +72,7 @@ pub mod limits;
 pub mod nodes;
 pub mod resources;
 pub mod schedule;
+pub mod store;
 pub mod workflow;
 
 #[cfg(test)]

@@ -38,7 +38,7 @@ impl Jobs {
 
     /// Checks the room a new job needs: `JOBS_MAX`, `JOBS_BYTES_MAX`, `QUEUE_JOBS_MAX`.
     pub(in crate::machine) fn check_room(&self, spec: &JobSpec) -> Result<(), Response> {
-        if self.by_id.len() >= limits::JOBS_MAX {
+        if self.records.len() >= limits::JOBS_MAX {
             return Err(exhausted(format!(
                 "the cluster holds {} jobs, the limit (JOBS_MAX)",
                 limits::JOBS_MAX
@@ -115,13 +115,13 @@ impl Jobs {
     pub fn check_invariants(&self, now_ms: u64) {
         assert_eq!(
             self.index,
-            Index::build(self.by_id.values()),
+            Index::build(self.records.after(0)),
             "indexes differ from the ones rebuilt from the jobs"
         );
-        if let Some((&last, _)) = self.by_id.last_key_value() {
+        if let Some(last) = self.records.last_id() {
             assert!(last < self.next_id, "job id {last} >= next_job_id");
         }
-        for job in self.by_id.values() {
+        for job in self.records.after(0) {
             self.check_job(job, now_ms);
         }
         for (key, (id, expires)) in &self.idempotency {

@@ -31,6 +31,7 @@ use super::job::{
     tail, Attempt, ErrorClass, Job, JobId, JobKind, JobSpec, JobState, Lease, Outcome,
 };
 use super::limits;
+use super::store::JobRecords;
 use super::workflow::StepRef;
 
 mod check;
@@ -45,8 +46,8 @@ pub struct Jobs {
     /// Next fencing token.
     next_token: u64,
     /// Every job held, by id.
-    by_id: BTreeMap<JobId, Job>,
-    /// Indexes over `by_id`.
+    records: JobRecords,
+    /// Indexes over `records`.
     index: Index,
     /// Idempotency key -> (job, expiry).
     idempotency: BTreeMap<String, (JobId, u64)>,
@@ -67,22 +68,22 @@ impl Jobs {
 
     /// A job by id.
     pub fn get(&self, id: JobId) -> Option<&Job> {
-        self.by_id.get(&id)
+        self.records.get(id)
     }
 
     /// Number of jobs held.
     pub fn len(&self) -> usize {
-        self.by_id.len()
+        self.records.len()
     }
 
     /// Whether no job is held.
     pub fn is_empty(&self) -> bool {
-        self.by_id.is_empty()
+        self.records.is_empty()
     }
 
     /// Every job in id order, after `after`.
     pub fn after(&self, after: JobId) -> impl Iterator<Item = &Job> + '_ {
-        self.by_id.range(after.saturating_add(1)..).map(|(_, j)| j)
+        self.records.after(after)
     }
 
     /// The id the next job gets, and the next fencing token.
@@ -119,7 +120,7 @@ impl Jobs {
 
     /// Changes a job through `f`, keeping the indexes in step.
     fn update<T>(&mut self, id: JobId, f: impl FnOnce(&mut Job) -> T) -> T {
-        let job = self.by_id.get_mut(&id).expect("update of an unknown job");
+        let job = self.records.get_mut(id).expect("update of an unknown job");
         self.index.remove(job);
         let result = f(job);
         self.index.add(job);
@@ -128,14 +129,14 @@ impl Jobs {
 
     /// Removes a job (purged).
     fn remove(&mut self, id: JobId) {
-        let job = self.by_id.remove(&id).expect("removal of an unknown job");
+        let job = self.records.remove(id).expect("removal of an unknown job");
         self.index.remove(&job);
     }
 
     /// Sets the event-chain depth of a job started by an event.
     pub(super) fn set_depth(&mut self, id: JobId, depth: u8) {
-        self.by_id
-            .get_mut(&id)
+        self.records
+            .get_mut(id)
             .expect("job of a started event")
             .depth = depth;
     }
@@ -148,7 +149,7 @@ impl Jobs {
     }
 
     fn make_ready(&mut self, ctx: Ctx, id: JobId) {
-        let rank = Jobs::rank(ctx, self.by_id[&id].spec.priority);
+        let rank = Jobs::rank(ctx, self.records.expect(id).spec.priority);
         let seq = self.next_seq;
         self.next_seq += 1;
         let now = ctx.now_ms;
@@ -218,7 +219,7 @@ impl Jobs {
         class: ErrorClass,
         error: String,
     ) {
-        let job = &self.by_id[&id];
+        let job = &self.records.expect(id);
         if class == ErrorClass::Permanent || job.attempts_used >= job.spec.max_attempts {
             let why = if class == ErrorClass::Permanent {
                 format!("permanent failure: {error}")
@@ -287,7 +288,7 @@ impl Jobs {
             depth: 0,
         };
         self.index.add(&job);
-        let previous = self.by_id.insert(id, job);
+        let previous = self.records.insert(job);
         assert!(previous.is_none(), "job id {id} assigned twice");
         if run_at <= now {
             self.make_ready(ctx, id);
@@ -336,7 +337,7 @@ impl Jobs {
             .iter()
             .take(limits::LEASE_SCAN_MAX)
             .find(|(_, _, id)| {
-                let job = &self.by_id[id];
+                let job = &self.records.expect(*id);
                 let spec = &job.spec;
                 let runnable = !shell_only || matches!(spec.kind, JobKind::Shell { .. });
                 runnable
@@ -433,7 +434,7 @@ impl Jobs {
             .into_iter()
             .flatten()
             .filter_map(|id| {
-                let lease = self.by_id.get(id)?.lease.as_ref()?;
+                let lease = self.records.get(*id)?.lease.as_ref()?;
                 Some((*id, lease.token))
             })
             .collect()
@@ -446,7 +447,8 @@ impl Jobs {
             .iter()
             .map(|(_, id)| *id)
             .filter(|id| {
-                self.by_id[id]
+                self.records
+                    .expect(*id)
                     .lease
                     .as_ref()
                     .and_then(|l| l.node)
@@ -459,8 +461,8 @@ impl Jobs {
     #[cfg_attr(feature = "bug-skip-fencing", allow(unreachable_patterns))]
     fn check_lease(&self, id: JobId, token: u64) -> Result<(), Response> {
         let job = self
-            .by_id
-            .get(&id)
+            .records
+            .get(id)
             .ok_or(Response::Rejected(Rejection::NotFound { job_id: id }))?;
         match &job.lease {
             Some(lease) if lease.token == token => Ok(()),
@@ -499,9 +501,13 @@ impl Jobs {
                 "a worker reports transient, permanent or timeout",
             );
         }
-        let permanent_exit = report
-            .exit_code
-            .is_some_and(|c| self.by_id[&id].spec.permanent_exit_codes.contains(&c));
+        let permanent_exit = report.exit_code.is_some_and(|c| {
+            self.records
+                .expect(id)
+                .spec
+                .permanent_exit_codes
+                .contains(&c)
+        });
         let class = match report.error_class {
             Some(_) if permanent_exit => Some(ErrorClass::Permanent),
             other => other,
@@ -526,7 +532,7 @@ impl Jobs {
             Some(class) => self.after_failure(ctx, fx, id, class, error),
         }
         Response::Completed {
-            state: self.by_id[&id].state,
+            state: self.records.expect(id).state,
         }
     }
 
@@ -581,7 +587,7 @@ impl Jobs {
 
     /// Cancels a job that has not ended (a running attempt ends as cancelled).
     pub(super) fn cancel(&mut self, ctx: Ctx, fx: &mut Vec<Effect>, id: JobId) -> Response {
-        let Some(job) = self.by_id.get(&id) else {
+        let Some(job) = self.records.get(id) else {
             return Response::Rejected(Rejection::NotFound { job_id: id });
         };
         if job.state.is_terminal() {
@@ -607,7 +613,7 @@ impl Jobs {
 
     /// Runs a scheduled, dead or cancelled job again now, with changed parameters.
     pub(super) fn requeue(&mut self, ctx: Ctx, id: JobId, changes: &JobChanges) -> Response {
-        let Some(job) = self.by_id.get(&id) else {
+        let Some(job) = self.records.get(id) else {
             return Response::Rejected(Rejection::NotFound { job_id: id });
         };
         if !matches!(
