@@ -73,6 +73,8 @@ pub mod workflow;
 
 #[cfg(test)]
 mod golden;
+#[cfg(test)]
+mod model;
 
 use std::collections::{BTreeMap, BTreeSet};
 
