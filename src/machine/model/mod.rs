@@ -32,6 +32,7 @@ mod gen;
 
 use std::fmt::Write as _;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
 
 use super::command::{Command, Proposal, Response};
 use super::{JobState, Machine};
@@ -40,6 +41,9 @@ use gen::Gen;
 /// Streams run by default, and their length: 5 x 20,000 = 100,000 commands.
 const CI_SEEDS: [u64; 5] = [1, 2, 3, 4, 5];
 const CI_COMMANDS: usize = 20_000;
+/// Seeds and length of the committed fingerprints.
+const DIGEST_SEEDS: [u64; 4] = [11, 12, 13, 14];
+const DIGEST_COMMANDS: usize = 10_000;
 /// Snapshot round trip period, in commands.
 const SNAPSHOT_EVERY: usize = 500;
 
@@ -220,6 +224,11 @@ fn run(seed: u64, count: usize) -> Run {
     }
 }
 
+/// The behaviour fingerprint of stream `seed` after `count` commands.
+fn fingerprint(seed: u64, count: usize) -> u64 {
+    run(seed, count).digest
+}
+
 /// Replays recorded proposals into a fresh machine: same digest, same snapshot bytes.
 fn check_determinism(seed: u64, first: &Run) {
     let mut m = Machine::new();
@@ -277,4 +286,32 @@ fn model_random_streams() {
             scope.spawn(move || run_checked(seed, count));
         }
     });
+}
+
+/// The fingerprints of the digest seeds equal the committed ones (made before the
+/// restructuring): same responses, same final state.
+#[test]
+fn model_fingerprints_match_committed_digests() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/machine/testscripts/model.digests");
+    let mut text = String::from(
+        "# Behaviour fingerprints of model streams (seed commands digest); see model/mod.rs.\n",
+    );
+    for seed in DIGEST_SEEDS {
+        let digest = fingerprint(seed, DIGEST_COMMANDS);
+        writeln!(text, "{seed} {DIGEST_COMMANDS} {digest:016x}").unwrap();
+    }
+    if std::env::var_os("RAFTLINE_GOLDEN_UPDATE").is_some() {
+        std::fs::write(&path, &text).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|_| {
+        panic!(
+            "{} missing: run with RAFTLINE_GOLDEN_UPDATE=1",
+            path.display()
+        )
+    });
+    assert_eq!(
+        text, expected,
+        "the machine's behaviour changed (RAFTLINE_GOLDEN_UPDATE=1 rewrites model.digests)"
+    );
 }
