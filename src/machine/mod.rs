@@ -75,6 +75,8 @@ pub mod workflow;
 mod golden;
 #[cfg(test)]
 mod model;
+#[cfg(test)]
+mod planted;
 
 use std::collections::{BTreeMap, BTreeSet};
 

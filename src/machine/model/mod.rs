@@ -315,3 +315,24 @@ fn model_fingerprints_match_committed_digests() {
         "the machine's behaviour changed (RAFTLINE_GOLDEN_UPDATE=1 rewrites model.digests)"
     );
 }
+
+/// With the units leak of `planted.rs` switched on, the model test fails; the same stream
+/// passes with it off (`model_random_streams`).
+#[test]
+fn model_catches_planted_units_leak() {
+    let _on = super::planted::Planted::units_leak();
+    let caught = catch_unwind(|| run(1, CI_COMMANDS));
+    let Err(panic) = caught else {
+        panic!("the planted units leak went unnoticed");
+    };
+    let message = panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default();
+    eprintln!("model: the planted bug was caught: {message}");
+    assert!(
+        message.contains("index") || message.contains("units"),
+        "caught, but by an unrelated check: {message}"
+    );
+}
