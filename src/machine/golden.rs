@@ -23,6 +23,26 @@
 //! - `configure [dead=MS] [finished=MS] [idem=MS] [aging=MS]` (others keep their value)
 //! - `state` dumps the whole state, `job ID` one job, `ready QUEUE` a queue's ready jobs in
 //!   lease order with their ranks, `due` prints [`Machine::next_due`].
+//!
+//! Subsystems (their dumps read through public readers only):
+//!
+//! - `workflow NAME [policy=fail_fast|continue] [parallel=N] [attempts=N] -- STEP...`, a step
+//!   being `name[<dep[:success|failure|always],...][+COMPENSATION_QUEUE]` whose job runs
+//!   `true` in the queue named after the step; `dag ID cancel|pause|resume`,
+//!   `dag ID retry|skip STEP`; `wf ID` dumps a workflow and its steps.
+//! - `resource NAME CAPACITY`, `submit ... needs=r0,r1:2`, `lock RESOURCE OWNER [ttl=MS]`,
+//!   `renew RESOURCE TOKEN [ttl=MS]`, `unlock RESOURCE TOKEN`; `resources` dumps every
+//!   resource with its job holders, locks and waiters.
+//! - `schedule NAME [tz=ZONE] [start=MS] [end=MS] [catchup=skip|latest|all:N]
+//!   [overlap=allow|skip|queue] [queue=Q] -- EXPRESSION...` (a job running `true` in Q, `cron`
+//!   unless named), `sched ID pause|resume|trigger|delete`, `sched ID backfill FROM TO`;
+//!   `schedules` dumps them with their run history.
+//! - `trigger TOPIC [queue=Q] [external]` (a job in Q, `ev` unless named; `external`: an
+//!   external job that gets the event's payload), `untrigger ID`, `emit TOPIC KEY [PAYLOAD]`,
+//!   `timer TOPIC KEY [due=MS] [delay=MS] [payload=TEXT]`, `untimer ID`; `events` dumps
+//!   triggers, timers and `next_due`.
+//! - `policy QUEUE [rate=COUNT/PER_MS] [concurrency=N] [breaker=PCT/WINDOW/COOLDOWN_MS]` (no
+//!   option removes the policy); `control QUEUE` dumps the policy and its state.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -57,6 +77,7 @@ fn run_script(script: &str) -> String {
             },
             ["due"] => writeln!(out, "next_due: {}", opt(m.next_due())).unwrap(),
             ["ready", queue] => dump_ready(&m, queue, &mut out),
+            _ if dump_subsystem(&m, &words, &mut out) => {}
             _ => {
                 let command =
                     parse(&words, &m).unwrap_or_else(|e| panic!("line {}: {e}: {line}", n + 1));
@@ -187,7 +208,7 @@ fn parse(words: &[&str], m: &Machine) -> Result<Command, String> {
             node_id: num(node),
             incarnation: num(incarnation),
         },
-        _ => return Err("unknown command or wrong arguments".into()),
+        _ => return subsystem(words),
     })
 }
 
@@ -203,7 +224,7 @@ fn submit(words: &[&str]) -> Result<Command, String> {
     };
     let allowed = [
         "p", "attempts", "delay", "run_at", "key", "caps", "perm", "ttl", "deadline", "timeout",
-        "backoff", "nojitter", "payload",
+        "backoff", "nojitter", "payload", "needs",
     ];
     let o = Opts::parse(rest, &allowed)?;
     let queue = queue.trim_matches('"');
@@ -240,6 +261,7 @@ fn submit(words: &[&str]) -> Result<Command, String> {
         ) = (num(base), num(factor), num(cap));
     }
     spec.backoff.jitter = o.str("nojitter").is_none();
+    spec.resources = needs(&o)?;
     Ok(Command::Submit {
         spec,
         delay_ms: o.num("delay").unwrap_or(0),
@@ -503,6 +525,383 @@ fn dump_job(job: &Job, out: &mut String) {
         )
         .unwrap();
     }
+}
+
+/// `needs=r0,r1:2`: what a job needs of resources.
+fn needs(o: &Opts) -> Result<Vec<resources::Need>, String> {
+    o.list("needs")
+        .unwrap_or_default()
+        .iter()
+        .map(|n| resources::Need::parse("needs", n).map_err(|r| format!("{r:?}")))
+        .collect()
+}
+
+/// A shell job running `true` in `queue`.
+fn job_in(queue: &str) -> JobSpec {
+    JobSpec::shell(queue, &["true"])
+}
+
+/// The verbs of workflows, resources and locks, schedules, events and queue policies.
+fn subsystem(words: &[&str]) -> Result<Command, String> {
+    Ok(match words {
+        ["workflow", name, rest @ ..] => workflow(name, rest)?,
+        ["dag", id, op, step @ ..] => Command::Workflow {
+            id: num(id),
+            op: match (*op, step) {
+                ("cancel", []) => WorkflowOp::Cancel,
+                ("pause", []) => WorkflowOp::Pause,
+                ("resume", []) => WorkflowOp::Resume,
+                ("retry", [step]) => WorkflowOp::Retry {
+                    step: step.to_string(),
+                },
+                ("skip", [step]) => WorkflowOp::Skip {
+                    step: step.to_string(),
+                },
+                _ => return Err("dag ID cancel|pause|resume | dag ID retry|skip STEP".into()),
+            },
+        },
+        ["resource", name, capacity] => Command::SetResource {
+            name: name.to_string(),
+            capacity: num(capacity),
+        },
+        ["lock", resource, owner, rest @ ..] => Command::LockAcquire {
+            resource: resource.to_string(),
+            owner: owner.to_string(),
+            ttl_ms: Opts::parse(rest, &["ttl"])?.num("ttl").unwrap_or(10_000),
+        },
+        ["renew", resource, token, rest @ ..] => Command::LockRenew {
+            resource: resource.to_string(),
+            token: num(token),
+            ttl_ms: Opts::parse(rest, &["ttl"])?.num("ttl").unwrap_or(10_000),
+        },
+        ["unlock", resource, token] => Command::LockRelease {
+            resource: resource.to_string(),
+            token: num(token),
+        },
+        ["policy", queue, rest @ ..] => policy(queue, rest)?,
+        ["schedule", name, rest @ ..] => schedule(name, rest)?,
+        ["sched", id, rest @ ..] => Command::Schedule {
+            id: num(id),
+            op: match rest {
+                ["pause"] => schedule::ScheduleOp::Pause,
+                ["resume"] => schedule::ScheduleOp::Resume,
+                ["trigger"] => schedule::ScheduleOp::Trigger,
+                ["delete"] => schedule::ScheduleOp::Delete,
+                ["backfill", from, to] => schedule::ScheduleOp::Backfill {
+                    from_ms: num(from),
+                    to_ms: num(to),
+                },
+                _ => return Err("sched ID pause|resume|trigger|delete|backfill FROM TO".into()),
+            },
+        },
+        ["trigger", topic, rest @ ..] => {
+            let o = Opts::parse(rest, &["queue", "external"])?;
+            let queue = o.str("queue").unwrap_or("ev".into());
+            let spec = match o.str("external") {
+                Some(_) => JobSpec::new(queue, JobKind::External { payload: vec![] }),
+                None => job_in(&queue),
+            };
+            Command::CreateTrigger {
+                topic: topic.to_string(),
+                target: schedule::Target::Job(Box::new(spec)),
+            }
+        }
+        ["untrigger", id] => Command::DeleteTrigger { id: num(id) },
+        ["emit", topic, key, payload @ ..] if payload.len() <= 1 => Command::Emit {
+            topic: topic.to_string(),
+            dedup_key: key.trim_matches('"').to_string(),
+            payload: payload.first().map_or(vec![], |p| p.as_bytes().to_vec()),
+        },
+        ["timer", topic, key, rest @ ..] => {
+            let o = Opts::parse(rest, &["due", "delay", "payload"])?;
+            Command::CreateTimer {
+                due_ms: o.num("due"),
+                delay_ms: o.num("delay").unwrap_or(0),
+                topic: topic.to_string(),
+                dedup_key: key.to_string(),
+                payload: o.str("payload").unwrap_or_default().into_bytes(),
+            }
+        }
+        ["untimer", id] => Command::CancelTimer { id: num(id) },
+        _ => return Err("unknown command or wrong arguments".into()),
+    })
+}
+
+/// `workflow NAME [policy=fail_fast|continue] [parallel=N] [attempts=N] -- STEP...`; a step
+/// is `name[<dep[:condition],...][+compensation-queue]`, its job runs in the queue named
+/// after the step.
+fn workflow(name: &str, words: &[&str]) -> Result<Command, String> {
+    let split = words.iter().position(|w| *w == "--").unwrap_or(words.len());
+    let o = Opts::parse(&words[..split], &["policy", "parallel", "attempts"])?;
+    let attempts = o.num("attempts").unwrap_or(limits::MAX_ATTEMPTS_DEFAULT);
+    let mut steps = Vec::new();
+    for word in words.get(split + 1..).unwrap_or_default() {
+        let (word, compensate) = match word.split_once('+') {
+            Some((w, queue)) => (w, Some(job_in(queue))),
+            None => (*word, None),
+        };
+        let (name, deps) = word.split_once('<').unwrap_or((word, ""));
+        let mut depends_on = Vec::new();
+        for dep in deps.split(',').filter(|d| !d.is_empty()) {
+            let (step, condition) = dep.split_once(':').unwrap_or((dep, "success"));
+            depends_on.push(Dependency {
+                step: step.to_string(),
+                condition: Condition::parse(condition).ok_or(format!("condition {condition}"))?,
+            });
+        }
+        let mut job = job_in(name);
+        job.max_attempts = attempts;
+        steps.push(StepSpec {
+            name: name.to_string(),
+            job,
+            depends_on,
+            compensate,
+        });
+    }
+    let policy = o.str("policy").unwrap_or("fail_fast".into());
+    Ok(Command::SubmitWorkflow(WorkflowSpec {
+        name: name.to_string(),
+        failure_policy: FailurePolicy::parse(&policy).ok_or(format!("policy {policy}"))?,
+        max_parallel: o
+            .num("parallel")
+            .unwrap_or(limits::WORKFLOW_PARALLEL_DEFAULT),
+        steps,
+    }))
+}
+
+/// `policy QUEUE [rate=COUNT/PER_MS] [concurrency=N] [breaker=PCT/WINDOW/COOLDOWN_MS]`.
+fn policy(queue: &str, words: &[&str]) -> Result<Command, String> {
+    let o = Opts::parse(words, &["rate", "concurrency", "breaker"])?;
+    let parts =
+        |key: &str| -> Option<Vec<u64>> { o.str(key).map(|v| v.split('/').map(num).collect()) };
+    let rate = match parts("rate").as_deref() {
+        Some([count, per_ms]) => Some(controls::Rate {
+            count: *count as u32,
+            per_ms: *per_ms,
+        }),
+        None => None,
+        _ => return Err("rate=COUNT/PER_MS".into()),
+    };
+    let breaker = match parts("breaker").as_deref() {
+        Some([pct, window, cooldown]) => Some(controls::BreakerConfig {
+            threshold_pct: *pct as u32,
+            window: *window as u32,
+            cooldown_ms: *cooldown,
+        }),
+        None => None,
+        _ => return Err("breaker=PCT/WINDOW/COOLDOWN_MS".into()),
+    };
+    Ok(Command::SetQueuePolicy {
+        queue: queue.to_string(),
+        policy: controls::QueuePolicy {
+            rate,
+            concurrency: o.num("concurrency"),
+            breaker,
+        },
+    })
+}
+
+/// `schedule NAME [tz=ZONE] [start=MS] [end=MS] [catchup=skip|latest|all:N]
+/// [overlap=allow|skip|queue] [queue=Q] -- EXPRESSION...`: a job running `true` in queue Q
+/// (`cron` unless named) per tick.
+fn schedule(name: &str, words: &[&str]) -> Result<Command, String> {
+    use schedule::{CatchUp, Overlap};
+    let split = words.iter().position(|w| *w == "--").unwrap_or(words.len());
+    let allowed = ["tz", "start", "end", "catchup", "overlap", "queue"];
+    let o = Opts::parse(&words[..split], &allowed)?;
+    let catch_up = match o.str("catchup").as_deref() {
+        None | Some("skip") => CatchUp::Skip,
+        Some("latest") => CatchUp::Latest,
+        Some(all) => CatchUp::All(num(all.strip_prefix("all:").ok_or("catchup=all:N")?)),
+    };
+    let overlap = match o.str("overlap").as_deref() {
+        None | Some("allow") => Overlap::Allow,
+        Some("skip") => Overlap::Skip,
+        Some("queue") => Overlap::Queue,
+        Some(other) => return Err(format!("overlap={other}")),
+    };
+    let queue = o.str("queue").unwrap_or("cron".into());
+    Ok(Command::CreateSchedule(schedule::ScheduleSpec {
+        name: name.to_string(),
+        expr: words.get(split + 1..).unwrap_or_default().join(" "),
+        tz: o.str("tz").unwrap_or("UTC".into()),
+        start_ms: o.num("start"),
+        end_ms: o.num("end"),
+        target: schedule::Target::Job(Box::new(job_in(&queue))),
+        catch_up,
+        overlap,
+    }))
+}
+
+/// The dumps of workflows, resources, schedules, events and queue controls, all through
+/// public readers: `wf ID`, `resources`, `schedules`, `events`, `control QUEUE`. False when
+/// `words` is none of them.
+fn dump_subsystem(m: &Machine, words: &[&str], out: &mut String) -> bool {
+    match words {
+        ["wf", id] => match m.workflow(num(id)) {
+            Some(w) => dump_workflow(w, out),
+            None => writeln!(out, "workflow {id} not found").unwrap(),
+        },
+        ["resources"] => dump_resources(m, out),
+        ["schedules"] => dump_schedules(m, out),
+        ["events"] => dump_events(m, out),
+        ["control", queue] => dump_control(m, queue, out),
+        _ => return false,
+    }
+    true
+}
+
+fn dump_workflow(w: &Workflow, out: &mut String) {
+    let ready: Vec<String> = w
+        .ready
+        .iter()
+        .map(|i| w.spec.steps[*i as usize].name.clone())
+        .collect();
+    writeln!(
+        out,
+        "workflow {} {} {}{} running={} ready=[{}]{}",
+        w.id,
+        w.spec.name,
+        w.state.name(),
+        if w.paused { " (paused)" } else { "" },
+        w.running,
+        ready.join(" "),
+        w.finished_ms
+            .map_or(String::new(), |t| format!(" finished={t}")),
+    )
+    .unwrap();
+    for (spec, run) in w.spec.steps.iter().zip(&w.steps) {
+        let job = run.job_id.map_or(String::new(), |j| format!(" job {j}"));
+        let skipped = if run.skipped_by_operator {
+            " (by operator)"
+        } else {
+            ""
+        };
+        let error = run
+            .error
+            .as_ref()
+            .map_or(String::new(), |e| format!(" error={e:?}"));
+        writeln!(
+            out,
+            "  step {} {}{skipped}{job} runs={}{error}",
+            spec.name,
+            run.state.name(),
+            run.runs
+        )
+        .unwrap();
+        if let Some(c) = &run.compensation {
+            let job = c.job_id.map_or(String::new(), |j| format!(" job {j}"));
+            writeln!(out, "    compensation {}{job}", c.state.name()).unwrap();
+        }
+    }
+}
+
+fn dump_resources(m: &Machine, out: &mut String) {
+    for r in m.resource_views(None) {
+        let units = |v: &[(JobId, u32)]| -> String {
+            let items: Vec<String> = v.iter().map(|(j, u)| format!("job {j} x{u}")).collect();
+            items.join(", ")
+        };
+        let locks: Vec<String> = r
+            .locks
+            .iter()
+            .map(|l| format!("token {} {} expires {}", l.token, l.owner, l.expires_ms))
+            .collect();
+        writeln!(
+            out,
+            "resource {} capacity={} used_by_jobs={} holders=[{}] locks=[{}] waiters=[{}]",
+            r.name,
+            r.capacity,
+            r.used_by_jobs,
+            units(&r.job_holders),
+            locks.join(", "),
+            units(&r.waiters)
+        )
+        .unwrap();
+    }
+}
+
+fn dump_schedules(m: &Machine, out: &mut String) {
+    for s in m.schedules() {
+        let queued: Vec<String> = s.queued.iter().map(u64::to_string).collect();
+        writeln!(
+            out,
+            "schedule {} {} {:?} tz={}{} next={} queued=[{}] runs_started={}",
+            s.id,
+            s.spec.name,
+            s.spec.expr,
+            s.spec.tz,
+            if s.paused { " (paused)" } else { "" },
+            opt(s.next_fire_ms),
+            queued.join(" "),
+            s.runs_started
+        )
+        .unwrap();
+        for r in &s.history {
+            let manual = if r.manual { " manual" } else { "" };
+            writeln!(
+                out,
+                "  tick {} at {}{manual} {:?}",
+                r.tick_ms, r.at_ms, r.outcome
+            )
+            .unwrap();
+        }
+    }
+}
+
+fn dump_events(m: &Machine, out: &mut String) {
+    for t in m.triggers() {
+        let target = match &t.target {
+            schedule::Target::Job(j) => format!("job in {}", j.queue),
+            schedule::Target::Workflow(w) => format!("workflow {}", w.name),
+        };
+        writeln!(
+            out,
+            "trigger {} {} -> {target} fired={}",
+            t.id, t.topic, t.fired
+        )
+        .unwrap();
+    }
+    for t in m.timers() {
+        writeln!(
+            out,
+            "timer {} due {} {} key {:?} payload {:?}",
+            t.id,
+            t.due_ms,
+            t.topic,
+            t.dedup_key,
+            String::from_utf8_lossy(&t.payload)
+        )
+        .unwrap();
+    }
+    writeln!(out, "next_due: {}", opt(m.next_due())).unwrap();
+}
+
+fn dump_control(m: &Machine, queue: &str, out: &mut String) {
+    let Some(c) = m.queue_control(queue) else {
+        writeln!(out, "control {queue}: none").unwrap();
+        return;
+    };
+    let outcomes: String = c
+        .outcomes
+        .iter()
+        .map(|ok| if *ok { '+' } else { '-' })
+        .collect();
+    let transitions: Vec<String> = c
+        .transitions
+        .iter()
+        .map(|(t, s)| format!("{t}:{}", s.name()))
+        .collect();
+    writeln!(
+        out,
+        "control {queue}: {:?} tokens_micro={} breaker={:?} outcomes=[{outcomes}] probe={} transitions=[{}]",
+        c.policy,
+        c.tokens_micro,
+        c.breaker,
+        opt(c.probe),
+        transitions.join(" ")
+    )
+    .unwrap();
 }
 
 /// Every script's output matches its golden file.

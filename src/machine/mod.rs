@@ -77,6 +77,10 @@ pub mod workflow;
 
 #[cfg(test)]
 mod golden;
+#[cfg(test)]
+mod model;
+#[cfg(test)]
+mod planted;
 
 use std::collections::BTreeSet;
 
