@@ -481,12 +481,31 @@ pub struct Ctx {
     pub settings: Settings,
 }
 
-/// A rejection naming the field at fault.
+impl Rejection {
+    /// The one constructor for "field X is invalid because Y".
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Rejection {
+        Rejection::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The one range check: `value` within `min..=max`, or a rejection naming the field and the
+/// range.
+pub fn in_range(field: &str, value: u64, min: u64, max: u64) -> Result<(), Rejection> {
+    if value < min || value > max {
+        return Err(Rejection::invalid(
+            field,
+            format!("is {value}, must be {min}..={max}"),
+        ));
+    }
+    Ok(())
+}
+
+/// A rejection naming the field at fault, as a response.
 pub(super) fn invalid(field: &str, message: impl Into<String>) -> Response {
-    Response::Rejected(Rejection::Invalid {
-        field: field.into(),
-        message: message.into(),
-    })
+    Response::Rejected(Rejection::invalid(field, message))
 }
 
 /// A rejection for a command that does not apply to the state as it is.

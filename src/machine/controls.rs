@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::command::{invalid, Ctx, Rejection, Response};
+use super::command::{in_range, invalid, Ctx, Rejection, Response};
 use super::job::{validate_queue_name, JobId};
 use super::limits;
 
@@ -184,12 +184,13 @@ impl QueuePolicy {
             }
         }
         if let Some(c) = self.concurrency {
-            if !(1..=limits::QUEUE_CONCURRENCY_MAX).contains(&c) {
-                return Err(invalid(
-                    "concurrency",
-                    format!("is {c}, must be 1..={}", limits::QUEUE_CONCURRENCY_MAX),
-                ));
-            }
+            in_range(
+                "concurrency",
+                c.into(),
+                1,
+                limits::QUEUE_CONCURRENCY_MAX.into(),
+            )
+            .map_err(Response::Rejected)?;
         }
         if let Some(b) = self.breaker {
             if !(1..=99).contains(&b.threshold_pct) {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::command::Rejection;
+use super::command::{in_range, Rejection};
 use super::limits;
 
 /// Cluster-assigned job id: a sequence number assigned in log order, so it is the same on
@@ -347,13 +347,6 @@ pub struct Job {
     pub depth: u8,
 }
 
-fn invalid(field: &str, message: impl Into<String>) -> Rejection {
-    Rejection::Invalid {
-        field: field.to_string(),
-        message: message.into(),
-    }
-}
-
 /// Checks a queue name: `[A-Za-z0-9_.-]{1,128}`.
 pub fn validate_queue_name(field: &str, queue: &str) -> Result<(), Rejection> {
     validate_name(field, queue, limits::QUEUE_NAME_BYTES_MAX)
@@ -362,10 +355,10 @@ pub fn validate_queue_name(field: &str, queue: &str) -> Result<(), Rejection> {
 /// Checks a name (queue, tag, capability, worker id): non-empty, bounded, `[A-Za-z0-9_.:-]`.
 pub fn validate_name(field: &str, name: &str, max: usize) -> Result<(), Rejection> {
     if name.is_empty() {
-        return Err(invalid(field, "must not be empty"));
+        return Err(Rejection::invalid(field, "must not be empty"));
     }
     if name.len() > max {
-        return Err(invalid(
+        return Err(Rejection::invalid(
             field,
             format!("is {} bytes, the limit is {max}", name.len()),
         ));
@@ -374,7 +367,7 @@ pub fn validate_name(field: &str, name: &str, max: usize) -> Result<(), Rejectio
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
     {
-        return Err(invalid(
+        return Err(Rejection::invalid(
             field,
             format!("has the character {c:?}; allowed are A-Z a-z 0-9 _ . -"),
         ));
@@ -384,7 +377,7 @@ pub fn validate_name(field: &str, name: &str, max: usize) -> Result<(), Rejectio
 
 fn validate_names(field: &str, names: &[String], count_max: usize) -> Result<(), Rejection> {
     if names.len() > count_max {
-        return Err(invalid(
+        return Err(Rejection::invalid(
             field,
             format!("has {} entries, the limit is {count_max}", names.len()),
         ));
@@ -395,19 +388,12 @@ fn validate_names(field: &str, names: &[String], count_max: usize) -> Result<(),
     Ok(())
 }
 
-fn validate_range(field: &str, value: u64, min: u64, max: u64) -> Result<(), Rejection> {
-    if value < min || value > max {
-        return Err(invalid(field, format!("is {value}, must be {min}..={max}")));
-    }
-    Ok(())
-}
-
 impl JobSpec {
     /// Checks every field against its rule and limit. Run by the server before proposing and
     /// again by apply, so a bad spec can never enter the state even if a check is skipped.
     pub fn validate(&self) -> Result<(), Rejection> {
         if self.resources.len() > limits::RESOURCES_PER_JOB_MAX {
-            return Err(invalid(
+            return Err(Rejection::invalid(
                 "resources",
                 format!(
                     "has {} entries, the limit is {}",
@@ -423,48 +409,48 @@ impl JobSpec {
                 .iter()
                 .any(|n| n.resource == need.resource)
             {
-                return Err(invalid(
+                return Err(Rejection::invalid(
                     &field,
                     format!("{} is listed twice", need.resource),
                 ));
             }
         }
         validate_queue_name("queue", &self.queue)?;
-        validate_range(
+        in_range(
             "priority",
             self.priority.into(),
             limits::PRIORITY_MIN.into(),
             limits::PRIORITY_MAX.into(),
         )?;
         self.validate_kind()?;
-        validate_range(
+        in_range(
             "max_attempts",
             self.max_attempts.into(),
             1,
             limits::MAX_ATTEMPTS_MAX.into(),
         )?;
-        validate_range(
+        in_range(
             "backoff.base_ms",
             self.backoff.base_ms,
             0,
             limits::BACKOFF_MS_MAX,
         )?;
-        validate_range(
+        in_range(
             "backoff.factor",
             self.backoff.factor.into(),
             1,
             limits::BACKOFF_FACTOR_MAX.into(),
         )?;
-        validate_range(
+        in_range(
             "backoff.cap_ms",
             self.backoff.cap_ms,
             self.backoff.base_ms,
             limits::BACKOFF_MS_MAX,
         )?;
         if let Some(t) = self.timeout_ms {
-            validate_range("timeout_ms", t, 1, limits::TIMEOUT_MS_MAX)?;
+            in_range("timeout_ms", t, 1, limits::TIMEOUT_MS_MAX)?;
         }
-        validate_range(
+        in_range(
             "lease_ttl_ms",
             self.lease_ttl_ms,
             limits::LEASE_TTL_MS_MIN,
@@ -477,11 +463,14 @@ impl JobSpec {
             limits::CAPABILITIES_MAX,
         )?;
         if self.permanent_exit_codes.len() > 256 {
-            return Err(invalid("permanent_exit_codes", "has more than 256 entries"));
+            return Err(Rejection::invalid(
+                "permanent_exit_codes",
+                "has more than 256 entries",
+            ));
         }
         if let Some(key) = &self.idempotency_key {
             if key.is_empty() || key.len() > limits::IDEMPOTENCY_KEY_BYTES_MAX {
-                return Err(invalid(
+                return Err(Rejection::invalid(
                     "idempotency_key",
                     format!(
                         "is {} bytes, must be 1..={}",
@@ -499,7 +488,7 @@ impl JobSpec {
             JobKind::Shell { argv, env, cwd } => {
                 validate_argv(argv)?;
                 if env.len() > limits::ENV_VARS_MAX {
-                    return Err(invalid(
+                    return Err(Rejection::invalid(
                         "shell.env",
                         format!(
                             "has {} variables, the limit is {}",
@@ -510,25 +499,28 @@ impl JobSpec {
                 }
                 let bytes: usize = env.iter().map(|(k, v)| k.len() + v.len()).sum();
                 if bytes > limits::ENV_BYTES_MAX {
-                    return Err(invalid(
+                    return Err(Rejection::invalid(
                         "shell.env",
                         format!("is {bytes} bytes, the limit is {}", limits::ENV_BYTES_MAX),
                     ));
                 }
                 for k in env.keys() {
                     if k.is_empty() || k.contains('=') || k.contains('\0') {
-                        return Err(invalid(
+                        return Err(Rejection::invalid(
                             "shell.env",
                             format!("{k:?} is not a variable name"),
                         ));
                     }
                 }
                 if env.values().any(|v| v.contains('\0')) {
-                    return Err(invalid("shell.env", "a value contains a NUL byte"));
+                    return Err(Rejection::invalid(
+                        "shell.env",
+                        "a value contains a NUL byte",
+                    ));
                 }
                 if let Some(cwd) = cwd {
                     if cwd.is_empty() || cwd.len() > limits::CWD_BYTES_MAX || cwd.contains('\0') {
-                        return Err(invalid(
+                        return Err(Rejection::invalid(
                             "shell.cwd",
                             format!("must be 1..={} bytes without NUL", limits::CWD_BYTES_MAX),
                         ));
@@ -537,7 +529,7 @@ impl JobSpec {
             }
             JobKind::External { payload } => {
                 if payload.len() > limits::PAYLOAD_BYTES_MAX {
-                    return Err(invalid(
+                    return Err(Rejection::invalid(
                         "payload",
                         format!(
                             "is {} bytes, the limit is {}",
@@ -554,13 +546,19 @@ impl JobSpec {
 
 fn validate_argv(argv: &[String]) -> Result<(), Rejection> {
     if argv.is_empty() {
-        return Err(invalid("shell.argv", "must name a program (argv is empty)"));
+        return Err(Rejection::invalid(
+            "shell.argv",
+            "must name a program (argv is empty)",
+        ));
     }
     if argv[0].is_empty() {
-        return Err(invalid("shell.argv[0]", "program name must not be empty"));
+        return Err(Rejection::invalid(
+            "shell.argv[0]",
+            "program name must not be empty",
+        ));
     }
     if argv.len() > limits::ARGV_ITEMS_MAX {
-        return Err(invalid(
+        return Err(Rejection::invalid(
             "shell.argv",
             format!(
                 "has {} items, the limit is {}",
@@ -571,7 +569,7 @@ fn validate_argv(argv: &[String]) -> Result<(), Rejection> {
     }
     let bytes: usize = argv.iter().map(String::len).sum();
     if bytes > limits::ARGV_BYTES_MAX {
-        return Err(invalid(
+        return Err(Rejection::invalid(
             "shell.argv",
             format!(
                 "is {bytes} bytes in total, the limit is {}",
@@ -580,7 +578,10 @@ fn validate_argv(argv: &[String]) -> Result<(), Rejection> {
         ));
     }
     if let Some(i) = argv.iter().position(|a| a.contains('\0')) {
-        return Err(invalid(&format!("shell.argv[{i}]"), "contains a NUL byte"));
+        return Err(Rejection::invalid(
+            &format!("shell.argv[{i}]"),
+            "contains a NUL byte",
+        ));
     }
     Ok(())
 }

@@ -268,8 +268,8 @@ impl Machine {
             ),
         ];
         for (field, value, min, max) in checks {
-            if !(min..=max).contains(&value) {
-                return command::invalid(field, format!("is {value}, must be {min}..={max}"));
+            if let Err(r) = command::in_range(field, value, min, max) {
+                return Response::Rejected(r);
             }
         }
         self.settings = *settings;

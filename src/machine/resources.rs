@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::command::{invalid, precondition, Ctx, Rejection, Response};
+use super::command::{in_range, invalid, precondition, Ctx, Rejection, Response};
 use super::job::{validate_name, Job, JobId, JobSpec};
 use super::limits;
 
@@ -213,14 +213,13 @@ impl Resources {
         if let Err(r) = validate_name("name", name, limits::RESOURCE_NAME_BYTES_MAX) {
             return Response::Rejected(r);
         }
-        if capacity > limits::RESOURCE_CAPACITY_MAX {
-            return invalid(
-                "capacity",
-                format!(
-                    "is {capacity}, must be 0..={}",
-                    limits::RESOURCE_CAPACITY_MAX
-                ),
-            );
+        if let Err(r) = in_range(
+            "capacity",
+            capacity.into(),
+            0,
+            limits::RESOURCE_CAPACITY_MAX.into(),
+        ) {
+            return Response::Rejected(r);
         }
         match self.by_name.get_mut(name) {
             Some(r) => {
@@ -263,17 +262,13 @@ impl Resources {
     }
 
     fn check_ttl(ttl_ms: u64) -> Result<(), Response> {
-        if !(limits::LOCK_TTL_MS_MIN..=limits::LOCK_TTL_MS_MAX).contains(&ttl_ms) {
-            return Err(invalid(
-                "ttl_ms",
-                format!(
-                    "is {ttl_ms}, must be {}..={}",
-                    limits::LOCK_TTL_MS_MIN,
-                    limits::LOCK_TTL_MS_MAX
-                ),
-            ));
-        }
-        Ok(())
+        in_range(
+            "ttl_ms",
+            ttl_ms,
+            limits::LOCK_TTL_MS_MIN,
+            limits::LOCK_TTL_MS_MAX,
+        )
+        .map_err(Response::Rejected)
     }
 
     /// Grants a lock on a unit of `name` to `owner` if one is free (`used_by_jobs`: units

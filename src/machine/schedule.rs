@@ -194,13 +194,6 @@ pub enum ScheduleOp {
     },
 }
 
-fn invalid(field: &str, message: impl Into<String>) -> Rejection {
-    Rejection::Invalid {
-        field: field.into(),
-        message: message.into(),
-    }
-}
-
 /// A parsed schedule expression.
 enum Expr {
     Cron(Box<croner::Cron>, chrono_tz::Tz),
@@ -209,20 +202,20 @@ enum Expr {
 
 fn parse_expr(expr: &str, tz: &str) -> Result<Expr, Rejection> {
     let zone = chrono_tz::Tz::from_str(tz).map_err(|_| {
-        invalid(
+        Rejection::invalid(
             "tz",
             format!("{tz:?} is not an IANA time zone (e.g. Europe/Berlin, UTC)"),
         )
     })?;
     if let Some(every) = expr.trim().strip_prefix("@every") {
         let ms = parse_every(every.trim()).ok_or_else(|| {
-            invalid(
+            Rejection::invalid(
                 "cron",
                 format!("{expr:?}: @every needs a duration like 30s"),
             )
         })?;
         if ms < limits::SCHEDULE_INTERVAL_MS_MIN {
-            return Err(invalid(
+            return Err(Rejection::invalid(
                 "cron",
                 format!(
                     "{expr:?} fires every {ms} ms; the shortest interval is {} ms",
@@ -234,7 +227,7 @@ fn parse_expr(expr: &str, tz: &str) -> Result<Expr, Rejection> {
     }
     let fields = expr.split_whitespace().count();
     if !(5..=6).contains(&fields) {
-        return Err(invalid(
+        return Err(Rejection::invalid(
             "cron",
             format!("{expr:?} has {fields} fields; give 5 (min hour day month weekday) or 6 (with seconds first), or @every 30s"),
         ));
@@ -242,7 +235,7 @@ fn parse_expr(expr: &str, tz: &str) -> Result<Expr, Rejection> {
     let cron = croner::Cron::new(expr)
         .with_seconds_optional()
         .parse()
-        .map_err(|e| invalid("cron", format!("{expr:?}: {e}")))?;
+        .map_err(|e| Rejection::invalid("cron", format!("{expr:?}: {e}")))?;
     Ok(Expr::Cron(Box::new(cron), zone))
 }
 
@@ -294,18 +287,21 @@ impl ScheduleSpec {
             let b = a.and_then(|a| expr.next_after(a, 0));
             if let (Some(a), Some(b)) = (a, b) {
                 if b - a < limits::SCHEDULE_INTERVAL_MS_MIN {
-                    return Err(invalid("cron", "fires more than once a second"));
+                    return Err(Rejection::invalid("cron", "fires more than once a second"));
                 }
             }
         }
         if let (Some(s), Some(e)) = (self.start_ms, self.end_ms) {
             if e <= s {
-                return Err(invalid("end_ms", format!("is {e}, not after start_ms {s}")));
+                return Err(Rejection::invalid(
+                    "end_ms",
+                    format!("is {e}, not after start_ms {s}"),
+                ));
             }
         }
         if let CatchUp::All(n) = self.catch_up {
             if !(1..=limits::CATCH_UP_TICKS_MAX).contains(&n) {
-                return Err(invalid(
+                return Err(Rejection::invalid(
                     "catch_up",
                     format!(
                         "all:{n}: the bound must be 1..={}",
@@ -318,7 +314,7 @@ impl ScheduleSpec {
             Target::Job(spec) => {
                 spec.validate()?;
                 if spec.idempotency_key.is_some() {
-                    return Err(invalid(
+                    return Err(Rejection::invalid(
                         "idempotency_key",
                         "is set by the schedule (schedule:ID:TICK)",
                     ));
@@ -660,7 +656,7 @@ impl Schedules {
         let now = ctx.now_ms;
         let s = &self.by_id[&id];
         if to_ms < from_ms || to_ms > now {
-            return Err(Response::Rejected(invalid(
+            return Err(Response::Rejected(Rejection::invalid(
                 "to_ms",
                 format!(
                     "the range {from_ms}..={to_ms} must be ordered and in the past (now {now})"
@@ -673,7 +669,7 @@ impl Schedules {
         let mut t = next_after(from_ms.saturating_sub(1));
         while let Some(tick) = t.filter(|t| *t <= to_ms) {
             if ticks.len() >= limits::BACKFILL_TICKS_MAX {
-                return Err(Response::Rejected(invalid(
+                return Err(Response::Rejected(Rejection::invalid(
                     "to_ms",
                     format!(
                         "the range holds more than {} ticks (BACKFILL_TICKS_MAX)",

@@ -1,7 +1,7 @@
 //! What the jobs subsystem checks: requests before they change anything (a submit's times
 //! and room, a lease request's fields), and its invariants after every apply in debug builds.
 
-use super::super::command::{exhausted, invalid, Ctx, Response};
+use super::super::command::{exhausted, in_range, invalid, Ctx, Response};
 use super::super::index::Index;
 use super::super::job::{validate_name, validate_queue_name, Attempt, Job, JobSpec, JobState};
 use super::super::limits;
@@ -70,23 +70,16 @@ impl Jobs {
         max: u32,
         ttl_ms: Option<u64>,
     ) -> Result<(), Response> {
-        if !(1..=limits::LEASE_BATCH_MAX).contains(&max) {
-            return Err(invalid(
-                "max",
-                format!("is {max}, must be 1..={}", limits::LEASE_BATCH_MAX),
-            ));
-        }
+        in_range("max", max.into(), 1, limits::LEASE_BATCH_MAX.into())
+            .map_err(Response::Rejected)?;
         if let Some(ttl) = ttl_ms {
-            if !(limits::LEASE_TTL_MS_MIN..=limits::LEASE_TTL_MS_MAX).contains(&ttl) {
-                return Err(invalid(
-                    "ttl_ms",
-                    format!(
-                        "is {ttl}, must be {}..={}",
-                        limits::LEASE_TTL_MS_MIN,
-                        limits::LEASE_TTL_MS_MAX
-                    ),
-                ));
-            }
+            in_range(
+                "ttl_ms",
+                ttl,
+                limits::LEASE_TTL_MS_MIN,
+                limits::LEASE_TTL_MS_MAX,
+            )
+            .map_err(Response::Rejected)?;
         }
         if queues.len() > limits::LEASE_QUEUES_MAX {
             return Err(invalid(

@@ -4,9 +4,8 @@
 
 use std::collections::BTreeSet;
 
-use super::super::command::{precondition, Response};
+use super::super::command::{precondition, Rejection, Response};
 use super::super::job::JobId;
-use super::spec::invalid;
 use super::{Compensation, Condition, StepRun, StepState, Workflow, WorkflowId, WorkflowState};
 
 impl Workflow {
@@ -238,7 +237,7 @@ impl Workflow {
         let id = self.id;
         let state = self.state;
         let Some(i) = self.step_index(name) else {
-            return Err(Response::Rejected(invalid(
+            return Err(Response::Rejected(Rejection::invalid(
                 "step",
                 format!("workflow {id} has no step {name:?}"),
             )));

@@ -3,20 +3,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::super::command::Rejection;
+use super::super::command::{in_range, Rejection};
 use super::super::job::{validate_name, JobSpec};
 use super::super::limits;
 use super::{Condition, WorkflowSpec};
 
 /// Dependencies of each step as indexes with conditions, and dependents of each step.
 pub(crate) type Resolved = (Vec<Vec<(u32, Condition)>>, Vec<Vec<u32>>);
-
-pub(super) fn invalid(field: impl Into<String>, message: impl Into<String>) -> Rejection {
-    Rejection::Invalid {
-        field: field.into(),
-        message: message.into(),
-    }
-}
 
 impl WorkflowSpec {
     /// Rough encoded size: the sum of its job templates.
@@ -43,21 +36,20 @@ impl WorkflowSpec {
     /// Validates and resolves dependencies to indexes: (deps, dependents).
     pub(crate) fn resolve(&self) -> Result<Resolved, Rejection> {
         validate_name("name", &self.name, limits::WORKFLOW_NAME_BYTES_MAX)?;
-        if !(1..=limits::WORKFLOW_PARALLEL_MAX).contains(&self.max_parallel) {
-            return Err(invalid(
-                "max_parallel",
-                format!(
-                    "is {}, must be 1..={}",
-                    self.max_parallel,
-                    limits::WORKFLOW_PARALLEL_MAX
-                ),
+        in_range(
+            "max_parallel",
+            self.max_parallel.into(),
+            1,
+            limits::WORKFLOW_PARALLEL_MAX.into(),
+        )?;
+        if self.steps.is_empty() {
+            return Err(Rejection::invalid(
+                "steps",
+                "a workflow needs at least one step",
             ));
         }
-        if self.steps.is_empty() {
-            return Err(invalid("steps", "a workflow needs at least one step"));
-        }
         if self.steps.len() > limits::WORKFLOW_STEPS_MAX {
-            return Err(invalid(
+            return Err(Rejection::invalid(
                 "steps",
                 format!(
                     "has {} steps, the limit is {}",
@@ -68,7 +60,7 @@ impl WorkflowSpec {
         }
         let weight = self.weight();
         if weight > limits::WORKFLOW_BYTES_MAX {
-            return Err(invalid(
+            return Err(Rejection::invalid(
                 "steps",
                 format!(
                     "the step definitions take about {weight} bytes, the limit is {}",
@@ -84,7 +76,7 @@ impl WorkflowSpec {
                 limits::STEP_NAME_BYTES_MAX,
             )?;
             if let Some(first) = by_name.insert(&step.name, i as u32) {
-                return Err(invalid(
+                return Err(Rejection::invalid(
                     format!("steps[{i}].name"),
                     format!("duplicate step name {:?} (also steps[{first}])", step.name),
                 ));
@@ -92,7 +84,7 @@ impl WorkflowSpec {
         }
         let edges: usize = self.steps.iter().map(|s| s.depends_on.len()).sum();
         if edges > limits::WORKFLOW_EDGES_MAX {
-            return Err(invalid(
+            return Err(Rejection::invalid(
                 "steps",
                 format!(
                     "has {edges} dependencies in all, the limit is {}",
@@ -107,12 +99,12 @@ impl WorkflowSpec {
             let template = |prefix: &str, spec: &JobSpec| {
                 spec.validate().map_err(|r| match r {
                     Rejection::Invalid { field, message } => {
-                        invalid(at(&format!("{prefix}{field}")), message)
+                        Rejection::invalid(at(&format!("{prefix}{field}")), message)
                     }
                     other => other,
                 })?;
                 if spec.idempotency_key.is_some() {
-                    return Err(invalid(
+                    return Err(Rejection::invalid(
                         at(&format!("{prefix}idempotency_key")),
                         "is not allowed in a workflow step",
                     ));
@@ -127,13 +119,19 @@ impl WorkflowSpec {
             for (k, dep) in step.depends_on.iter().enumerate() {
                 let field = at(&format!("depends_on[{k}]"));
                 let Some(&j) = by_name.get(dep.step.as_str()) else {
-                    return Err(invalid(field, format!("unknown step {:?}", dep.step)));
+                    return Err(Rejection::invalid(
+                        field,
+                        format!("unknown step {:?}", dep.step),
+                    ));
                 };
                 if j as usize == i {
-                    return Err(invalid(field, "a step cannot depend on itself"));
+                    return Err(Rejection::invalid(field, "a step cannot depend on itself"));
                 }
                 if !seen.insert(j) {
-                    return Err(invalid(field, format!("{:?} is listed twice", dep.step)));
+                    return Err(Rejection::invalid(
+                        field,
+                        format!("{:?} is listed twice", dep.step),
+                    ));
                 }
                 deps[i].push((j, dep.condition));
                 dependents[j as usize].push(i as u32);
@@ -144,7 +142,7 @@ impl WorkflowSpec {
                 .iter()
                 .map(|&i| self.steps[i as usize].name.as_str())
                 .collect();
-            return Err(invalid(
+            return Err(Rejection::invalid(
                 format!("steps[{}].depends_on", path[0]),
                 format!("cycle: {}", path.join(" -> ")),
             ));
