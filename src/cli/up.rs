@@ -14,9 +14,10 @@ use tokio::sync::mpsc;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::machine::limits;
 
 /// How long nodes get to stop after SIGTERM before they are killed.
-const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+const STOP_TIMEOUT: Duration = Duration::from_millis(limits::UP_STOP_MS_MAX);
 
 /// Runs `raftline up`.
 pub async fn run(config_path: &Path) -> Result<()> {
@@ -83,7 +84,7 @@ pub async fn run(config_path: &Path) -> Result<()> {
     println!("Ctrl-C stops every node. In another terminal: raftline cluster status");
 
     let mut running = pids.len();
-    let shutdown = crate::cli::shutdown_signal();
+    let shutdown = super::signal::shutdown_signal();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
