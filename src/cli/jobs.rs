@@ -6,10 +6,11 @@ use clap::Subcommand;
 
 use super::connect::client;
 use super::page::pages;
-use super::parse::{invalid, parse_duration, parse_env};
+use super::parse::{invalid, nonzero, parse_duration, parse_env};
 use super::view;
 use crate::client::Client;
 use crate::error::Result;
+use crate::machine::limits::{self, MAX_ATTEMPTS_MAX, PRIORITY_MAX, PRIORITY_MIN};
 use crate::proto::pb;
 
 /// `raftline submit` options.
@@ -145,12 +146,8 @@ pub enum JobsCmd {
 
 /// Runs `raftline submit`.
 pub async fn submit(addr: &[String], a: SubmitArgs) -> Result<()> {
-    if a.priority == Some(0) {
-        return Err(invalid("priority", "is 0, must be 1..=10".into()));
-    }
-    if a.max_attempts == Some(0) {
-        return Err(invalid("max_attempts", "is 0, must be 1..=100".into()));
-    }
+    nonzero("priority", a.priority, PRIORITY_MIN, PRIORITY_MAX)?;
+    nonzero("max_attempts", a.max_attempts, 1, MAX_ATTEMPTS_MAX)?;
     let now = crate::raft::wall_clock_ms();
     let deadline_ms = match &a.deadline {
         Some(d) => Some(now.saturating_add(parse_duration("deadline", d)?)),
@@ -195,13 +192,10 @@ pub async fn submit(addr: &[String], a: SubmitArgs) -> Result<()> {
         deadline_ms,
         resources: a.resource,
     };
-    if req.lease_ttl_ms != 0 && req.lease_ttl_ms < crate::machine::limits::LEASE_TTL_MS_MIN {
+    if req.lease_ttl_ms != 0 && req.lease_ttl_ms < limits::LEASE_TTL_MS_MIN {
         return Err(invalid(
             "lease_ttl",
-            format!(
-                "must be at least {} ms",
-                crate::machine::limits::LEASE_TTL_MS_MIN
-            ),
+            format!("must be at least {} ms", limits::LEASE_TTL_MS_MIN),
         ));
     }
     let client = client(addr)?;
@@ -219,9 +213,7 @@ pub async fn submit(addr: &[String], a: SubmitArgs) -> Result<()> {
 
 /// The retry request of `job retry` and `dlq requeue`; a priority of 0 is refused.
 pub fn retry_request(a: &RetryArgs) -> Result<pb::RetryJobRequest> {
-    if a.priority == Some(0) {
-        return Err(invalid("priority", "is 0, must be 1..=10".into()));
-    }
+    nonzero("priority", a.priority, PRIORITY_MIN, PRIORITY_MAX)?;
     Ok(pb::RetryJobRequest {
         id: a.id,
         argv: a.argv.clone(),

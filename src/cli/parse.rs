@@ -14,6 +14,14 @@ pub fn invalid(field: &str, message: String) -> Error {
     }
 }
 
+/// Refuses 0 for a flag whose range is `min..=max` (the server checks the rest of the range).
+pub fn nonzero(field: &str, value: Option<u32>, min: u32, max: u32) -> Result<()> {
+    if value == Some(0) {
+        return Err(invalid(field, format!("is 0, must be {min}..={max}")));
+    }
+    Ok(())
+}
+
 /// Parses a duration such as `250ms`, `30s`, `5m`, `2h` or `1d` into ms.
 pub fn parse_duration(field: &str, text: &str) -> Result<u64> {
     let text = text.trim();

@@ -34,6 +34,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::machine::limits::{MAX_ATTEMPTS_MAX, PRIORITY_MAX, PRIORITY_MIN};
 use crate::proto::{self, pb};
 
 /// A step (or, without `name`/`depends_on`/`compensate`, a compensation job) in a file.
@@ -133,15 +134,18 @@ impl FileStep {
             (None, Some(0)) => {
                 return Err(invalid(
                     format!("{at}max_attempts"),
-                    "is 0, must be 1..=100",
+                    format!("is 0, must be 1..={MAX_ATTEMPTS_MAX}"),
                 ))
             }
             (None, Some(m)) => m,
             (None, None) => 0,
         };
-        if self.priority == Some(0) {
-            return Err(invalid(format!("{at}priority"), "is 0, must be 1..=10"));
-        }
+        super::parse::nonzero(
+            &format!("{at}priority"),
+            self.priority,
+            PRIORITY_MIN,
+            PRIORITY_MAX,
+        )?;
         let duration = |field: &str, text: &Option<String>| -> Result<Option<u64>> {
             text.as_deref()
                 .map(|t| super::parse::parse_duration(&format!("{at}{field}"), t))
