@@ -40,34 +40,7 @@ pub async fn run(config_path: &Path) -> Result<()> {
     );
     for node in &config.nodes {
         let log_path = config.data_dir.join(format!("node-{}.log", node.id));
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(|e| Error::Config(format!("{}: {e}", log_path.display())))?;
-        let err_log = log
-            .try_clone()
-            .map_err(|e| Error::Internal(e.to_string()))?;
-        let mut command = Command::new(&exe);
-        command
-            .arg("node")
-            .arg("--config")
-            .arg(&config_path)
-            .arg("--id")
-            .arg(node.id.to_string())
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(err_log);
-        // SAFETY: prctl is async-signal-safe and touches only the child's own attributes.
-        unsafe {
-            command.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-                Ok(())
-            });
-        }
-        let child = command
-            .spawn()
-            .map_err(|e| Error::Internal(format!("starting node {}: {e}", node.id)))?;
+        let child = spawn(&exe, &config_path, node.id, &log_path)?;
         let pid = child.id().unwrap_or(0);
         pids.push((node.id, pid));
         println!(
@@ -133,6 +106,39 @@ pub async fn run(config_path: &Path) -> Result<()> {
         println!("raftline up: killed nodes that did not stop within {STOP_TIMEOUT:?}");
     }
     Ok(())
+}
+
+/// Starts `raftline node --config CONFIG --id ID` with its output appended to `log_path`; it
+/// gets SIGTERM if this launcher dies.
+fn spawn(exe: &Path, config_path: &Path, id: u64, log_path: &Path) -> Result<Child> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path)
+        .map_err(|e| Error::Config(format!("{}: {e}", log_path.display())))?;
+    let err_log = log
+        .try_clone()
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    let mut command = Command::new(exe);
+    command
+        .arg("node")
+        .arg("--config")
+        .arg(config_path)
+        .arg("--id")
+        .arg(id.to_string())
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(err_log);
+    // SAFETY: prctl is async-signal-safe and touches only the child's own attributes.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+    command
+        .spawn()
+        .map_err(|e| Error::Internal(format!("starting node {id}: {e}")))
 }
 
 async fn watch(id: u64, mut child: Child, exits: mpsc::Sender<(u64, String)>) {

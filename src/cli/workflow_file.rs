@@ -17,7 +17,7 @@
 //! timeout = "10m"                # also lease_ttl = "30s"
 //! tags = ["ci"]
 //! requires = ["docker"]          # capabilities a worker must offer
-//! resources = ["deploy_slot", "test_redis:1"]   # held while it runs (see resources.rs)
+//! resources = ["deploy_slot", "test_redis:1"]   # held while it runs (see machine::resources)
 //! env = { CI = "1" }
 //! cwd = "/srv/app"
 //! permanent_exit_codes = [2]
