@@ -148,7 +148,6 @@ pub enum Cmd {
         command: DagCmd,
     },
     /// Run an external worker: lease jobs over the API and run them. Shell jobs run their own
-    /// Run an external worker: lease jobs over the API and run them. Shell jobs run their own
     /// argv; external jobs run CMD with their payload on stdin.
     Worker(WorkerArgs),
 }

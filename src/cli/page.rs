@@ -1,9 +1,8 @@
-//! Lists longer than one server page. The server answers at most
-//! [`LIST_LIMIT_MAX`](crate::machine::limits::LIST_LIMIT_MAX) items per call (and refuses a
-//! larger `limit`), so a `--limit` above it is read as several calls, each starting after the
-//! last id of the one before, until the limit is reached or a page comes back empty. A limit
-//! within one page is a single call, exactly as the user gave it (0 asks for the server's
-//! default).
+//! Lists longer than one server page. The server answers at most [`LIST_LIMIT_MAX`] items
+//! per call (and refuses a larger `limit`), so a `--limit` above it is read as several calls,
+//! each starting after the last id of the one before, until the limit is reached or a page
+//! comes back empty. A limit within one page is a single call, exactly as the user gave it (0
+//! asks for the server's default).
 
 use std::future::Future;
 
