@@ -7,7 +7,8 @@
 //! [`worker`], [`up`] and [`node`]. Below the groups sit the shared pieces: [`connect`] (which
 //! nodes to talk to), [`parse`] (flag values), [`page`] (lists longer than a server page),
 //! [`view`] (JSON output) and [`signal`]. The groups use those and [`crate::client`]; nothing
-//! below a group imports it.
+//! below a group imports it, and the one group another uses is [`jobs`] (dead letters are
+//! listed and requeued as jobs are).
 //!
 //! Exit codes: 0 success; 2 usage or invalid input (bad flag, INVALID_ARGUMENT, bad config);
 //! 1 any other failure (cluster unavailable, not found, I/O).

@@ -2,7 +2,8 @@
 //! per call (and refuses a larger `limit`), so a `--limit` above it is read as several calls,
 //! each starting after the last id of the one before, until the limit is reached or a page
 //! comes back empty. A limit within one page is a single call, exactly as the user gave it (0
-//! asks for the server's default).
+//! asks for the server's default). Pages are printed as they arrive, so a call failing after
+//! the first page ends the command with its error after the items already printed.
 
 use std::future::Future;
 
