@@ -3,13 +3,17 @@
 //! Layers, top to bottom (see DESIGN.md): [`cli`] and [`client`] speak gRPC to [`server`],
 //! which validates requests and hands them to [`raft`] (the only module naming openraft),
 //! which replicates [`machine::Command`]s into the pure, deterministic [`machine`].
+//!
+//! The client side has its own folders: `cli/` (the command line, one file per command group,
+//! with the workflow file reader, the views and `raftline up`) over `client/` (the gRPC client
+//! with leader discovery and bounded, never-duplicating retries). `client` imports neither the
+//! command line nor the node side.
 #![warn(missing_docs)]
 
 pub mod cli;
 pub mod client;
 pub mod codec;
 pub mod config;
-pub mod dag;
 pub mod error;
 pub mod machine;
 pub mod node;
@@ -17,7 +21,6 @@ pub mod proto;
 pub mod raft;
 pub mod server;
 pub mod ticker;
-pub mod up;
 pub mod worker;
 
 pub use error::{Error, Result};

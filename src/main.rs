@@ -1,4 +1,4 @@
-//! The `raftline` binary: parses the command line and runs it (see `cli.rs`).
+//! The `raftline` binary: parses the command line and runs it (see `cli/`).
 
 use std::process::ExitCode;
 

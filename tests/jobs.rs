@@ -584,4 +584,40 @@ async fn submit_batch_and_complete_and_lease() {
     assert_eq!(reply.jobs.len(), 5);
     let q = client.queue("bulk", false).await.unwrap();
     assert_eq!((q.succeeded, q.leased, q.ready), (2, 6, 292), "{q:?}");
+
+    // `jobs list --limit` above the server's page size (1,000) reads page after page: never
+    // cut short, never past the limit, ids in order.
+    let paged = |i: usize| pb::SubmitRequest {
+        queue: "paged".into(),
+        ..job(i)
+    };
+    let mut all = ids.clone();
+    all.extend(
+        client
+            .submit_batch((0..1000).map(paged).collect())
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.id),
+    );
+    let out = c.cli(&["jobs", "list", "--limit", "1250", "--json"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let list: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let listed: Vec<u64> = list.iter().map(|j| j["id"].as_u64().unwrap()).collect();
+    assert_eq!(listed, all[..1250]);
+    let out = c.cli(&["jobs", "list", "--limit", "5000"]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1300);
+
+    // A worker concurrency out of range is refused (exit 2, the flag and range named), not
+    // clamped.
+    for bad in ["0", "257"] {
+        let out = c.cli(&["worker", "--concurrency", bad]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+        assert!(
+            err.contains("--concurrency") && err.contains("1..=256"),
+            "{err}"
+        );
+    }
 }

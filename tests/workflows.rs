@@ -137,7 +137,7 @@ async fn release_plan_runs_to_success_within_max_parallel() {
 async fn plan_survives_kill9_of_leader_and_of_a_worker_node() {
     let mut c = Cluster::start(Settings::default()).await;
     let client = c.client();
-    let req = raftline::dag::load(&example("release-plan.toml")).unwrap();
+    let req = raftline::cli::workflow_file::load(&example("release-plan.toml")).unwrap();
     let id = client.submit_workflow(req).await.expect("submit");
     let progress = |n: usize| {
         let client = &client;

@@ -754,7 +754,8 @@ async fn dag(b: &mut Bench, steps: usize, plan_serial: bool) {
         ms(&h2, 0.5),
     );
     let plan_file = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/release-plan.toml");
-    let plan = raftline::dag::load(std::path::Path::new(plan_file)).expect("example plan");
+    let plan =
+        raftline::cli::workflow_file::load(std::path::Path::new(plan_file)).expect("example plan");
     let parallel = run_plan(client.clone(), plan.clone(), 16).await;
     let serial = if plan_serial {
         let mut one = plan.clone();

@@ -275,3 +275,21 @@ pub const TRIGGER_DEPTH_MAX: u8 = 8;
 /// Past it, submits get RESOURCE_EXHAUSTED (backpressure) like past `JOBS_MAX`.
 pub const JOBS_BYTES_MAX: u64 = 2 * 1024 * 1024 * 1024;
 const _: () = assert!(WORKFLOW_PARALLEL_DEFAULT <= WORKFLOW_PARALLEL_MAX);
+
+// Client side: the command line and the client library. Not replicated state, but bounded
+// the same way: a user-given value past these is refused, never clamped.
+
+/// Most jobs one `raftline worker` runs at once (`--concurrency`): each is a child process
+/// with its own output capture, and past a few hundred a host is better served by several
+/// workers. The same bound as a node's `workers_max`.
+pub const WORKER_CONCURRENCY_MAX: u32 = 256;
+/// How long `raftline cluster status` waits for each node's own answer before showing it as
+/// unreachable: a live node answers from memory within milliseconds.
+pub const CLI_NODE_STATUS_MS_MAX: u64 = 2_000;
+/// How long `raftline up` gives its nodes to stop after SIGTERM before killing them: enough to
+/// drain in-flight calls and hand leases back.
+pub const UP_STOP_MS_MAX: u64 = 10_000;
+/// How long the client waits to connect to one node before it tries the next: a reachable node
+/// on a LAN connects within milliseconds, and a write may only move on while unsent.
+pub const CLIENT_CONNECT_MS_MAX: u64 = 1_000;
+const _: () = assert!(WORKER_CONCURRENCY_MAX <= LEASE_BATCH_MAX);

@@ -1,6 +1,5 @@
-//! Workflow files and views, for the CLI: a definition in TOML or JSON becomes a
-//! [`pb::SubmitWorkflowRequest`]; a [`pb::Workflow`] is shown as text (a Gantt-like table),
-//! DOT, Mermaid or JSON.
+//! Workflow files, for the CLI: a definition in TOML or JSON becomes a
+//! [`pb::SubmitWorkflowRequest`] (how a workflow is shown is [`super::workflow_view`]).
 //!
 //! ## File format
 //!
@@ -18,7 +17,7 @@
 //! timeout = "10m"                # also lease_ttl = "30s"
 //! tags = ["ci"]
 //! requires = ["docker"]          # capabilities a worker must offer
-//! resources = ["deploy_slot", "test_redis:1"]   # held while it runs (see resources.rs)
+//! resources = ["deploy_slot", "test_redis:1"]   # held while it runs (see machine::resources)
 //! env = { CI = "1" }
 //! cwd = "/srv/app"
 //! permanent_exit_codes = [2]
@@ -30,12 +29,12 @@
 //! too early. The same checks as the server's run offline in `raftline dag validate`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write as _;
 use std::path::Path;
 
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::machine::limits::{MAX_ATTEMPTS_MAX, PRIORITY_MAX, PRIORITY_MIN};
 use crate::proto::{self, pb};
 
 /// A step (or, without `name`/`depends_on`/`compensate`, a compensation job) in a file.
@@ -135,18 +134,21 @@ impl FileStep {
             (None, Some(0)) => {
                 return Err(invalid(
                     format!("{at}max_attempts"),
-                    "is 0, must be 1..=100",
+                    format!("is 0, must be 1..={MAX_ATTEMPTS_MAX}"),
                 ))
             }
             (None, Some(m)) => m,
             (None, None) => 0,
         };
-        if self.priority == Some(0) {
-            return Err(invalid(format!("{at}priority"), "is 0, must be 1..=10"));
-        }
+        super::parse::nonzero(
+            &format!("{at}priority"),
+            self.priority,
+            PRIORITY_MIN,
+            PRIORITY_MAX,
+        )?;
         let duration = |field: &str, text: &Option<String>| -> Result<Option<u64>> {
             text.as_deref()
-                .map(|t| crate::cli::parse_duration(&format!("{at}{field}"), t))
+                .map(|t| super::parse::parse_duration(&format!("{at}{field}"), t))
                 .transpose()
         };
         Ok(pb::SubmitRequest {
@@ -241,297 +243,6 @@ pub fn load(path: &Path) -> Result<pb::SubmitWorkflowRequest> {
 /// Runs every check the server runs (shape, names, limits, job templates), offline.
 pub fn check(req: &pb::SubmitWorkflowRequest) -> Result<()> {
     proto::workflow_spec(req.clone()).map(|_| ())
-}
-
-/// Steps in an order where each comes after its dependencies (file order among equals).
-fn topo(w: &pb::Workflow) -> Vec<usize> {
-    let index: HashMap<&str, usize> = w
-        .steps
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.name.as_str(), i))
-        .collect();
-    let mut missing: Vec<usize> = w.steps.iter().map(|s| s.depends_on.len()).collect();
-    let mut dependents = vec![Vec::new(); w.steps.len()];
-    for (i, s) in w.steps.iter().enumerate() {
-        for d in &s.depends_on {
-            if let Some(&j) = index.get(d.step.as_str()) {
-                dependents[j].push(i);
-            }
-        }
-    }
-    let mut ready: std::collections::BTreeSet<usize> =
-        (0..w.steps.len()).filter(|&i| missing[i] == 0).collect();
-    let mut order = Vec::with_capacity(w.steps.len());
-    while let Some(i) = ready.pop_first() {
-        order.push(i);
-        for &d in &dependents[i] {
-            missing[d] -= 1;
-            if missing[d] == 0 {
-                ready.insert(d);
-            }
-        }
-    }
-    order
-}
-
-fn secs(ms: u64) -> String {
-    format!("{:.1}s", ms as f64 / 1000.0)
-}
-
-/// Run time of a step: first lease to end (or to the view's time while running).
-fn run_ms(w: &pb::Workflow, s: &pb::WorkflowStep) -> Option<u64> {
-    let start = s.started_ms?;
-    Some(s.ended_ms.unwrap_or(w.now_ms).saturating_sub(start))
-}
-
-/// A text view: header, then one line per step in dependency order with its state, start
-/// offset, run time and a bar on a shared time axis; `*` marks the critical path.
-pub fn text(w: &pb::Workflow) -> String {
-    let mut out = String::new();
-    let end = w.finished_ms.unwrap_or(w.now_ms);
-    let span = end.saturating_sub(w.created_ms).max(1);
-    let paused = if w.paused { " (paused)" } else { "" };
-    writeln!(
-        out,
-        "workflow {} {:?}: {}{paused}, {} steps, {} running, wall {}, policy {}, max_parallel {}",
-        w.id,
-        w.name,
-        w.state,
-        w.steps.len(),
-        w.running,
-        secs(span),
-        w.failure_policy,
-        w.max_parallel
-    )
-    .unwrap();
-    writeln!(
-        out,
-        "critical path ({}): {}",
-        secs(w.critical_path_ms),
-        w.critical_path.join(" -> ")
-    )
-    .unwrap();
-    let width = w
-        .steps
-        .iter()
-        .map(|s| s.name.len())
-        .max()
-        .unwrap_or(4)
-        .max(4);
-    const BAR: u64 = 40;
-    writeln!(
-        out,
-        "  {:width$}  {:10} {:>8} {:>8}  TIMELINE",
-        "STEP", "STATE", "START", "RUN"
-    )
-    .unwrap();
-    for i in topo(w) {
-        let s = &w.steps[i];
-        let mark = if s.on_critical_path { '*' } else { ' ' };
-        let start = s
-            .started_ms
-            .map(|t| format!("+{}", secs(t.saturating_sub(w.created_ms))))
-            .unwrap_or_else(|| "-".into());
-        let run = run_ms(w, s).map(secs).unwrap_or_else(|| "-".into());
-        let bar = match s.started_ms {
-            Some(t) => {
-                let from = (t.saturating_sub(w.created_ms) * BAR / span).min(BAR - 1);
-                let to = (s.ended_ms.unwrap_or(w.now_ms).saturating_sub(w.created_ms) * BAR / span)
-                    .clamp(from + 1, BAR);
-                format!(
-                    "{}{}",
-                    " ".repeat(from as usize),
-                    "#".repeat((to - from) as usize)
-                )
-            }
-            None => String::new(),
-        };
-        let undo = if s.compensation_state.is_empty() {
-            String::new()
-        } else {
-            format!(" undo: {}", s.compensation_state)
-        };
-        writeln!(
-            out,
-            "{mark} {:width$}  {:10} {:>8} {:>8}  |{bar:<40}|{undo}",
-            s.name, s.state, start, run
-        )
-        .unwrap();
-        if !s.error.is_empty() && !matches!(s.state.as_str(), "succeeded") {
-            writeln!(out, "  {:width$}  ^ {}", "", s.error).unwrap();
-        }
-    }
-    out
-}
-
-fn dot_quote(s: &str) -> String {
-    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
-}
-
-fn color(state: &str) -> &'static str {
-    match state {
-        "succeeded" => "palegreen",
-        "failed" => "salmon",
-        "running" => "lightskyblue",
-        "ready" => "lightyellow",
-        "skipped" | "cancelled" => "lightgrey",
-        _ => "white",
-    }
-}
-
-/// Graphviz DOT: nodes coloured by state, edges labelled with non-default conditions, the
-/// critical path in bold.
-pub fn dot(w: &pb::Workflow) -> String {
-    let mut out = String::new();
-    writeln!(out, "digraph {} {{", dot_quote(&w.name)).unwrap();
-    writeln!(out, "  rankdir=LR;").unwrap();
-    writeln!(out, "  node [shape=box, style=\"rounded,filled\"];").unwrap();
-    for s in &w.steps {
-        let run = run_ms(w, s)
-            .map(|ms| format!(" {}", secs(ms)))
-            .unwrap_or_default();
-        let pen = if s.on_critical_path {
-            ", penwidth=2"
-        } else {
-            ""
-        };
-        writeln!(
-            out,
-            "  {} [label={}, fillcolor={}{pen}];",
-            dot_quote(&s.name),
-            // DOT's own `\n` escape (a line break in the label), after quoting.
-            dot_quote(&format!("{}\u{1}{}{run}", s.name, s.state)).replace('\u{1}', "\\n"),
-            color(&s.state)
-        )
-        .unwrap();
-    }
-    let on_path = |a: &str, b: &str| w.critical_path.windows(2).any(|p| p[0] == a && p[1] == b);
-    for s in &w.steps {
-        for d in &s.depends_on {
-            let mut attrs = Vec::new();
-            if d.condition != "success" && !d.condition.is_empty() {
-                attrs.push(format!("label={}, style=dashed", dot_quote(&d.condition)));
-            }
-            if on_path(&d.step, &s.name) {
-                attrs.push("penwidth=2".into());
-            }
-            let attrs = if attrs.is_empty() {
-                String::new()
-            } else {
-                format!(" [{}]", attrs.join(", "))
-            };
-            writeln!(
-                out,
-                "  {} -> {}{attrs};",
-                dot_quote(&d.step),
-                dot_quote(&s.name)
-            )
-            .unwrap();
-        }
-    }
-    out.push_str("}\n");
-    out
-}
-
-/// Mermaid flowchart: one node per step (ids `s0`, `s1`, ... so any step name is safe), a
-/// class per state, dotted edges for non-default conditions.
-pub fn mermaid(w: &pb::Workflow) -> String {
-    let mut out = String::from("flowchart LR\n");
-    let id: HashMap<&str, usize> = w
-        .steps
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.name.as_str(), i))
-        .collect();
-    for (i, s) in w.steps.iter().enumerate() {
-        let label = format!("{}<br/>{}", s.name, s.state).replace('"', "#quot;");
-        writeln!(out, "  s{i}[\"{label}\"]:::{}", s.state).unwrap();
-    }
-    for (i, s) in w.steps.iter().enumerate() {
-        for d in &s.depends_on {
-            let Some(from) = id.get(d.step.as_str()) else {
-                continue;
-            };
-            if d.condition.is_empty() || d.condition == "success" {
-                writeln!(out, "  s{from} --> s{i}").unwrap();
-            } else {
-                writeln!(out, "  s{from} -. {} .-> s{i}", d.condition).unwrap();
-            }
-        }
-    }
-    for state in [
-        "waiting",
-        "ready",
-        "running",
-        "succeeded",
-        "failed",
-        "skipped",
-        "cancelled",
-    ] {
-        writeln!(out, "  classDef {state} fill:{}", css(color(state))).unwrap();
-    }
-    out
-}
-
-fn css(name: &str) -> &'static str {
-    match name {
-        "palegreen" => "#98fb98",
-        "salmon" => "#fa8072",
-        "lightskyblue" => "#87cefa",
-        "lightyellow" => "#ffffe0",
-        "lightgrey" => "#d3d3d3",
-        _ => "#ffffff",
-    }
-}
-
-/// A workflow as JSON.
-pub fn json(w: &pb::Workflow) -> serde_json::Value {
-    let steps: Vec<serde_json::Value> = w
-        .steps
-        .iter()
-        .map(|s| {
-            serde_json::json!({
-                "name": s.name,
-                "state": s.state,
-                "queue": s.queue,
-                "depends_on": s.depends_on.iter().map(|d| serde_json::json!({
-                    "step": d.step,
-                    "condition": d.condition,
-                })).collect::<Vec<_>>(),
-                "job_id": (s.job_id != 0).then_some(s.job_id),
-                "runs": s.runs,
-                "attempts": s.attempts,
-                "ready_ms": s.ready_ms,
-                "started_ms": s.started_ms,
-                "ended_ms": s.ended_ms,
-                "run_ms": run_ms(w, s),
-                "error": s.error,
-                "skipped_by_operator": s.skipped_by_operator,
-                "has_compensation": s.has_compensation,
-                "compensation_state": (!s.compensation_state.is_empty())
-                    .then_some(&s.compensation_state),
-                "compensation_job_id": (s.compensation_job_id != 0)
-                    .then_some(s.compensation_job_id),
-                "on_critical_path": s.on_critical_path,
-            })
-        })
-        .collect();
-    serde_json::json!({
-        "id": w.id,
-        "name": w.name,
-        "state": w.state,
-        "paused": w.paused,
-        "failure_policy": w.failure_policy,
-        "max_parallel": w.max_parallel,
-        "created_ms": w.created_ms,
-        "finished_ms": w.finished_ms,
-        "running": w.running,
-        "now_ms": w.now_ms,
-        "critical_path": w.critical_path,
-        "critical_path_ms": w.critical_path_ms,
-        "steps": steps,
-    })
 }
 
 #[cfg(test)]

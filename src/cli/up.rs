@@ -14,9 +14,10 @@ use tokio::sync::mpsc;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::machine::limits;
 
 /// How long nodes get to stop after SIGTERM before they are killed.
-const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+const STOP_TIMEOUT: Duration = Duration::from_millis(limits::UP_STOP_MS_MAX);
 
 /// Runs `raftline up`.
 pub async fn run(config_path: &Path) -> Result<()> {
@@ -39,34 +40,7 @@ pub async fn run(config_path: &Path) -> Result<()> {
     );
     for node in &config.nodes {
         let log_path = config.data_dir.join(format!("node-{}.log", node.id));
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(|e| Error::Config(format!("{}: {e}", log_path.display())))?;
-        let err_log = log
-            .try_clone()
-            .map_err(|e| Error::Internal(e.to_string()))?;
-        let mut command = Command::new(&exe);
-        command
-            .arg("node")
-            .arg("--config")
-            .arg(&config_path)
-            .arg("--id")
-            .arg(node.id.to_string())
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(err_log);
-        // SAFETY: prctl is async-signal-safe and touches only the child's own attributes.
-        unsafe {
-            command.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-                Ok(())
-            });
-        }
-        let child = command
-            .spawn()
-            .map_err(|e| Error::Internal(format!("starting node {}: {e}", node.id)))?;
+        let child = spawn(&exe, &config_path, node.id, &log_path)?;
         let pid = child.id().unwrap_or(0);
         pids.push((node.id, pid));
         println!(
@@ -83,7 +57,7 @@ pub async fn run(config_path: &Path) -> Result<()> {
     println!("Ctrl-C stops every node. In another terminal: raftline cluster status");
 
     let mut running = pids.len();
-    let shutdown = crate::cli::shutdown_signal();
+    let shutdown = super::signal::shutdown_signal();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -132,6 +106,39 @@ pub async fn run(config_path: &Path) -> Result<()> {
         println!("raftline up: killed nodes that did not stop within {STOP_TIMEOUT:?}");
     }
     Ok(())
+}
+
+/// Starts `raftline node --config CONFIG --id ID` with its output appended to `log_path`; it
+/// gets SIGTERM if this launcher dies.
+fn spawn(exe: &Path, config_path: &Path, id: u64, log_path: &Path) -> Result<Child> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path)
+        .map_err(|e| Error::Config(format!("{}: {e}", log_path.display())))?;
+    let err_log = log
+        .try_clone()
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    let mut command = Command::new(exe);
+    command
+        .arg("node")
+        .arg("--config")
+        .arg(config_path)
+        .arg("--id")
+        .arg(id.to_string())
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(err_log);
+    // SAFETY: prctl is async-signal-safe and touches only the child's own attributes.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+    command
+        .spawn()
+        .map_err(|e| Error::Internal(format!("starting node {id}: {e}")))
 }
 
 async fn watch(id: u64, mut child: Child, exits: mpsc::Sender<(u64, String)>) {

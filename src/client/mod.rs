@@ -1,24 +1,32 @@
-//! A client of the public API over one or more node addresses, used by the CLI, tests,
-//! `jepsen/` and `bench/`.
+//! A client of the public API over one or more node addresses, used by the CLI, the external
+//! worker, tests, `jepsen/` and `bench/`.
 //!
 //! Any node serves every call (followers forward writes to the leader), so the client only
 //! needs one reachable node. It tries the addresses in turn, starting with the last one that
-//! answered. A write moves on to the next address only when the request provably never reached
-//! the node (connection refused or not established); once a node has it, its answer is final,
-//! so a retry can never submit a job twice. Reads move on after any UNAVAILABLE.
+//! answered, at most once each per call (so a call's retries are bounded by the address
+//! list). A write moves on to the next address only when the request provably never left this
+//! process (its connection could not be established, see [`retry::not_sent`]); once a node may
+//! have it, its answer is final, so a retry can never submit a job twice. Reads move on after
+//! any UNAVAILABLE.
+//!
+//! This module sits below the command line and the node: it imports only the wire types,
+//! the error type and the limits.
+
+pub mod retry;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tonic::transport::{Channel, Endpoint};
 
-use crate::error::{not_sent, Error, Result};
-use crate::machine::{limits, Report};
+use crate::error::{Error, Result};
+use crate::machine::{limits, ErrorClass, JobId, Report};
 use crate::proto::pb;
 use crate::proto::pb::api_client::ApiClient;
+use retry::not_sent;
 
 /// Connect timeout per node.
-const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(limits::CLIENT_CONNECT_MS_MAX);
 
 /// A client over a fixed set of node addresses.
 pub struct Client {
@@ -36,16 +44,7 @@ impl Client {
             .iter()
             .map(|a| {
                 let addr = a.as_ref().trim().to_string();
-                let endpoint = Endpoint::from_shared(format!("http://{addr}")).map_err(|e| {
-                    Error::Config(format!("--addr {addr:?} is not an address: {e}"))
-                })?;
-                let channel = endpoint
-                    .connect_timeout(CONNECT_TIMEOUT)
-                    .tcp_nodelay(true)
-                    .connect_lazy();
-                let client = ApiClient::new(channel)
-                    .max_decoding_message_size(limits::API_MESSAGE_BYTES_MAX)
-                    .max_encoding_message_size(limits::API_MESSAGE_BYTES_MAX);
+                let client = api_client(&addr)?;
                 Ok((addr, client))
             })
             .collect::<Result<Vec<_>>>()?;
@@ -494,7 +493,7 @@ impl Client {
 
     /// Ends an attempt (worker API); returns the job's new state.
     pub async fn complete(&self, job_id: u64, token: u64, report: &Report) -> Result<String> {
-        let req = crate::worker::complete_request(job_id, token, report);
+        let req = complete_request(job_id, token, report);
         let reply = self
             .call(false, |mut c| {
                 let req = req.clone();
@@ -572,5 +571,31 @@ impl Client {
     /// Whether the client has no addresses (never true for a constructed client).
     pub fn is_empty(&self) -> bool {
         self.nodes.is_empty()
+    }
+}
+
+/// A lazily connecting API client of the node at `addr` (`host:port`).
+fn api_client(addr: &str) -> Result<ApiClient<Channel>> {
+    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| Error::Config(format!("--addr {addr:?} is not an address: {e}")))?;
+    let channel = endpoint
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true)
+        .connect_lazy();
+    Ok(ApiClient::new(channel)
+        .max_decoding_message_size(limits::API_MESSAGE_BYTES_MAX)
+        .max_encoding_message_size(limits::API_MESSAGE_BYTES_MAX))
+}
+
+/// An attempt's report as sent over the wire.
+fn complete_request(job_id: JobId, token: u64, report: &Report) -> pb::CompleteRequest {
+    pb::CompleteRequest {
+        job_id,
+        token,
+        success: report.error_class.is_none(),
+        error_class: report.error_class.map_or("", ErrorClass::name).to_string(),
+        exit_code: report.exit_code,
+        error: report.error.clone(),
+        output_tail: report.output_tail.clone(),
     }
 }

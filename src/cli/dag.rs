@@ -1,0 +1,259 @@
+//! `raftline dag ...`: workflows from a file (see [`super::workflow_file`]), their views (see
+//! [`super::workflow_view`]) and operator controls.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Subcommand;
+
+use super::connect::client;
+use super::page::pages;
+use super::parse::invalid;
+use super::workflow_file;
+use super::workflow_view as view;
+use crate::error::{Error, Result};
+use crate::proto::pb;
+
+/// How often `dag submit --wait` reads the workflow to see whether it ended.
+const WAIT_POLL: Duration = Duration::from_millis(250);
+
+/// `raftline dag ...`
+#[derive(Debug, Subcommand)]
+pub enum DagCmd {
+    /// Check a workflow file offline, as the server would: shape, names, limits, jobs.
+    Validate {
+        /// Workflow file (.toml or .json).
+        file: PathBuf,
+    },
+    /// Start a workflow from a file; prints its id.
+    Submit {
+        /// Workflow file (.toml or .json).
+        file: PathBuf,
+        /// Wait until the workflow ends, then print it (exit 1 unless it succeeded).
+        #[arg(long)]
+        wait: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A workflow with its steps, timings and critical path.
+    Get {
+        /// Workflow id.
+        id: u64,
+        /// Serve from the node's local state (may be behind).
+        #[arg(long)]
+        stale: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A workflow as a timeline (text), Graphviz DOT or a Mermaid flowchart.
+    Show {
+        /// Workflow id.
+        id: u64,
+        /// text | dot | mermaid
+        #[arg(long, default_value = "text")]
+        format: String,
+    },
+    /// List workflows.
+    List {
+        /// Only this state: running | compensating | succeeded | failed | cancelled.
+        #[arg(long)]
+        state: Option<String>,
+        /// Ids above this.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        /// At most this many (default 100); above the server's page size (1000) the list is
+        /// read page by page.
+        #[arg(long, default_value_t = 0)]
+        limit: u32,
+        /// Print JSON lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a workflow: steps not ended are cancelled, running step jobs killed.
+    Cancel {
+        /// Workflow id.
+        id: u64,
+    },
+    /// Start no new steps until resumed (running steps finish).
+    Pause {
+        /// Workflow id.
+        id: u64,
+    },
+    /// Resume a paused workflow.
+    Resume {
+        /// Workflow id.
+        id: u64,
+    },
+    /// Run a failed or cancelled step again, re-opening the steps it blocked.
+    Retry {
+        /// Workflow id.
+        id: u64,
+        /// Step name.
+        step: String,
+    },
+    /// Skip a step not started (or failed): dependents treat it as succeeded.
+    Skip {
+        /// Workflow id.
+        id: u64,
+        /// Step name.
+        step: String,
+    },
+}
+
+/// Runs `raftline dag ...`.
+pub async fn dag(addr: &[String], command: DagCmd) -> Result<()> {
+    let control = |id: u64, op: &'static str, step: String| async move {
+        let state = client(addr)?.control_workflow(id, op, &step).await?;
+        println!("workflow {id}: {state}");
+        Ok(())
+    };
+    match command {
+        DagCmd::Validate { file } => {
+            let req = workflow_file::load(&file)?;
+            workflow_file::check(&req)?;
+            let edges: usize = req.steps.iter().map(|s| s.depends_on.len()).sum();
+            println!(
+                "{}: valid workflow {:?}, {} steps, {edges} dependencies",
+                file.display(),
+                req.name,
+                req.steps.len()
+            );
+            Ok(())
+        }
+        DagCmd::Submit { file, wait, json } => submit(addr, &file, wait, json).await,
+        DagCmd::Get { id, stale, json } => {
+            let w = client(addr)?.workflow(id, stale).await?;
+            if json {
+                println!("{}", view::json(&w));
+            } else {
+                print!("{}", view::text(&w));
+            }
+            Ok(())
+        }
+        DagCmd::Show { id, format } => {
+            let render: fn(&pb::Workflow) -> String = match format.as_str() {
+                "text" => view::text,
+                "dot" => view::dot,
+                "mermaid" => view::mermaid,
+                other => {
+                    return Err(invalid(
+                        "format",
+                        format!("{other:?} is not one of text, dot, mermaid"),
+                    ))
+                }
+            };
+            let w = client(addr)?.workflow(id, false).await?;
+            print!("{}", render(&w));
+            Ok(())
+        }
+        DagCmd::List {
+            state,
+            after,
+            limit,
+            json,
+        } => list(addr, state, after, limit, json).await,
+        DagCmd::Cancel { id } => control(id, "cancel", String::new()).await,
+        DagCmd::Pause { id } => control(id, "pause", String::new()).await,
+        DagCmd::Resume { id } => control(id, "resume", String::new()).await,
+        DagCmd::Retry { id, step } => control(id, "retry", step).await,
+        DagCmd::Skip { id, step } => control(id, "skip", step).await,
+    }
+}
+
+/// Runs `dag submit`: prints the id, or with `wait` the ended workflow (an error unless it
+/// succeeded).
+async fn submit(addr: &[String], file: &Path, wait: bool, json: bool) -> Result<()> {
+    let req = workflow_file::load(file)?;
+    workflow_file::check(&req)?;
+    let client = client(addr)?;
+    let id = client.submit_workflow(req).await?;
+    if !wait {
+        if json {
+            println!("{}", serde_json::json!({ "id": id }));
+        } else {
+            println!("{id}");
+        }
+        return Ok(());
+    }
+    eprintln!("workflow {id} submitted; waiting for it to end");
+    let w = loop {
+        let w = client.workflow(id, false).await?;
+        if matches!(w.state.as_str(), "succeeded" | "failed" | "cancelled") {
+            break w;
+        }
+        tokio::time::sleep(WAIT_POLL).await;
+    };
+    if json {
+        println!("{}", view::json(&w));
+    } else {
+        print!("{}", view::text(&w));
+    }
+    if w.state == "succeeded" {
+        Ok(())
+    } else {
+        Err(Error::FailedPrecondition(format!(
+            "workflow {id} ended {}",
+            w.state
+        )))
+    }
+}
+
+/// Runs `dag list`: a header and one line per workflow, or JSON lines.
+async fn list(
+    addr: &[String],
+    state: Option<String>,
+    after: u64,
+    limit: u32,
+    json: bool,
+) -> Result<()> {
+    let client = client(addr)?;
+    let req = pb::ListWorkflowsRequest {
+        state: state.unwrap_or_default(),
+        after_id: after,
+        limit,
+        stale: false,
+    };
+    // The header comes with the first answer, so a failed call prints only its error.
+    let mut header = !json;
+    let print_header = || {
+        println!(
+            "{:>6}  {:24} {:13} {:>8} {:>9}",
+            "ID", "NAME", "STATE", "RUNNING", "CRIT.PATH"
+        );
+    };
+    let fetch = |after_id, limit| {
+        let req = pb::ListWorkflowsRequest {
+            after_id,
+            limit,
+            ..req.clone()
+        };
+        client.list_workflows(req)
+    };
+    let print = |list: &[pb::Workflow]| {
+        if std::mem::take(&mut header) {
+            print_header();
+        }
+        for w in list {
+            if json {
+                println!("{}", view::json(w));
+            } else {
+                let paused = if w.paused { " (paused)" } else { "" };
+                println!(
+                    "{:>6}  {:24} {:13} {:>8} {:>8.1}s{paused}",
+                    w.id,
+                    w.name,
+                    w.state,
+                    w.running,
+                    w.critical_path_ms as f64 / 1000.0
+                );
+            }
+        }
+    };
+    pages(limit, after, fetch, |w| w.id, print).await?;
+    if header {
+        print_header();
+    }
+    Ok(())
+}

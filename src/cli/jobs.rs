@@ -1,0 +1,379 @@
+//! `raftline submit`, `raftline job get|cancel|retry` and `raftline jobs list`: one job at a
+//! time, or a list of them by id. A list longer than one server page is read page by page
+//! (see [`super::page`]), never cut short silently.
+
+use clap::Subcommand;
+
+use super::connect::client;
+use super::page::pages;
+use super::parse::{invalid, nonzero, parse_duration, parse_env};
+use super::view;
+use crate::client::Client;
+use crate::error::Result;
+use crate::machine::limits::{self, MAX_ATTEMPTS_MAX, PRIORITY_MAX, PRIORITY_MIN};
+use crate::proto::pb;
+
+/// `raftline submit` options.
+#[derive(Debug, clap::Args)]
+pub struct SubmitArgs {
+    /// Queue name, [A-Za-z0-9_.-]{1,128}.
+    #[arg(long)]
+    pub queue: String,
+    /// Priority 1..=10, 10 most urgent (default 5).
+    #[arg(long)]
+    pub priority: Option<u32>,
+    /// Start after this long (e.g. 30s, 5m, 1h, 250ms).
+    #[arg(long, allow_hyphen_values = true)]
+    pub delay: Option<String>,
+    /// Start at this time, in ms since the Unix epoch.
+    #[arg(long)]
+    pub run_at: Option<u64>,
+    /// Attempts before dead letters (default 3).
+    #[arg(long)]
+    pub max_attempts: Option<u32>,
+    /// Kill an attempt after this long (e.g. 10m).
+    #[arg(long, allow_hyphen_values = true)]
+    pub timeout: Option<String>,
+    /// Lease ttl (default 30s).
+    #[arg(long, allow_hyphen_values = true)]
+    pub lease_ttl: Option<String>,
+    /// A repeat within the window returns the first job's id.
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
+    /// A tag (repeatable).
+    #[arg(long)]
+    pub tag: Vec<String>,
+    /// Capabilities a worker must offer (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub requires: Vec<String>,
+    /// Exit codes that go straight to dead letters (comma-separated).
+    #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
+    pub permanent_exit_codes: Vec<i32>,
+    /// SLA: flag the job if unfinished this long after submit (e.g. 1h).
+    #[arg(long, allow_hyphen_values = true)]
+    pub deadline: Option<String>,
+    /// Environment variable K=V for the job (repeatable).
+    #[arg(long)]
+    pub env: Vec<String>,
+    /// A resource the job needs while it runs, NAME or NAME:UNITS (repeatable).
+    #[arg(long)]
+    pub resource: Vec<String>,
+    /// Working directory of the job.
+    #[arg(long)]
+    pub cwd: Option<String>,
+    /// Print `{"id": N, "duplicate": bool}`.
+    #[arg(long)]
+    pub json: bool,
+    /// The command and its arguments.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub argv: Vec<String>,
+}
+
+/// New parameters for a retry or requeue.
+#[derive(Debug, clap::Args)]
+pub struct RetryArgs {
+    /// Job id.
+    pub id: u64,
+    /// New priority.
+    #[arg(long)]
+    pub priority: Option<u32>,
+    /// New attempt budget.
+    #[arg(long)]
+    pub max_attempts: Option<u32>,
+    /// Environment variable K=V to set (repeatable).
+    #[arg(long)]
+    pub env: Vec<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// New command and arguments.
+    #[arg(last = true, value_name = "CMD")]
+    pub argv: Vec<String>,
+}
+
+/// `raftline job ...`
+#[derive(Debug, Subcommand)]
+pub enum JobCmd {
+    /// Show one job: state, attempts, output tails.
+    Get {
+        /// Job id.
+        id: u64,
+        /// Read this node's local state without a Raft round (may be behind).
+        #[arg(long)]
+        stale: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a job; a running one is killed.
+    Cancel {
+        /// Job id.
+        id: u64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a scheduled, dead or cancelled job again now, optionally with new parameters.
+    Retry(RetryArgs),
+}
+
+/// `raftline jobs ...`
+#[derive(Debug, Subcommand)]
+pub enum JobsCmd {
+    /// List jobs by id.
+    List {
+        /// Only this queue.
+        #[arg(long)]
+        queue: Option<String>,
+        /// Only this state (scheduled, ready, leased, succeeded, dead, cancelled).
+        #[arg(long)]
+        state: Option<String>,
+        /// At most this many (default 100); above the server's page size (1000) the list is
+        /// read page by page.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Only ids above this (for paging).
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        /// Read this node's local state.
+        #[arg(long)]
+        stale: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs `raftline submit`.
+pub async fn submit(addr: &[String], a: SubmitArgs) -> Result<()> {
+    nonzero("priority", a.priority, PRIORITY_MIN, PRIORITY_MAX)?;
+    nonzero("max_attempts", a.max_attempts, 1, MAX_ATTEMPTS_MAX)?;
+    let now = crate::raft::wall_clock_ms();
+    let deadline_ms = match &a.deadline {
+        Some(d) => Some(now.saturating_add(parse_duration("deadline", d)?)),
+        None => None,
+    };
+    let timeout_ms = a
+        .timeout
+        .as_deref()
+        .map(|t| parse_duration("timeout", t))
+        .transpose()?;
+    if timeout_ms == Some(0) {
+        return Err(invalid("timeout", "must be more than 0".into()));
+    }
+    let req = pb::SubmitRequest {
+        queue: a.queue,
+        priority: a.priority.unwrap_or(0),
+        kind: Some(pb::submit_request::Kind::Shell(pb::ShellCommand {
+            argv: a.argv,
+            env: parse_env("env", &a.env)?,
+            cwd: a.cwd.unwrap_or_default(),
+        })),
+        delay_ms: a
+            .delay
+            .as_deref()
+            .map(|d| parse_duration("delay", d))
+            .transpose()?
+            .unwrap_or(0),
+        run_at_ms: a.run_at,
+        max_attempts: a.max_attempts.unwrap_or(0),
+        backoff: None,
+        timeout_ms,
+        lease_ttl_ms: a
+            .lease_ttl
+            .as_deref()
+            .map(|t| parse_duration("lease_ttl", t))
+            .transpose()?
+            .unwrap_or(0),
+        idempotency_key: a.idempotency_key.unwrap_or_default(),
+        tags: a.tag,
+        required_capabilities: a.requires,
+        permanent_exit_codes: a.permanent_exit_codes,
+        deadline_ms,
+        resources: a.resource,
+    };
+    if req.lease_ttl_ms != 0 && req.lease_ttl_ms < limits::LEASE_TTL_MS_MIN {
+        return Err(invalid(
+            "lease_ttl",
+            format!("must be at least {} ms", limits::LEASE_TTL_MS_MIN),
+        ));
+    }
+    let client = client(addr)?;
+    let reply = client.submit_full(req).await?;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({ "id": reply.id, "duplicate": reply.duplicate })
+        );
+    } else {
+        println!("{}", reply.id);
+    }
+    Ok(())
+}
+
+/// The retry request of `job retry` and `dlq requeue`; a priority of 0 is refused.
+pub fn retry_request(a: &RetryArgs) -> Result<pb::RetryJobRequest> {
+    nonzero("priority", a.priority, PRIORITY_MIN, PRIORITY_MAX)?;
+    Ok(pb::RetryJobRequest {
+        id: a.id,
+        argv: a.argv.clone(),
+        env: parse_env("env", &a.env)?,
+        priority: a.priority,
+        max_attempts: a.max_attempts,
+    })
+}
+
+/// Prints a job's new state after a cancel, retry or requeue.
+pub fn print_state(id: u64, state: &str, json: bool) {
+    if json {
+        println!("{}", serde_json::json!({ "id": id, "state": state }));
+    } else {
+        println!("job {id}: {state}");
+    }
+}
+
+/// Runs `raftline job ...`.
+pub async fn job(addr: &[String], command: JobCmd) -> Result<()> {
+    let client = client(addr)?;
+    match command {
+        JobCmd::Get { id, stale, json } => {
+            let job = client.job(id, stale).await?;
+            if json {
+                println!("{}", view::job_json(&job));
+            } else {
+                print_job(&job);
+            }
+        }
+        JobCmd::Cancel { id, json } => print_state(id, &client.cancel(id).await?, json),
+        JobCmd::Retry(a) => {
+            let state = client.retry(retry_request(&a)?).await?;
+            print_state(a.id, &state, a.json);
+        }
+    }
+    Ok(())
+}
+
+fn print_job(job: &pb::Job) {
+    let what = match &job.kind {
+        Some(pb::job::Kind::Shell(s)) => s.argv.join(" "),
+        Some(pb::job::Kind::Payload(p)) => format!("external payload, {} bytes", p.len()),
+        None => String::new(),
+    };
+    println!(
+        "job {}  queue {}  priority {}  {}",
+        job.id, job.queue, job.priority, job.state
+    );
+    println!("  run: {what}");
+    println!(
+        "  attempts: {} of {} used ({} in all)",
+        job.attempts_used, job.max_attempts, job.attempts_total
+    );
+    if !job.error.is_empty() {
+        println!("  error: {}", job.error);
+    }
+    for a in &job.attempts {
+        let node = a.node.map_or(String::new(), |n| format!(" node {n}"));
+        let exit = a.exit_code.map_or(String::new(), |c| format!(" exit {c}"));
+        let class = if a.error_class.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", a.error_class)
+        };
+        println!(
+            "  attempt {}: {}{class}{exit} by {}{node}",
+            a.number, a.result, a.worker
+        );
+        for line in a
+            .output_tail
+            .lines()
+            .rev()
+            .take(5)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+        {
+            println!("    | {line}");
+        }
+    }
+}
+
+/// Prints jobs as they arrive, page by page: one line each, or one JSON array in all.
+pub struct JobsOut {
+    json: bool,
+    started: bool,
+}
+
+impl JobsOut {
+    /// An output that prints JSON when `json`.
+    pub fn new(json: bool) -> JobsOut {
+        JobsOut {
+            json,
+            started: false,
+        }
+    }
+
+    /// Prints one page of jobs.
+    pub fn page(&mut self, jobs: &[pb::Job]) {
+        for j in jobs {
+            if self.json {
+                // One compact array over every page, as `serde_json::Value::Array` prints it.
+                let open = if self.started { "," } else { "[" };
+                print!("{open}{}", view::job_json(j));
+                self.started = true;
+                continue;
+            }
+            let what = match &j.kind {
+                Some(pb::job::Kind::Shell(s)) => s.argv.join(" "),
+                _ => "(external)".into(),
+            };
+            println!(
+                "{:>8}  {:<16} {:<10} p{:<2} attempts {}/{}  {what}",
+                j.id, j.queue, j.state, j.priority, j.attempts_used, j.max_attempts
+            );
+        }
+    }
+
+    /// Ends the output (closes the JSON array).
+    pub fn end(self) {
+        if self.json {
+            let open = if self.started { "" } else { "[" };
+            println!("{open}]");
+        }
+    }
+}
+
+/// Prints up to `req.limit` jobs matching `req`, paging past the server's page size.
+pub async fn list(client: &Client, req: pb::ListJobsRequest, json: bool) -> Result<()> {
+    let mut out = JobsOut::new(json);
+    let fetch = |after_id, limit| {
+        let req = pb::ListJobsRequest {
+            after_id,
+            limit,
+            ..req.clone()
+        };
+        client.list_jobs(req)
+    };
+    pages(req.limit, req.after_id, fetch, |j| j.id, |p| out.page(p)).await?;
+    out.end();
+    Ok(())
+}
+
+/// Runs `raftline jobs ...`.
+pub async fn jobs(addr: &[String], command: JobsCmd) -> Result<()> {
+    let JobsCmd::List {
+        queue,
+        state,
+        limit,
+        after,
+        stale,
+        json,
+    } = command;
+    let req = pb::ListJobsRequest {
+        queue: queue.unwrap_or_default(),
+        state: state.unwrap_or_default(),
+        after_id: after,
+        limit,
+        stale,
+    };
+    list(&client(addr)?, req, json).await
+}

@@ -1,0 +1,179 @@
+//! The command line: one binary for nodes, the local launcher and the client commands.
+//!
+//! This file holds the top of the command tree ([`Cli`], [`Cmd`]) and [`run`], which hands
+//! each command to its group's file: [`jobs`] (submit, job, jobs), [`queues`] (queue, dlq),
+//! [`dag`] (workflows, with [`workflow_file`] and [`workflow_view`]), [`resources`]
+//! (resource, lock), [`schedules`] (schedule, trigger, event, timer), [`cluster`],
+//! [`worker`], [`up`] and [`node`]. Below the groups sit the shared pieces: [`connect`] (which
+//! nodes to talk to), [`parse`] (flag values), [`page`] (lists longer than a server page),
+//! [`view`] (JSON output) and [`signal`]. The groups use those and [`crate::client`]; nothing
+//! below a group imports it, and the one group another uses is [`jobs`] (dead letters are
+//! listed and requeued as jobs are).
+//!
+//! Exit codes: 0 success; 2 usage or invalid input (bad flag, INVALID_ARGUMENT, bad config);
+//! 1 any other failure (cluster unavailable, not found, I/O).
+
+pub mod cluster;
+pub mod connect;
+pub mod dag;
+pub mod jobs;
+pub mod node;
+pub mod page;
+pub mod parse;
+pub mod queues;
+pub mod resources;
+pub mod schedules;
+pub mod signal;
+pub mod up;
+pub mod view;
+pub mod worker;
+pub mod workflow_file;
+pub mod workflow_view;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::error::Result;
+use cluster::ClusterCmd;
+use dag::DagCmd;
+use jobs::{JobCmd, JobsCmd, SubmitArgs};
+use queues::{DlqCmd, QueueCmd};
+use resources::{LockCmd, ResourceCmd};
+use schedules::{EventCmd, ScheduleCmd, TimerCmd, TriggerCmd};
+use worker::WorkerArgs;
+
+/// raftline: a clustered job executor with embedded Raft storage.
+#[derive(Debug, Parser)]
+#[command(name = "raftline", version, about)]
+pub struct Cli {
+    /// API addresses of one or more nodes, comma-separated (default: every api_addr in
+    /// ./cluster.toml).
+    #[arg(long, global = true, value_delimiter = ',')]
+    pub addr: Vec<String>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Run one node of the cluster.
+    Node {
+        /// Cluster config file.
+        #[arg(long, default_value = "cluster.toml")]
+        config: PathBuf,
+        /// This node's id (a `[[node]]` id in the config).
+        #[arg(long)]
+        id: u64,
+    },
+    /// Start every node of the config on this machine, as child processes; Ctrl-C stops them.
+    Up {
+        /// Cluster config file.
+        #[arg(long, default_value = "cluster.toml")]
+        config: PathBuf,
+    },
+    /// Cluster-wide commands.
+    Cluster {
+        /// Subcommand.
+        #[command(subcommand)]
+        command: ClusterCmd,
+    },
+    /// Submit a shell job: `raftline submit --queue Q [options] -- CMD ARGS...`.
+    Submit(Box<SubmitArgs>),
+    /// Job commands.
+    Job {
+        /// Subcommand.
+        #[command(subcommand)]
+        command: JobCmd,
+    },
+    /// List jobs.
+    Jobs {
+        /// Subcommand.
+        #[command(subcommand)]
+        command: JobsCmd,
+    },
+    /// Queue commands.
+    Queue {
+        /// Subcommand.
+        #[command(subcommand)]
+        command: QueueCmd,
+    },
+    /// Dead letters.
+    Dlq {
+        /// Subcommand.
+        #[command(subcommand)]
+        command: DlqCmd,
+    },
+    /// Resources: named capacities jobs need and locks hold.
+    Resource {
+        /// Subcommand.
+        #[command(subcommand)]
+        command: ResourceCmd,
+    },
+    /// Lock service over resources, with fencing tokens.
+    Lock {
+        /// Subcommand.
+        #[command(subcommand)]
+        command: LockCmd,
+    },
+    /// Cron schedules (exactly one run per tick).
+    Schedule {
+        /// Subcommand.
+        #[command(subcommand)]
+        command: ScheduleCmd,
+    },
+    /// Events.
+    Event {
+        /// Subcommand.
+        #[command(subcommand)]
+        command: EventCmd,
+    },
+    /// Durable timers that emit an event when due.
+    Timer {
+        /// Subcommand.
+        #[command(subcommand)]
+        command: TimerCmd,
+    },
+    /// Event triggers: jobs started by events on a topic.
+    Trigger {
+        /// Subcommand.
+        #[command(subcommand)]
+        command: TriggerCmd,
+    },
+    /// Workflows: DAGs of steps from a TOML or JSON file (see examples/).
+    Dag {
+        /// Subcommand.
+        #[command(subcommand)]
+        command: DagCmd,
+    },
+    /// Run an external worker: lease jobs over the API and run them. Shell jobs run their own
+    /// argv; external jobs run CMD with their payload on stdin.
+    Worker(WorkerArgs),
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> Result<()> {
+    let addr = &cli.addr;
+    match cli.command {
+        Cmd::Node { config, id } => node::run(&config, id).await,
+        Cmd::Up { config } => up::run(&config).await,
+        Cmd::Cluster {
+            command: ClusterCmd::Status { json },
+        } => cluster::cluster_status(addr, json).await,
+        Cmd::Submit(args) => jobs::submit(addr, *args).await,
+        Cmd::Job { command } => jobs::job(addr, command).await,
+        Cmd::Jobs { command } => jobs::jobs(addr, command).await,
+        Cmd::Queue { command } => queues::queue(addr, command).await,
+        Cmd::Dlq { command } => queues::dlq(addr, command).await,
+        Cmd::Dag { command } => dag::dag(addr, command).await,
+        Cmd::Resource { command } => resources::resource(addr, command).await,
+        Cmd::Lock { command } => resources::lock(addr, command).await,
+        Cmd::Schedule { command } => schedules::schedule(addr, command).await,
+        Cmd::Event { command } => schedules::event(addr, command).await,
+        Cmd::Trigger { command } => schedules::trigger(addr, command).await,
+        Cmd::Timer { command } => schedules::timer(addr, command).await,
+        Cmd::Worker(args) => worker::run(addr, args).await,
+    }
+}

@@ -1,0 +1,15 @@
+//! `raftline node`: loads the config, checks this node is in it, and runs the node until
+//! SIGTERM or SIGINT (see [`crate::node`]).
+
+use std::path::Path;
+
+use super::signal::shutdown_signal;
+use crate::config::Config;
+use crate::error::{Error, Result};
+
+/// Runs `raftline node --config PATH --id ID`.
+pub async fn run(config: &Path, id: u64) -> Result<()> {
+    let config = Config::load(config).map_err(|e| Error::Config(e.0))?;
+    config.node(id).map_err(|e| Error::Config(e.0))?;
+    crate::node::run(config, id, shutdown_signal()).await
+}

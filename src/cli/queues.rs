@@ -1,0 +1,286 @@
+//! `raftline queue ...` (pause, resume, limits, counts) and `raftline dlq ...` (dead letters).
+
+use clap::Subcommand;
+
+use super::connect::client;
+use super::jobs::{self, print_state, retry_request, RetryArgs};
+use super::parse::{invalid, parse_duration};
+use super::view;
+use crate::error::{Error, Result};
+use crate::proto::pb;
+
+/// `raftline queue ...`
+#[derive(Debug, Subcommand)]
+pub enum QueueCmd {
+    /// Stop leasing from a queue (running jobs finish).
+    Pause {
+        /// Queue.
+        queue: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Resume leasing from a queue.
+    Resume {
+        /// Queue.
+        queue: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A queue's state and counts.
+    Get {
+        /// Queue.
+        queue: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every queue.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set a queue's limits; flags not given keep their value, `off` removes one.
+    Set {
+        /// Queue.
+        queue: String,
+        /// Rate limit: N/s, N/min, N/h or N/d (e.g. 100/min), or off.
+        #[arg(long)]
+        rate: Option<String>,
+        /// Most jobs of the queue leased at once, or off.
+        #[arg(long)]
+        concurrency: Option<String>,
+        /// Circuit breaker THRESHOLD%/WINDOW/COOLDOWN (e.g. 50%/10/30s), or off.
+        #[arg(long)]
+        breaker: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `raftline dlq ...`
+#[derive(Debug, Subcommand)]
+pub enum DlqCmd {
+    /// Dead jobs.
+    List {
+        /// Only this queue.
+        #[arg(long)]
+        queue: Option<String>,
+        /// At most this many (read page by page above the server's page size).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a dead job again with a fresh attempt budget, optionally with new parameters.
+    Requeue(RetryArgs),
+    /// Remove dead jobs.
+    Purge {
+        /// Only this queue.
+        #[arg(long)]
+        queue: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Parses `N/s`, `N/min`, `N/h`, `N/d` or `off` into (count, period ms).
+fn parse_rate(text: &str) -> Result<(u32, u64)> {
+    if text == "off" {
+        return Ok((0, 0));
+    }
+    let bad = || {
+        invalid(
+            "rate",
+            format!("{text:?} is not N/s, N/min, N/h or N/d (e.g. 100/min), or off"),
+        )
+    };
+    let (count, per) = text.split_once('/').ok_or_else(bad)?;
+    let count: u32 = count.trim().parse().map_err(|_| bad())?;
+    let per_ms = match per.trim() {
+        "s" | "sec" | "second" => 1_000,
+        "m" | "min" | "minute" => 60_000,
+        "h" | "hour" => 3_600_000,
+        "d" | "day" => 86_400_000,
+        _ => return Err(bad()),
+    };
+    if count == 0 {
+        return Err(invalid(
+            "rate",
+            "count is 0; use off to remove the limit".into(),
+        ));
+    }
+    Ok((count, per_ms))
+}
+
+/// Parses `THRESHOLD%/WINDOW/COOLDOWN` (e.g. `50%/10/30s`) or `off`.
+fn parse_breaker(text: &str) -> Result<(u32, u32, u64)> {
+    if text == "off" {
+        return Ok((0, 0, 0));
+    }
+    let bad = || {
+        invalid(
+            "breaker",
+            format!("{text:?} is not THRESHOLD%/WINDOW/COOLDOWN (e.g. 50%/10/30s), or off"),
+        )
+    };
+    let parts: Vec<&str> = text.split('/').collect();
+    let [pct, window, cooldown] = parts.as_slice() else {
+        return Err(bad());
+    };
+    let pct: u32 = pct
+        .trim()
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| bad())?;
+    let window: u32 = window.trim().parse().map_err(|_| bad())?;
+    let cooldown = parse_duration("breaker", cooldown)?;
+    if pct == 0 {
+        return Err(invalid(
+            "breaker",
+            "threshold is 0%; use off to remove it".into(),
+        ));
+    }
+    Ok((pct, window, cooldown))
+}
+
+fn print_queue(q: &pb::QueueInfo, json: bool) {
+    if json {
+        println!("{}", view::queue_json(q));
+    } else {
+        let mut limits = Vec::new();
+        if q.rate_count > 0 {
+            limits.push(format!("rate {}/{}ms", q.rate_count, q.rate_per_ms));
+        }
+        if q.concurrency > 0 {
+            limits.push(format!("concurrency {}", q.concurrency));
+        }
+        if q.breaker_threshold_pct > 0 {
+            limits.push(format!(
+                "breaker {} ({}/{} failed, opens above {}%)",
+                q.breaker_state, q.recent_failures, q.recent_outcomes, q.breaker_threshold_pct
+            ));
+        }
+        if !limits.is_empty() {
+            println!("{:<20} {}", q.queue, limits.join(", "));
+        }
+        println!(
+            "{:<20} {:<7} scheduled {} ready {} leased {} succeeded {} dead {} cancelled {} \
+             deadline_missed {}",
+            q.queue,
+            if q.paused { "paused" } else { "active" },
+            q.scheduled,
+            q.ready,
+            q.leased,
+            q.succeeded,
+            q.dead,
+            q.cancelled,
+            q.deadline_missed
+        );
+    }
+}
+
+/// Runs `raftline queue ...`.
+pub async fn queue(addr: &[String], command: QueueCmd) -> Result<()> {
+    let client = client(addr)?;
+    match command {
+        QueueCmd::Pause { queue, json } => print_queue(&client.pause(&queue, true).await?, json),
+        QueueCmd::Resume { queue, json } => print_queue(&client.pause(&queue, false).await?, json),
+        QueueCmd::Get { queue, json } => print_queue(&client.queue(&queue, false).await?, json),
+        QueueCmd::Set {
+            queue,
+            rate,
+            concurrency,
+            breaker,
+            json,
+        } => {
+            let current = client.queue(&queue, false).await?;
+            let mut req = pb::SetQueuePolicyRequest {
+                queue: queue.clone(),
+                rate_count: current.rate_count,
+                rate_per_ms: current.rate_per_ms,
+                concurrency: current.concurrency,
+                breaker_threshold_pct: current.breaker_threshold_pct,
+                breaker_window: current.breaker_window,
+                breaker_cooldown_ms: current.breaker_cooldown_ms,
+            };
+            if let Some(rate) = rate {
+                (req.rate_count, req.rate_per_ms) = parse_rate(&rate)?;
+            }
+            if let Some(c) = concurrency {
+                req.concurrency = if c == "off" {
+                    0
+                } else {
+                    c.parse().map_err(|_| {
+                        invalid("concurrency", format!("{c:?} is not a number or off"))
+                    })?
+                };
+                if req.concurrency == 0 && c != "off" {
+                    return Err(invalid("concurrency", "is 0; use off to remove it".into()));
+                }
+            }
+            if let Some(b) = breaker {
+                (
+                    req.breaker_threshold_pct,
+                    req.breaker_window,
+                    req.breaker_cooldown_ms,
+                ) = parse_breaker(&b)?;
+            }
+            print_queue(&client.set_queue_policy(req).await?, json);
+        }
+        QueueCmd::List { json } => {
+            let queues = client.queues(false).await?;
+            if json {
+                let list: Vec<_> = queues.iter().map(view::queue_json).collect();
+                println!("{}", serde_json::Value::Array(list));
+            } else {
+                for q in &queues {
+                    print_queue(q, false);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs `raftline dlq ...`.
+pub async fn dlq(addr: &[String], command: DlqCmd) -> Result<()> {
+    let client = client(addr)?;
+    match command {
+        DlqCmd::List { queue, limit, json } => {
+            let req = pb::ListJobsRequest {
+                queue: queue.unwrap_or_default(),
+                state: "dead".into(),
+                after_id: 0,
+                limit,
+                stale: false,
+            };
+            jobs::list(&client, req, json).await?;
+        }
+        DlqCmd::Requeue(a) => {
+            let job = client.job(a.id, false).await?;
+            if job.state != "dead" {
+                return Err(Error::FailedPrecondition(format!(
+                    "job {} is {}, not in the dead-letter queue",
+                    a.id, job.state
+                )));
+            }
+            let state = client.retry(retry_request(&a)?).await?;
+            print_state(a.id, &state, a.json);
+        }
+        DlqCmd::Purge { queue, json } => {
+            let n = client.purge_dead(queue.as_deref()).await?;
+            if json {
+                println!("{}", serde_json::json!({ "purged": n }));
+            } else {
+                println!("purged {n} dead jobs");
+            }
+        }
+    }
+    Ok(())
+}
