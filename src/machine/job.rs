@@ -579,7 +579,7 @@ fn validate_argv(argv: &[String]) -> Result<(), Rejection> {
     }
     if let Some(i) = argv.iter().position(|a| a.contains('\0')) {
         return Err(Rejection::invalid(
-            &format!("shell.argv[{i}]"),
+            format!("shell.argv[{i}]"),
             "contains a NUL byte",
         ));
     }
