@@ -383,173 +383,54 @@ fn with_event(mut spec: JobSpec, topic: &str, key: &str, payload: &[u8]) -> JobS
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::machine::command::{Command, Proposal};
-    use crate::machine::JobSpec;
-    use crate::machine::Machine;
 
-    fn apply(m: &mut Machine, now: u64, command: Command) -> Response {
-        m.apply(&Proposal {
-            now_ms: now,
-            command,
-        })
-    }
-
-    /// An event with the same dedup key twice starts its subscribers once; a new key starts
-    /// them again; the key is forgotten after the window.
+    /// A started shell job sees the event in its environment (the payload as UTF-8, cut to
+    /// `EVENT_ENV_BYTES_MAX`); an external job with an empty payload gets the event's, and one
+    /// with its own keeps it.
     #[test]
-    fn dedup_window() {
-        let mut m = Machine::new();
-        let r = apply(
-            &mut m,
-            1_000,
-            Command::CreateTrigger {
-                topic: "deploys".into(),
-                target: Target::Job(Box::new(JobSpec::shell("q", &["true"]))),
-            },
+    fn started_jobs_carry_the_event() {
+        let shell = with_event(
+            JobSpec::shell("q", &["true"]),
+            "deploys",
+            "v42",
+            b"{\"v\":42}",
         );
-        assert!(matches!(r, Response::TriggerCreated { id: 1 }), "{r:?}");
-        let emit = |m: &mut Machine, now, key: &str| {
-            apply(
-                m,
-                now,
-                Command::Emit {
-                    topic: "deploys".into(),
-                    dedup_key: key.into(),
-                    payload: b"v1.2".to_vec(),
+        let JobKind::Shell { env, .. } = &shell.kind else {
+            panic!("shell");
+        };
+        assert_eq!(env["RAFTLINE_EVENT_TOPIC"], "deploys");
+        assert_eq!(env["RAFTLINE_EVENT_KEY"], "v42");
+        assert_eq!(env["RAFTLINE_EVENT_PAYLOAD"], "{\"v\":42}");
+        let big = vec![b'x'; limits::EVENT_ENV_BYTES_MAX + 10];
+        let cut = with_event(JobSpec::shell("q", &["true"]), "t", "k", &big);
+        let JobKind::Shell { env, .. } = &cut.kind else {
+            panic!("shell");
+        };
+        assert_eq!(
+            env["RAFTLINE_EVENT_PAYLOAD"].len(),
+            limits::EVENT_ENV_BYTES_MAX
+        );
+        let external = |payload: &[u8]| {
+            JobSpec::new(
+                "q",
+                JobKind::External {
+                    payload: payload.to_vec(),
                 },
             )
         };
-        let Response::Emitted { started, duplicate } = emit(&mut m, 1_000, "a") else {
-            panic!()
-        };
-        assert!(!duplicate);
-        assert_eq!(started.jobs.len(), 1);
-        let job = m.job(started.jobs[0]).unwrap();
-        let JobKind::Shell { env, .. } = &job.spec.kind else {
-            panic!()
-        };
-        assert_eq!(env["RAFTLINE_EVENT_PAYLOAD"], "v1.2");
-        assert!(matches!(
-            emit(&mut m, 2_000, "a"),
-            Response::Emitted {
-                duplicate: true,
-                ..
-            }
-        ));
-        assert!(matches!(
-            emit(&mut m, 2_000, "b"),
-            Response::Emitted {
-                duplicate: false,
-                ..
-            }
-        ));
-        assert_eq!(m.job_count(), 2);
-        let later = 1_000 + m.settings().idempotency_window_ms + 1;
-        while m.next_due().is_some_and(|d| d <= later) {
-            apply(&mut m, later, Command::Tick);
-        }
-        assert!(matches!(
-            emit(&mut m, later, "a"),
-            Response::Emitted {
-                duplicate: false,
-                ..
-            }
-        ));
-        let bad = apply(
-            &mut m,
-            later,
-            Command::Emit {
-                topic: "job.succeeded".into(),
-                dedup_key: "x".into(),
-                payload: vec![],
-            },
-        );
-        assert!(matches!(bad, Response::Rejected(Rejection::Invalid { .. })));
-    }
-
-    /// A trigger on `job.dead` whose job always dies stops at the depth bound.
-    #[test]
-    fn transition_chains_are_bounded() {
-        let mut m = Machine::new();
-        let mut spec = JobSpec::shell("q", &["false"]);
-        spec.max_attempts = 1;
-        apply(
-            &mut m,
-            1_000,
-            Command::CreateTrigger {
-                topic: "job.cancelled".into(),
-                target: Target::Job(Box::new(spec.clone())),
-            },
-        );
-        let Response::Submitted { id, .. } = apply(
-            &mut m,
-            1_000,
-            Command::Submit {
-                spec,
-                delay_ms: 0,
-                run_at_ms: None,
-            },
-        ) else {
-            panic!()
-        };
-        let mut next = id;
-        let mut chain = 0;
-        for _ in 0..20 {
-            let before = m.job_count();
-            apply(&mut m, 1_000, Command::Cancel { job_id: next });
-            if m.job_count() == before {
-                break;
-            }
-            chain += 1;
-            next = m.list(None, None, next, 10).last().unwrap().id;
-        }
-        assert_eq!(chain, limits::TRIGGER_DEPTH_MAX as usize);
-    }
-
-    /// A timer emits its event when due (through a Tick), once; a cancelled one never does.
-    #[test]
-    fn timers_emit_when_due() {
-        let mut m = Machine::new();
-        apply(
-            &mut m,
-            1_000,
-            Command::CreateTrigger {
-                topic: "wake".into(),
-                target: Target::Job(Box::new(JobSpec::shell("q", &["true"]))),
-            },
-        );
-        let timer = |m: &mut Machine, key: &str| {
-            apply(
-                m,
-                1_000,
-                Command::CreateTimer {
-                    due_ms: None,
-                    delay_ms: 5_000,
-                    topic: "wake".into(),
-                    dedup_key: key.into(),
-                    payload: vec![],
-                },
-            )
-        };
+        let empty = with_event(external(b""), "t", "k", b"event");
         assert_eq!(
-            timer(&mut m, "a"),
-            Response::TimerCreated {
-                id: 1,
-                due_ms: 6_000
+            empty.kind,
+            JobKind::External {
+                payload: b"event".to_vec()
             }
         );
-        timer(&mut m, "b");
+        let own = with_event(external(b"mine"), "t", "k", b"event");
         assert_eq!(
-            apply(&mut m, 1_000, Command::CancelTimer { id: 2 }),
-            Response::Ok
+            own.kind,
+            JobKind::External {
+                payload: b"mine".to_vec()
+            }
         );
-        assert_eq!(m.next_due(), Some(6_000));
-        apply(&mut m, 5_999, Command::Tick);
-        assert_eq!(m.job_count(), 0);
-        apply(&mut m, 6_000, Command::Tick);
-        assert_eq!(m.job_count(), 1, "fired once, the cancelled one never");
-        apply(&mut m, 7_000, Command::Tick);
-        assert_eq!(m.job_count(), 1);
-        assert_eq!(m.timers().count(), 0);
     }
 }
