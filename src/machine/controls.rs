@@ -445,3 +445,98 @@ impl Controls {
         assert!(self.policies.len() <= limits::QUEUES_MAX);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::machine::command::Settings;
+
+    fn ctx(now_ms: u64) -> Ctx {
+        Ctx {
+            now_ms,
+            settings: Settings::default(),
+        }
+    }
+
+    /// The subsystem alone, without a machine: a token bucket of 2 per second lets two leases
+    /// through, then refuses until the next token is due, which `next_due` names when jobs
+    /// wait; a Tick at that time refills it.
+    #[test]
+    fn token_bucket_refills_on_state_machine_time() {
+        let mut c = Controls::default();
+        let policy = QueuePolicy {
+            rate: Some(Rate {
+                count: 2,
+                per_ms: 1_000,
+            }),
+            ..QueuePolicy::default()
+        };
+        assert_eq!(c.set_policy(ctx(0), "q", &policy), Response::Ok);
+        let open = |c: &Controls, now| c.open(ctx(now), "q", 0, |_| false);
+        for id in 1..=2 {
+            assert!(open(&c, 0), "token {id}");
+            c.leased(ctx(0), "q", id);
+        }
+        assert!(!open(&c, 0), "bucket empty");
+        assert_eq!(c.next_due(|_| true), Some(500), "the next token");
+        assert_eq!(c.next_due(|_| false), None, "no job waits: nothing due");
+        assert!(!c.tick_one(ctx(499), |_| true), "not due yet");
+        assert!(c.tick_one(ctx(500), |_| true));
+        assert!(open(&c, 500));
+        c.check_invariants();
+    }
+
+    /// The breaker opens above its threshold over a full window, goes half-open after its
+    /// cooldown, lets one probe through, and closes on the probe's success.
+    #[test]
+    fn breaker_opens_probes_and_closes() {
+        let mut c = Controls::default();
+        let breaker = BreakerConfig {
+            threshold_pct: 50,
+            window: 4,
+            cooldown_ms: 1_000,
+        };
+        let policy = QueuePolicy {
+            breaker: Some(breaker),
+            ..QueuePolicy::default()
+        };
+        c.set_policy(ctx(0), "q", &policy);
+        for (id, ok) in [(1, true), (2, false), (3, false), (4, false)] {
+            c.outcome(ctx(10), "q", id, ok);
+        }
+        assert_eq!(
+            c.policy("q").unwrap().breaker,
+            BreakerState::Open { until_ms: 1_010 }
+        );
+        assert!(!c.open(ctx(10), "q", 0, |_| false));
+        assert!(c.tick_one(ctx(1_010), |_| false));
+        assert_eq!(c.policy("q").unwrap().breaker, BreakerState::HalfOpen);
+        assert!(c.open(ctx(1_010), "q", 0, |_| false), "one probe");
+        c.leased(ctx(1_010), "q", 9);
+        assert!(!c.open(ctx(1_010), "q", 1, |id| id == 9), "probe running");
+        c.outcome(ctx(1_020), "q", 9, true);
+        assert_eq!(c.policy("q").unwrap().breaker, BreakerState::Closed);
+        c.check_invariants();
+    }
+
+    /// A concurrency limit counts the queue's leased jobs; a bad policy names its field.
+    #[test]
+    fn concurrency_and_bad_policy() {
+        let mut c = Controls::default();
+        let policy = QueuePolicy {
+            concurrency: Some(2),
+            ..QueuePolicy::default()
+        };
+        c.set_policy(ctx(0), "q", &policy);
+        assert!(c.open(ctx(0), "q", 1, |_| false));
+        assert!(!c.open(ctx(0), "q", 2, |_| false));
+        let bad = QueuePolicy {
+            concurrency: Some(0),
+            ..QueuePolicy::default()
+        };
+        assert!(matches!(
+            c.set_policy(ctx(0), "q", &bad),
+            Response::Rejected(Rejection::Invalid { field, .. }) if field == "concurrency"
+        ));
+    }
+}

@@ -89,3 +89,38 @@ impl Nodes {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::machine::command::Settings;
+
+    fn ctx(now_ms: u64) -> Ctx {
+        Ctx {
+            now_ms,
+            settings: Settings::default(),
+        }
+    }
+
+    /// A new run replaces the old one: a lease asked for by the old run is refused, the new
+    /// run's is not, and the first registration time is kept.
+    #[test]
+    fn new_run_replaces_the_old() {
+        let mut n = Nodes::default();
+        n.register(ctx(10), 1, 100).unwrap();
+        n.register(ctx(20), 1, 200).unwrap();
+        let old = NodeRun {
+            node_id: 1,
+            incarnation: 100,
+        };
+        let new = NodeRun {
+            node_id: 1,
+            incarnation: 200,
+        };
+        assert!(n.check_current(old).is_err());
+        assert!(n.check_current(new).is_ok());
+        let r = n.get(1).unwrap();
+        assert_eq!((r.first_registered_ms, r.registered_ms), (10, 20));
+        n.check_invariants(20);
+    }
+}
