@@ -7,6 +7,19 @@
 //! depends on hashing (all maps are `BTreeMap`). Retry jitter comes from a PRNG seeded by
 //! (job id, attempt) (`backoff.rs`).
 //!
+//! ## Subsystems, effects, flows
+//!
+//! [`Machine`] holds the clock, the settings and one value per subsystem, each a struct in its
+//! own module that owns its state, its transitions and its invariant check: `jobs/` (jobs, the
+//! ready/lease/expiry indexes, idempotency keys), `workflow/`, `schedule.rs`, `resources.rs`
+//! (with locks), `events.rs` (triggers, dedup keys, timers), `controls.rs` (pauses, rate and
+//! concurrency limits, breakers) and `nodes.rs`. No subsystem names another's methods: what
+//! others must hear goes out as an effect (`effect.rs`) that [`Machine::drain`] routes to its
+//! subscribers in a fixed order, depth-first, inside the same apply; commands that must read
+//! several subsystems before they act (a lease asks whether a queue is paused and a resource
+//! has room; a trigger starts a job) are composed in `flow.rs`. Transitions read time and
+//! settings from a copied `Ctx`, never from the machine.
+//!
 //! ## Where the state lives
 //!
 //! In memory, bounded by `limits.rs`, and persisted by snapshots plus the Raft log (not written
@@ -15,7 +28,8 @@
 //! apply stays a pure function; and atomicity with `last_applied` holds by construction, since
 //! both live in the same in-memory value and are rebuilt together from the last snapshot plus
 //! the log after a crash. The cost is replay time on restart (at most one snapshot interval of
-//! entries) and memory proportional to the jobs held (bounded by `JOBS_MAX`).
+//! entries) and memory proportional to the jobs held (bounded by `JOBS_MAX`). Job records are
+//! read and written through `store.rs`, the seam where finished jobs will move to sled.
 //!
 //! ## Jobs
 //!
@@ -27,37 +41,24 @@
 //! strictly increasing counter; completing, failing, checkpointing or releasing needs the
 //! current lease's token, so a job reaches a terminal state exactly once.
 //!
-//! Timers (scheduled starts, lease expiries, SLA deadlines, retention purges, idempotency key
-//! expiry) fire only inside a replicated [`Command::Tick`], which the leader proposes when
-//! [`Machine::next_due`] has passed; each Tick does at most `TICK_WORK_MAX` items.
+//! Timers (scheduled starts, lease expiries, SLA deadlines, retention purges, key expiries,
+//! lock expiries, cron ticks, breaker cooldowns) fire only inside a replicated
+//! [`Command::Tick`], which the leader proposes when [`Machine::next_due`] has passed; each
+//! Tick does at most `TICK_WORK_MAX` items, taken from the subsystems in a fixed order.
 //!
-//! ## Invariants (checked by [`Machine::check_invariants`] after applies in debug builds: every
-//! apply while at most 5,000 jobs are held, one in 64 past that; and on every snapshot read)
+//! ## Invariants
 //!
-//! - `now_ms` never decreases.
-//! - Every job id is below `next_job_id`; every token below `next_token`.
-//! - The indexes equal the ones rebuilt from the jobs alone.
-//! - A job has a lease exactly when it is `leased`; its newest attempt carries that token and
-//!   is open; no other attempt is open.
-//! - `attempts_used <= attempts_total`, and no more than `max_attempts` attempts are used.
-//! - Terminal jobs have `finished_ms`; others do not.
+//! Checked by [`Machine::check_invariants`] after applies in debug builds (every apply while
+//! at most 5,000 jobs are held, one in 64 past that) and on every snapshot read: `now_ms`
+//! never decreases, then each subsystem's own (listed in its module doc), then the ones that
+//! tie them together (a running workflow step's job exists and has not ended; resource units
+//! held by leased jobs plus locks never exceed capacity). The model test (`model/`) drives
+//! random command streams through all of it.
 //!
-//! ## Workflows
+//! ## CAVEATS (not implemented)
 //!
-//! DAGs of steps run as a rolling frontier inside apply: see `workflow.rs`.
-//!
-//! ## CAVEATS (not implemented yet)
-//!
-//! Event triggers, and job and workflow transitions as topics: `events.rs`.
-//!
-//! ## Schedules
-//!
-//! Cron schedules with time zones, catch-up and overlap policies: `schedule.rs`.
-//!
-//! ## Resources and protection
-//!
-//! Resources (capacities that jobs need and lock clients hold): `resources.rs`. Breakers, rate
-//! and concurrency limits per queue: `protect.rs`.
+//! No cold tier yet (`store.rs`); event dedup keys and idempotency keys are two look-alike
+//! expiring maps rather than one type.
 
 pub mod backoff;
 pub mod command;
@@ -485,8 +486,9 @@ impl Machine {
     }
 }
 
-/// Version of the snapshot encoding; bumped on every incompatible change to [`Machine`].
-const SNAPSHOT_FORMAT: u32 = 6;
+/// Version of the snapshot encoding; bumped on every incompatible change to [`Machine`]
+/// (7: state grouped by subsystem).
+const SNAPSHOT_FORMAT: u32 = 7;
 
 #[cfg(test)]
 mod tests {
