@@ -750,18 +750,18 @@ pub async fn run(cli: Cli) -> Result<()> {
                     .unwrap_or_else(|_| "host".into());
                 format!("worker-{host}-{}", std::process::id())
             });
-            let backend = std::sync::Arc::new(crate::worker::RemoteBackend {
+            let backend = std::sync::Arc::new(crate::node::executor::RemoteBackend {
                 client: client(&cli.addr)?,
                 worker_id,
                 queues: queue,
                 capabilities,
             });
-            let pool = crate::worker::PoolConfig {
+            let pool = crate::node::executor::PoolConfig {
                 min: 1,
                 max: concurrency.clamp(1, 256),
                 handler: (!handler.is_empty()).then_some(handler),
             };
-            crate::worker::run(backend, pool, shutdown_signal()).await;
+            crate::node::executor::run(backend, pool, shutdown_signal()).await;
             Ok(())
         }
     }

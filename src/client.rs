@@ -494,7 +494,7 @@ impl Client {
 
     /// Ends an attempt (worker API); returns the job's new state.
     pub async fn complete(&self, job_id: u64, token: u64, report: &Report) -> Result<String> {
-        let req = crate::worker::complete_request(job_id, token, report);
+        let req = crate::proto::to_wire::complete_request(job_id, token, report);
         let reply = self
             .call(false, |mut c| {
                 let req = req.clone();

@@ -16,8 +16,6 @@ pub mod node;
 pub mod proto;
 pub mod raft;
 pub mod server;
-pub mod ticker;
 pub mod up;
-pub mod worker;
 
 pub use error::{Error, Result};
