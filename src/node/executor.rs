@@ -33,6 +33,11 @@ use crate::machine::{limits, Command, Grant, JobId, JobKind, Report, Response, W
 use crate::proto::{from_wire, pb};
 use crate::raft::Replica;
 
+/// Longest wait of one lease call before the pool re-sizes itself.
+const LEASE_WAIT: Duration = Duration::from_millis(limits::EXECUTOR_LEASE_WAIT_MS);
+/// Pause after a failed lease call.
+const LEASE_RETRY: Duration = Duration::from_millis(limits::EXECUTOR_LEASE_RETRY_MS);
+
 /// A job handed to this worker.
 #[derive(Debug, Clone)]
 pub struct Leased {
@@ -283,7 +288,7 @@ pub async fn run<B: Backend>(
         tokio::select! {
             _ = &mut shutdown => break,
             _ = finished.notified(), if free == 0 => {}
-            leased = backend.lease(free.max(1), Duration::from_millis(limits::EXECUTOR_LEASE_WAIT_MS)), if free > 0 => match leased {
+            leased = backend.lease(free.max(1), LEASE_WAIT), if free > 0 => match leased {
                 Ok(jobs) => {
                     for job in jobs {
                         let (kill, killed) = watch::channel(Kill::No);
@@ -303,7 +308,7 @@ pub async fn run<B: Backend>(
                 }
                 Err(e) => {
                     tracing::debug!("lease: {e}");
-                    tokio::time::sleep(Duration::from_millis(limits::EXECUTOR_LEASE_RETRY_MS)).await;
+                    tokio::time::sleep(LEASE_RETRY).await;
                 }
             },
         }

@@ -370,3 +370,24 @@ pub fn schedule_op(req: &pb::ControlScheduleRequest) -> Result<ScheduleOp, Error
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A page limit of 0 is the default, the maximum is allowed, above it is refused naming
+    /// `limit` (never silently cut).
+    #[test]
+    fn list_limit_refuses_above_the_maximum() {
+        assert_eq!(list_limit(0).unwrap(), limits::LIST_LIMIT_DEFAULT as usize);
+        assert_eq!(
+            list_limit(limits::LIST_LIMIT_MAX).unwrap(),
+            limits::LIST_LIMIT_MAX as usize
+        );
+        let e = list_limit(limits::LIST_LIMIT_MAX + 1).unwrap_err();
+        assert!(
+            matches!(&e, Error::InvalidArgument { field, .. } if field == "limit"),
+            "{e:?}"
+        );
+    }
+}

@@ -12,7 +12,8 @@ pub(super) async fn submit_workflow(
     req: pb::SubmitWorkflowRequest,
 ) -> Result<pb::SubmitWorkflowResponse, Status> {
     let spec = from_wire::workflow_spec(req)?;
-    let id = propose_expect!(api, Command::SubmitWorkflow(spec), Applied::WorkflowSubmitted { id } => id);
+    let id = propose_expect!(api, Command::SubmitWorkflow(spec),
+        Applied::WorkflowSubmitted { id } => id);
     Ok(pb::SubmitWorkflowResponse { id })
 }
 
