@@ -75,6 +75,11 @@ fn unexpected(response: Applied) -> Status {
     }
 }
 
+/// A handler's result as a tonic reply.
+fn reply<T>(result: Result<T, Status>) -> Result<Response<T>, Status> {
+    result.map(Response::new)
+}
+
 /// Names the list item in an invalid-argument error: `field` becomes `list[i].field`.
 fn item_error(list: &str, i: usize, e: Error) -> Error {
     e.within(&format!("{list}[{i}]."))
@@ -130,345 +135,269 @@ impl pb::api_server::Api for ApiService {
         &self,
         req: Request<pb::SubmitRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
-        jobs::submit(self, req.into_inner())
-            .await
-            .map(Response::new)
+        reply(jobs::submit(self, req.into_inner()).await)
     }
 
     async fn submit_batch(
         &self,
         req: Request<pb::SubmitBatchRequest>,
     ) -> Result<Response<pb::SubmitBatchResponse>, Status> {
-        jobs::submit_batch(self, req.into_inner())
-            .await
-            .map(Response::new)
+        reply(jobs::submit_batch(self, req.into_inner()).await)
     }
 
     async fn get_job(&self, req: Request<pb::GetJobRequest>) -> Result<Response<pb::Job>, Status> {
-        jobs::get_job(self, req.into_inner())
-            .await
-            .map(Response::new)
+        reply(jobs::get_job(self, req.into_inner()).await)
     }
 
     async fn list_jobs(
         &self,
         req: Request<pb::ListJobsRequest>,
     ) -> Result<Response<pb::ListJobsResponse>, Status> {
-        jobs::list_jobs(self, req.into_inner())
-            .await
-            .map(Response::new)
+        reply(jobs::list_jobs(self, req.into_inner()).await)
     }
 
     async fn cancel_job(
         &self,
         req: Request<pb::JobRef>,
     ) -> Result<Response<pb::JobStateReply>, Status> {
-        jobs::cancel_job(self, req.into_inner())
-            .await
-            .map(Response::new)
+        reply(jobs::cancel_job(self, req.into_inner()).await)
     }
 
     async fn retry_job(
         &self,
         req: Request<pb::RetryJobRequest>,
     ) -> Result<Response<pb::JobStateReply>, Status> {
-        jobs::retry_job(self, req.into_inner())
-            .await
-            .map(Response::new)
+        reply(jobs::retry_job(self, req.into_inner()).await)
     }
 
     async fn pause_queue(
         &self,
         req: Request<pb::QueueRef>,
     ) -> Result<Response<pb::QueueInfo>, Status> {
-        jobs::pause_queue(self, req.into_inner())
-            .await
-            .map(Response::new)
+        reply(jobs::pause_queue(self, req.into_inner()).await)
     }
 
     async fn resume_queue(
         &self,
         req: Request<pb::QueueRef>,
     ) -> Result<Response<pb::QueueInfo>, Status> {
-        jobs::resume_queue(self, req.into_inner())
-            .await
-            .map(Response::new)
+        reply(jobs::resume_queue(self, req.into_inner()).await)
     }
 
     async fn get_queue(
         &self,
         req: Request<pb::QueueRef>,
     ) -> Result<Response<pb::QueueInfo>, Status> {
-        jobs::get_queue(self, req.into_inner())
-            .await
-            .map(Response::new)
+        reply(jobs::get_queue(self, req.into_inner()).await)
     }
 
     async fn list_queues(
         &self,
         req: Request<pb::ListQueuesRequest>,
     ) -> Result<Response<pb::ListQueuesResponse>, Status> {
-        jobs::list_queues(self, req.into_inner())
-            .await
-            .map(Response::new)
+        reply(jobs::list_queues(self, req.into_inner()).await)
     }
 
     async fn purge_dead(
         &self,
         req: Request<pb::PurgeDeadRequest>,
     ) -> Result<Response<pb::PurgeDeadResponse>, Status> {
-        jobs::purge_dead(self, req.into_inner())
-            .await
-            .map(Response::new)
+        reply(jobs::purge_dead(self, req.into_inner()).await)
     }
 
     async fn lease(
         &self,
         req: Request<pb::LeaseRequest>,
     ) -> Result<Response<pb::LeaseResponse>, Status> {
-        workers::lease(self, req.into_inner())
-            .await
-            .map(Response::new)
+        reply(workers::lease(self, req.into_inner()).await)
     }
 
     async fn heartbeat(
         &self,
         req: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
-        workers::heartbeat(self, req.into_inner())
-            .await
-            .map(Response::new)
+        reply(workers::heartbeat(self, req.into_inner()).await)
     }
 
     async fn complete(
         &self,
         req: Request<pb::CompleteRequest>,
     ) -> Result<Response<pb::JobStateReply>, Status> {
-        workers::complete(self, req.into_inner())
-            .await
-            .map(Response::new)
+        reply(workers::complete(self, req.into_inner()).await)
     }
 
     async fn complete_and_lease(
         &self,
         req: Request<pb::CompleteAndLeaseRequest>,
     ) -> Result<Response<pb::CompleteAndLeaseResponse>, Status> {
-        workers::complete_and_lease(self, req.into_inner())
-            .await
-            .map(Response::new)
+        reply(workers::complete_and_lease(self, req.into_inner()).await)
     }
 
     async fn checkpoint(
         &self,
         req: Request<pb::CheckpointRequest>,
     ) -> Result<Response<pb::JobStateReply>, Status> {
-        workers::checkpoint(self, req.into_inner())
-            .await
-            .map(Response::new)
+        reply(workers::checkpoint(self, req.into_inner()).await)
     }
 
     async fn release(
         &self,
         req: Request<pb::ReleaseRequest>,
     ) -> Result<Response<pb::JobStateReply>, Status> {
-        workers::release(self, req.into_inner())
-            .await
-            .map(Response::new)
+        reply(workers::release(self, req.into_inner()).await)
     }
 
     async fn submit_workflow(
         &self,
         req: Request<pb::SubmitWorkflowRequest>,
     ) -> Result<Response<pb::SubmitWorkflowResponse>, Status> {
-        workflows::submit_workflow(self, req.into_inner())
-            .await
-            .map(Response::new)
+        reply(workflows::submit_workflow(self, req.into_inner()).await)
     }
 
     async fn get_workflow(
         &self,
         req: Request<pb::GetWorkflowRequest>,
     ) -> Result<Response<pb::Workflow>, Status> {
-        workflows::get_workflow(self, req.into_inner())
-            .await
-            .map(Response::new)
+        reply(workflows::get_workflow(self, req.into_inner()).await)
     }
 
     async fn list_workflows(
         &self,
         req: Request<pb::ListWorkflowsRequest>,
     ) -> Result<Response<pb::ListWorkflowsResponse>, Status> {
-        workflows::list_workflows(self, req.into_inner())
-            .await
-            .map(Response::new)
+        reply(workflows::list_workflows(self, req.into_inner()).await)
     }
 
     async fn control_workflow(
         &self,
         req: Request<pb::ControlWorkflowRequest>,
     ) -> Result<Response<pb::WorkflowStateReply>, Status> {
-        workflows::control_workflow(self, req.into_inner())
-            .await
-            .map(Response::new)
+        reply(workflows::control_workflow(self, req.into_inner()).await)
     }
 
     async fn set_resource(
         &self,
         req: Request<pb::SetResourceRequest>,
     ) -> Result<Response<pb::ResourceInfo>, Status> {
-        locks::set_resource(self, req.into_inner())
-            .await
-            .map(Response::new)
+        reply(locks::set_resource(self, req.into_inner()).await)
     }
 
     async fn list_resources(
         &self,
         req: Request<pb::ListResourcesRequest>,
     ) -> Result<Response<pb::ListResourcesResponse>, Status> {
-        locks::list_resources(self, req.into_inner())
-            .await
-            .map(Response::new)
+        reply(locks::list_resources(self, req.into_inner()).await)
     }
 
     async fn acquire_lock(
         &self,
         req: Request<pb::AcquireLockRequest>,
     ) -> Result<Response<pb::LockGrant>, Status> {
-        locks::acquire_lock(self, req.into_inner())
-            .await
-            .map(Response::new)
+        reply(locks::acquire_lock(self, req.into_inner()).await)
     }
 
     async fn renew_lock(
         &self,
         req: Request<pb::RenewLockRequest>,
     ) -> Result<Response<pb::LockGrant>, Status> {
-        locks::renew_lock(self, req.into_inner())
-            .await
-            .map(Response::new)
+        reply(locks::renew_lock(self, req.into_inner()).await)
     }
 
     async fn release_lock(
         &self,
         req: Request<pb::ReleaseLockRequest>,
     ) -> Result<Response<pb::ReleaseLockResponse>, Status> {
-        locks::release_lock(self, req.into_inner())
-            .await
-            .map(Response::new)
+        reply(locks::release_lock(self, req.into_inner()).await)
     }
 
     async fn set_queue_policy(
         &self,
         req: Request<pb::SetQueuePolicyRequest>,
     ) -> Result<Response<pb::QueueInfo>, Status> {
-        jobs::set_queue_policy(self, req.into_inner())
-            .await
-            .map(Response::new)
+        reply(jobs::set_queue_policy(self, req.into_inner()).await)
     }
 
     async fn create_schedule(
         &self,
         req: Request<pb::CreateScheduleRequest>,
     ) -> Result<Response<pb::ScheduleInfo>, Status> {
-        schedules::create_schedule(self, req.into_inner())
-            .await
-            .map(Response::new)
+        reply(schedules::create_schedule(self, req.into_inner()).await)
     }
 
     async fn get_schedule(
         &self,
         req: Request<pb::ScheduleRef>,
     ) -> Result<Response<pb::ScheduleInfo>, Status> {
-        schedules::get_schedule(self, req.into_inner())
-            .await
-            .map(Response::new)
+        reply(schedules::get_schedule(self, req.into_inner()).await)
     }
 
     async fn list_schedules(
         &self,
         req: Request<pb::ListSchedulesRequest>,
     ) -> Result<Response<pb::ListSchedulesResponse>, Status> {
-        schedules::list_schedules(self, req.into_inner())
-            .await
-            .map(Response::new)
+        reply(schedules::list_schedules(self, req.into_inner()).await)
     }
 
     async fn control_schedule(
         &self,
         req: Request<pb::ControlScheduleRequest>,
     ) -> Result<Response<pb::ControlScheduleResponse>, Status> {
-        schedules::control_schedule(self, req.into_inner())
-            .await
-            .map(Response::new)
+        reply(schedules::control_schedule(self, req.into_inner()).await)
     }
 
     async fn emit(
         &self,
         req: Request<pb::EmitRequest>,
     ) -> Result<Response<pb::EmitResponse>, Status> {
-        events::emit(self, req.into_inner())
-            .await
-            .map(Response::new)
+        reply(events::emit(self, req.into_inner()).await)
     }
 
     async fn create_trigger(
         &self,
         req: Request<pb::CreateTriggerRequest>,
     ) -> Result<Response<pb::TriggerInfo>, Status> {
-        events::create_trigger(self, req.into_inner())
-            .await
-            .map(Response::new)
+        reply(events::create_trigger(self, req.into_inner()).await)
     }
 
     async fn list_triggers(
         &self,
         req: Request<pb::ListTriggersRequest>,
     ) -> Result<Response<pb::ListTriggersResponse>, Status> {
-        events::list_triggers(self, req.into_inner())
-            .await
-            .map(Response::new)
+        reply(events::list_triggers(self, req.into_inner()).await)
     }
 
     async fn delete_trigger(
         &self,
         req: Request<pb::TriggerRef>,
     ) -> Result<Response<pb::DeleteTriggerResponse>, Status> {
-        events::delete_trigger(self, req.into_inner())
-            .await
-            .map(Response::new)
+        reply(events::delete_trigger(self, req.into_inner()).await)
     }
 
     async fn create_timer(
         &self,
         req: Request<pb::CreateTimerRequest>,
     ) -> Result<Response<pb::TimerInfo>, Status> {
-        events::create_timer(self, req.into_inner())
-            .await
-            .map(Response::new)
+        reply(events::create_timer(self, req.into_inner()).await)
     }
 
     async fn list_timers(
         &self,
         req: Request<pb::ListTimersRequest>,
     ) -> Result<Response<pb::ListTimersResponse>, Status> {
-        events::list_timers(self, req.into_inner())
-            .await
-            .map(Response::new)
+        reply(events::list_timers(self, req.into_inner()).await)
     }
 
     async fn cancel_timer(
         &self,
         req: Request<pb::TimerRef>,
     ) -> Result<Response<pb::CancelTimerResponse>, Status> {
-        events::cancel_timer(self, req.into_inner())
-            .await
-            .map(Response::new)
+        reply(events::cancel_timer(self, req.into_inner()).await)
     }
 
     async fn node_status(
         &self,
         req: Request<pb::NodeStatusRequest>,
     ) -> Result<Response<pb::NodeStatusResponse>, Status> {
-        node_status(self, req.into_inner().with_digest).map(Response::new)
+        reply(node_status(self, req.into_inner().with_digest))
     }
 }
