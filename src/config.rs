@@ -292,7 +292,12 @@ impl RawConfig {
                 )))
             }
         };
-        range("cluster.heartbeat_ms", c.heartbeat_ms, 10, 10_000)?;
+        range(
+            "cluster.heartbeat_ms",
+            c.heartbeat_ms,
+            limits::HEARTBEAT_MS_MIN,
+            limits::HEARTBEAT_MS_MAX,
+        )?;
         if c.election_timeout_min_ms <= c.heartbeat_ms * 2 {
             return err(
                 "cluster.election_timeout_min_ms",
@@ -315,30 +320,39 @@ impl RawConfig {
             "cluster.election_timeout_max_ms",
             c.election_timeout_max_ms,
             0,
-            60_000,
+            limits::ELECTION_TIMEOUT_MS_MAX,
         )?;
         range(
             "cluster.snapshot_every_entries",
             c.snapshot_every_entries,
-            10,
-            10_000_000,
+            limits::SNAPSHOT_EVERY_ENTRIES_MIN,
+            limits::SNAPSHOT_EVERY_ENTRIES_MAX,
         )?;
         range(
             "cluster.snapshot_logs_kept",
             c.snapshot_logs_kept,
             0,
-            10_000_000,
+            limits::SNAPSHOT_LOGS_KEPT_MAX,
         )?;
-        if c.request_timeout_ms < c.election_timeout_max_ms || c.request_timeout_ms > 600_000 {
+        if c.request_timeout_ms < c.election_timeout_max_ms
+            || c.request_timeout_ms > limits::REQUEST_TIMEOUT_MS_MAX
+        {
             return err(
                 "cluster.request_timeout_ms",
                 format!(
-                    "is {}, must be election_timeout_max_ms ({})..=600000",
-                    c.request_timeout_ms, c.election_timeout_max_ms
+                    "is {}, must be election_timeout_max_ms ({})..={}",
+                    c.request_timeout_ms,
+                    c.election_timeout_max_ms,
+                    limits::REQUEST_TIMEOUT_MS_MAX
                 ),
             );
         }
-        range("cluster.workers_max", c.workers_max.into(), 0, 256)?;
+        range(
+            "cluster.workers_max",
+            c.workers_max.into(),
+            0,
+            limits::NODE_WORKERS_MAX,
+        )?;
         if c.workers_max > 0 && c.workers_min > c.workers_max {
             return err(
                 "cluster.workers_min",

@@ -83,6 +83,20 @@ impl From<Rejection> for Error {
     }
 }
 
+/// A config file a user must fix.
+impl From<crate::config::ConfigError> for Error {
+    fn from(e: crate::config::ConfigError) -> Error {
+        Error::Config(e.0)
+    }
+}
+
+/// An encode or decode failure of our own data: a bug or a damaged file, not the caller's input.
+impl From<crate::codec::CodecError> for Error {
+    fn from(e: crate::codec::CodecError) -> Error {
+        Error::Internal(e.to_string())
+    }
+}
+
 /// Whether a failed call's status says the request never reached the server (connection
 /// refused or not established), so retrying it elsewhere cannot apply it twice.
 pub fn not_sent(status: &tonic::Status) -> bool {

@@ -20,7 +20,5 @@ pub mod node;
 pub mod proto;
 pub mod raft;
 pub mod server;
-pub mod ticker;
-pub mod worker;
 
 pub use error::{Error, Result};

@@ -541,6 +541,19 @@ async fn submit_batch_and_complete_and_lease() {
     );
     let q = client.queue("bulk", false).await.unwrap();
     assert_eq!(q.ready, 300, "a refused batch adds nothing: {q:?}");
+    // A page limit of 0 means the default; above the maximum it is refused, never cut.
+    let list = |limit: u32| pb::ListJobsRequest {
+        queue: "bulk".into(),
+        limit,
+        ..Default::default()
+    };
+    assert_eq!(client.list_jobs(list(0)).await.unwrap().len(), 100);
+    assert_eq!(client.list_jobs(list(1000)).await.unwrap().len(), 300);
+    let e = client.list_jobs(list(1001)).await.unwrap_err();
+    assert!(
+        matches!(&e, Error::InvalidArgument { field, .. } if field == "limit"),
+        "{e:?}"
+    );
 
     let lease = |max: u32| pb::LeaseRequest {
         worker_id: "bulk-worker".into(),

@@ -729,7 +729,7 @@ async fn dag(b: &mut Bench, steps: usize, plan_serial: bool) {
         let t = Instant::now();
         let reply = client
             .complete_and_lease(pb::CompleteAndLeaseRequest {
-                completions: vec![raftline::worker::complete_request(
+                completions: vec![raftline::proto::to_wire::complete_request(
                     id,
                     l.token,
                     &ok_report(),

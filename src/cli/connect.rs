@@ -18,7 +18,7 @@ pub fn targets(addr: &[String]) -> Result<Vec<(Option<u64>, String)>> {
             "no --addr given and no ./cluster.toml to read node addresses from".into(),
         ));
     }
-    let config = Config::load(path).map_err(|e| Error::Config(e.0))?;
+    let config = Config::load(path)?;
     Ok(config
         .nodes
         .iter()

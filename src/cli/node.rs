@@ -5,11 +5,11 @@ use std::path::Path;
 
 use super::signal::shutdown_signal;
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// Runs `raftline node --config PATH --id ID`.
 pub async fn run(config: &Path, id: u64) -> Result<()> {
-    let config = Config::load(config).map_err(|e| Error::Config(e.0))?;
-    config.node(id).map_err(|e| Error::Config(e.0))?;
+    let config = Config::load(config)?;
+    config.node(id)?;
     crate::node::run(config, id, shutdown_signal()).await
 }

@@ -21,7 +21,7 @@ const STOP_TIMEOUT: Duration = Duration::from_millis(limits::UP_STOP_MS_MAX);
 
 /// Runs `raftline up`.
 pub async fn run(config_path: &Path) -> Result<()> {
-    let config = Config::load(config_path).map_err(|e| Error::Config(e.0))?;
+    let config = Config::load(config_path)?;
     let config_path = std::path::absolute(config_path).map_err(|e| Error::Config(e.to_string()))?;
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
         Error::Config(format!(

@@ -41,17 +41,17 @@ pub async fn run(addr: &[String], args: WorkerArgs) -> Result<()> {
             .unwrap_or_else(|_| "host".into());
         format!("worker-{host}-{}", std::process::id())
     });
-    let backend = Arc::new(crate::worker::RemoteBackend {
+    let backend = Arc::new(crate::node::executor::RemoteBackend {
         client: client(addr)?,
         worker_id,
         queues: args.queue,
         capabilities: args.capabilities,
     });
-    let pool = crate::worker::PoolConfig {
+    let pool = crate::node::executor::PoolConfig {
         min: 1,
         max: args.concurrency,
         handler: (!args.handler.is_empty()).then_some(args.handler),
     };
-    crate::worker::run(backend, pool, shutdown_signal()).await;
+    crate::node::executor::run(backend, pool, shutdown_signal()).await;
     Ok(())
 }

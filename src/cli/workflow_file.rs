@@ -242,7 +242,7 @@ pub fn load(path: &Path) -> Result<pb::SubmitWorkflowRequest> {
 
 /// Runs every check the server runs (shape, names, limits, job templates), offline.
 pub fn check(req: &pb::SubmitWorkflowRequest) -> Result<()> {
-    proto::workflow_spec(req.clone()).map(|_| ())
+    proto::from_wire::workflow_spec(req.clone()).map(|_| ())
 }
 
 #[cfg(test)]

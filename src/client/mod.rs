@@ -20,7 +20,7 @@ use std::time::Duration;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::error::{Error, Result};
-use crate::machine::{limits, ErrorClass, JobId, Report};
+use crate::machine::{limits, Report};
 use crate::proto::pb;
 use crate::proto::pb::api_client::ApiClient;
 use retry::not_sent;
@@ -493,7 +493,7 @@ impl Client {
 
     /// Ends an attempt (worker API); returns the job's new state.
     pub async fn complete(&self, job_id: u64, token: u64, report: &Report) -> Result<String> {
-        let req = complete_request(job_id, token, report);
+        let req = crate::proto::to_wire::complete_request(job_id, token, report);
         let reply = self
             .call(false, |mut c| {
                 let req = req.clone();
@@ -585,17 +585,4 @@ fn api_client(addr: &str) -> Result<ApiClient<Channel>> {
     Ok(ApiClient::new(channel)
         .max_decoding_message_size(limits::API_MESSAGE_BYTES_MAX)
         .max_encoding_message_size(limits::API_MESSAGE_BYTES_MAX))
-}
-
-/// An attempt's report as sent over the wire.
-fn complete_request(job_id: JobId, token: u64, report: &Report) -> pb::CompleteRequest {
-    pb::CompleteRequest {
-        job_id,
-        token,
-        success: report.error_class.is_none(),
-        error_class: report.error_class.map_or("", ErrorClass::name).to_string(),
-        exit_code: report.exit_code,
-        error: report.error.clone(),
-        output_tail: report.output_tail.clone(),
-    }
 }

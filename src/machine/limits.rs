@@ -282,7 +282,7 @@ const _: () = assert!(WORKFLOW_PARALLEL_DEFAULT <= WORKFLOW_PARALLEL_MAX);
 /// Most jobs one `raftline worker` runs at once (`--concurrency`): each is a child process
 /// with its own output capture, and past a few hundred a host is better served by several
 /// workers. The same bound as a node's `workers_max`.
-pub const WORKER_CONCURRENCY_MAX: u32 = 256;
+pub const WORKER_CONCURRENCY_MAX: u32 = NODE_WORKERS_MAX as u32;
 /// How long `raftline cluster status` waits for each node's own answer before showing it as
 /// unreachable: a live node answers from memory within milliseconds.
 pub const CLI_NODE_STATUS_MS_MAX: u64 = 2_000;
@@ -293,3 +293,69 @@ pub const UP_STOP_MS_MAX: u64 = 10_000;
 /// on a LAN connects within milliseconds, and a write may only move on while unsent.
 pub const CLIENT_CONNECT_MS_MAX: u64 = 1_000;
 const _: () = assert!(WORKER_CONCURRENCY_MAX <= LEASE_BATCH_MAX);
+
+// ---------------------------------------------------------------------------------------------
+// Around the core: config ranges, node and executor timings, API list pages. Not used by the
+// machine itself; kept here so every bound of the system is in one file.
+
+/// Fewest `cluster.heartbeat_ms`: faster heartbeats cost CPU and bandwidth for nothing.
+pub const HEARTBEAT_MS_MIN: u64 = 10;
+/// Most `cluster.heartbeat_ms`: slower heartbeats make failover take minutes.
+pub const HEARTBEAT_MS_MAX: u64 = 10_000;
+/// Most `cluster.election_timeout_max_ms`: a longer one leaves a cluster leaderless for over a
+/// minute after a crash.
+pub const ELECTION_TIMEOUT_MS_MAX: u64 = 60_000;
+/// Fewest `cluster.snapshot_every_entries`: snapshotting more often than this is all overhead.
+pub const SNAPSHOT_EVERY_ENTRIES_MIN: u64 = 10;
+/// Most `cluster.snapshot_every_entries`: a longer log takes too long to replay at start-up.
+pub const SNAPSHOT_EVERY_ENTRIES_MAX: u64 = 10_000_000;
+/// Most `cluster.snapshot_logs_kept`: the kept log lives on disk and in replay.
+pub const SNAPSHOT_LOGS_KEPT_MAX: u64 = 10_000_000;
+/// Most `cluster.request_timeout_ms`: a client should hear back within ten minutes.
+pub const REQUEST_TIMEOUT_MS_MAX: u64 = 600_000;
+/// Most `cluster.workers_max`: jobs one node runs at once (each is a process).
+pub const NODE_WORKERS_MAX: u64 = 256;
+
+/// Longest one executor lease call waits for a job before the pool re-sizes itself.
+pub const EXECUTOR_LEASE_WAIT_MS: u64 = 1_000;
+/// Pause after a failed lease call (no leader yet, node starting) so a down cluster is not
+/// hammered.
+pub const EXECUTOR_LEASE_RETRY_MS: u64 = 500;
+/// How often the executor checks its leases against local state, so a cancel kills quickly.
+pub const EXECUTOR_LEASE_CHECK_MS: u64 = 250;
+/// Heartbeats per lease ttl: a lease survives a lost heartbeat or two.
+pub const EXECUTOR_HEARTBEATS_PER_TTL: u64 = 3;
+/// How long running jobs get to be killed and handed back at shutdown.
+pub const EXECUTOR_SHUTDOWN_MS: u64 = 5_000;
+/// Tries to record one completion; after them the lease expires and the job is retried.
+pub const COMPLETE_TRIES_MAX: u32 = 10;
+/// First pause between completion tries, doubled per try (bounded below).
+pub const COMPLETE_RETRY_BASE_MS: u64 = 200;
+/// Doublings of the completion retry pause: 200 ms grows to at most 3.2 s.
+pub const COMPLETE_RETRY_DOUBLINGS_MAX: u32 = 4;
+/// Longest wait for a finished or killed job's output pipes to drain.
+pub const OUTPUT_DRAIN_MS: u64 = 1_000;
+/// Bytes read from a job's stdout or stderr at once.
+pub const OUTPUT_CHUNK_BYTES: usize = 4 * 1024;
+
+/// How long in-flight calls may take to finish at node shutdown.
+pub const NODE_DRAIN_MS: u64 = 5_000;
+/// Pause between tries to register a node's run while no leader is elected.
+pub const NODE_REGISTER_RETRY_MS: u64 = 200;
+/// Longest wait for one peer's answer to the start-up probe.
+pub const PROBE_HELLO_TIMEOUT_MS: u64 = 500;
+/// Pause between rounds of the start-up probe.
+pub const PROBE_ROUND_PAUSE_MS: u64 = 100;
+/// The start-up probe lasts this many election timeouts: long enough for peers starting at
+/// the same time to answer.
+pub const PROBE_ELECTION_TIMEOUTS: u64 = 4;
+/// Longest sleep of the leader's ticker between checks (a new deadline also wakes it).
+pub const TICKER_CHECK_MS: u64 = 1_000;
+/// Ticker pause after a failed proposal or a tick that did no work.
+pub const TICKER_RETRY_MS: u64 = 100;
+
+/// Page size of a list call whose `limit` is 0.
+pub const LIST_LIMIT_DEFAULT: u32 = 100;
+const _: () = assert!(LIST_LIMIT_DEFAULT <= LIST_LIMIT_MAX);
+const _: () = assert!(HEARTBEAT_MS_MIN < HEARTBEAT_MS_MAX);
+const _: () = assert!(ELECTION_TIMEOUT_MS_MAX <= REQUEST_TIMEOUT_MS_MAX);

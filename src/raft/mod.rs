@@ -17,6 +17,7 @@
 #![allow(clippy::result_large_err)]
 
 mod batcher;
+mod lease;
 pub mod log_store;
 pub mod network;
 pub mod state_machine;
@@ -128,7 +129,7 @@ pub fn open_db(dir: &Path, identity: &Identity) -> Result<sled::Db> {
             )));
         }
         None => {
-            let bytes = codec::encode(identity).map_err(|e| Error::Internal(e.to_string()))?;
+            let bytes = codec::encode(identity)?;
             meta.insert("identity", bytes)
                 .and_then(|_| db.flush())
                 .map_err(|e| Error::Internal(format!("data dir {}: {e}", dir.display())))?;
@@ -309,10 +310,7 @@ impl Replica {
     /// covers, read together: replicas at the same index must have equal digests.
     pub fn digest(&self) -> Result<(u64, String)> {
         let applied = self.applied.read().expect("state lock poisoned");
-        let bytes = applied
-            .machine
-            .encode()
-            .map_err(|e| Error::Internal(e.to_string()))?;
+        let bytes = applied.machine.encode()?;
         let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
         for b in bytes {
             hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
@@ -458,7 +456,7 @@ impl Replica {
         deadline: Instant,
     ) -> Result<ForwardReply> {
         let mut client = self.peer(leader)?;
-        let data = codec::encode(command).map_err(|e| Error::Internal(e.to_string()))?;
+        let data = codec::encode(command)?;
         let wait = deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout(wait, client.propose(pb::PeerBytes { data })).await {
             Err(_) => Ok(ForwardReply::Unavailable(
@@ -527,14 +525,14 @@ impl Replica {
 
     /// Peer handler: a write forwarded by a follower.
     pub async fn handle_propose(&self, data: &[u8]) -> Result<Vec<u8>> {
-        let command: Command = codec::decode(data).map_err(|e| Error::Internal(e.to_string()))?;
+        let command: Command = codec::decode(data)?;
         let reply = if self.raft.metrics().borrow().current_leader == Some(self.id) {
             self.propose_local(command, Instant::now() + self.request_timeout)
                 .await
         } else {
             ForwardReply::NotLeader
         };
-        codec::encode(&reply).map_err(|e| Error::Internal(e.to_string()))
+        Ok(codec::encode(&reply)?)
     }
 
     /// Peer handler: read index for a follower. Errors if this node is not a confirmed leader.

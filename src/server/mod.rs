@@ -4,7 +4,7 @@
 //! Each server takes a bound listener and a shutdown future (mini-redis style), caps message
 //! size and concurrency (`limits.rs`), and validates requests before anything is proposed.
 
-pub mod api_service;
+pub mod api;
 pub mod http;
 pub mod raft_service;
 
@@ -27,7 +27,7 @@ pub async fn serve_api(
     replica: Arc<Replica>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
-    let service = ApiServer::new(api_service::ApiService::new(replica))
+    let service = ApiServer::new(api::ApiService::new(replica))
         .max_decoding_message_size(limits::API_MESSAGE_BYTES_MAX)
         .max_encoding_message_size(limits::API_MESSAGE_BYTES_MAX);
     tonic::transport::Server::builder()

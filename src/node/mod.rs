@@ -1,5 +1,6 @@
 //! One node's lifecycle: bind, open the data dir, decide whether to form or join the cluster,
-//! serve, and shut down cleanly.
+//! serve, and shut down cleanly. The node side of raftline: this wiring, the leader's
+//! [`ticker`] and the node's own [`executor`] (the worker pool, shared with `raftline worker`).
 //!
 //! Start-up order matters:
 //! 1. Bind every listener first, so a port in use fails before anything is written.
@@ -20,6 +21,10 @@
 //! registration being applied is likewise unprotected. Replacing a lost disk is a membership
 //! change under a new id (a later issue).
 
+pub mod executor;
+mod shell;
+pub mod ticker;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,13 +36,13 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::machine::{Command, NodeRun, Response, WorkerRef};
+use crate::machine::{limits, Command, NodeRun, Response, WorkerRef};
 use crate::proto::pb;
 use crate::raft::{self, Identity, Replica};
 use crate::server;
 
 /// How long in-flight calls may take to finish at shutdown.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+const DRAIN_TIMEOUT: Duration = Duration::from_millis(limits::NODE_DRAIN_MS);
 
 async fn bind(id: u64, key: &str, addr: SocketAddr) -> Result<TcpListener> {
     TcpListener::bind(addr)
@@ -56,7 +61,7 @@ enum Plan {
 
 /// Runs node `id` of `config` until `shutdown` completes.
 pub async fn run(config: Config, id: u64, shutdown: impl Future<Output = ()>) -> Result<()> {
-    let me = config.node(id).map_err(|e| Error::Config(e.0))?.clone();
+    let me = config.node(id)?.clone();
     let raft_listener = bind(id, "raft_addr", me.raft_listen_addr).await?;
     let api_listener = bind(id, "api_addr", me.api_addr).await?;
     let http_listener = bind(id, "http_addr", me.http_addr).await?;
@@ -116,7 +121,7 @@ pub async fn run(config: Config, id: u64, shutdown: impl Future<Output = ()>) ->
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
     let register = tokio::spawn(register(replica.clone(), incarnation, stopped()));
-    let ticker = tokio::spawn(crate::ticker::run(
+    let ticker = tokio::spawn(ticker::run(
         replica.clone(),
         config.settings,
         config.resources.clone(),
@@ -124,7 +129,7 @@ pub async fn run(config: Config, id: u64, shutdown: impl Future<Output = ()>) ->
     ));
     let (executor_stop, executor_stopped) = watch::channel(false);
     let executor = (config.workers_max > 0).then(|| {
-        let backend = Arc::new(crate::worker::LocalBackend {
+        let backend = Arc::new(executor::LocalBackend {
             replica: replica.clone(),
             worker: WorkerRef {
                 id: format!("node-{id}"),
@@ -136,13 +141,13 @@ pub async fn run(config: Config, id: u64, shutdown: impl Future<Output = ()>) ->
             queues: me.queues.clone(),
             capabilities: me.capabilities.clone(),
         });
-        let pool = crate::worker::PoolConfig {
+        let pool = executor::PoolConfig {
             min: config.workers_min,
             max: config.workers_max,
             handler: None,
         };
         let mut rx = executor_stopped;
-        tokio::spawn(crate::worker::run(backend, pool, async move {
+        tokio::spawn(executor::run(backend, pool, async move {
             let _ = rx.wait_for(|s| *s).await;
         }))
     });
@@ -221,7 +226,7 @@ async fn register(replica: Arc<Replica>, incarnation: u64, stopped: impl Future<
                 }
                 Err(e) => {
                     tracing::debug!("node registration not yet committed: {e}");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    tokio::time::sleep(Duration::from_millis(limits::NODE_REGISTER_RETRY_MS)).await;
                 }
             }
         }
@@ -235,7 +240,8 @@ async fn register(replica: Arc<Replica>, incarnation: u64, stopped: impl Future<
 /// Asks every peer about the cluster. Returns the plan, or an error when this node must not
 /// start. Waits for every peer's answer up to a bound; unreachable peers count as fresh.
 async fn probe(config: &Config, id: u64) -> Result<Plan> {
-    let deadline = Instant::now() + Duration::from_millis(config.election_timeout_max_ms * 4);
+    let deadline = Instant::now()
+        + Duration::from_millis(config.election_timeout_max_ms * limits::PROBE_ELECTION_TIMEOUTS);
     let mut pending: Vec<_> = config.nodes.iter().filter(|n| n.id != id).collect();
     let mut initialized = Vec::new();
     let local_ip = config.peer_source_ip(id);
@@ -251,7 +257,11 @@ async fn probe(config: &Config, id: u64) -> Result<Plan> {
                 cluster: config.name.clone(),
                 from_id: id,
             };
-            let reply = tokio::time::timeout(Duration::from_millis(500), client.hello(hello)).await;
+            let reply = tokio::time::timeout(
+                Duration::from_millis(limits::PROBE_HELLO_TIMEOUT_MS),
+                client.hello(hello),
+            )
+            .await;
             match reply {
                 Ok(Ok(reply)) => {
                     let reply = reply.into_inner();
@@ -282,7 +292,7 @@ async fn probe(config: &Config, id: u64) -> Result<Plan> {
         }
         pending = still;
         if !pending.is_empty() {
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(limits::PROBE_ROUND_PAUSE_MS)).await;
         }
     }
     if !pending.is_empty() {

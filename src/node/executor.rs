@@ -1,4 +1,5 @@
-//! Workers: run leased jobs and report how they ended.
+//! The worker pool: lease jobs, run them (`shell.rs`), keep their leases alive and report how
+//! they ended.
 //!
 //! One executor loop serves two kinds of worker through the [`Backend`] trait:
 //! - every node's own executor ([`LocalBackend`]), which proposes through the node's replica
@@ -12,25 +13,30 @@
 //! reported. A job that runs past its timeout is killed and reported as a `timeout` failure.
 //! On shutdown running jobs are killed and their leases handed back (not counted).
 //!
-//! CAVEATS: output is captured as one interleaved tail of stdout and stderr; a process that
-//! escapes its process group is not killed.
+//! Both backends take one path for every call: the node's own executor leases (long-poll),
+//! heartbeats, completes and releases by proposing through its replica; the external worker
+//! makes the matching gRPC calls through the [`Client`].
+//!
+//! CAVEATS: see `shell.rs` for what running a process does not cover.
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{watch, Notify};
 
+use super::shell::{self, Ended, Kill};
 use crate::client::Client;
 use crate::error::{Error, Result};
-use crate::machine::job::tail;
-use crate::machine::{limits, ErrorClass, Grant, JobId, JobKind, Report, WorkerRef};
-use crate::proto::pb;
+use crate::machine::{limits, Command, Grant, JobId, JobKind, Report, Response, WorkerRef};
+use crate::proto::{from_wire, pb};
 use crate::raft::Replica;
-use crate::server::api_service::lease_wait;
+
+/// Longest wait of one lease call before the pool re-sizes itself.
+const LEASE_WAIT: Duration = Duration::from_millis(limits::EXECUTOR_LEASE_WAIT_MS);
+/// Pause after a failed lease call.
+const LEASE_RETRY: Duration = Duration::from_millis(limits::EXECUTOR_LEASE_RETRY_MS);
 
 /// A job handed to this worker.
 #[derive(Debug, Clone)]
@@ -97,9 +103,9 @@ pub struct LocalBackend {
 
 impl LocalBackend {
     /// Proposes a command; a rejection becomes its error.
-    async fn propose(&self, command: crate::machine::Command) -> Result<()> {
+    async fn propose(&self, command: Command) -> Result<()> {
         match self.replica.propose(command).await? {
-            crate::machine::Response::Rejected(r) => Err(r.into()),
+            Response::Rejected(r) => Err(r.into()),
             _ => Ok(()),
         }
     }
@@ -107,25 +113,26 @@ impl LocalBackend {
 
 impl Backend for LocalBackend {
     async fn lease(&self, max: u32, wait: Duration) -> Result<Vec<Leased>> {
-        let grants = lease_wait(
-            &self.replica,
-            &self.worker,
-            &self.queues,
-            &self.capabilities,
-            max,
-            None,
-            wait,
-        )
-        .await?;
+        let grants = self
+            .replica
+            .lease_wait(
+                &self.worker,
+                &self.queues,
+                &self.capabilities,
+                max,
+                None,
+                wait,
+            )
+            .await?;
         Ok(grants.into_iter().map(Leased::from).collect())
     }
 
     async fn heartbeat(&self) -> Result<Vec<(JobId, u64)>> {
-        let command = crate::machine::Command::Heartbeat {
+        let command = Command::Heartbeat {
             worker: self.worker.id.clone(),
         };
         match self.replica.propose(command).await? {
-            crate::machine::Response::Heartbeated(held) => {
+            Response::Heartbeated(held) => {
                 Ok(held.into_iter().map(|(id, token, _)| (id, token)).collect())
             }
             other => Err(Error::Internal(format!("heartbeat answered {other:?}"))),
@@ -133,7 +140,7 @@ impl Backend for LocalBackend {
     }
 
     async fn complete(&self, job_id: JobId, token: u64, report: Report) -> Result<()> {
-        self.propose(crate::machine::Command::Complete {
+        self.propose(Command::Complete {
             job_id,
             token,
             report,
@@ -142,8 +149,7 @@ impl Backend for LocalBackend {
     }
 
     async fn release(&self, job_id: JobId, token: u64) -> Result<()> {
-        self.propose(crate::machine::Command::Release { job_id, token })
-            .await
+        self.propose(Command::Release { job_id, token }).await
     }
 
     fn backlog(&self) -> Option<u64> {
@@ -224,19 +230,15 @@ impl Backend for RemoteBackend {
     }
 }
 
+/// A leased job as a gRPC worker receives it.
 fn leased_from_wire(l: pb::LeasedJob) -> Result<Leased> {
     let job = l
         .job
         .ok_or_else(|| Error::Internal("lease reply without a job".into()))?;
-    let kind = match job.kind {
-        Some(pb::job::Kind::Shell(s)) => JobKind::Shell {
-            argv: s.argv,
-            env: s.env.into_iter().collect(),
-            cwd: (!s.cwd.is_empty()).then_some(s.cwd),
-        },
-        Some(pb::job::Kind::Payload(payload)) => JobKind::External { payload },
-        None => return Err(Error::Internal("lease reply job without a kind".into())),
-    };
+    let kind: JobKind = job
+        .kind
+        .map(from_wire::job_kind)
+        .ok_or_else(|| Error::Internal("lease reply job without a kind".into()))?;
     Ok(Leased {
         job_id: job.id,
         token: l.token,
@@ -264,15 +266,6 @@ struct Running {
     kill: watch::Sender<Kill>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kill {
-    No,
-    /// The lease is gone (cancelled, expired): kill and stay silent.
-    Lost,
-    /// This worker is stopping: kill and hand the lease back.
-    Shutdown,
-}
-
 type Table = Arc<Mutex<BTreeMap<JobId, Running>>>;
 
 /// Runs the executor until `shutdown` completes; then kills running jobs and hands their
@@ -295,7 +288,7 @@ pub async fn run<B: Backend>(
         tokio::select! {
             _ = &mut shutdown => break,
             _ = finished.notified(), if free == 0 => {}
-            leased = backend.lease(free.max(1), Duration::from_secs(1)), if free > 0 => match leased {
+            leased = backend.lease(free.max(1), LEASE_WAIT), if free > 0 => match leased {
                 Ok(jobs) => {
                     for job in jobs {
                         let (kill, killed) = watch::channel(Kill::No);
@@ -315,7 +308,7 @@ pub async fn run<B: Backend>(
                 }
                 Err(e) => {
                     tracing::debug!("lease: {e}");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    tokio::time::sleep(LEASE_RETRY).await;
                 }
             },
         }
@@ -325,18 +318,19 @@ pub async fn run<B: Backend>(
     for running in table.lock().expect("worker table").values() {
         let _ = running.kill.send(Kill::Shutdown);
     }
-    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+    let _ = tokio::time::timeout(Duration::from_millis(limits::EXECUTOR_SHUTDOWN_MS), async {
         while tasks.join_next().await.is_some() {}
     })
     .await;
 }
 
-/// Heartbeats every ttl/3 and kills jobs whose lease is gone; checks local state (when the
-/// backend has it) every 250 ms so a cancel kills a job quickly.
+/// Heartbeats every ttl/`EXECUTOR_HEARTBEATS_PER_TTL` and kills jobs whose lease is gone;
+/// checks local state (when the backend has it) every `EXECUTOR_LEASE_CHECK_MS` so a cancel
+/// kills a job quickly.
 async fn keep_leases<B: Backend>(backend: Arc<B>, table: Table) {
     let mut last_heartbeat = tokio::time::Instant::now();
     loop {
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(Duration::from_millis(limits::EXECUTOR_LEASE_CHECK_MS)).await;
         let snapshot: Vec<(JobId, u64, u64)> = table
             .lock()
             .expect("worker table")
@@ -356,7 +350,9 @@ async fn keep_leases<B: Backend>(backend: Arc<B>, table: Table) {
         let Some(ttl) = snapshot.iter().map(|(_, _, ttl)| *ttl).min() else {
             continue;
         };
-        if last_heartbeat.elapsed() < Duration::from_millis(ttl / 3) {
+        if last_heartbeat.elapsed()
+            < Duration::from_millis(ttl / limits::EXECUTOR_HEARTBEATS_PER_TTL)
+        {
             continue;
         }
         last_heartbeat = tokio::time::Instant::now();
@@ -373,14 +369,6 @@ async fn keep_leases<B: Backend>(backend: Arc<B>, table: Table) {
     }
 }
 
-/// How a run ended.
-enum Ended {
-    Exited(std::process::ExitStatus),
-    TimedOut,
-    Killed(Kill),
-    SpawnFailed(String),
-}
-
 async fn run_one<B: Backend>(
     backend: Arc<B>,
     job: Leased,
@@ -390,60 +378,27 @@ async fn run_one<B: Backend>(
     finished: Arc<Notify>,
 ) {
     let output = Arc::new(Mutex::new(Vec::new()));
-    let ended = execute(&job, handler.as_deref(), killed, output.clone()).await;
+    let ended = shell::execute(&job, handler.as_deref(), killed, output.clone()).await;
     table.lock().expect("worker table").remove(&job.job_id);
     finished.notify_one();
-    let output_tail = {
-        let bytes = output.lock().expect("output buffer");
-        tail(
-            &String::from_utf8_lossy(&bytes),
-            limits::OUTPUT_TAIL_BYTES_MAX,
-        )
-    };
-    let report = |class, exit_code, error: String| Report {
-        error_class: class,
-        exit_code,
-        error,
-        output_tail: output_tail.clone(),
-    };
-    let report = match ended {
-        Ended::Killed(Kill::Shutdown) => {
+    let report = shell::report(&ended, &job, &output.lock().expect("output buffer"));
+    let report = match (ended, report) {
+        (_, Some(report)) => report,
+        (Ended::Killed(Kill::Shutdown), None) => {
             if let Err(e) = backend.release(job.job_id, job.token).await {
                 tracing::warn!(job = job.job_id, "hand back failed: {e}");
             }
             return;
         }
-        Ended::Killed(_) => {
+        (_, None) => {
             tracing::info!(
                 job = job.job_id,
                 "lease gone (cancelled or expired): job killed"
             );
             return;
         }
-        Ended::TimedOut => report(
-            Some(ErrorClass::Timeout),
-            None,
-            format!(
-                "killed after its timeout of {} ms",
-                job.timeout_ms.unwrap_or(0)
-            ),
-        ),
-        Ended::SpawnFailed(e) => report(Some(ErrorClass::Transient), None, e),
-        Ended::Exited(status) => match status.code() {
-            Some(0) => report(None, Some(0), String::new()),
-            Some(code) => report(
-                Some(ErrorClass::Transient),
-                Some(code),
-                format!("exited with code {code}"),
-            ),
-            None => report(
-                Some(ErrorClass::Transient),
-                None,
-                format!("killed by a signal ({status})"),
-            ),
-        },
     };
-    for attempt in 0..10 {
+    for attempt in 0..limits::COMPLETE_TRIES_MAX {
         match backend
             .complete(job.job_id, job.token, report.clone())
             .await
@@ -459,123 +414,10 @@ async fn run_one<B: Backend>(
                     attempt,
                     "completion not recorded yet: {e}"
                 );
-                tokio::time::sleep(Duration::from_millis(200 << attempt.min(4))).await;
+                let pause = limits::COMPLETE_RETRY_BASE_MS
+                    << attempt.min(limits::COMPLETE_RETRY_DOUBLINGS_MAX);
+                tokio::time::sleep(Duration::from_millis(pause)).await;
             }
         }
-    }
-}
-
-async fn execute(
-    job: &Leased,
-    handler: Option<&[String]>,
-    mut killed: watch::Receiver<Kill>,
-    output: Arc<Mutex<Vec<u8>>>,
-) -> Ended {
-    let (argv, env, cwd, stdin) = match &job.kind {
-        JobKind::Shell { argv, env, cwd } => (argv.clone(), env.clone(), cwd.clone(), None),
-        JobKind::External { payload } => match handler {
-            Some(h) if !h.is_empty() => (h.to_vec(), BTreeMap::new(), None, Some(payload.clone())),
-            _ => return Ended::SpawnFailed("no handler command for external jobs".into()),
-        },
-    };
-    let mut command = tokio::process::Command::new(&argv[0]);
-    command
-        .args(&argv[1..])
-        .envs(&env)
-        .env("RAFTLINE_JOB_ID", job.job_id.to_string())
-        .env("RAFTLINE_TOKEN", job.token.to_string())
-        .env("RAFTLINE_ATTEMPT", job.attempt.to_string())
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    if let Some(cwd) = &cwd {
-        command.current_dir(cwd);
-    }
-    let mut child = match command.spawn() {
-        Ok(c) => c,
-        Err(e) => return Ended::SpawnFailed(format!("cannot start {:?}: {e}", argv[0])),
-    };
-    let pid = child.id();
-    if let (Some(data), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        tokio::spawn(async move {
-            let _ = pipe.write_all(&data).await;
-        });
-    }
-    let readers = [
-        child
-            .stdout
-            .take()
-            .map(|o| tokio::spawn(capture(o, output.clone()))),
-        child
-            .stderr
-            .take()
-            .map(|e| tokio::spawn(capture(e, output.clone()))),
-    ];
-    let timeout = job.timeout_ms.map_or(Duration::MAX, Duration::from_millis);
-    let ended = tokio::select! {
-        status = child.wait() => match status {
-            Ok(status) => Ended::Exited(status),
-            Err(e) => Ended::SpawnFailed(format!("waiting for the process: {e}")),
-        },
-        _ = tokio::time::sleep(timeout) => Ended::TimedOut,
-        kill = async {
-            loop {
-                if killed.changed().await.is_err() {
-                    std::future::pending::<()>().await;
-                }
-                let k = *killed.borrow();
-                if k != Kill::No {
-                    return k;
-                }
-            }
-        } => Ended::Killed(kill),
-    };
-    if !matches!(ended, Ended::Exited(_)) {
-        if let Some(pid) = pid {
-            // SAFETY: kill(2) of the process group this worker created for the job.
-            unsafe {
-                libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
-            }
-        }
-        let _ = child.wait().await;
-    }
-    for reader in readers.into_iter().flatten() {
-        let _ = tokio::time::timeout(Duration::from_secs(1), reader).await;
-    }
-    ended
-}
-
-/// Appends a pipe's bytes to `buffer`, keeping only the last `OUTPUT_TAIL_BYTES_MAX` bytes.
-async fn capture(mut pipe: impl AsyncRead + Unpin, buffer: Arc<Mutex<Vec<u8>>>) {
-    let mut chunk = [0u8; 4096];
-    while let Ok(n) = pipe.read(&mut chunk).await {
-        if n == 0 {
-            break;
-        }
-        let mut b = buffer.lock().expect("output buffer");
-        b.extend_from_slice(&chunk[..n]);
-        if b.len() > 2 * limits::OUTPUT_TAIL_BYTES_MAX {
-            let cut = b.len() - limits::OUTPUT_TAIL_BYTES_MAX;
-            b.drain(..cut);
-        }
-    }
-}
-
-/// Report as sent over the wire.
-pub fn complete_request(job_id: JobId, token: u64, report: &Report) -> pb::CompleteRequest {
-    pb::CompleteRequest {
-        job_id,
-        token,
-        success: report.error_class.is_none(),
-        error_class: report.error_class.map_or("", ErrorClass::name).to_string(),
-        exit_code: report.exit_code,
-        error: report.error.clone(),
-        output_tail: report.output_tail.clone(),
     }
 }

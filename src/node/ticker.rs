@@ -7,11 +7,13 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::machine::{Command, Response, Settings};
+use crate::machine::{limits, Command, Response, Settings};
 use crate::raft::{wall_clock_ms, Replica};
 
 /// Longest sleep between checks (a new deadline also wakes the ticker through a state change).
-const CHECK_INTERVAL: Duration = Duration::from_secs(1);
+const CHECK_INTERVAL: Duration = Duration::from_millis(limits::TICKER_CHECK_MS);
+/// Pause after a failed proposal or a tick that did no work.
+const RETRY: Duration = Duration::from_millis(limits::TICKER_RETRY_MS);
 
 /// Runs until `shutdown` completes.
 pub async fn run(
@@ -35,7 +37,7 @@ async fn ticks(replica: Arc<Replica>, settings: Settings, resources: Vec<(String
             Ok(Some(wait)) => wait,
             Err(e) => {
                 tracing::debug!("ticker: {e}");
-                Duration::from_millis(100)
+                RETRY
             }
         };
         if !wait.is_zero() {
@@ -80,7 +82,7 @@ async fn step(
     }
     match replica.propose(Command::Tick).await? {
         Response::Ticked { work } if work > 0 => Ok(Some(Duration::ZERO)),
-        Response::Ticked { .. } => Ok(Some(Duration::from_millis(100))),
+        Response::Ticked { .. } => Ok(Some(RETRY)),
         other => {
             tracing::warn!(?other, "tick refused");
             Ok(Some(CHECK_INTERVAL))

@@ -1,0 +1,48 @@
+//! The long-poll lease: one path for every worker (a node's own executor and the gRPC worker
+//! API) to take jobs through Raft.
+
+use std::time::{Duration, Instant};
+
+use super::Replica;
+use crate::error::{Error, Result};
+use crate::machine::{Command, Grant, Response, WorkerRef};
+
+impl Replica {
+    /// Leases for `worker`, waiting up to `wait` for a job (long-poll). Proposes a Lease only
+    /// when this node's state shows ready jobs in the queues, so an idle worker writes nothing
+    /// to the log; otherwise waits for the next applied change.
+    pub async fn lease_wait(
+        &self,
+        worker: &WorkerRef,
+        queues: &[String],
+        capabilities: &[String],
+        max: u32,
+        ttl_ms: Option<u64>,
+        wait: Duration,
+    ) -> Result<Vec<Grant>> {
+        let deadline = Instant::now() + wait;
+        let mut changes = self.changes();
+        loop {
+            if self.read(|m| m.leasable(queues, capabilities, worker.node.is_some())) {
+                let command = Command::Lease {
+                    worker: worker.clone(),
+                    queues: queues.to_vec(),
+                    capabilities: capabilities.to_vec(),
+                    max,
+                    ttl_ms,
+                };
+                match self.propose(command).await? {
+                    Response::Leased(grants) if !grants.is_empty() => return Ok(grants),
+                    Response::Leased(_) => changes.mark_seen(),
+                    Response::Rejected(r) => return Err(r.into()),
+                    other => return Err(Error::Internal(format!("unexpected response {other:?}"))),
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(Vec::new());
+            }
+            let _ = tokio::time::timeout(left, changes.changed()).await;
+        }
+    }
+}

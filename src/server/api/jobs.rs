@@ -1,0 +1,210 @@
+//! Jobs and queues: submit (one or a batch), read, list, cancel, retry, purge; pause, resume,
+//! read and set the policy of queues.
+
+use tonic::Status;
+
+use super::{check_range, item_error, ApiService};
+use crate::error::Error;
+use crate::machine::job::validate_queue_name;
+use crate::machine::{limits, Command, Response as Applied};
+use crate::proto::{from_wire, pb, to_wire};
+
+/// A submit request checked and turned into its command; nothing is proposed.
+fn submit_command(req: pb::SubmitRequest) -> Result<Command, Error> {
+    let (spec, delay_ms, run_at_ms) = from_wire::submit(req)?;
+    spec.validate()?;
+    check_range("delay_ms", delay_ms, limits::DELAY_MS_MAX)?;
+    Ok(Command::Submit {
+        spec,
+        delay_ms,
+        run_at_ms,
+    })
+}
+
+pub(super) async fn submit(
+    api: &ApiService,
+    req: pb::SubmitRequest,
+) -> Result<pb::SubmitResponse, Status> {
+    let command = submit_command(req)?;
+    Ok(propose_expect!(api, command,
+        Applied::Submitted { id, duplicate } => pb::SubmitResponse { id, duplicate }))
+}
+
+pub(super) async fn submit_batch(
+    api: &ApiService,
+    req: pb::SubmitBatchRequest,
+) -> Result<pb::SubmitBatchResponse, Status> {
+    let jobs = req.jobs;
+    if jobs.is_empty() {
+        return Err(Error::InvalidArgument {
+            field: "jobs".into(),
+            message: "is empty; give at least one job".into(),
+        }
+        .into());
+    }
+    check_range(
+        "jobs",
+        jobs.len() as u64,
+        limits::SUBMIT_BATCH_JOBS_MAX as u64,
+    )?;
+    let mut commands = Vec::with_capacity(jobs.len());
+    for (i, job) in jobs.into_iter().enumerate() {
+        commands.push(submit_command(job).map_err(|e| item_error("jobs", i, e))?);
+    }
+    let responses = propose_expect!(api, Command::Batch(commands), Applied::Batch(r) => r);
+    let mut out = Vec::with_capacity(responses.len());
+    for (i, response) in responses.into_iter().enumerate() {
+        match response {
+            Applied::Submitted { id, duplicate } => out.push(pb::SubmitResponse { id, duplicate }),
+            Applied::Rejected(r) => {
+                // Only a limit reached while applying (the job table is full) gets here:
+                // every job was checked before proposing.
+                let added: Vec<String> = out.iter().map(|j| j.id.to_string()).collect();
+                return Err(Error::ResourceExhausted(format!(
+                    "jobs[{i}]: {}; the {} jobs before it were added (ids: {})",
+                    Error::from(r),
+                    added.len(),
+                    added.join(",")
+                ))
+                .into());
+            }
+            other => return Err(super::unexpected(other)),
+        }
+    }
+    Ok(pb::SubmitBatchResponse { jobs: out })
+}
+
+pub(super) async fn get_job(api: &ApiService, req: pb::GetJobRequest) -> Result<pb::Job, Status> {
+    api.read_barrier(req.stale).await?;
+    api.replica
+        .read(|m| m.job(req.id).map(to_wire::job))
+        .ok_or_else(|| Error::NotFound(format!("job {}", req.id)).into())
+}
+
+pub(super) async fn list_jobs(
+    api: &ApiService,
+    req: pb::ListJobsRequest,
+) -> Result<pb::ListJobsResponse, Status> {
+    let state = from_wire::state(&req.state)?;
+    let limit = from_wire::list_limit(req.limit)?;
+    let queue = (!req.queue.is_empty()).then_some(req.queue.as_str());
+    api.read_barrier(req.stale).await?;
+    let jobs = api.replica.read(|m| {
+        m.list(queue, state, req.after_id, limit)
+            .into_iter()
+            .map(to_wire::job)
+            .collect()
+    });
+    Ok(pb::ListJobsResponse { jobs })
+}
+
+pub(super) async fn cancel_job(
+    api: &ApiService,
+    req: pb::JobRef,
+) -> Result<pb::JobStateReply, Status> {
+    api.job_command(req.id, Command::Cancel { job_id: req.id })
+        .await
+}
+
+pub(super) async fn retry_job(
+    api: &ApiService,
+    req: pb::RetryJobRequest,
+) -> Result<pb::JobStateReply, Status> {
+    let changes = from_wire::changes(&req);
+    let command = Command::Requeue {
+        job_id: req.id,
+        changes,
+    };
+    api.job_command(req.id, command).await
+}
+
+pub(super) async fn purge_dead(
+    api: &ApiService,
+    req: pb::PurgeDeadRequest,
+) -> Result<pb::PurgeDeadResponse, Status> {
+    let queue = (!req.queue.is_empty()).then_some(req.queue);
+    if let Some(q) = &queue {
+        validate_queue_name("queue", q).map_err(Error::from)?;
+    }
+    let purged =
+        propose_expect!(api, Command::PurgeDead { queue }, Applied::Purged { count } => count);
+    Ok(pb::PurgeDeadResponse { purged })
+}
+
+/// A queue's counters, policy and breaker, from this node's state.
+fn queue_info(api: &ApiService, queue: &str) -> pb::QueueInfo {
+    api.replica.read(|m| {
+        let (stats, paused) = m.queue(queue);
+        to_wire::queue(queue, &stats, paused, m.queue_control(queue))
+    })
+}
+
+/// Proposes a queue change, then reads it back (this node may not have applied it yet).
+async fn change_queue(
+    api: &ApiService,
+    queue: &str,
+    command: Command,
+) -> Result<pb::QueueInfo, Status> {
+    propose_expect!(api, command, Applied::Ok => ());
+    api.replica.read_barrier().await?;
+    Ok(queue_info(api, queue))
+}
+
+pub(super) async fn pause_queue(
+    api: &ApiService,
+    req: pb::QueueRef,
+) -> Result<pb::QueueInfo, Status> {
+    let command = Command::PauseQueue {
+        queue: req.queue.clone(),
+        paused: true,
+    };
+    change_queue(api, &req.queue, command).await
+}
+
+pub(super) async fn resume_queue(
+    api: &ApiService,
+    req: pb::QueueRef,
+) -> Result<pb::QueueInfo, Status> {
+    let command = Command::PauseQueue {
+        queue: req.queue.clone(),
+        paused: false,
+    };
+    change_queue(api, &req.queue, command).await
+}
+
+pub(super) async fn set_queue_policy(
+    api: &ApiService,
+    req: pb::SetQueuePolicyRequest,
+) -> Result<pb::QueueInfo, Status> {
+    let command = Command::SetQueuePolicy {
+        queue: req.queue.clone(),
+        policy: from_wire::queue_policy(&req),
+    };
+    change_queue(api, &req.queue, command).await
+}
+
+pub(super) async fn get_queue(
+    api: &ApiService,
+    req: pb::QueueRef,
+) -> Result<pb::QueueInfo, Status> {
+    validate_queue_name("queue", &req.queue).map_err(Error::from)?;
+    api.read_barrier(req.stale).await?;
+    Ok(queue_info(api, &req.queue))
+}
+
+pub(super) async fn list_queues(
+    api: &ApiService,
+    req: pb::ListQueuesRequest,
+) -> Result<pb::ListQueuesResponse, Status> {
+    api.read_barrier(req.stale).await?;
+    let queues = api.replica.read(|m| {
+        m.queue_names()
+            .iter()
+            .map(|q| {
+                let (stats, paused) = m.queue(q);
+                to_wire::queue(q, &stats, paused, m.queue_control(q))
+            })
+            .collect()
+    });
+    Ok(pb::ListQueuesResponse { queues })
+}

@@ -1,0 +1,403 @@
+//! The public `Api` service: validate, then propose (writes) or read.
+//!
+//! Every write is checked here before it is proposed (so bad input writes nothing) and checked
+//! again by the machine when applied. Reads are linearizable unless the request says `stale`.
+//!
+//! Each handler is: validate and convert the request (`proto::from_wire`), propose and take
+//! the expected response apart ([`propose_expect!`]), convert the result (`proto::to_wire`).
+//! The handlers live by area (`jobs`, `workers`, `workflows`, `locks`, `schedules`,
+//! `events`); tonic allows one `Api` impl, so the impl here hands each call to its area.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use crate::error::Error;
+use crate::machine::{Command, Response as Applied};
+use crate::proto::pb;
+use crate::raft::Replica;
+
+/// Proposes `$command` through `$service`'s replica and takes the expected response apart:
+/// `$pattern => $value` (one arm or a few). A rejection returns its error from the enclosing
+/// handler; any other response returns an internal error naming it.
+macro_rules! propose_expect {
+    ($service:expr, $command:expr, $($pattern:pat => $value:expr),+ $(,)?) => {
+        match $service.replica.propose($command).await? {
+            $($pattern => $value,)+
+            other => return Err($crate::server::api::unexpected(other)),
+        }
+    };
+}
+
+mod events;
+mod jobs;
+mod locks;
+mod schedules;
+mod workers;
+mod workflows;
+
+/// Serves clients and external workers.
+pub struct ApiService {
+    replica: Arc<Replica>,
+}
+
+impl ApiService {
+    /// A service over this node's replica.
+    pub fn new(replica: Arc<Replica>) -> Self {
+        ApiService { replica }
+    }
+
+    /// Waits until this node has applied every write committed before the call, unless the
+    /// caller accepts a stale read.
+    async fn read_barrier(&self, stale: bool) -> Result<(), Status> {
+        if !stale {
+            self.replica.read_barrier().await?;
+        }
+        Ok(())
+    }
+
+    /// Proposes a command that ends in a job state (cancel, retry, complete, ...).
+    async fn job_command(&self, id: u64, command: Command) -> Result<pb::JobStateReply, Status> {
+        let state = propose_expect!(self, command,
+            Applied::Done { state } | Applied::Completed { state } => state);
+        Ok(pb::JobStateReply {
+            id,
+            state: state.name().to_string(),
+        })
+    }
+}
+
+/// Maps a machine response that is not the expected one: a rejection becomes its error.
+fn unexpected(response: Applied) -> Status {
+    match response {
+        Applied::Rejected(r) => Error::from(r).into(),
+        other => Error::Internal(format!("unexpected response {other:?}")).into(),
+    }
+}
+
+/// A handler's result as a tonic reply.
+fn reply<T>(result: Result<T, Status>) -> Result<Response<T>, Status> {
+    result.map(Response::new)
+}
+
+/// Names the list item in an invalid-argument error: `field` becomes `list[i].field`.
+fn item_error(list: &str, i: usize, e: Error) -> Error {
+    e.within(&format!("{list}[{i}]."))
+}
+
+/// Refuses `value` above `max`, naming `field`.
+fn check_range(field: &str, value: u64, max: u64) -> Result<(), Error> {
+    if value > max {
+        return Err(Error::InvalidArgument {
+            field: field.into(),
+            message: format!("is {value}, the limit is {max}"),
+        });
+    }
+    Ok(())
+}
+
+/// This node's Raft view, and the digest of its state when asked.
+fn node_status(service: &ApiService, with_digest: bool) -> Result<pb::NodeStatusResponse, Status> {
+    let (digest_applied, digest) = if with_digest {
+        service.replica.digest()?
+    } else {
+        (0, String::new())
+    };
+    let s = service.replica.status();
+    Ok(pb::NodeStatusResponse {
+        id: s.id,
+        state: s.state.to_string(),
+        leader: s.leader,
+        term: s.term,
+        last_applied: s.last_applied,
+        last_log_index: s.last_log_index,
+        snapshot_index: s.snapshot_index,
+        purged_index: s.purged_index,
+        members: s
+            .members
+            .into_iter()
+            .map(|(id, node, voter)| pb::Member {
+                id,
+                raft_addr: node.raft_addr,
+                api_addr: node.api_addr,
+                voter,
+            })
+            .collect(),
+        cluster: String::new(),
+        digest,
+        digest_applied,
+    })
+}
+
+#[tonic::async_trait]
+impl pb::api_server::Api for ApiService {
+    async fn submit(
+        &self,
+        req: Request<pb::SubmitRequest>,
+    ) -> Result<Response<pb::SubmitResponse>, Status> {
+        reply(jobs::submit(self, req.into_inner()).await)
+    }
+
+    async fn submit_batch(
+        &self,
+        req: Request<pb::SubmitBatchRequest>,
+    ) -> Result<Response<pb::SubmitBatchResponse>, Status> {
+        reply(jobs::submit_batch(self, req.into_inner()).await)
+    }
+
+    async fn get_job(&self, req: Request<pb::GetJobRequest>) -> Result<Response<pb::Job>, Status> {
+        reply(jobs::get_job(self, req.into_inner()).await)
+    }
+
+    async fn list_jobs(
+        &self,
+        req: Request<pb::ListJobsRequest>,
+    ) -> Result<Response<pb::ListJobsResponse>, Status> {
+        reply(jobs::list_jobs(self, req.into_inner()).await)
+    }
+
+    async fn cancel_job(
+        &self,
+        req: Request<pb::JobRef>,
+    ) -> Result<Response<pb::JobStateReply>, Status> {
+        reply(jobs::cancel_job(self, req.into_inner()).await)
+    }
+
+    async fn retry_job(
+        &self,
+        req: Request<pb::RetryJobRequest>,
+    ) -> Result<Response<pb::JobStateReply>, Status> {
+        reply(jobs::retry_job(self, req.into_inner()).await)
+    }
+
+    async fn pause_queue(
+        &self,
+        req: Request<pb::QueueRef>,
+    ) -> Result<Response<pb::QueueInfo>, Status> {
+        reply(jobs::pause_queue(self, req.into_inner()).await)
+    }
+
+    async fn resume_queue(
+        &self,
+        req: Request<pb::QueueRef>,
+    ) -> Result<Response<pb::QueueInfo>, Status> {
+        reply(jobs::resume_queue(self, req.into_inner()).await)
+    }
+
+    async fn get_queue(
+        &self,
+        req: Request<pb::QueueRef>,
+    ) -> Result<Response<pb::QueueInfo>, Status> {
+        reply(jobs::get_queue(self, req.into_inner()).await)
+    }
+
+    async fn list_queues(
+        &self,
+        req: Request<pb::ListQueuesRequest>,
+    ) -> Result<Response<pb::ListQueuesResponse>, Status> {
+        reply(jobs::list_queues(self, req.into_inner()).await)
+    }
+
+    async fn purge_dead(
+        &self,
+        req: Request<pb::PurgeDeadRequest>,
+    ) -> Result<Response<pb::PurgeDeadResponse>, Status> {
+        reply(jobs::purge_dead(self, req.into_inner()).await)
+    }
+
+    async fn lease(
+        &self,
+        req: Request<pb::LeaseRequest>,
+    ) -> Result<Response<pb::LeaseResponse>, Status> {
+        reply(workers::lease(self, req.into_inner()).await)
+    }
+
+    async fn heartbeat(
+        &self,
+        req: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        reply(workers::heartbeat(self, req.into_inner()).await)
+    }
+
+    async fn complete(
+        &self,
+        req: Request<pb::CompleteRequest>,
+    ) -> Result<Response<pb::JobStateReply>, Status> {
+        reply(workers::complete(self, req.into_inner()).await)
+    }
+
+    async fn complete_and_lease(
+        &self,
+        req: Request<pb::CompleteAndLeaseRequest>,
+    ) -> Result<Response<pb::CompleteAndLeaseResponse>, Status> {
+        reply(workers::complete_and_lease(self, req.into_inner()).await)
+    }
+
+    async fn checkpoint(
+        &self,
+        req: Request<pb::CheckpointRequest>,
+    ) -> Result<Response<pb::JobStateReply>, Status> {
+        reply(workers::checkpoint(self, req.into_inner()).await)
+    }
+
+    async fn release(
+        &self,
+        req: Request<pb::ReleaseRequest>,
+    ) -> Result<Response<pb::JobStateReply>, Status> {
+        reply(workers::release(self, req.into_inner()).await)
+    }
+
+    async fn submit_workflow(
+        &self,
+        req: Request<pb::SubmitWorkflowRequest>,
+    ) -> Result<Response<pb::SubmitWorkflowResponse>, Status> {
+        reply(workflows::submit_workflow(self, req.into_inner()).await)
+    }
+
+    async fn get_workflow(
+        &self,
+        req: Request<pb::GetWorkflowRequest>,
+    ) -> Result<Response<pb::Workflow>, Status> {
+        reply(workflows::get_workflow(self, req.into_inner()).await)
+    }
+
+    async fn list_workflows(
+        &self,
+        req: Request<pb::ListWorkflowsRequest>,
+    ) -> Result<Response<pb::ListWorkflowsResponse>, Status> {
+        reply(workflows::list_workflows(self, req.into_inner()).await)
+    }
+
+    async fn control_workflow(
+        &self,
+        req: Request<pb::ControlWorkflowRequest>,
+    ) -> Result<Response<pb::WorkflowStateReply>, Status> {
+        reply(workflows::control_workflow(self, req.into_inner()).await)
+    }
+
+    async fn set_resource(
+        &self,
+        req: Request<pb::SetResourceRequest>,
+    ) -> Result<Response<pb::ResourceInfo>, Status> {
+        reply(locks::set_resource(self, req.into_inner()).await)
+    }
+
+    async fn list_resources(
+        &self,
+        req: Request<pb::ListResourcesRequest>,
+    ) -> Result<Response<pb::ListResourcesResponse>, Status> {
+        reply(locks::list_resources(self, req.into_inner()).await)
+    }
+
+    async fn acquire_lock(
+        &self,
+        req: Request<pb::AcquireLockRequest>,
+    ) -> Result<Response<pb::LockGrant>, Status> {
+        reply(locks::acquire_lock(self, req.into_inner()).await)
+    }
+
+    async fn renew_lock(
+        &self,
+        req: Request<pb::RenewLockRequest>,
+    ) -> Result<Response<pb::LockGrant>, Status> {
+        reply(locks::renew_lock(self, req.into_inner()).await)
+    }
+
+    async fn release_lock(
+        &self,
+        req: Request<pb::ReleaseLockRequest>,
+    ) -> Result<Response<pb::ReleaseLockResponse>, Status> {
+        reply(locks::release_lock(self, req.into_inner()).await)
+    }
+
+    async fn set_queue_policy(
+        &self,
+        req: Request<pb::SetQueuePolicyRequest>,
+    ) -> Result<Response<pb::QueueInfo>, Status> {
+        reply(jobs::set_queue_policy(self, req.into_inner()).await)
+    }
+
+    async fn create_schedule(
+        &self,
+        req: Request<pb::CreateScheduleRequest>,
+    ) -> Result<Response<pb::ScheduleInfo>, Status> {
+        reply(schedules::create_schedule(self, req.into_inner()).await)
+    }
+
+    async fn get_schedule(
+        &self,
+        req: Request<pb::ScheduleRef>,
+    ) -> Result<Response<pb::ScheduleInfo>, Status> {
+        reply(schedules::get_schedule(self, req.into_inner()).await)
+    }
+
+    async fn list_schedules(
+        &self,
+        req: Request<pb::ListSchedulesRequest>,
+    ) -> Result<Response<pb::ListSchedulesResponse>, Status> {
+        reply(schedules::list_schedules(self, req.into_inner()).await)
+    }
+
+    async fn control_schedule(
+        &self,
+        req: Request<pb::ControlScheduleRequest>,
+    ) -> Result<Response<pb::ControlScheduleResponse>, Status> {
+        reply(schedules::control_schedule(self, req.into_inner()).await)
+    }
+
+    async fn emit(
+        &self,
+        req: Request<pb::EmitRequest>,
+    ) -> Result<Response<pb::EmitResponse>, Status> {
+        reply(events::emit(self, req.into_inner()).await)
+    }
+
+    async fn create_trigger(
+        &self,
+        req: Request<pb::CreateTriggerRequest>,
+    ) -> Result<Response<pb::TriggerInfo>, Status> {
+        reply(events::create_trigger(self, req.into_inner()).await)
+    }
+
+    async fn list_triggers(
+        &self,
+        req: Request<pb::ListTriggersRequest>,
+    ) -> Result<Response<pb::ListTriggersResponse>, Status> {
+        reply(events::list_triggers(self, req.into_inner()).await)
+    }
+
+    async fn delete_trigger(
+        &self,
+        req: Request<pb::TriggerRef>,
+    ) -> Result<Response<pb::DeleteTriggerResponse>, Status> {
+        reply(events::delete_trigger(self, req.into_inner()).await)
+    }
+
+    async fn create_timer(
+        &self,
+        req: Request<pb::CreateTimerRequest>,
+    ) -> Result<Response<pb::TimerInfo>, Status> {
+        reply(events::create_timer(self, req.into_inner()).await)
+    }
+
+    async fn list_timers(
+        &self,
+        req: Request<pb::ListTimersRequest>,
+    ) -> Result<Response<pb::ListTimersResponse>, Status> {
+        reply(events::list_timers(self, req.into_inner()).await)
+    }
+
+    async fn cancel_timer(
+        &self,
+        req: Request<pb::TimerRef>,
+    ) -> Result<Response<pb::CancelTimerResponse>, Status> {
+        reply(events::cancel_timer(self, req.into_inner()).await)
+    }
+
+    async fn node_status(
+        &self,
+        req: Request<pb::NodeStatusRequest>,
+    ) -> Result<Response<pb::NodeStatusResponse>, Status> {
+        reply(node_status(self, req.into_inner().with_digest))
+    }
+}
