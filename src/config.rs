@@ -275,217 +275,16 @@ impl RawConfig {
 
     /// Checks every key and resolves `data_dir` against `base` (the config file's directory).
     pub fn validate(self, base: &Path) -> Result<Config, ConfigError> {
-        let c = self.cluster;
-        let err = |key: &str, msg: String| Err(ConfigError(format!("{key}: {msg}")));
-        if let Err(Rejection::Invalid { message, .. }) = validate_queue_name("name", &c.name) {
-            return err("cluster.name", format!("{:?} {message}", c.name));
-        }
-        if c.data_dir.as_os_str().is_empty() {
-            return err("cluster.data_dir", "must not be empty".into());
-        }
-        let range = |key: &str, value: u64, min: u64, max: u64| {
-            if (min..=max).contains(&value) {
-                Ok(())
-            } else {
-                Err(ConfigError(format!(
-                    "{key}: is {value}, must be {min}..={max}"
-                )))
-            }
-        };
-        range(
-            "cluster.heartbeat_ms",
-            c.heartbeat_ms,
-            limits::HEARTBEAT_MS_MIN,
-            limits::HEARTBEAT_MS_MAX,
-        )?;
-        if c.election_timeout_min_ms <= c.heartbeat_ms * 2 {
-            return err(
-                "cluster.election_timeout_min_ms",
-                format!(
-                    "is {}, must be more than twice heartbeat_ms ({})",
-                    c.election_timeout_min_ms, c.heartbeat_ms
-                ),
-            );
-        }
-        if c.election_timeout_max_ms <= c.election_timeout_min_ms {
-            return err(
-                "cluster.election_timeout_max_ms",
-                format!(
-                    "is {}, must be more than election_timeout_min_ms ({})",
-                    c.election_timeout_max_ms, c.election_timeout_min_ms
-                ),
-            );
-        }
-        range(
-            "cluster.election_timeout_max_ms",
-            c.election_timeout_max_ms,
-            0,
-            limits::ELECTION_TIMEOUT_MS_MAX,
-        )?;
-        range(
-            "cluster.snapshot_every_entries",
-            c.snapshot_every_entries,
-            limits::SNAPSHOT_EVERY_ENTRIES_MIN,
-            limits::SNAPSHOT_EVERY_ENTRIES_MAX,
-        )?;
-        range(
-            "cluster.snapshot_logs_kept",
-            c.snapshot_logs_kept,
-            0,
-            limits::SNAPSHOT_LOGS_KEPT_MAX,
-        )?;
-        if c.request_timeout_ms < c.election_timeout_max_ms
-            || c.request_timeout_ms > limits::REQUEST_TIMEOUT_MS_MAX
-        {
-            return err(
-                "cluster.request_timeout_ms",
-                format!(
-                    "is {}, must be election_timeout_max_ms ({})..={}",
-                    c.request_timeout_ms,
-                    c.election_timeout_max_ms,
-                    limits::REQUEST_TIMEOUT_MS_MAX
-                ),
-            );
-        }
-        range(
-            "cluster.workers_max",
-            c.workers_max.into(),
-            0,
-            limits::NODE_WORKERS_MAX,
-        )?;
-        if c.workers_max > 0 && c.workers_min > c.workers_max {
-            return err(
-                "cluster.workers_min",
-                format!(
-                    "is {}, must be at most workers_max ({})",
-                    c.workers_min, c.workers_max
-                ),
-            );
-        }
-        let settings = Settings {
-            dead_retention_ms: c.dead_retention_ms,
-            finished_retention_ms: c.finished_retention_ms,
-            idempotency_window_ms: c.idempotency_window_ms,
-            priority_aging_ms: c.priority_aging_ms,
-        };
-        let mut probe = crate::machine::Machine::new();
-        if let crate::machine::Response::Rejected(Rejection::Invalid { field, message }) = probe
-            .apply(&crate::machine::Proposal {
-                now_ms: 0,
-                command: crate::machine::Command::Configure(settings),
-            })
-        {
-            return err(&format!("cluster.{field}"), message);
-        }
+        let settings = check_cluster(&self.cluster)?;
         if self.node.is_empty() {
-            return err(
-                "node",
-                "no [[node]] entries; a cluster needs at least one".into(),
-            );
+            return Err(ConfigError(
+                "node: no [[node]] entries; a cluster needs at least one".into(),
+            ));
         }
-        let mut ids = BTreeSet::new();
-        let mut addrs = BTreeSet::new();
-        let mut nodes = Vec::new();
-        for (i, n) in self.node.iter().enumerate() {
-            let at = |key: &str| format!("node[{i}].{key}");
-            if n.id == 0 {
-                return err(&at("id"), "must be at least 1".into());
-            }
-            if !ids.insert(n.id) {
-                return err(&at("id"), format!("{} is used by another node", n.id));
-            }
-            let mut parse = |key: &str, value: &str| -> Result<SocketAddr, ConfigError> {
-                let addr: SocketAddr = value.parse().map_err(|_| {
-                    ConfigError(format!(
-                        "{}: {value:?} is not an address (ip:port)",
-                        at(key)
-                    ))
-                })?;
-                if addr.port() == 0 {
-                    return Err(ConfigError(format!("{}: port must not be 0", at(key))));
-                }
-                if !addrs.insert(addr) {
-                    return Err(ConfigError(format!(
-                        "{}: {addr} is used twice in the config",
-                        at(key)
-                    )));
-                }
-                Ok(addr)
-            };
-            let queues = if n.queues.iter().any(|q| q == "*") {
-                Vec::new()
-            } else {
-                for (j, q) in n.queues.iter().enumerate() {
-                    if let Err(Rejection::Invalid { message, .. }) = validate_queue_name("", q) {
-                        return err(&at(&format!("queues[{j}]")), format!("{q:?} {message}"));
-                    }
-                }
-                if n.queues.is_empty() || n.queues.len() > limits::LEASE_QUEUES_MAX {
-                    return err(
-                        &at("queues"),
-                        format!(
-                            "must list 1..={} queues, or \"*\"",
-                            limits::LEASE_QUEUES_MAX
-                        ),
-                    );
-                }
-                n.queues.clone()
-            };
-            for (j, cap) in n.capabilities.iter().enumerate() {
-                if let Err(Rejection::Invalid { message, .. }) =
-                    validate_name("", cap, limits::CAPABILITY_BYTES_MAX)
-                {
-                    return err(
-                        &at(&format!("capabilities[{j}]")),
-                        format!("{cap:?} {message}"),
-                    );
-                }
-            }
-            if n.capabilities.len() > limits::CAPABILITIES_MAX {
-                return err(
-                    &at("capabilities"),
-                    format!("has more than {}", limits::CAPABILITIES_MAX),
-                );
-            }
-            nodes.push(NodeConfig {
-                id: n.id,
-                raft_addr: parse("raft_addr", &n.raft_addr)?,
-                raft_listen_addr: match &n.raft_listen_addr {
-                    Some(a) => parse("raft_listen_addr", a)?,
-                    None => n
-                        .raft_addr
-                        .parse()
-                        .map_err(|_| ConfigError("raft_addr".into()))?,
-                },
-                api_addr: parse("api_addr", &n.api_addr)?,
-                http_addr: parse("http_addr", &n.http_addr)?,
-                queues,
-                capabilities: n.capabilities.clone(),
-            });
-        }
+        let mut nodes = check_nodes(&self.node)?;
         nodes.sort_by_key(|n| n.id);
-        let mut resources = Vec::new();
-        let mut probe = crate::machine::Machine::new();
-        for (i, r) in self.resource.iter().enumerate() {
-            if resources.iter().any(|(name, _)| name == &r.name) {
-                return err(
-                    &format!("resource[{i}].name"),
-                    format!("{:?} is declared twice", r.name),
-                );
-            }
-            if let crate::machine::Response::Rejected(Rejection::Invalid { field, message }) = probe
-                .apply(&crate::machine::Proposal {
-                    now_ms: 0,
-                    command: crate::machine::Command::SetResource {
-                        name: r.name.clone(),
-                        capacity: r.capacity,
-                    },
-                })
-            {
-                return err(&format!("resource[{i}].{field}"), message);
-            }
-            resources.push((r.name.clone(), r.capacity));
-        }
+        let resources = check_resources(&self.resource)?;
+        let c = self.cluster;
         let data_dir = if c.data_dir.is_absolute() {
             c.data_dir
         } else {
@@ -508,6 +307,227 @@ impl RawConfig {
             resources,
         })
     }
+}
+
+/// Checks the `[cluster]` keys; returns the replicated settings they give.
+fn check_cluster(c: &RawCluster) -> Result<Settings, ConfigError> {
+    let err = |key: &str, msg: String| Err(ConfigError(format!("{key}: {msg}")));
+    if let Err(Rejection::Invalid { message, .. }) = validate_queue_name("name", &c.name) {
+        return err("cluster.name", format!("{:?} {message}", c.name));
+    }
+    if c.data_dir.as_os_str().is_empty() {
+        return err("cluster.data_dir", "must not be empty".into());
+    }
+    let range = |key: &str, value: u64, min: u64, max: u64| {
+        if (min..=max).contains(&value) {
+            Ok(())
+        } else {
+            Err(ConfigError(format!(
+                "{key}: is {value}, must be {min}..={max}"
+            )))
+        }
+    };
+    range(
+        "cluster.heartbeat_ms",
+        c.heartbeat_ms,
+        limits::HEARTBEAT_MS_MIN,
+        limits::HEARTBEAT_MS_MAX,
+    )?;
+    if c.election_timeout_min_ms <= c.heartbeat_ms * 2 {
+        return err(
+            "cluster.election_timeout_min_ms",
+            format!(
+                "is {}, must be more than twice heartbeat_ms ({})",
+                c.election_timeout_min_ms, c.heartbeat_ms
+            ),
+        );
+    }
+    if c.election_timeout_max_ms <= c.election_timeout_min_ms {
+        return err(
+            "cluster.election_timeout_max_ms",
+            format!(
+                "is {}, must be more than election_timeout_min_ms ({})",
+                c.election_timeout_max_ms, c.election_timeout_min_ms
+            ),
+        );
+    }
+    range(
+        "cluster.election_timeout_max_ms",
+        c.election_timeout_max_ms,
+        0,
+        limits::ELECTION_TIMEOUT_MS_MAX,
+    )?;
+    range(
+        "cluster.snapshot_every_entries",
+        c.snapshot_every_entries,
+        limits::SNAPSHOT_EVERY_ENTRIES_MIN,
+        limits::SNAPSHOT_EVERY_ENTRIES_MAX,
+    )?;
+    range(
+        "cluster.snapshot_logs_kept",
+        c.snapshot_logs_kept,
+        0,
+        limits::SNAPSHOT_LOGS_KEPT_MAX,
+    )?;
+    if c.request_timeout_ms < c.election_timeout_max_ms
+        || c.request_timeout_ms > limits::REQUEST_TIMEOUT_MS_MAX
+    {
+        return err(
+            "cluster.request_timeout_ms",
+            format!(
+                "is {}, must be election_timeout_max_ms ({})..={}",
+                c.request_timeout_ms,
+                c.election_timeout_max_ms,
+                limits::REQUEST_TIMEOUT_MS_MAX
+            ),
+        );
+    }
+    range(
+        "cluster.workers_max",
+        c.workers_max.into(),
+        0,
+        limits::NODE_WORKERS_MAX,
+    )?;
+    if c.workers_max > 0 && c.workers_min > c.workers_max {
+        return err(
+            "cluster.workers_min",
+            format!(
+                "is {}, must be at most workers_max ({})",
+                c.workers_min, c.workers_max
+            ),
+        );
+    }
+    let settings = Settings {
+        dead_retention_ms: c.dead_retention_ms,
+        finished_retention_ms: c.finished_retention_ms,
+        idempotency_window_ms: c.idempotency_window_ms,
+        priority_aging_ms: c.priority_aging_ms,
+    };
+    let mut probe = crate::machine::Machine::new();
+    if let crate::machine::Response::Rejected(Rejection::Invalid { field, message }) =
+        probe.apply(&crate::machine::Proposal {
+            now_ms: 0,
+            command: crate::machine::Command::Configure(settings),
+        })
+    {
+        return err(&format!("cluster.{field}"), message);
+    }
+    Ok(settings)
+}
+
+/// Checks every `[[node]]`: ids, addresses (each used once), queues and capabilities.
+fn check_nodes(raw: &[RawNode]) -> Result<Vec<NodeConfig>, ConfigError> {
+    let err = |key: &str, msg: String| Err(ConfigError(format!("{key}: {msg}")));
+    let mut ids = BTreeSet::new();
+    let mut addrs = BTreeSet::new();
+    let mut nodes = Vec::new();
+    for (i, n) in raw.iter().enumerate() {
+        let at = |key: &str| format!("node[{i}].{key}");
+        if n.id == 0 {
+            return err(&at("id"), "must be at least 1".into());
+        }
+        if !ids.insert(n.id) {
+            return err(&at("id"), format!("{} is used by another node", n.id));
+        }
+        let mut parse = |key: &str, value: &str| -> Result<SocketAddr, ConfigError> {
+            let addr: SocketAddr = value.parse().map_err(|_| {
+                ConfigError(format!(
+                    "{}: {value:?} is not an address (ip:port)",
+                    at(key)
+                ))
+            })?;
+            if addr.port() == 0 {
+                return Err(ConfigError(format!("{}: port must not be 0", at(key))));
+            }
+            if !addrs.insert(addr) {
+                return Err(ConfigError(format!(
+                    "{}: {addr} is used twice in the config",
+                    at(key)
+                )));
+            }
+            Ok(addr)
+        };
+        let queues = if n.queues.iter().any(|q| q == "*") {
+            Vec::new()
+        } else {
+            for (j, q) in n.queues.iter().enumerate() {
+                if let Err(Rejection::Invalid { message, .. }) = validate_queue_name("", q) {
+                    return err(&at(&format!("queues[{j}]")), format!("{q:?} {message}"));
+                }
+            }
+            if n.queues.is_empty() || n.queues.len() > limits::LEASE_QUEUES_MAX {
+                return err(
+                    &at("queues"),
+                    format!(
+                        "must list 1..={} queues, or \"*\"",
+                        limits::LEASE_QUEUES_MAX
+                    ),
+                );
+            }
+            n.queues.clone()
+        };
+        for (j, cap) in n.capabilities.iter().enumerate() {
+            if let Err(Rejection::Invalid { message, .. }) =
+                validate_name("", cap, limits::CAPABILITY_BYTES_MAX)
+            {
+                return err(
+                    &at(&format!("capabilities[{j}]")),
+                    format!("{cap:?} {message}"),
+                );
+            }
+        }
+        if n.capabilities.len() > limits::CAPABILITIES_MAX {
+            return err(
+                &at("capabilities"),
+                format!("has more than {}", limits::CAPABILITIES_MAX),
+            );
+        }
+        nodes.push(NodeConfig {
+            id: n.id,
+            raft_addr: parse("raft_addr", &n.raft_addr)?,
+            raft_listen_addr: match &n.raft_listen_addr {
+                Some(a) => parse("raft_listen_addr", a)?,
+                None => n
+                    .raft_addr
+                    .parse()
+                    .map_err(|_| ConfigError("raft_addr".into()))?,
+            },
+            api_addr: parse("api_addr", &n.api_addr)?,
+            http_addr: parse("http_addr", &n.http_addr)?,
+            queues,
+            capabilities: n.capabilities.clone(),
+        });
+    }
+    Ok(nodes)
+}
+
+/// Checks every `[[resource]]` as the machine would (name, capacity), and that none is
+/// declared twice.
+fn check_resources(raw: &[RawResource]) -> Result<Vec<(String, u32)>, ConfigError> {
+    let err = |key: &str, msg: String| Err(ConfigError(format!("{key}: {msg}")));
+    let mut resources = Vec::new();
+    let mut probe = crate::machine::Machine::new();
+    for (i, r) in raw.iter().enumerate() {
+        if resources.iter().any(|(name, _)| name == &r.name) {
+            return err(
+                &format!("resource[{i}].name"),
+                format!("{:?} is declared twice", r.name),
+            );
+        }
+        if let crate::machine::Response::Rejected(Rejection::Invalid { field, message }) = probe
+            .apply(&crate::machine::Proposal {
+                now_ms: 0,
+                command: crate::machine::Command::SetResource {
+                    name: r.name.clone(),
+                    capacity: r.capacity,
+                },
+            })
+        {
+            return err(&format!("resource[{i}].{field}"), message);
+        }
+        resources.push((r.name.clone(), r.capacity));
+    }
+    Ok(resources)
 }
 
 #[cfg(test)]

@@ -449,6 +449,64 @@ fn max_rss(b: &Bench) -> Option<u64> {
         .max()
 }
 
+/// Submit throughput second by second, 16 clients, while snapshots are taken (part of
+/// `scale`, with the jobs it filled still held).
+async fn scale_log(b: &mut Bench, secs: u64) {
+    let snap = |b: &Bench| {
+        let client = b.clients[0].clone();
+        async move {
+            client
+                .node_status(0)
+                .await
+                .map(|s| s.snapshot_index)
+                .unwrap_or(0)
+        }
+    };
+    let snap_before = snap(b).await;
+    let count = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for c in 0..16 {
+        let client = b.clients[c % b.clients.len()].clone();
+        let (stop, count) = (stop.clone(), count.clone());
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                if client.submit(payload_job("bench-scale-log")).await.is_ok() {
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    let mut per_sec = Vec::new();
+    let mut snapshots = Vec::new();
+    let mut last_snap = snap_before;
+    for _ in 0..(2 * secs).max(1) {
+        let before = count.load(Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        per_sec.push(count.load(Ordering::Relaxed) - before);
+        let now = snap(b).await;
+        if now != last_snap {
+            snapshots.push(now);
+            last_snap = now;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        let _ = t.await;
+    }
+    let mut sorted = per_sec.clone();
+    sorted.sort_unstable();
+    println!(
+        "scale      submits/s each second with 16 clients: {per_sec:?}  (min {} median {} max {}), snapshots taken at index {snapshots:?}",
+        sorted.first().unwrap_or(&0),
+        sorted.get(sorted.len() / 2).unwrap_or(&0),
+        sorted.last().unwrap_or(&0)
+    );
+    b.record(serde_json::json!({
+        "section": "scale-log", "submits_per_s": per_sec, "snapshots": snapshots,
+    }));
+}
+
 /// Scale: lease latency and memory at growing numbers of ready jobs, then submit throughput
 /// second by second while the log passes several snapshots.
 async fn scale(b: &mut Bench, sizes: &[usize], secs: u64) {
@@ -538,60 +596,7 @@ async fn scale(b: &mut Bench, sizes: &[usize], secs: u64) {
         );
     }
 
-    // Submit throughput second by second, 16 clients, while snapshots are taken.
-    let snap = |b: &Bench| {
-        let client = b.clients[0].clone();
-        async move {
-            client
-                .node_status(0)
-                .await
-                .map(|s| s.snapshot_index)
-                .unwrap_or(0)
-        }
-    };
-    let snap_before = snap(b).await;
-    let count = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut tasks = Vec::new();
-    for c in 0..16 {
-        let client = b.clients[c % b.clients.len()].clone();
-        let (stop, count) = (stop.clone(), count.clone());
-        tasks.push(tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                if client.submit(payload_job("bench-scale-log")).await.is_ok() {
-                    count.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        }));
-    }
-    let mut per_sec = Vec::new();
-    let mut snapshots = Vec::new();
-    let mut last_snap = snap_before;
-    for _ in 0..(2 * secs).max(1) {
-        let before = count.load(Ordering::Relaxed);
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        per_sec.push(count.load(Ordering::Relaxed) - before);
-        let now = snap(b).await;
-        if now != last_snap {
-            snapshots.push(now);
-            last_snap = now;
-        }
-    }
-    stop.store(true, Ordering::Relaxed);
-    for t in tasks {
-        let _ = t.await;
-    }
-    let mut sorted = per_sec.clone();
-    sorted.sort_unstable();
-    println!(
-        "scale      submits/s each second with 16 clients: {per_sec:?}  (min {} median {} max {}), snapshots taken at index {snapshots:?}",
-        sorted.first().unwrap_or(&0),
-        sorted.get(sorted.len() / 2).unwrap_or(&0),
-        sorted.last().unwrap_or(&0)
-    );
-    b.record(serde_json::json!({
-        "section": "scale-log", "submits_per_s": per_sec, "snapshots": snapshots,
-    }));
+    scale_log(b, secs).await;
 }
 
 fn ok_report() -> raftline::machine::Report {

@@ -126,6 +126,103 @@ fn cut(cluster: &Cluster, a: &[u64], b: &[u64], both_ways: bool) -> BTreeSet<(St
     links
 }
 
+/// Applies one fault of `kind` to `target` (of `ids`; `target_leader` when it was the
+/// leader), holds it for `hold`, heals it, and says what it was.
+async fn apply_fault(
+    kind: Kind,
+    cluster: &Arc<Mutex<Cluster>>,
+    net: Option<&Faults>,
+    rng: &mut ChaCha8Rng,
+    (ids, target, target_leader): (&[u64], u64, bool),
+    hold: Duration,
+) -> String {
+    match kind {
+        Kind::Partition => {
+            let net = net.expect("filtered above");
+            let (name, links) = {
+                let c = cluster.lock().await;
+                partition(&c, rng, target)
+            };
+            if let Err(e) = net.set_blocked(&links) {
+                eprintln!("nemesis: {e}");
+            }
+            tokio::time::sleep(hold).await;
+            let _ = net.heal();
+            name
+        }
+        Kind::Kill => {
+            let (victims, name) = kill_set(ids, rng, target, target_leader);
+            for id in &victims {
+                cluster.lock().await.kill(*id);
+            }
+            tokio::time::sleep(hold).await;
+            for id in &victims {
+                if let Err(e) = cluster.lock().await.start(*id) {
+                    eprintln!("nemesis: restart: {e}");
+                }
+            }
+            name
+        }
+        Kind::Lossy => {
+            let net = net.expect("filtered above");
+            let links = {
+                let c = cluster.lock().await;
+                cut(&c, ids, ids, true)
+            };
+            if let Err(e) = net.set_lossy(&links) {
+                eprintln!("nemesis: {e}");
+            }
+            tokio::time::sleep(hold).await;
+            let _ = net.heal();
+            "lossy links: 30% of packets dropped between all nodes".to_string()
+        }
+        Kind::Clock => {
+            let lib = crate::cluster::libfaketime().expect("filtered above");
+            let skew_s: i64 = rng.random_range(5..60) * if rng.random_bool(0.5) { 1 } else { -1 };
+            let env = vec![
+                ("LD_PRELOAD".to_string(), lib.display().to_string()),
+                ("FAKETIME".to_string(), format!("{skew_s:+}s")),
+                ("FAKETIME_DONT_FAKE_MONOTONIC".to_string(), "1".to_string()),
+            ];
+            {
+                let mut c = cluster.lock().await;
+                c.kill(target);
+                if let Err(e) = c.start_with(target, &env) {
+                    eprintln!("nemesis: clock: {e}");
+                }
+            }
+            tokio::time::sleep(hold).await;
+            let mut c = cluster.lock().await;
+            c.kill(target);
+            if let Err(e) = c.start(target) {
+                eprintln!("nemesis: clock: {e}");
+            }
+            format!("clock of node {target} off by {skew_s:+} s")
+        }
+        Kind::Restart => {
+            for id in ids {
+                let mut c = cluster.lock().await;
+                c.stop(*id);
+                if let Err(e) = c.start(*id) {
+                    eprintln!("nemesis: restart: {e}");
+                }
+                drop(c);
+                tokio::time::sleep(Duration::from_millis(1_500)).await;
+            }
+            "rolling restart of every node".to_string()
+        }
+        Kind::Pause => {
+            cluster.lock().await.pause(target, true);
+            tokio::time::sleep(hold).await;
+            cluster.lock().await.pause(target, false);
+            format!(
+                "pause node {target}{}",
+                if target_leader { " (leader)" } else { "" }
+            )
+        }
+    }
+}
+
 /// Runs faults until `until`, then heals everything. Returns the faults applied.
 pub async fn run(
     cluster: Arc<Mutex<Cluster>>,
@@ -175,92 +272,15 @@ pub async fn run(
             Target::Node(n) if ids.contains(&n) => (n, false),
             Target::Node(_) => (random, false),
         };
-        let what = match kind {
-            Kind::Partition => {
-                let net = net.as_ref().expect("filtered above");
-                let (name, links) = {
-                    let c = cluster.lock().await;
-                    partition(&c, &mut rng, target)
-                };
-                if let Err(e) = net.set_blocked(&links) {
-                    eprintln!("nemesis: {e}");
-                }
-                tokio::time::sleep(hold).await;
-                let _ = net.heal();
-                name
-            }
-            Kind::Kill => {
-                let (victims, name) = kill_set(&ids, &mut rng, target, target_leader);
-                for id in &victims {
-                    cluster.lock().await.kill(*id);
-                }
-                tokio::time::sleep(hold).await;
-                for id in &victims {
-                    if let Err(e) = cluster.lock().await.start(*id) {
-                        eprintln!("nemesis: restart: {e}");
-                    }
-                }
-                name
-            }
-            Kind::Lossy => {
-                let net = net.as_ref().expect("filtered above");
-                let links = {
-                    let c = cluster.lock().await;
-                    cut(&c, &ids, &ids, true)
-                };
-                if let Err(e) = net.set_lossy(&links) {
-                    eprintln!("nemesis: {e}");
-                }
-                tokio::time::sleep(hold).await;
-                let _ = net.heal();
-                "lossy links: 30% of packets dropped between all nodes".to_string()
-            }
-            Kind::Clock => {
-                let lib = crate::cluster::libfaketime().expect("filtered above");
-                let skew_s: i64 =
-                    rng.random_range(5..60) * if rng.random_bool(0.5) { 1 } else { -1 };
-                let env = vec![
-                    ("LD_PRELOAD".to_string(), lib.display().to_string()),
-                    ("FAKETIME".to_string(), format!("{skew_s:+}s")),
-                    ("FAKETIME_DONT_FAKE_MONOTONIC".to_string(), "1".to_string()),
-                ];
-                {
-                    let mut c = cluster.lock().await;
-                    c.kill(target);
-                    if let Err(e) = c.start_with(target, &env) {
-                        eprintln!("nemesis: clock: {e}");
-                    }
-                }
-                tokio::time::sleep(hold).await;
-                let mut c = cluster.lock().await;
-                c.kill(target);
-                if let Err(e) = c.start(target) {
-                    eprintln!("nemesis: clock: {e}");
-                }
-                format!("clock of node {target} off by {skew_s:+} s")
-            }
-            Kind::Restart => {
-                for id in &ids {
-                    let mut c = cluster.lock().await;
-                    c.stop(*id);
-                    if let Err(e) = c.start(*id) {
-                        eprintln!("nemesis: restart: {e}");
-                    }
-                    drop(c);
-                    tokio::time::sleep(Duration::from_millis(1_500)).await;
-                }
-                "rolling restart of every node".to_string()
-            }
-            Kind::Pause => {
-                cluster.lock().await.pause(target, true);
-                tokio::time::sleep(hold).await;
-                cluster.lock().await.pause(target, false);
-                format!(
-                    "pause node {target}{}",
-                    if target_leader { " (leader)" } else { "" }
-                )
-            }
-        };
+        let what = apply_fault(
+            kind,
+            &cluster,
+            net.as_deref(),
+            &mut rng,
+            (&ids, target, target_leader),
+            hold,
+        )
+        .await;
         let fault = Fault {
             start_ms,
             end_ms: ms_since(t0),

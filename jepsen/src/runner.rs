@@ -55,65 +55,13 @@ pub struct Outcome {
 
 /// Runs one test.
 pub async fn run(plan: &Plan) -> Result<Outcome, String> {
-    let names: Vec<&str> = plan
-        .nemeses
-        .iter()
-        .map(|n| match n {
-            Nemesis::Partition => "partition",
-            Nemesis::Kill => "kill",
-            Nemesis::Pause => "pause",
-            Nemesis::Lossy => "lossy",
-            Nemesis::Restart => "restart",
-            Nemesis::Clock => "clock",
-        })
-        .collect();
-    let test = if plan.script.is_empty() {
-        format!("{}-{}", plan.workload, names.join("+"))
-    } else {
-        format!("{}-scripted", plan.workload)
-    };
+    let test = test_name(plan);
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
     let dir = plan.store.join(&test).join(stamp.to_string());
     let mut notes = Vec::new();
-    let wants_net = plan
-        .nemeses
-        .iter()
-        .chain(plan.script.iter().map(|s| &s.kind))
-        .any(|n| matches!(n, Nemesis::Partition | Nemesis::Lossy));
-    let nft = match (wants_net, plan.net.as_str()) {
-        (false, _) | (true, "proxy") => None,
-        (true, mode) => match Net::new(&format!("{}", std::process::id())) {
-            Ok(net) => Some(net),
-            Err(e) if mode == "auto" => {
-                notes.push(format!(
-                    "nftables unavailable ({e}): partitions through userspace proxies, no lossy links"
-                ));
-                None
-            }
-            Err(e) => return Err(e),
-        },
-    };
-    let proxied = wants_net && nft.is_none();
-    let cluster = Cluster::new(&dir, raftline_bin()?, plan.nodes, plan.base_port, proxied)?;
-    let net = match nft {
-        Some(net) => Some(Arc::new(Faults::Nft(net))),
-        None if proxied => {
-            let nodes: Vec<_> = cluster
-                .nodes
-                .iter()
-                .map(|n| {
-                    let public = format!("{}:{}", n.ip, n.raft_port).parse();
-                    let private = format!("{}:{}", n.ip, n.raft_listen_port.unwrap_or(0)).parse();
-                    (n.ip.clone(), public, private)
-                })
-                .filter_map(|(ip, a, b)| Some((ip, a.ok()?, b.ok()?)))
-                .collect();
-            Some(Arc::new(Faults::Proxy(Proxies::start(&nodes).await?)))
-        }
-        None => None,
-    };
+    let (cluster, net) = cluster_and_net(plan, &dir, &mut notes).await?;
     if plan.nemeses.contains(&Nemesis::Clock) && crate::cluster::libfaketime().is_none() {
         notes.push("no clock faults: libfaketime is not installed (Debian: faketime)".into());
     }
@@ -169,8 +117,126 @@ pub async fn run(plan: &Plan) -> Result<Outcome, String> {
     .await;
     tokio::time::sleep(until.saturating_duration_since(Instant::now())).await;
 
+    let client = heal_and_drain(
+        &cluster,
+        net.as_deref(),
+        &ctx,
+        submitters,
+        tasks,
+        &mut notes,
+    )
+    .await?;
+
+    if let Some((id, first)) = cron {
+        // Let the ticks that came due while healing be created.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        match workload::cron_reads(&ctx, &client, id, first, 1_001).await {
+            Ok(n) => notes.push(format!("cron: {n} runs in the checked window")),
+            Err(e) => notes.push(format!("cron reads failed: {e}")),
+        }
+    }
+    match workload::final_reads(&ctx, &client, 1_000).await {
+        Ok(n) => notes.push(format!("final reads: {n} jobs")),
+        Err(e) => notes.push(format!("final reads failed: {e}")),
+    }
+    digests(&cluster, &rec).await;
+    let history = rec.events();
+    std::fs::write(dir.join("history.jsonl"), history::to_jsonl(&history))
+        .map_err(|e| e.to_string())?;
+    let verdicts = checker::check_all(&history);
+    let report = report::render(&test, plan.seed, &notes, &history, &faults, &verdicts);
+    std::fs::write(dir.join("report.txt"), &report).map_err(|e| e.to_string())?;
+    cluster.lock().await.stop_all();
+    Ok(Outcome {
+        test,
+        report,
+        verdicts,
+        dir,
+    })
+}
+
+/// Makes the cluster (its processes not started yet) and what injects network faults:
+/// nftables when partitions or lossy links are asked for and it works, else userspace proxies
+/// in front of every peer port (noted; no lossy links then).
+async fn cluster_and_net(
+    plan: &Plan,
+    dir: &std::path::Path,
+    notes: &mut Vec<String>,
+) -> Result<(Cluster, Option<Arc<Faults>>), String> {
+    let wants_net = plan
+        .nemeses
+        .iter()
+        .chain(plan.script.iter().map(|s| &s.kind))
+        .any(|n| matches!(n, Nemesis::Partition | Nemesis::Lossy));
+    let nft = match (wants_net, plan.net.as_str()) {
+        (false, _) | (true, "proxy") => None,
+        (true, mode) => match Net::new(&format!("{}", std::process::id())) {
+            Ok(net) => Some(net),
+            Err(e) if mode == "auto" => {
+                notes.push(format!(
+                    "nftables unavailable ({e}): partitions through userspace proxies, no lossy links"
+                ));
+                None
+            }
+            Err(e) => return Err(e),
+        },
+    };
+    let proxied = wants_net && nft.is_none();
+    let cluster = Cluster::new(dir, raftline_bin()?, plan.nodes, plan.base_port, proxied)?;
+    let net = match nft {
+        Some(net) => Some(Arc::new(Faults::Nft(net))),
+        None if proxied => {
+            let nodes: Vec<_> = cluster
+                .nodes
+                .iter()
+                .map(|n| {
+                    let public = format!("{}:{}", n.ip, n.raft_port).parse();
+                    let private = format!("{}:{}", n.ip, n.raft_listen_port.unwrap_or(0)).parse();
+                    (n.ip.clone(), public, private)
+                })
+                .filter_map(|(ip, a, b)| Some((ip, a.ok()?, b.ok()?)))
+                .collect();
+            Some(Arc::new(Faults::Proxy(Proxies::start(&nodes).await?)))
+        }
+        None => None,
+    };
+    Ok((cluster, net))
+}
+
+/// The test's name: workload and nemeses (or `scripted`).
+fn test_name(plan: &Plan) -> String {
+    let names: Vec<&str> = plan
+        .nemeses
+        .iter()
+        .map(|n| match n {
+            Nemesis::Partition => "partition",
+            Nemesis::Kill => "kill",
+            Nemesis::Pause => "pause",
+            Nemesis::Lossy => "lossy",
+            Nemesis::Restart => "restart",
+            Nemesis::Clock => "clock",
+        })
+        .collect();
+    if plan.script.is_empty() {
+        format!("{}-{}", plan.workload, names.join("+"))
+    } else {
+        format!("{}-scripted", plan.workload)
+    }
+}
+
+/// Heals the network, resumes and restarts every node, stops the submitters, lets
+/// well-behaved workers drain the queue, then stops every task. Returns a client for the
+/// final reads.
+async fn heal_and_drain(
+    cluster: &Arc<Mutex<Cluster>>,
+    net: Option<&Faults>,
+    ctx: &Ctx,
+    mut submitters: tokio::task::JoinSet<()>,
+    mut tasks: tokio::task::JoinSet<()>,
+    notes: &mut Vec<String>,
+) -> Result<raftline::client::Client, String> {
     // Heal: network, paused and killed nodes; then drain the queue with well-behaved workers.
-    if let Some(net) = &net {
+    if let Some(net) = net {
         net.heal()?;
     }
     {
@@ -201,33 +267,7 @@ pub async fn run(plan: &Plan) -> Result<Outcome, String> {
     })
     .await;
     tasks.abort_all();
-
-    if let Some((id, first)) = cron {
-        // Let the ticks that came due while healing be created.
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        match workload::cron_reads(&ctx, &client, id, first, 1_001).await {
-            Ok(n) => notes.push(format!("cron: {n} runs in the checked window")),
-            Err(e) => notes.push(format!("cron reads failed: {e}")),
-        }
-    }
-    match workload::final_reads(&ctx, &client, 1_000).await {
-        Ok(n) => notes.push(format!("final reads: {n} jobs")),
-        Err(e) => notes.push(format!("final reads failed: {e}")),
-    }
-    digests(&cluster, &rec).await;
-    let history = rec.events();
-    std::fs::write(dir.join("history.jsonl"), history::to_jsonl(&history))
-        .map_err(|e| e.to_string())?;
-    let verdicts = checker::check_all(&history);
-    let report = report::render(&test, plan.seed, &notes, &history, &faults, &verdicts);
-    std::fs::write(dir.join("report.txt"), &report).map_err(|e| e.to_string())?;
-    cluster.lock().await.stop_all();
-    Ok(Outcome {
-        test,
-        report,
-        verdicts,
-        dir,
-    })
+    Ok(client)
 }
 
 /// Records each node's state digest once all nodes have applied the same index.

@@ -59,6 +59,40 @@ enum Plan {
     Join,
 }
 
+/// Starts the node's own executor (unless `workers_max` is 0): it runs shell jobs of the
+/// queues the node's config names, leasing and completing through Raft, until `stopped`.
+fn spawn_executor(
+    config: &Config,
+    me: &crate::config::NodeConfig,
+    replica: &Arc<Replica>,
+    incarnation: u64,
+    mut stopped: watch::Receiver<bool>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let id = me.id;
+    (config.workers_max > 0).then(|| {
+        let backend = Arc::new(executor::LocalBackend {
+            replica: replica.clone(),
+            worker: WorkerRef {
+                id: format!("node-{id}"),
+                node: Some(NodeRun {
+                    node_id: id,
+                    incarnation,
+                }),
+            },
+            queues: me.queues.clone(),
+            capabilities: me.capabilities.clone(),
+        });
+        let pool = executor::PoolConfig {
+            min: config.workers_min,
+            max: config.workers_max,
+            handler: None,
+        };
+        tokio::spawn(executor::run(backend, pool, async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }))
+    })
+}
+
 /// Runs node `id` of `config` until `shutdown` completes.
 pub async fn run(config: Config, id: u64, shutdown: impl Future<Output = ()>) -> Result<()> {
     let me = config.node(id)?.clone();
@@ -128,29 +162,7 @@ pub async fn run(config: Config, id: u64, shutdown: impl Future<Output = ()>) ->
         stopped(),
     ));
     let (executor_stop, executor_stopped) = watch::channel(false);
-    let executor = (config.workers_max > 0).then(|| {
-        let backend = Arc::new(executor::LocalBackend {
-            replica: replica.clone(),
-            worker: WorkerRef {
-                id: format!("node-{id}"),
-                node: Some(NodeRun {
-                    node_id: id,
-                    incarnation,
-                }),
-            },
-            queues: me.queues.clone(),
-            capabilities: me.capabilities.clone(),
-        });
-        let pool = executor::PoolConfig {
-            min: config.workers_min,
-            max: config.workers_max,
-            handler: None,
-        };
-        let mut rx = executor_stopped;
-        tokio::spawn(executor::run(backend, pool, async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }))
-    });
+    let executor = spawn_executor(&config, &me, &replica, incarnation, executor_stopped);
 
     println!(
         "raftline node {id} up: raft {} api {} http {} data {}",
