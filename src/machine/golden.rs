@@ -1,5 +1,8 @@
 //! Golden-script tests for the state machine.
 //!
+//! Long file: test code only, the interpreter of every golden-script verb and dump in one
+//! place.
+//!
 //! Each `testscripts/*.script` file is a list of commands, one per line, applied in order to a
 //! fresh [`Machine`]. The output echoes each command as `> line`, then its response (and, for
 //! `state`, `job` and `due`, a dump); it must equal the `.golden` file beside the script. Run

@@ -1,5 +1,8 @@
 //! The seeded generator of command streams for the model test.
 //!
+//! Long file: test code only, one generator per command, kept together so the mix of the
+//! stream reads in one place.
+//!
 //! Mostly valid commands, some invalid ones (bad names, out-of-range values, stale or random
 //! fencing tokens, cyclic workflows), aimed at real objects: [`Gen::observe`] learns job ids,
 //! lease tokens, lock tokens and workflow, schedule, trigger and timer ids from the responses,
