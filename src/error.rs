@@ -97,19 +97,22 @@ impl From<crate::codec::CodecError> for Error {
     }
 }
 
-/// Whether a failed call's status says the request never reached the server (connection
-/// refused or not established), so retrying it elsewhere cannot apply it twice.
+/// Whether a failed call's request provably never left this process, so trying it at another
+/// node cannot apply it twice: its connection could not be established (refused, no route,
+/// DNS, the connect timeout), which tonic reports as a [`tonic::ConnectError`] in the status's
+/// source chain. Anything else (a reset after the request went out, an HTTP/2 error, a status
+/// a node sent) may come after the node received it. A typed check, not a match on the
+/// message: "connection reset" contains "connect" too. Used by the client's retries and by a
+/// follower forwarding a write to the leader; tested in `client/retry.rs`.
 pub fn not_sent(status: &tonic::Status) -> bool {
-    if status.code() != tonic::Code::Unavailable {
-        return false;
-    }
-    let mut text = status.message().to_string();
     let mut source = std::error::Error::source(status);
     while let Some(e) = source {
-        text.push_str(&e.to_string());
+        if e.is::<tonic::ConnectError>() {
+            return true;
+        }
         source = e.source();
     }
-    text.contains("connect")
+    false
 }
 
 const LEADER_HINT: &str = "raftline-leader";

@@ -11,20 +11,7 @@
 //! A typed check, not a match on the message: "connection reset" contains "connect" too, and
 //! a node's own UNAVAILABLE crosses the wire as text without a source chain.
 
-use std::error::Error as _;
-
-/// Whether a failed call's request never reached a node: its connection could not be
-/// established (a [`tonic::ConnectError`] in the status's source chain).
-pub fn not_sent(status: &tonic::Status) -> bool {
-    let mut source = status.source();
-    while let Some(e) = source {
-        if e.is::<tonic::ConnectError>() {
-            return true;
-        }
-        source = e.source();
-    }
-    false
-}
+pub use crate::error::not_sent;
 
 #[cfg(test)]
 mod tests {
