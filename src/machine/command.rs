@@ -503,6 +503,17 @@ pub fn in_range(field: &str, value: u64, min: u64, max: u64) -> Result<(), Rejec
     Ok(())
 }
 
+#[cfg(test)]
+impl Ctx {
+    /// The context of a test at `now_ms` with the default settings.
+    pub fn at(now_ms: u64) -> Ctx {
+        Ctx {
+            now_ms,
+            settings: Settings::default(),
+        }
+    }
+}
+
 /// A rejection naming the field at fault, as a response.
 pub(super) fn invalid(field: &str, message: impl Into<String>) -> Response {
     Response::Rejected(Rejection::invalid(field, message))

@@ -449,13 +449,9 @@ impl Controls {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::machine::command::Settings;
 
     fn ctx(now_ms: u64) -> Ctx {
-        Ctx {
-            now_ms,
-            settings: Settings::default(),
-        }
+        Ctx::at(now_ms)
     }
 
     /// The subsystem alone, without a machine: a token bucket of 2 per second lets two leases

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::command::{invalid, Ctx, Rejection, Response};
 use super::job::{tail, validate_name, JobId, JobKind, JobSpec};
+use super::keys::ExpiringKeys;
 use super::limits;
 use super::schedule::Target;
 use super::workflow::WorkflowId;
@@ -31,10 +32,8 @@ pub struct Events {
     triggers: BTreeMap<TriggerId, Trigger>,
     /// Trigger ids by topic.
     topics: BTreeMap<String, BTreeSet<TriggerId>>,
-    /// Event dedup keys (topic NUL key) -> expiry.
-    keys: BTreeMap<String, u64>,
-    /// Event dedup keys by expiry.
-    key_expiry: BTreeSet<(u64, String)>,
+    /// Event dedup keys (topic NUL key), until the window passes.
+    keys: ExpiringKeys<()>,
     /// Next timer id.
     next_timer_id: u64,
     /// Pending event timers by id.
@@ -126,7 +125,7 @@ impl Events {
     /// Earliest time an event key expires or a timer fires.
     pub fn next_due(&self) -> Option<u64> {
         [
-            self.key_expiry.first().map(|(t, _)| *t),
+            self.keys.next_due(),
             self.timer_due.first().map(|(t, _)| *t),
         ]
         .into_iter()
@@ -237,15 +236,14 @@ impl Events {
         payload: &[u8],
     ) -> Option<Vec<(TriggerId, Target)>> {
         let dedup = format!("{topic}\u{0}{key}");
-        if self.keys.contains_key(&dedup) {
+        if self.keys.get(&dedup).is_some() {
             return None;
         }
         if self.keys.len() < limits::EVENT_KEYS_MAX {
             let expires = ctx
                 .now_ms
                 .saturating_add(ctx.settings.idempotency_window_ms);
-            self.keys.insert(dedup.clone(), expires);
-            self.key_expiry.insert((expires, dedup));
+            self.keys.insert(dedup, (), expires);
         }
         let ids: Vec<TriggerId> = self
             .topics
@@ -328,17 +326,7 @@ impl Events {
 
     /// Removes one expired event key; returns whether it did.
     pub(super) fn expire_key(&mut self, now_ms: u64) -> bool {
-        let Some((at, key)) = self
-            .key_expiry
-            .first()
-            .filter(|(t, _)| *t <= now_ms)
-            .cloned()
-        else {
-            return false;
-        };
-        self.key_expiry.remove(&(at, key.clone()));
-        self.keys.remove(&key);
-        true
+        self.keys.expire_one(now_ms)
     }
 
     /// Panics if the trigger or event indexes are off.
@@ -346,7 +334,7 @@ impl Events {
         let indexed: BTreeSet<TriggerId> = self.topics.values().flatten().copied().collect();
         let held: BTreeSet<TriggerId> = self.triggers.keys().copied().collect();
         assert_eq!(indexed, held, "trigger topic index");
-        assert_eq!(self.keys.len(), self.key_expiry.len(), "event keys");
+        self.keys.check_invariants("event");
         assert_eq!(self.timers.len(), self.timer_due.len(), "timer index");
         for (due, id) in &self.timer_due {
             assert_eq!(

@@ -441,7 +441,7 @@ fn dump(m: &Machine, out: &mut String) {
         )
         .unwrap();
     }
-    for (key, (id, expires)) in m.jobs.idempotency_keys() {
+    for (key, id, expires) in m.jobs.idempotency_keys().iter() {
         writeln!(out, "idempotency {key:?} -> job {id} until {expires}").unwrap();
     }
     for (id, n) in m.nodes.iter() {

@@ -57,8 +57,8 @@
 //!
 //! ## CAVEATS (not implemented)
 //!
-//! No cold tier yet (`store.rs`); event dedup keys and idempotency keys are two look-alike
-//! expiring maps rather than one type.
+//! No cold tier yet (`store.rs`). Due times sit in one index per subsystem; `next_due` takes
+//! the minimum of their first entries rather than keeping one merged index.
 
 pub mod backoff;
 pub mod command;
@@ -69,6 +69,7 @@ mod flow;
 pub mod index;
 pub mod job;
 pub mod jobs;
+pub mod keys;
 pub mod limits;
 pub mod nodes;
 pub mod resources;

@@ -93,13 +93,9 @@ impl Nodes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::machine::command::Settings;
 
     fn ctx(now_ms: u64) -> Ctx {
-        Ctx {
-            now_ms,
-            settings: Settings::default(),
-        }
+        Ctx::at(now_ms)
     }
 
     /// A new run replaces the old one: a lease asked for by the old run is refused, the new

@@ -117,13 +117,7 @@ impl Jobs {
         for job in self.records.after(0) {
             self.check_job(job, now_ms);
         }
-        for (key, (id, expires)) in &self.idempotency {
-            assert!(
-                self.idempotency_expiry.contains(&(*expires, key.clone())),
-                "idempotency key {key:?} of job {id} has no expiry"
-            );
-        }
-        assert_eq!(self.idempotency.len(), self.idempotency_expiry.len());
+        self.idempotency.check_invariants("idempotency");
     }
 
     fn check_job(&self, job: &Job, now_ms: u64) {

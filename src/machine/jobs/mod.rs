@@ -17,8 +17,6 @@
 //! - Terminal jobs have `finished_ms`; others do not.
 //! - Every idempotency key has exactly one expiry entry.
 
-use std::collections::{BTreeMap, BTreeSet};
-
 use serde::{Deserialize, Serialize};
 
 use super::backoff::retry_delay_ms;
@@ -30,6 +28,7 @@ use super::index::{Index, QueueStats};
 use super::job::{
     tail, Attempt, ErrorClass, Job, JobId, JobKind, JobSpec, JobState, Lease, Outcome,
 };
+use super::keys::ExpiringKeys;
 use super::limits;
 use super::store::JobRecords;
 use super::workflow::StepRef;
@@ -49,10 +48,8 @@ pub struct Jobs {
     records: JobRecords,
     /// Indexes over `records`.
     index: Index,
-    /// Idempotency key -> (job, expiry).
-    idempotency: BTreeMap<String, (JobId, u64)>,
-    /// Idempotency keys by expiry.
-    idempotency_expiry: BTreeSet<(u64, String)>,
+    /// Idempotency key -> first job, until the window passes.
+    idempotency: ExpiringKeys<JobId>,
 }
 
 impl Jobs {
@@ -92,7 +89,7 @@ impl Jobs {
     }
 
     /// Idempotency keys held: key -> (job, expiry).
-    pub fn idempotency_keys(&self) -> &BTreeMap<String, (JobId, u64)> {
+    pub fn idempotency_keys(&self) -> &ExpiringKeys<JobId> {
         &self.idempotency
     }
 
@@ -114,7 +111,7 @@ impl Jobs {
     /// Earliest time a job-side timer falls due (start, lease expiry, deadline, purge,
     /// idempotency key expiry).
     pub fn next_due(&self) -> Option<u64> {
-        let idem = self.idempotency_expiry.first().map(|(t, _)| *t);
+        let idem = self.idempotency.next_due();
         [self.index.next_due(), idem].into_iter().flatten().min()
     }
 
@@ -299,7 +296,7 @@ impl Jobs {
     /// The job an idempotency key already maps to, within its window.
     pub(super) fn duplicate(&self, spec: &JobSpec) -> Option<JobId> {
         let key = spec.idempotency_key.as_ref()?;
-        self.idempotency.get(key).map(|(id, _)| *id)
+        self.idempotency.get(key).copied()
     }
 
     /// Adds a checked job submitted by a client (or started by a schedule or trigger) and
@@ -316,8 +313,7 @@ impl Jobs {
         let id = self.insert(ctx, spec, run_at, None);
         if let Some(key) = &spec.idempotency_key {
             let expires = now.saturating_add(ctx.settings.idempotency_window_ms);
-            self.idempotency.insert(key.clone(), (id, expires));
-            self.idempotency_expiry.insert((expires, key.clone()));
+            self.idempotency.insert(key.clone(), id, expires);
         }
         id
     }
@@ -715,17 +711,7 @@ impl Jobs {
 
     /// Forgets one idempotency key whose window passed; returns whether it did.
     pub(super) fn expire_key(&mut self, now_ms: u64) -> bool {
-        let Some((at, key)) = self
-            .idempotency_expiry
-            .first()
-            .filter(|(t, _)| *t <= now_ms)
-            .cloned()
-        else {
-            return false;
-        };
-        self.idempotency_expiry.remove(&(at, key.clone()));
-        self.idempotency.remove(&key);
-        true
+        self.idempotency.expire_one(now_ms)
     }
 }
 
