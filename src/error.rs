@@ -91,8 +91,8 @@ impl From<crate::config::ConfigError> for Error {
 }
 
 /// An encode or decode failure of our own data: a bug or a damaged file, not the caller's input.
-impl From<crate::codec::CodecError> for Error {
-    fn from(e: crate::codec::CodecError) -> Error {
+impl From<crate::machine::codec::CodecError> for Error {
+    fn from(e: crate::machine::codec::CodecError) -> Error {
         Error::Internal(e.to_string())
     }
 }

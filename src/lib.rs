@@ -12,7 +12,7 @@
 
 pub mod cli;
 pub mod client;
-pub mod codec;
+
 pub mod config;
 pub mod error;
 pub mod machine;

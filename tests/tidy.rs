@@ -149,3 +149,52 @@ fn tidy_files_stay_short() {
     }
     assert!(long.is_empty(), "{}", long.join("\n"));
 }
+
+/// The folders of `src/` form layers (DESIGN.md): no two top-level modules import each other,
+/// directly or around a longer circle, so each side can be read and changed from the bottom up.
+#[test]
+fn tidy_no_import_circles_between_modules() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut uses: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        std::collections::BTreeMap::new();
+    for file in rust_files(&root) {
+        let rel = file.strip_prefix(&root).unwrap();
+        let top = rel.iter().next().unwrap().to_string_lossy();
+        let top = top.trim_end_matches(".rs").to_string();
+        if top == "lib" || top == "main" {
+            continue;
+        }
+        let deps = uses.entry(top.clone()).or_default();
+        for (_, line) in code_lines(&file) {
+            for (i, _) in line.match_indices("crate::") {
+                let name: String = line[i + 7..]
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                if !name.is_empty() && name != top {
+                    deps.insert(name);
+                }
+            }
+        }
+    }
+    // Depth-first search for a path back to the start from each module.
+    for start in uses.keys() {
+        let mut stack = vec![vec![start.clone()]];
+        let mut seen = std::collections::BTreeSet::new();
+        while let Some(path) = stack.pop() {
+            let last = path.last().unwrap();
+            for next in uses.get(last).into_iter().flatten() {
+                assert!(
+                    next != start,
+                    "import circle: {} -> {start}",
+                    path.join(" -> ")
+                );
+                if seen.insert(next.clone()) {
+                    let mut longer = path.clone();
+                    longer.push(next.clone());
+                    stack.push(longer);
+                }
+            }
+        }
+    }
+}

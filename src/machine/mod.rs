@@ -61,6 +61,7 @@
 //! the minimum of their first entries rather than keeping one merged index.
 
 pub mod backoff;
+pub mod codec;
 pub mod command;
 pub mod controls;
 mod effect;
@@ -469,16 +470,16 @@ impl Machine {
     }
 
     /// Encodes the state for a snapshot.
-    pub fn encode(&self) -> Result<Vec<u8>, crate::codec::CodecError> {
-        crate::codec::encode(&(SNAPSHOT_FORMAT, self))
+    pub fn encode(&self) -> Result<Vec<u8>, crate::machine::codec::CodecError> {
+        crate::machine::codec::encode(&(SNAPSHOT_FORMAT, self))
     }
 
     /// Decodes a snapshot made by [`Machine::encode`], checking its format version and the
     /// invariants (assertions in pairs: checked on write and again on read).
-    pub fn decode(bytes: &[u8]) -> Result<Machine, crate::codec::CodecError> {
-        let (format, machine): (u32, Machine) = crate::codec::decode(bytes)?;
+    pub fn decode(bytes: &[u8]) -> Result<Machine, crate::machine::codec::CodecError> {
+        let (format, machine): (u32, Machine) = crate::machine::codec::decode(bytes)?;
         if format != SNAPSHOT_FORMAT {
-            return Err(crate::codec::CodecError(format!(
+            return Err(crate::machine::codec::CodecError(format!(
                 "snapshot format {format}, this build reads {SNAPSHOT_FORMAT}"
             )));
         }
@@ -594,7 +595,7 @@ mod tests {
         }
         let bytes = m.encode().unwrap();
         assert_eq!(Machine::decode(&bytes).unwrap(), m);
-        let other = crate::codec::encode(&(99u32, &m)).unwrap();
+        let other = crate::machine::codec::encode(&(99u32, &m)).unwrap();
         assert!(Machine::decode(&other).is_err());
     }
 }

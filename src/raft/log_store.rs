@@ -23,7 +23,7 @@ use openraft::{LogId, LogState, RaftLogReader, StorageError, StorageIOError, Vot
 use tokio::sync::mpsc;
 
 use super::TypeConfig;
-use crate::codec;
+use crate::machine::codec;
 
 type NodeId = u64;
 type Entry = openraft::Entry<TypeConfig>;

@@ -34,9 +34,9 @@ use openraft::{Raft, ServerState, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
 use tonic::transport::Channel;
 
-use crate::codec;
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::machine::codec;
 use crate::machine::{Command, Machine, Proposal, Response};
 use crate::proto::pb;
 use crate::proto::pb::raft_peer_client::RaftPeerClient;

@@ -1,6 +1,6 @@
 //! openraft's network over the internal tonic `RaftPeer` service.
 //!
-//! Each RPC carries an openraft request encoded with [`crate::codec`] and returns the encoded
+//! Each RPC carries an openraft request encoded with [`crate::machine::codec`] and returns the encoded
 //! `Result` of the peer's handler. A peer that cannot be connected to is reported
 //! `Unreachable` (openraft backs off replication to it); other transport failures are
 //! `Network` errors (retried at once).
@@ -20,8 +20,8 @@ use serde::Serialize;
 use tonic::transport::Channel;
 
 use super::{PeerNode, TypeConfig};
-use crate::codec;
 use crate::error::not_sent;
+use crate::machine::codec;
 use crate::proto::pb;
 use crate::proto::pb::raft_peer_client::RaftPeerClient;
 

@@ -22,7 +22,7 @@ use openraft::{
 use serde::{Deserialize, Serialize};
 
 use super::{PeerNode, TypeConfig};
-use crate::codec;
+use crate::machine::codec;
 use crate::machine::{Machine, Response};
 
 type NodeId = u64;

@@ -9,7 +9,7 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::machine::limits::DECODE_BYTES_MAX;
+use super::limits::DECODE_BYTES_MAX;
 
 fn config() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<DECODE_BYTES_MAX>()
