@@ -31,6 +31,9 @@ impl QueueStats {
 pub struct Index {
     /// Ready jobs per queue in lease order: (rank, seq, id).
     pub ready: BTreeMap<String, BTreeSet<(u64, u64, JobId)>>,
+    /// The shell jobs among them, in the same order: a node's executor, which runs shell
+    /// jobs only, finds its next one in O(log n) however many external jobs wait ahead.
+    pub ready_shell: BTreeMap<String, BTreeSet<(u64, u64, JobId)>>,
     /// Scheduled jobs by start time.
     pub scheduled: BTreeSet<(u64, JobId)>,
     /// Leased jobs by lease expiry.
@@ -79,6 +82,12 @@ impl Index {
                     .entry(queue.clone())
                     .or_default()
                     .insert((job.rank, job.seq, job.id));
+                if job.spec.is_shell() {
+                    self.ready_shell
+                        .entry(queue.clone())
+                        .or_default()
+                        .insert((job.rank, job.seq, job.id));
+                }
                 for need in &job.spec.resources {
                     self.resource_waiters
                         .entry(need.resource.clone())
@@ -137,6 +146,7 @@ impl Index {
                     .iter()
                     .all(|need| remove_from(&mut self.resource_waiters, &need.resource, &key))
                     && remove_from(&mut self.ready, queue, &key)
+                    && (!job.spec.is_shell() || remove_from(&mut self.ready_shell, queue, &key))
             }
             JobState::Leased => {
                 let lease = job.lease.as_ref().expect("leased job without a lease");

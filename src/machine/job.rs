@@ -88,6 +88,11 @@ pub struct JobSpec {
 }
 
 impl JobSpec {
+    /// Whether the job runs a command (a node's executor can run it).
+    pub fn is_shell(&self) -> bool {
+        matches!(self.kind, JobKind::Shell { .. })
+    }
+
     /// Rough encoded size: the variable-length fields.
     pub fn weight(&self) -> usize {
         let strings = |v: &[String]| v.iter().map(|s| s.len() + 8).sum::<usize>();

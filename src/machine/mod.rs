@@ -586,6 +586,53 @@ mod tests {
         );
     }
 
+    /// A node's executor (shell jobs only) finds a shell job however many external jobs wait
+    /// ahead of it in the queue (its own index, not a scan of `LEASE_SCAN_MAX` ready jobs),
+    /// while an external worker still takes the external jobs first.
+    #[test]
+    fn executor_finds_shell_job_behind_external_ones() {
+        let mut m = Machine::new();
+        let external = limits::LEASE_SCAN_MAX as u64 + 100;
+        for i in 0..external {
+            let spec = JobSpec::new("q", JobKind::External { payload: vec![1] });
+            m.apply(&Proposal {
+                now_ms: i,
+                command: Command::Submit {
+                    spec,
+                    delay_ms: 0,
+                    run_at_ms: None,
+                },
+            });
+        }
+        m.apply(&submit(external, "q", 5));
+        let lease = |m: &mut Machine, node: Option<NodeRun>| {
+            let worker = WorkerRef {
+                id: "w".into(),
+                node,
+            };
+            let r = m.apply(&Proposal {
+                now_ms: external,
+                command: Command::Lease {
+                    worker,
+                    queues: vec!["q".into()],
+                    capabilities: Vec::new(),
+                    max: 1,
+                    ttl_ms: None,
+                },
+            });
+            let Response::Leased(grants) = r else {
+                panic!("lease: {r:?}");
+            };
+            grants.iter().map(|g| g.job_id).collect::<Vec<_>>()
+        };
+        let node = NodeRun {
+            node_id: 1,
+            incarnation: 1,
+        };
+        assert_eq!(lease(&mut m, Some(node)), vec![external + 1]);
+        assert_eq!(lease(&mut m, None), vec![1]);
+    }
+
     /// Encode/decode of a snapshot round-trips, and a foreign format is refused.
     #[test]
     fn snapshot_round_trip() {

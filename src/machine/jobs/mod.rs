@@ -328,19 +328,22 @@ impl Jobs {
         shell_only: bool,
         fits: impl Fn(&Job) -> bool,
     ) -> Option<(u64, u64, JobId)> {
-        let ready = self.index.ready.get(queue)?;
+        // A node's executor looks among the shell jobs only (their own index), so external
+        // jobs waiting ahead cost it nothing.
+        let ready = if shell_only {
+            self.index.ready_shell.get(queue)?
+        } else {
+            self.index.ready.get(queue)?
+        };
         ready
             .iter()
             .take(limits::LEASE_SCAN_MAX)
             .find(|(_, _, id)| {
                 let job = &self.records.expect(*id);
                 let spec = &job.spec;
-                let runnable = !shell_only || matches!(spec.kind, JobKind::Shell { .. });
-                runnable
-                    && spec
-                        .required_capabilities
-                        .iter()
-                        .all(|c| capabilities.contains(c))
+                spec.required_capabilities
+                    .iter()
+                    .all(|c| capabilities.contains(c))
                     && fits(job)
             })
             .copied()
