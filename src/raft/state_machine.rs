@@ -110,17 +110,27 @@ impl StateMachineStore {
     }
 
     fn load(&self) -> Result<Option<StoredSnapshot>, StorageError<NodeId>> {
-        let bytes = match std::fs::read(self.dir.join(SNAPSHOT_FILE)) {
+        let path = self.dir.join(SNAPSHOT_FILE);
+        let bytes = match std::fs::read(&path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                match self.legacy.get("current").map_err(snap_read_err)? {
-                    Some(bytes) => bytes.to_vec(),
-                    None => return Ok(None),
-                }
+                return match self.legacy.get("current").map_err(snap_read_err)? {
+                    Some(bytes) => Ok(Some(codec::decode(&bytes).map_err(snap_read_err)?)),
+                    None => Ok(None),
+                };
             }
             Err(e) => return Err(snap_read_err(e)),
         };
-        Ok(Some(codec::decode(&bytes).map_err(snap_read_err)?))
+        let payload = unframe(&bytes).map_err(|why| {
+            snap_read_err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "{}: {why}; the node does not start from a damaged snapshot",
+                    path.display()
+                ),
+            ))
+        })?;
+        Ok(Some(codec::decode(payload).map_err(snap_read_err)?))
     }
 
     /// Writes `stored` durably as the current snapshot, on a blocking thread.
@@ -135,9 +145,66 @@ impl StateMachineStore {
     }
 }
 
+/// First bytes of a snapshot file.
+const SNAPSHOT_MAGIC: &[u8; 8] = b"RLSNAP\0\0";
+/// Version of the snapshot file frame.
+const SNAPSHOT_FRAME_VERSION: u32 = 1;
+/// Magic, version (u32), payload length (u64), CRC-32 of the payload (u32).
+const SNAPSHOT_HEADER_BYTES: usize = 8 + 4 + 8 + 4;
+
+/// A snapshot file: a header with the payload's length and checksum, then the payload, so a
+/// damaged or truncated file is refused instead of loaded.
+fn frame(payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(SNAPSHOT_HEADER_BYTES + payload.len());
+    out.extend_from_slice(SNAPSHOT_MAGIC);
+    out.extend_from_slice(&SNAPSHOT_FRAME_VERSION.to_le_bytes());
+    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// The payload of a snapshot file made by [`frame`], or why the file is refused (with the
+/// byte offset where it is wrong).
+fn unframe(bytes: &[u8]) -> Result<&[u8], String> {
+    if bytes.len() < SNAPSHOT_HEADER_BYTES || &bytes[..8] != SNAPSHOT_MAGIC {
+        return Err(
+            "offset 0: not a raftline snapshot file (no header: damaged, or written by \
+                    an older build)"
+                .into(),
+        );
+    }
+    let word = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
+    let version = word(8);
+    if version != SNAPSHOT_FRAME_VERSION {
+        return Err(format!(
+            "offset 8: snapshot file version {version}, this build reads \
+             {SNAPSHOT_FRAME_VERSION}"
+        ));
+    }
+    let len = u64::from_le_bytes(bytes[12..20].try_into().expect("8 bytes"));
+    let payload = &bytes[SNAPSHOT_HEADER_BYTES..];
+    if payload.len() as u64 != len {
+        return Err(format!(
+            "offset {SNAPSHOT_HEADER_BYTES}: the header says {len} bytes follow, the file holds \
+             {} (truncated or damaged)",
+            payload.len()
+        ));
+    }
+    let (want, got) = (word(20), crc32fast::hash(payload));
+    if want != got {
+        return Err(format!(
+            "offsets {SNAPSHOT_HEADER_BYTES}..{}: checksum {got:08x}, the header says \
+             {want:08x} (damaged)",
+            bytes.len()
+        ));
+    }
+    Ok(payload)
+}
+
 /// Temp file, fsync, rename over the old snapshot, fsync the directory.
 fn write_file(dir: &Path, stored: &StoredSnapshot) -> Result<(), StorageError<NodeId>> {
-    let bytes = codec::encode(stored).map_err(snap_write_err)?;
+    let bytes = frame(&codec::encode(stored).map_err(snap_write_err)?);
     let tmp = dir.join(format!("{SNAPSHOT_FILE}.tmp"));
     let mut file = std::fs::File::create(&tmp).map_err(snap_write_err)?;
     file.write_all(&bytes).map_err(snap_write_err)?;
@@ -272,5 +339,34 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             meta: stored.meta,
             snapshot: Box::new(Cursor::new(stored.data)),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A framed snapshot reads back; a flipped byte anywhere, a truncated file, a missing
+    /// header and a newer version are each refused with the offset named.
+    #[test]
+    fn snapshot_file_refuses_damage() {
+        let payload: Vec<u8> = (0..10_000u32).flat_map(|i| i.to_le_bytes()).collect();
+        let file = frame(&payload);
+        assert_eq!(unframe(&file).unwrap(), &payload[..]);
+        for at in [SNAPSHOT_HEADER_BYTES, file.len() / 2, file.len() - 1] {
+            let mut bad = file.clone();
+            bad[at] ^= 0x10;
+            let why = unframe(&bad).unwrap_err();
+            assert!(why.contains("checksum"), "{why}");
+        }
+        let why = unframe(&file[..file.len() - 7]).unwrap_err();
+        assert!(why.contains("truncated"), "{why}");
+        assert!(unframe(&payload).unwrap_err().starts_with("offset 0"));
+        let mut newer = file.clone();
+        newer[8] = 2;
+        assert!(unframe(&newer).unwrap_err().starts_with("offset 8"));
+        let mut length = file.clone();
+        length[12] ^= 1;
+        assert!(unframe(&length).unwrap_err().starts_with("offset 24"));
     }
 }
