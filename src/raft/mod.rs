@@ -21,6 +21,7 @@ mod lease;
 pub mod log_store;
 pub mod network;
 pub mod state_machine;
+pub mod wal;
 
 use std::collections::BTreeMap;
 use std::fmt;
