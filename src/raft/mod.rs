@@ -22,6 +22,7 @@ pub mod log_store;
 pub mod network;
 pub mod state_machine;
 pub mod wal;
+pub mod wal_store;
 
 use std::collections::BTreeMap;
 use std::fmt;

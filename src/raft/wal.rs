@@ -533,7 +533,10 @@ impl Wal {
     }
 
     /// Writes `records` (index, bytes) after the last one, without syncing: call
-    /// [`Wal::sync`] before acknowledging them. Indexes must follow on from the last.
+    /// [`Wal::sync`] before acknowledging them. Indexes must follow on from the last; records
+    /// at or below the purged index are skipped (what they hold is purged already: openraft's
+    /// storage Suite appends such entries after its start-up purges to the state machine's
+    /// last applied entry, and the node never does).
     pub fn append<I, B>(&mut self, records: I) -> Result<()>
     where
         I: IntoIterator<Item = (u64, B)>,
@@ -544,6 +547,9 @@ impl Wal {
         let mut next = self.next_index();
         for (index, bytes) in records {
             let bytes = bytes.as_ref();
+            if self.meta.purged.is_some_and(|p| index <= p) {
+                continue;
+            }
             if bytes.len() as u64 + INDEX_BYTES > WAL_RECORD_BYTES_MAX {
                 self.write_pending(&mut buf, &mut pending)?;
                 return Err(Error::Misuse(format!(
@@ -980,8 +986,14 @@ mod tests {
         wal.purge_upto(40, Vec::new()).unwrap();
         assert!(segment_files(dir.path()).is_empty());
         assert_eq!(wal.last_index(), None);
+        wal.append(entries(30..31)).unwrap();
+        assert_eq!(
+            wal.last_index(),
+            None,
+            "an entry at or below the purged index is skipped"
+        );
         assert!(
-            wal.append(entries(30..31)).is_err(),
+            wal.append(entries(45..46)).is_err(),
             "a gap after the purge"
         );
         wal.append(entries(41..43)).unwrap();
