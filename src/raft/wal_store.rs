@@ -52,6 +52,10 @@ use crate::machine::limits::WAL_FLUSH_QUEUE_MAX;
 type NodeId = u64;
 type Entry = openraft::Entry<TypeConfig>;
 
+/// What the flusher calls once an append's bytes are synced (or the sync failed): openraft's
+/// `LogFlushed` callback, boxed so tests can hand in their own.
+type Completion = Box<dyn FnOnce(std::io::Result<()>) + Send>;
+
 /// What the store keeps in the WAL's meta file.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
@@ -88,7 +92,7 @@ impl Syncs {
 #[derive(Clone)]
 pub struct WalLogStore {
     inner: Arc<Mutex<Inner>>,
-    flusher: mpsc::Sender<LogFlushed<TypeConfig>>,
+    flusher: mpsc::Sender<Completion>,
     syncs: Arc<Syncs>,
     /// This node's id: a committed vote for it is read back uncommitted (see `read_vote`).
     node_id: NodeId,
@@ -133,6 +137,24 @@ impl WalLogStore {
     /// Total microseconds spent in those syncs.
     pub fn fsync_micros(&self) -> u64 {
         self.syncs.micros.load(Ordering::Relaxed)
+    }
+
+    /// Writes `entries` and queues `done` for the flusher, which calls it after a sync.
+    async fn append_then(
+        &self,
+        entries: impl IntoIterator<Item = Entry>,
+        done: Completion,
+    ) -> Result<(), StorageError<NodeId>> {
+        let mut records = Vec::new();
+        for entry in entries {
+            let bytes = codec::encode(&entry).map_err(write_err)?;
+            records.push((entry.log_id.index, bytes));
+        }
+        self.lock()?.wal.append(records).map_err(write_err)?;
+        self.flusher
+            .send(done)
+            .await
+            .map_err(|_| write_err(std::io::Error::other("log flusher stopped")))
     }
 
     fn lock(&self) -> Result<MutexGuard<'_, Inner>, StorageError<NodeId>> {
@@ -219,11 +241,7 @@ async fn sync_active(inner: &Mutex<Inner>, syncs: &Syncs) -> Result<(), String> 
 }
 
 /// Completes append callbacks: every callback queued while a sync ran shares the next one.
-async fn flusher(
-    inner: Arc<Mutex<Inner>>,
-    mut rx: mpsc::Receiver<LogFlushed<TypeConfig>>,
-    syncs: Arc<Syncs>,
-) {
+async fn flusher(inner: Arc<Mutex<Inner>>, mut rx: mpsc::Receiver<Completion>, syncs: Arc<Syncs>) {
     let mut batch = Vec::new();
     let mut failed: Option<String> = None;
     while rx.recv_many(&mut batch, WAL_FLUSH_QUEUE_MAX).await > 0 {
@@ -235,8 +253,8 @@ async fn flusher(
             tracing::error!(%reason, "raft log sync failed; failing every later append");
             failed.get_or_insert_with(|| reason.clone());
         }
-        for callback in batch.drain(..) {
-            callback.log_io_completed(result.clone().map_err(std::io::Error::other));
+        for done in batch.drain(..) {
+            done(result.clone().map_err(std::io::Error::other));
         }
     }
 }
@@ -334,17 +352,8 @@ impl RaftLogStorage<TypeConfig> for WalLogStore {
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
-        let mut records = Vec::new();
-        for entry in entries {
-            let bytes = codec::encode(&entry).map_err(write_err)?;
-            records.push((entry.log_id.index, bytes));
-        }
-        self.lock()?.wal.append(records).map_err(write_err)?;
-        self.flusher
-            .send(callback)
-            .await
-            .map_err(|_| write_err(std::io::Error::other("log flusher stopped")))?;
-        Ok(())
+        let done: Completion = Box::new(move |result| callback.log_io_completed(result));
+        self.append_then(entries, done).await
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
@@ -375,5 +384,52 @@ impl RaftLogStorage<TypeConfig> for WalLogStore {
         .await?;
         self.syncs.record(started);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::entry::RaftEntry;
+    use openraft::CommittedLeaderId;
+    use tokio::sync::oneshot;
+
+    use super::*;
+
+    fn blank(index: u64) -> Entry {
+        Entry::new_blank(LogId::new(CommittedLeaderId::new(1, 0), index))
+    }
+
+    /// Appends queued while no sync runs share one sync (group commit), every one of them is
+    /// completed with Ok after it, and a reopen reads them all back.
+    #[tokio::test]
+    async fn wal_store_group_commit_one_sync_for_queued_appends() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = WalLogStore::open(dir.path(), 1).unwrap();
+        let mut waits = Vec::new();
+        // On this single-threaded runtime the flusher runs only once the test awaits.
+        for index in 0..20 {
+            let (tx, rx) = oneshot::channel();
+            let done: Completion = Box::new(move |r| {
+                let _ = tx.send(r.is_ok());
+            });
+            store.append_then([blank(index)], done).await.unwrap();
+            waits.push(rx);
+        }
+        for rx in waits {
+            assert!(rx.await.unwrap(), "append completed with an error");
+        }
+        assert_eq!(store.fsync_count(), 1, "one sync for the whole group");
+        let (tx, rx) = oneshot::channel();
+        let done: Completion = Box::new(move |r| {
+            let _ = tx.send(r.is_ok());
+        });
+        store.append_then([blank(20)], done).await.unwrap();
+        assert!(rx.await.unwrap());
+        assert_eq!(store.fsync_count(), 2);
+        drop(store);
+        let mut store = WalLogStore::open(dir.path(), 1).unwrap();
+        let read = store.try_get_log_entries(..).await.unwrap();
+        let indexes: Vec<u64> = read.iter().map(|e| e.log_id.index).collect();
+        assert_eq!(indexes, (0..21).collect::<Vec<u64>>());
     }
 }
