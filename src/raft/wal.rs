@@ -50,7 +50,9 @@
 //! CAVEATS (not implemented): not wired into the node yet (the node still logs into sled);
 //! no migration from the sled log; a flipped bit in the length of a record in the last
 //! segment that makes it run past the end of the file is taken for a torn tail, and the
-//! records after it are cut (logged with the byte count); no preallocation of segments.
+//! records after it are cut (logged with the byte count); no preallocation of segments; no
+//! lock against two processes opening the same directory (sled locks its own files; wiring
+//! the WAL in needs a lock of its own).
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
@@ -484,12 +486,14 @@ impl Wal {
                 ));
             }
         }
-        Ok(Wal {
+        let mut wal = Wal {
             dir: dir.to_path_buf(),
             segments,
             meta,
             segment_bytes,
-        })
+        };
+        wal.delete_purged_segments()?;
+        Ok(wal)
     }
 
     /// The meta file's contents.
@@ -713,6 +717,16 @@ impl Wal {
             purged: Some(purged),
             state,
         })?;
+        self.delete_purged_segments()
+    }
+
+    /// Deletes, oldest first, the segments all of whose entries are at or below the purged
+    /// index, then fsyncs the directory. Also run at open, to finish a purge cut short by a
+    /// crash after its meta write.
+    fn delete_purged_segments(&mut self) -> Result<()> {
+        let Some(purged) = self.meta.purged else {
+            return Ok(());
+        };
         let mut deleted = false;
         while self
             .segments
@@ -1000,6 +1014,30 @@ mod tests {
         drop(wal);
         let wal = Wal::open_with(dir.path(), 200).unwrap();
         assert_eq!(wal.read_range(0..100).unwrap(), entries(41..43));
+    }
+
+    /// A purge cut short by a crash after its meta write (old segments still on disk) is
+    /// finished at open: the old segments go, and appends follow on from the purged index.
+    #[test]
+    fn wal_interrupted_purge_is_finished_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let saved = tempfile::tempdir().unwrap();
+        let mut wal = Wal::open_with(dir.path(), 200).unwrap();
+        wal.append(entries(0..30)).unwrap();
+        let files = segment_files(dir.path());
+        for f in &files {
+            fs::copy(f, saved.path().join(f.file_name().unwrap())).unwrap();
+        }
+        wal.purge_upto(35, b"purged".to_vec()).unwrap();
+        drop(wal);
+        for f in &files {
+            fs::copy(saved.path().join(f.file_name().unwrap()), f).unwrap();
+        }
+        let mut wal = Wal::open_with(dir.path(), 200).unwrap();
+        assert!(segment_files(dir.path()).is_empty());
+        assert_eq!(wal.last_index(), None);
+        wal.append(entries(36..38)).unwrap();
+        assert_eq!(wal.read_range(0..100).unwrap(), entries(36..38));
     }
 
     /// truncate_after drops later entries (whole segments and a cut in one), appends follow
