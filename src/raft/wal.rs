@@ -789,6 +789,22 @@ mod tests {
         }
     }
 
+    /// A damaged record length in an earlier segment (here: far past the file's end) is
+    /// refused at the record's offset, before anything is allocated for it.
+    #[test]
+    fn wal_bad_length_mid_log_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut wal = Wal::open_with(dir.path(), 200).unwrap();
+            wal.append(entries(0..20)).unwrap();
+        }
+        let first = segment_files(dir.path()).remove(0);
+        flip_byte(&first, HEADER_BYTES + 3);
+        let (path, offset, reason) = damage_of(Wal::open_with(dir.path(), 200));
+        assert_eq!((path, offset), (first, HEADER_BYTES), "{reason}");
+        assert!(reason.contains("past the end"), "{reason}");
+    }
+
     /// A damaged segment header is refused, even in the last segment.
     #[test]
     fn wal_bad_header_is_refused() {
