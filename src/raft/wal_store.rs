@@ -25,12 +25,15 @@
 //! Invariants: the purged index in `meta` equals the index of [`State::last_purged`] (both in
 //! one atomic write); every entry read back carries the index it was stored under.
 //!
-//! Appends write and roll segments inline (page-cache writes; a roll, every
-//! `WAL_SEGMENT_BYTES`, also syncs) and reads use `pread` under a std mutex: short, bounded
-//! blocking. Syncs, which wait for the disk, never run on the async runtime's threads.
+//! Blocking: group-commit syncs and the vote, purge and truncate writes run on blocking
+//! threads. Appends write into the page cache and reads use `pread`, inline under a std
+//! mutex (short). The exception is a roll inside `append`, once per `WAL_SEGMENT_BYTES`: it
+//! syncs the old segment and creates the new one (`sync_all`, directory fsync) inline.
 //!
 //! CAVEATS (not implemented): not wired into the node yet (`Replica` still uses the sled
-//! `LogStore`); no migration of an existing sled log into a WAL directory.
+//! `LogStore`); no migration of an existing sled log into a WAL directory; a roll blocks a
+//! runtime thread for two or three syncs; a reader waits for the lock while a vote, purge or
+//! truncate syncs.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
