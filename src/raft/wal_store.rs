@@ -402,6 +402,42 @@ mod tests {
         Entry::new_blank(LogId::new(CommittedLeaderId::new(1, 0), index))
     }
 
+    async fn append_synced(store: &WalLogStore, entries: Vec<Entry>) {
+        let (tx, rx) = oneshot::channel();
+        let done: Completion = Box::new(move |r| {
+            let _ = tx.send(r.is_ok());
+        });
+        store.append_then(entries, done).await.unwrap();
+        assert!(rx.await.unwrap(), "append completed with an error");
+    }
+
+    /// Log state (last purged, last entry), vote and the committed id saved with a later vote
+    /// all read back the same after a reopen.
+    #[tokio::test]
+    async fn wal_store_reopen_restores_log_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = WalLogStore::open(dir.path(), 1).unwrap();
+        append_synced(&store, (0..10).map(blank).collect()).await;
+        store
+            .purge(LogId::new(CommittedLeaderId::new(1, 0), 4))
+            .await
+            .unwrap();
+        store.save_committed(Some(blank(8).log_id)).await.unwrap();
+        store.save_vote(&Vote::new(3, 2)).await.unwrap();
+        let before = store.get_log_state().await.unwrap();
+        drop(store);
+        let mut store = WalLogStore::open(dir.path(), 1).unwrap();
+        let after = store.get_log_state().await.unwrap();
+        assert_eq!(after.last_purged_log_id, before.last_purged_log_id);
+        assert_eq!(after.last_purged_log_id, Some(blank(4).log_id));
+        assert_eq!(after.last_log_id, Some(blank(9).log_id));
+        assert_eq!(store.read_vote().await.unwrap(), Some(Vote::new(3, 2)));
+        assert_eq!(store.read_committed().await.unwrap(), Some(blank(8).log_id));
+        let read = store.try_get_log_entries(..).await.unwrap();
+        let indexes: Vec<u64> = read.iter().map(|e| e.log_id.index).collect();
+        assert_eq!(indexes, (5..10).collect::<Vec<u64>>());
+    }
+
     /// Appends queued while no sync runs share one sync (group commit), every one of them is
     /// completed with Ok after it, and a reopen reads them all back.
     #[tokio::test]
