@@ -359,3 +359,20 @@ pub const LIST_LIMIT_DEFAULT: u32 = 100;
 const _: () = assert!(LIST_LIMIT_DEFAULT <= LIST_LIMIT_MAX);
 const _: () = assert!(HEARTBEAT_MS_MIN < HEARTBEAT_MS_MAX);
 const _: () = assert!(ELECTION_TIMEOUT_MS_MAX <= REQUEST_TIMEOUT_MS_MAX);
+
+// The Raft write-ahead log (`raft/wal.rs`): what its files may hold, checked on write and
+// again on open, so a damaged length never makes a node allocate without bound.
+
+/// Size at which the write-ahead log starts a new segment file. Whole segments are the unit of
+/// purging, so a smaller one frees disk sooner after a snapshot; a larger one creates files
+/// (each a `sync_all` plus a directory fsync) less often. etcd's WAL uses the same 64 MiB.
+pub const WAL_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+/// Largest record (one encoded log entry plus its 8-byte index). An entry reaches a follower
+/// in one peer message, so none is larger; a longer length read from disk is damage.
+pub const WAL_RECORD_BYTES_MAX: u64 = PEER_MESSAGE_BYTES_MAX as u64;
+/// Largest meta file (vote, committed and purged log ids: tens of bytes when encoded).
+pub const WAL_META_BYTES_MAX: u64 = 64 * 1024;
+/// Append callbacks queued for the log's flusher before `append` waits for room; one sync
+/// completes all of them (group commit).
+pub const WAL_FLUSH_QUEUE_MAX: usize = 4096;
+const _: () = assert!(WAL_RECORD_BYTES_MAX <= u32::MAX as u64);

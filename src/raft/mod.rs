@@ -21,6 +21,8 @@ mod lease;
 pub mod log_store;
 pub mod network;
 pub mod state_machine;
+pub mod wal;
+pub mod wal_store;
 
 use std::collections::BTreeMap;
 use std::fmt;
