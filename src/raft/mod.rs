@@ -1,12 +1,15 @@
 //! Consensus: the only module that names openraft.
 //!
-//! [`Replica`] wraps one node's `openraft::Raft` with its sled storage and gives the rest of
+//! [`Replica`] wraps one node's `openraft::Raft` with its storage and gives the rest of
 //! raftline four things: `propose` a command (forwarded to the leader when this node is not
 //! it), `read_barrier` for linearizable reads (read index, also from followers), `read` the
 //! local applied state, and the peer RPC handlers that take and return encoded bytes.
 //!
 //! Durability: an entry is acknowledged to a client only after openraft reports it committed,
-//! i.e. appended and fsynced on a majority (see `log_store.rs`).
+//! i.e. appended and `fdatasync`ed on a majority: the log is the write-ahead log of `wal.rs`
+//! behind `wal_store.rs` (a data dir of an earlier build, with the log in sled, is moved into
+//! it once at start: `migrate.rs`). sled still holds the node's identity; the state lives in
+//! memory and in checksummed snapshot files.
 //!
 //! CAVEATS (not implemented): membership change at runtime, leader transfer, TLS between
 //! peers; a forwarded write whose connection breaks mid-call reports UNAVAILABLE with an
@@ -19,6 +22,7 @@
 mod batcher;
 mod lease;
 pub mod log_store;
+mod migrate;
 pub mod network;
 pub mod state_machine;
 pub mod wal;
@@ -42,8 +46,8 @@ use crate::machine::codec;
 use crate::machine::{Command, Machine, Proposal, Response};
 use crate::proto::pb;
 use crate::proto::pb::raft_peer_client::RaftPeerClient;
-use log_store::LogStore;
 use state_machine::{SharedApplied, StateMachineStore};
+use wal_store::WalLogStore;
 
 /// A cluster member's addresses, stored in Raft membership entries.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -199,7 +203,7 @@ pub struct Replica {
     id: u64,
     raft: Raft<TypeConfig>,
     applied: SharedApplied,
-    log: LogStore,
+    log: WalLogStore,
     request_timeout: Duration,
     peers: BTreeMap<u64, Option<RaftPeerClient<Channel>>>,
     batcher: tokio::sync::mpsc::Sender<batcher::Pending>,
@@ -222,7 +226,11 @@ impl Replica {
         }
         .validate()
         .map_err(|e| Error::Config(format!("raft settings: {e}")))?;
-        let log = LogStore::new(db.clone(), id).map_err(|e| Error::Internal(e.to_string()))?;
+        let wal_dir = config.node_dir(id).join("wal");
+        migrate::sled_log_into_wal(&db, id, &wal_dir).await?;
+        let log = WalLogStore::open(&wal_dir, id).map_err(|e| {
+            Error::Config(format!("the Raft log in the data dir is unreadable: {e}"))
+        })?;
         let sm = StateMachineStore::open(db, &config.node_dir(id)).map_err(|e| {
             Error::Config(format!(
                 "the state snapshot in the data dir is unreadable: {e}"

@@ -30,8 +30,7 @@
 //! mutex (short). The exception is a roll inside `append`, once per `WAL_SEGMENT_BYTES`: it
 //! syncs the old segment and creates the new one (`sync_all`, directory fsync) inline.
 //!
-//! CAVEATS (not implemented): not wired into the node yet (`Replica` still uses the sled
-//! `LogStore`); no migration of an existing sled log into a WAL directory; a roll blocks a
+//! CAVEATS (not implemented): a roll blocks a
 //! runtime thread for two or three syncs; a reader waits for the lock while a vote, purge or
 //! truncate syncs.
 

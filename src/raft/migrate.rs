@@ -1,0 +1,156 @@
+//! Moving the Raft log of a data dir written by an earlier build (log and vote in sled) into
+//! the write-ahead log, once, at start.
+//!
+//! The copy is built in `wal.migrating` beside the node's other files: the purged point and
+//! the vote, committed and purged log ids first (meta, synced), then every entry after the
+//! purged point (synced), then the directory is renamed to `wal` and the node dir fsynced. A
+//! crash before the rename leaves the sled log as the source and the next start copies again
+//! from scratch; after it, the WAL is the log and sled's copy is never read again.
+//!
+//! CAVEATS (not implemented): sled's copy of the log is left in place (disk space, not
+//! correctness).
+
+use std::path::Path;
+
+use openraft::storage::RaftLogStorage;
+use openraft::RaftLogReader;
+
+use super::log_store::LogStore;
+use super::wal::Wal;
+use super::wal_store::State;
+use crate::error::{Error, Result};
+use crate::machine::codec;
+
+/// Entries copied per read of the sled log.
+const CHUNK: u64 = 1_024;
+
+/// If `wal_dir` does not exist and sled holds a log or a vote, copies them into a new WAL at
+/// `wal_dir`. Returns whether it copied anything.
+pub async fn sled_log_into_wal(db: &sled::Db, node_id: u64, wal_dir: &Path) -> Result<bool> {
+    if wal_dir.exists() {
+        return Ok(false);
+    }
+    let fail = |what: &str, e: &dyn std::fmt::Display| {
+        Error::Internal(format!(
+            "moving the Raft log from sled into {}: {what}: {e}",
+            wal_dir.display()
+        ))
+    };
+    let mut old = LogStore::new(db.clone(), node_id).map_err(|e| fail("open sled", &e))?;
+    let log_state = old
+        .get_log_state()
+        .await
+        .map_err(|e| fail("log state", &e))?;
+    let vote = old.read_vote().await.map_err(|e| fail("vote", &e))?;
+    if log_state.last_log_id.is_none() && vote.is_none() {
+        return Ok(false);
+    }
+    let committed = old
+        .read_committed()
+        .await
+        .map_err(|e| fail("committed", &e))?;
+    let state = State {
+        vote,
+        committed,
+        last_purged: log_state.last_purged_log_id,
+    };
+    let tmp = wal_dir.with_extension("migrating");
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| fail("remove an earlier attempt", &e))?;
+    }
+    let mut wal = Wal::open(&tmp).map_err(|e| fail("create", &e))?;
+    let state_bytes = codec::encode(&state)?;
+    match state.last_purged {
+        Some(purged) => wal.purge_upto(purged.index, state_bytes),
+        None => wal.save_state(state_bytes),
+    }
+    .map_err(|e| fail("meta", &e))?;
+    let first = state.last_purged.map_or(0, |p| p.index + 1);
+    let last = log_state.last_log_id.map_or(0, |l| l.index);
+    let mut at = first;
+    while log_state.last_log_id.is_some() && at <= last {
+        let end = (at + CHUNK).min(last + 1);
+        let entries = old
+            .try_get_log_entries(at..end)
+            .await
+            .map_err(|e| fail("read entries", &e))?;
+        let mut records = Vec::with_capacity(entries.len());
+        for entry in &entries {
+            records.push((entry.log_id.index, codec::encode(entry)?));
+        }
+        wal.append(records).map_err(|e| fail("append", &e))?;
+        at = end;
+    }
+    wal.sync().map_err(|e| fail("sync", &e))?;
+    drop(wal);
+    std::fs::rename(&tmp, wal_dir).map_err(|e| fail("rename", &e))?;
+    if let Some(parent) = wal_dir.parent() {
+        std::fs::File::open(parent)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| fail("sync the data dir", &e))?;
+    }
+    tracing::info!(
+        entries = last.saturating_sub(first) + u64::from(log_state.last_log_id.is_some()),
+        "moved the Raft log from sled into {}",
+        wal_dir.display()
+    );
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, EntryPayload, LogId, Vote};
+
+    use super::*;
+    use crate::raft::wal_store::WalLogStore;
+    use crate::raft::TypeConfig;
+
+    fn log_id(term: u64, index: u64) -> LogId<u64> {
+        LogId::new(CommittedLeaderId::new(term, 2), index)
+    }
+
+    /// A sled log as an earlier build left it (entries 6..=10, purged up to 5, a vote and a
+    /// committed id) is copied into a new WAL that reads back the same; a second start
+    /// copies nothing.
+    #[tokio::test]
+    async fn sled_log_moves_into_the_wal() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path().join("db")).unwrap();
+        let log = db.open_tree("log").unwrap();
+        let meta = db.open_tree("meta").unwrap();
+        for index in 6..=10u64 {
+            let entry = openraft::Entry::<TypeConfig> {
+                log_id: log_id(3, index),
+                payload: EntryPayload::Blank,
+            };
+            log.insert(index.to_be_bytes(), codec::encode(&entry).unwrap())
+                .unwrap();
+        }
+        let put = |key: &str, bytes: Vec<u8>| {
+            meta.insert(key, bytes).unwrap();
+        };
+        put(
+            "vote",
+            codec::encode(&Vote::<u64>::new_committed(3, 2)).unwrap(),
+        );
+        put("committed", codec::encode(&Some(log_id(3, 8))).unwrap());
+        put("last_purged", codec::encode(&log_id(2, 5)).unwrap());
+        db.flush().unwrap();
+
+        let wal_dir = dir.path().join("wal");
+        assert!(sled_log_into_wal(&db, 1, &wal_dir).await.unwrap());
+        let mut wal = WalLogStore::open(&wal_dir, 1).unwrap();
+        let state = wal.get_log_state().await.unwrap();
+        assert_eq!(state.last_purged_log_id, Some(log_id(2, 5)));
+        assert_eq!(state.last_log_id, Some(log_id(3, 10)));
+        let entries = wal.try_get_log_entries(6..11).await.unwrap();
+        let indexes: Vec<u64> = entries.iter().map(|e| e.log_id.index).collect();
+        assert_eq!(indexes, vec![6, 7, 8, 9, 10]);
+        assert_eq!(
+            wal.read_vote().await.unwrap(),
+            Some(Vote::new_committed(3, 2))
+        );
+        assert_eq!(wal.read_committed().await.unwrap(), Some(log_id(3, 8)));
+        assert!(!sled_log_into_wal(&db, 1, &wal_dir).await.unwrap());
+    }
+}
