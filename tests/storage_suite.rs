@@ -1,58 +1,12 @@
-//! openraft's storage conformance suite against raftline's log stores (sled and the write-ahead
-//! log) and state machine.
+//! openraft's storage conformance suite against raftline's log store (the write-ahead log) and
+//! state machine.
 
 use openraft::storage::RaftLogStorage;
 use openraft::testing::{StoreBuilder, Suite};
 use openraft::{StorageError, Vote};
-use raftline::raft::log_store::LogStore;
 use raftline::raft::state_machine::StateMachineStore;
 use raftline::raft::wal_store::WalLogStore;
 use raftline::raft::TypeConfig;
-
-struct SledBuilder;
-
-impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> for SledBuilder {
-    async fn build(
-        &self,
-    ) -> Result<(tempfile::TempDir, LogStore, StateMachineStore), StorageError<u64>> {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let db = sled::open(dir.path()).expect("open sled");
-        // A node id the suite's votes never name: the suite checks that a saved vote reads
-        // back unchanged, which holds for every vote but this node's own committed one.
-        let log = LogStore::new(db.clone(), u64::MAX).expect("log store");
-        let sm = StateMachineStore::open(db, dir.path())?;
-        Ok((dir, log, sm))
-    }
-}
-
-/// Every check of openraft's storage suite passes on a real sled database in a temp dir.
-#[test]
-fn storage_suite_passes() {
-    Suite::test_all(SledBuilder).expect("openraft storage suite");
-}
-
-/// This node's own committed vote (it was the leader when it stopped) reads back uncommitted,
-/// so a restarted leader is elected again instead of resuming with a stale commit index;
-/// every other vote reads back as saved.
-#[tokio::test]
-async fn own_committed_vote_reads_back_uncommitted() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let db = sled::open(dir.path()).expect("open sled");
-    let mut log = LogStore::new(db, 2).expect("log store");
-    log.save_vote(&Vote::new_committed(7, 2))
-        .await
-        .expect("save");
-    assert_eq!(log.read_vote().await.expect("read"), Some(Vote::new(7, 2)));
-    log.save_vote(&Vote::new_committed(8, 3))
-        .await
-        .expect("save");
-    assert_eq!(
-        log.read_vote().await.expect("read"),
-        Some(Vote::new_committed(8, 3))
-    );
-    log.save_vote(&Vote::new(9, 2)).await.expect("save");
-    assert_eq!(log.read_vote().await.expect("read"), Some(Vote::new(9, 2)));
-}
 
 struct WalBuilder;
 
@@ -61,7 +15,8 @@ impl StoreBuilder<TypeConfig, WalLogStore, StateMachineStore, tempfile::TempDir>
         &self,
     ) -> Result<(tempfile::TempDir, WalLogStore, StateMachineStore), StorageError<u64>> {
         let dir = tempfile::tempdir().expect("temp dir");
-        // As for sled: a node id the suite's votes never name.
+        // A node id the suite's votes never name: the suite checks that a saved vote reads
+        // back unchanged, which holds for every vote but this node's own committed one.
         let log = WalLogStore::open(&dir.path().join("wal"), u64::MAX).expect("wal log store");
         let db = sled::open(dir.path().join("sm")).expect("open sled");
         let sm = StateMachineStore::open(db, dir.path())?;

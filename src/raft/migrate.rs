@@ -12,21 +12,19 @@
 
 use std::path::Path;
 
-use openraft::storage::RaftLogStorage;
-use openraft::RaftLogReader;
+use openraft::{LogId, Vote};
 
-use super::log_store::LogStore;
 use super::wal::Wal;
 use super::wal_store::State;
 use crate::error::{Error, Result};
 use crate::machine::codec;
 
-/// Entries copied per read of the sled log.
+/// Entries copied per append to the WAL.
 const CHUNK: u64 = 1_024;
 
 /// If `wal_dir` does not exist and sled holds a log or a vote, copies them into a new WAL at
 /// `wal_dir`. Returns whether it copied anything.
-pub async fn sled_log_into_wal(db: &sled::Db, node_id: u64, wal_dir: &Path) -> Result<bool> {
+pub fn sled_log_into_wal(db: &sled::Db, wal_dir: &Path) -> Result<bool> {
     if wal_dir.exists() {
         return Ok(false);
     }
@@ -36,23 +34,30 @@ pub async fn sled_log_into_wal(db: &sled::Db, node_id: u64, wal_dir: &Path) -> R
             wal_dir.display()
         ))
     };
-    let mut old = LogStore::new(db.clone(), node_id).map_err(|e| fail("open sled", &e))?;
-    let log_state = old
-        .get_log_state()
-        .await
-        .map_err(|e| fail("log state", &e))?;
-    let vote = old.read_vote().await.map_err(|e| fail("vote", &e))?;
-    if log_state.last_log_id.is_none() && vote.is_none() {
+    // The layout an earlier build kept (keys big-endian): tree `log`, index -> encoded
+    // entry; tree `meta`, `vote`, `committed` and `last_purged`, each encoded.
+    let log = db
+        .open_tree("log")
+        .map_err(|e| fail("open the log tree", &e))?;
+    let meta = db
+        .open_tree("meta")
+        .map_err(|e| fail("open the meta tree", &e))?;
+    let read = |key: &str| meta.get(key).map_err(|e| fail(key, &e));
+    let vote: Option<Vote<u64>> = read("vote")?.map(|b| codec::decode(&b)).transpose()?;
+    if log.is_empty() && vote.is_none() {
         return Ok(false);
     }
-    let committed = old
-        .read_committed()
-        .await
-        .map_err(|e| fail("committed", &e))?;
+    let committed: Option<LogId<u64>> = match read("committed")? {
+        Some(b) => codec::decode(&b)?,
+        None => None,
+    };
+    let last_purged: Option<LogId<u64>> = read("last_purged")?
+        .map(|b| codec::decode(&b))
+        .transpose()?;
     let state = State {
         vote,
         committed,
-        last_purged: log_state.last_purged_log_id,
+        last_purged,
     };
     let tmp = wal_dir.with_extension("migrating");
     if tmp.exists() {
@@ -65,22 +70,23 @@ pub async fn sled_log_into_wal(db: &sled::Db, node_id: u64, wal_dir: &Path) -> R
         None => wal.save_state(state_bytes),
     }
     .map_err(|e| fail("meta", &e))?;
-    let first = state.last_purged.map_or(0, |p| p.index + 1);
-    let last = log_state.last_log_id.map_or(0, |l| l.index);
-    let mut at = first;
-    while log_state.last_log_id.is_some() && at <= last {
-        let end = (at + CHUNK).min(last + 1);
-        let entries = old
-            .try_get_log_entries(at..end)
-            .await
-            .map_err(|e| fail("read entries", &e))?;
-        let mut records = Vec::with_capacity(entries.len());
-        for entry in &entries {
-            records.push((entry.log_id.index, codec::encode(entry)?));
+    let mut copied = 0u64;
+    let mut records = Vec::new();
+    for item in log.iter() {
+        let (key, bytes) = item.map_err(|e| fail("read entries", &e))?;
+        let key: [u8; 8] = key
+            .as_ref()
+            .try_into()
+            .map_err(|_| fail("read entries", &"a key that is not an index"))?;
+        records.push((u64::from_be_bytes(key), bytes.to_vec()));
+        if records.len() as u64 >= CHUNK {
+            copied += records.len() as u64;
+            wal.append(std::mem::take(&mut records))
+                .map_err(|e| fail("append", &e))?;
         }
-        wal.append(records).map_err(|e| fail("append", &e))?;
-        at = end;
     }
+    copied += records.len() as u64;
+    wal.append(records).map_err(|e| fail("append", &e))?;
     wal.sync().map_err(|e| fail("sync", &e))?;
     drop(wal);
     std::fs::rename(&tmp, wal_dir).map_err(|e| fail("rename", &e))?;
@@ -90,7 +96,7 @@ pub async fn sled_log_into_wal(db: &sled::Db, node_id: u64, wal_dir: &Path) -> R
             .map_err(|e| fail("sync the data dir", &e))?;
     }
     tracing::info!(
-        entries = last.saturating_sub(first) + u64::from(log_state.last_log_id.is_some()),
+        entries = copied,
         "moved the Raft log from sled into {}",
         wal_dir.display()
     );
@@ -99,7 +105,8 @@ pub async fn sled_log_into_wal(db: &sled::Db, node_id: u64, wal_dir: &Path) -> R
 
 #[cfg(test)]
 mod tests {
-    use openraft::{CommittedLeaderId, EntryPayload, LogId, Vote};
+    use openraft::storage::RaftLogStorage;
+    use openraft::{CommittedLeaderId, EntryPayload, LogId, RaftLogReader, Vote};
 
     use super::*;
     use crate::raft::wal_store::WalLogStore;
@@ -138,7 +145,7 @@ mod tests {
         db.flush().unwrap();
 
         let wal_dir = dir.path().join("wal");
-        assert!(sled_log_into_wal(&db, 1, &wal_dir).await.unwrap());
+        assert!(sled_log_into_wal(&db, &wal_dir).unwrap());
         let mut wal = WalLogStore::open(&wal_dir, 1).unwrap();
         let state = wal.get_log_state().await.unwrap();
         assert_eq!(state.last_purged_log_id, Some(log_id(2, 5)));
@@ -151,6 +158,6 @@ mod tests {
             Some(Vote::new_committed(3, 2))
         );
         assert_eq!(wal.read_committed().await.unwrap(), Some(log_id(3, 8)));
-        assert!(!sled_log_into_wal(&db, 1, &wal_dir).await.unwrap());
+        assert!(!sled_log_into_wal(&db, &wal_dir).unwrap());
     }
 }

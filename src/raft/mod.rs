@@ -21,7 +21,6 @@
 
 mod batcher;
 mod lease;
-pub mod log_store;
 mod migrate;
 pub mod network;
 pub mod state_machine;
@@ -227,7 +226,7 @@ impl Replica {
         .validate()
         .map_err(|e| Error::Config(format!("raft settings: {e}")))?;
         let wal_dir = config.node_dir(id).join("wal");
-        migrate::sled_log_into_wal(&db, id, &wal_dir).await?;
+        migrate::sled_log_into_wal(&db, &wal_dir)?;
         let log = WalLogStore::open(&wal_dir, id).map_err(|e| {
             Error::Config(format!("the Raft log in the data dir is unreadable: {e}"))
         })?;

@@ -1,6 +1,6 @@
 //! The Raft log and vote in the write-ahead log of `wal.rs`: openraft's log storage traits
-//! over it, with the same contract as the sled store in `log_store.rs`, which it is built to
-//! replace (sled's flush is `sync_file_range`, not a sync; see DESIGN.md, Storage).
+//! over it. It replaced the sled log store of earlier builds, whose flush is
+//! `sync_file_range`, not a sync (DESIGN.md, Storage); `migrate.rs` moves such a log in.
 //!
 //! Entries are encoded with `machine::codec` into one WAL record each, keyed by their index.
 //! Vote, committed log id and last purged log id are one codec-encoded [`State`] kept as the
@@ -321,8 +321,16 @@ impl RaftLogStorage<TypeConfig> for WalLogStore {
         self.save_state(move |state| state.vote = Some(vote)).await
     }
 
-    /// The saved vote, except that a committed vote for this node is returned uncommitted:
-    /// the same quirk, for the same reason, as `LogStore::read_vote` in `log_store.rs`.
+    /// The saved vote, except that a committed vote for this node (it led the cluster when it
+    /// stopped) is returned uncommitted.
+    ///
+    /// With its own committed vote, openraft resumes leadership at startup without an
+    /// election, and its read index is then the larger of its first entry of the term and the
+    /// commit index saved last, which may lag the writes it acknowledged before the crash:
+    /// a linearizable read could miss them. Uncommitted, the vote is what a candidate that
+    /// crashed mid-election leaves behind: the node starts as a follower and still never votes
+    /// for another node in that term, and whoever wins the next election appends a blank entry
+    /// of its own term, which settles the commit index before any read is served.
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
         let vote = self.lock()?.state.vote;
         Ok(vote.map(|mut v| {
