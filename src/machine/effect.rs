@@ -69,11 +69,14 @@ impl Machine {
         match effect {
             Effect::JobLeased { id } => {
                 let job = self.jobs.get(id).expect("leased job");
-                let (step, queue) = (job.step, job.spec.queue.clone());
-                if let Some(link) = step {
+                if let Some(link) = job.step {
                     self.workflows.step_job_leased(ctx, link, id);
                 }
-                self.controls.leased(ctx, &queue, id);
+                // No allocation on the hot path unless a queue has a policy.
+                if self.controls.has_policies() {
+                    let queue = self.jobs.get(id).expect("leased job").spec.queue.clone();
+                    self.controls.leased(ctx, &queue, id);
+                }
             }
             Effect::AttemptEnded { id, ok } => {
                 // No allocation on the hot path unless a queue has a policy.

@@ -64,10 +64,8 @@ impl Machine {
         }
         let stale = self.jobs.leases_of_other_runs(node_id, incarnation);
         for id in &stale {
-            let mut fx = Vec::new();
-            self.jobs
-                .lose_lease(ctx, &mut fx, *id, &format!("node {node_id} restarted"));
-            self.drain(fx);
+            let why = format!("node {node_id} restarted");
+            self.with_jobs(|jobs, ctx, fx| jobs.lose_lease(ctx, fx, *id, &why));
         }
         Response::NodeRegistered {
             released: stale.len() as u32,
@@ -105,9 +103,7 @@ impl Machine {
             let Some(id) = self.best_ready(&queues, capabilities, worker.node.is_some()) else {
                 break;
             };
-            let mut fx = Vec::new();
-            let grant = self.jobs.grant(self.ctx(), &mut fx, id, worker, ttl_ms);
-            self.drain(fx);
+            let grant = self.with_jobs(|jobs, ctx, fx| jobs.grant(ctx, fx, id, worker, ttl_ms));
             bytes += grant.spec.size_bytes() + grant.checkpoint.as_ref().map_or(0, Vec::len);
             grants.push(grant);
         }
@@ -263,10 +259,7 @@ impl Machine {
 
     /// Cancels a job and settles what its end causes.
     pub(super) fn cancel_job(&mut self, id: JobId) -> Response {
-        let mut fx = Vec::new();
-        let response = self.jobs.cancel(self.ctx(), &mut fx, id);
-        self.drain(fx);
-        response
+        self.with_jobs(|jobs, ctx, fx| jobs.cancel(ctx, fx, id))
     }
 
     /// Runs `f` on the jobs subsystem with the context and an effect buffer, then drains the
