@@ -101,8 +101,6 @@ pub async fn run(config: Config, id: u64, shutdown: impl Future<Output = ()>) ->
     let http_listener = bind(id, "http_addr", me.http_addr).await?;
 
     let dir = config.node_dir(id);
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| Error::Config(format!("data dir {}: cannot create: {e}", dir.display())))?;
     let identity = Identity {
         cluster: config.name.clone(),
         node_id: id,

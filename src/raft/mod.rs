@@ -8,7 +8,7 @@
 //! Durability: an entry is acknowledged to a client only after openraft reports it committed,
 //! i.e. appended and `fdatasync`ed on a majority: the log is the write-ahead log of `wal.rs`
 //! behind `wal_store.rs` (a data dir of an earlier build, with the log in sled, is moved into
-//! it once at start: `migrate.rs`). sled still holds the node's identity; the state lives in
+//! it once at start: `migrate.rs`). The identity is a small fsynced file (`durable.rs`); the state lives in
 //! memory and in checksummed snapshot files.
 //!
 //! CAVEATS (not implemented): membership change at runtime, leader transfer, TLS between
@@ -20,6 +20,7 @@
 #![allow(clippy::result_large_err)]
 
 mod batcher;
+pub mod durable;
 mod lease;
 mod migrate;
 pub mod network;
@@ -84,63 +85,94 @@ pub struct Identity {
     pub node_id: u64,
 }
 
-/// Opens (or creates) a node's sled database and checks that it belongs to this cluster and
-/// node. A data dir from another cluster or node is refused.
+/// The file in a node's data dir that names the cluster and node it belongs to.
+pub const IDENTITY_FILE: &str = "identity.json";
+
+/// Opens (or creates) a node's data dir and sled database, and checks that the dir belongs
+/// to this cluster and node. A data dir from another cluster or node is refused.
+///
+/// The identity is kept in `identity.json`, written durably (temp file, fsync, rename,
+/// directory fsync) before anything else on first start. A data dir of an earlier build kept
+/// it in sled's `meta` tree; it is copied into the file once.
 pub fn open_db(dir: &Path, identity: &Identity) -> Result<sled::Db> {
+    let at = |e: &dyn fmt::Display| Error::Config(format!("data dir {}: {e}", dir.display()));
+    durable::create_dir_all(dir).map_err(|e| at(&format!("cannot create: {e}")))?;
     let was_empty = std::fs::read_dir(dir).map_or(true, |mut d| d.next().is_none());
+    let path = dir.join(IDENTITY_FILE);
+    if was_empty {
+        write_identity(&path, identity)?;
+    }
+    let in_file = read_identity(&path)?;
     let db = sled::Config::new()
         .path(dir)
         .mode(sled::Mode::HighThroughput)
         .open()
         .map_err(|e| {
-            Error::Config(format!(
-                "data dir {}: cannot open the database: {e} (is another raftline node using it, \
-                 or is it damaged?)",
-                dir.display()
+            at(&format!(
+                "cannot open the database: {e} (is another raftline node using it, or is it \
+                 damaged?)"
             ))
         })?;
-    let meta = db
-        .open_tree("meta")
-        .map_err(|e| Error::Internal(format!("data dir {}: {e}", dir.display())))?;
-    let stored = meta
-        .get("identity")
-        .map_err(|e| Error::Internal(format!("data dir {}: {e}", dir.display())))?;
-    match stored {
-        Some(bytes) => {
-            let found: Identity = codec::decode(&bytes).map_err(|e| {
-                Error::Config(format!(
-                    "data dir {}: unreadable identity: {e}",
-                    dir.display()
-                ))
-            })?;
-            if &found != identity {
-                return Err(Error::Config(format!(
-                    "data dir {} belongs to cluster {:?} node {}, but this node is cluster {:?} \
-                     node {}; refusing to mix data of different clusters or nodes",
-                    dir.display(),
-                    found.cluster,
-                    found.node_id,
-                    identity.cluster,
-                    identity.node_id
-                )));
-            }
-        }
-        None if !was_empty => {
-            return Err(Error::Config(format!(
-                "data dir {} is not empty but holds no raftline identity: it is damaged or not \
-                 a raftline data dir. If this node never started successfully, delete the \
-                 directory; otherwise restore it from a backup.",
-                dir.display()
-            )));
-        }
-        None => {
-            let bytes = codec::encode(identity)?;
-            meta.insert("identity", bytes)
-                .and_then(|_| db.flush())
-                .map_err(|e| Error::Internal(format!("data dir {}: {e}", dir.display())))?;
-        }
+    let found = match in_file {
+        Some(found) => Some(found),
+        None => legacy_identity(&db).map_err(|e| at(&e))?,
+    };
+    match found {
+        Some(found) if &found != identity => Err(Error::Config(format!(
+            "data dir {} belongs to cluster {:?} node {}, but this node is cluster {:?} node {}; \
+             refusing to mix data of different clusters or nodes",
+            dir.display(),
+            found.cluster,
+            found.node_id,
+            identity.cluster,
+            identity.node_id
+        ))),
+        Some(_) if !path.exists() => write_identity(&path, identity).map(|()| db),
+        Some(_) => Ok(db),
+        None => Err(Error::Config(format!(
+            "data dir {} is not empty but holds no raftline identity ({IDENTITY_FILE}): it is \
+             damaged or not a raftline data dir. If this node never started successfully, \
+             delete the directory; otherwise rebuild the node from its peers or a backup.",
+            dir.display()
+        ))),
     }
-    Ok(db)
+}
+
+fn write_identity(path: &Path, identity: &Identity) -> Result<()> {
+    let text = serde_json::to_vec_pretty(identity)
+        .map_err(|e| Error::Internal(format!("encoding the identity: {e}")))?;
+    durable::write_atomic(path, &text)
+        .map_err(|e| Error::Config(format!("{}: cannot write: {e}", path.display())))
+}
+
+fn read_identity(path: &Path) -> Result<Option<Identity>> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(Error::Config(format!(
+                "{}: cannot read: {e}",
+                path.display()
+            )))
+        }
+    };
+    serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+        Error::Config(format!(
+            "{}: damaged ({e}); rebuild this node from its peers or a backup",
+            path.display()
+        ))
+    })
+}
+
+/// The identity as an earlier build kept it, in sled's `meta` tree.
+fn legacy_identity(db: &sled::Db) -> std::result::Result<Option<Identity>, String> {
+    let meta = db.open_tree("meta").map_err(|e| e.to_string())?;
+    match meta.get("identity").map_err(|e| e.to_string())? {
+        Some(bytes) => codec::decode(&bytes)
+            .map(Some)
+            .map_err(|e| format!("unreadable identity in sled: {e}")),
+        None => Ok(None),
+    }
 }
 
 /// A snapshot of this node's Raft metrics, without openraft types.
@@ -607,4 +639,59 @@ pub fn wall_clock_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod identity_tests {
+    use super::*;
+
+    fn me(node_id: u64) -> Identity {
+        Identity {
+            cluster: "c".into(),
+            node_id,
+        }
+    }
+
+    #[test]
+    fn first_start_writes_the_identity_file_and_a_restart_checks_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = dir.path().join("node-1");
+        drop(open_db(&node, &me(1)).unwrap());
+        let text = std::fs::read_to_string(node.join(IDENTITY_FILE)).unwrap();
+        assert!(text.contains("\"node_id\": 1"), "{text}");
+        drop(open_db(&node, &me(1)).unwrap());
+        let err = open_db(&node, &me(2)).unwrap_err().to_string();
+        assert!(err.contains("belongs to cluster \"c\" node 1"), "{err}");
+    }
+
+    #[test]
+    fn an_identity_kept_in_sled_by_an_earlier_build_moves_into_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = sled::Config::new().path(dir.path()).open().unwrap();
+            let meta = db.open_tree("meta").unwrap();
+            meta.insert("identity", codec::encode(&me(3)).unwrap())
+                .unwrap();
+            db.flush().unwrap();
+        }
+        assert!(!dir.path().join(IDENTITY_FILE).exists());
+        drop(open_db(dir.path(), &me(3)).unwrap());
+        assert!(dir.path().join(IDENTITY_FILE).exists());
+        let err = open_db(dir.path(), &me(4)).unwrap_err().to_string();
+        assert!(err.contains("node 3"), "{err}");
+    }
+
+    #[test]
+    fn a_damaged_identity_file_or_a_foreign_dir_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(open_db(dir.path(), &me(1)).unwrap());
+        std::fs::write(dir.path().join(IDENTITY_FILE), b"{\"clus").unwrap();
+        let err = open_db(dir.path(), &me(1)).unwrap_err().to_string();
+        assert!(err.contains("identity.json: damaged"), "{err}");
+
+        let other = tempfile::tempdir().unwrap();
+        std::fs::write(other.path().join("notes.txt"), b"mine").unwrap();
+        let err = open_db(other.path(), &me(1)).unwrap_err().to_string();
+        assert!(err.contains("holds no raftline identity"), "{err}");
+    }
 }

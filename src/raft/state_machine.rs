@@ -10,7 +10,7 @@
 //! the last snapshot is loaded and openraft re-applies the log after it. (Data dirs from before
 //! kept the snapshot in sled's `snapshot` tree; it is still read when there is no file.)
 
-use std::io::{Cursor, Write};
+use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -205,15 +205,7 @@ fn unframe(bytes: &[u8]) -> Result<&[u8], String> {
 /// Temp file, fsync, rename over the old snapshot, fsync the directory.
 fn write_file(dir: &Path, stored: &StoredSnapshot) -> Result<(), StorageError<NodeId>> {
     let bytes = frame(&codec::encode(stored).map_err(snap_write_err)?);
-    let tmp = dir.join(format!("{SNAPSHOT_FILE}.tmp"));
-    let mut file = std::fs::File::create(&tmp).map_err(snap_write_err)?;
-    file.write_all(&bytes).map_err(snap_write_err)?;
-    file.sync_all().map_err(snap_write_err)?;
-    drop(file);
-    std::fs::rename(&tmp, dir.join(SNAPSHOT_FILE)).map_err(snap_write_err)?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(snap_write_err)
+    super::durable::write_atomic(&dir.join(SNAPSHOT_FILE), &bytes).map_err(snap_write_err)
 }
 
 fn decode_body(data: &[u8]) -> Result<Applied, StorageError<NodeId>> {
