@@ -171,13 +171,27 @@ impl Cluster {
 
     /// Starts node `id` as a process; its output is appended to its log file.
     pub fn spawn(&mut self, id: u64) {
+        self.spawn_wrapped(id, &[]);
+    }
+
+    /// Starts node `id` under `wrapper` (a program and its arguments, e.g. strace), which is
+    /// given the node's command line after its own arguments.
+    pub fn spawn_wrapped(&mut self, id: u64, wrapper: &[String]) {
         assert!(!self.procs.contains_key(&id), "node {id} already running");
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.log_path(id))
             .expect("log file");
-        let child = Command::new(BIN)
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        let child = command
             .args(["node", "--config"])
             .arg(&self.config)
             .args(["--id", &id.to_string()])
@@ -221,6 +235,22 @@ impl Cluster {
             },
         )
         .await
+    }
+
+    /// SIGTERM to the processes node `id`'s wrapper started (the node itself), then waits
+    /// for the wrapper to exit.
+    pub async fn stop_wrapped(&mut self, id: u64) -> std::process::ExitStatus {
+        let pid = self.procs.get(&id).expect("node running").id();
+        let children =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        for child in children.split_whitespace() {
+            let child: libc::pid_t = child.parse().expect("pid");
+            // SAFETY: kill(2) on a process our own child started.
+            unsafe {
+                libc::kill(child, libc::SIGTERM);
+            }
+        }
+        self.wait_exit(id, Duration::from_secs(15)).await
     }
 
     /// Waits for node `id`, started with `spawn`, to exit by itself; returns its status.
