@@ -91,13 +91,13 @@ pub struct RawCluster {
 }
 
 fn d_heartbeat() -> u64 {
-    100
+    50
 }
 fn d_election_min() -> u64 {
-    400
+    200
 }
 fn d_election_max() -> u64 {
-    800
+    400
 }
 fn d_snapshot_every() -> u64 {
     10_000
