@@ -16,9 +16,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::*;
+use raftline::proto::pb;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use raftline::proto::pb;
 
 /// The node whose files are damaged.
 const VICTIM: u64 = 3;
@@ -62,11 +62,13 @@ fn seed() -> u64 {
     seed
 }
 
-/// Flips `count` random bits in `at` of `path`'s bytes; returns `path`.
+/// Flips `count` random bits in `at` (fractions of the length up to the last non-zero byte:
+/// sled's `db` is a mostly empty preallocated segment) of `path`'s bytes; returns `path`.
 fn flip(path: PathBuf, rng: &mut ChaCha8Rng, count: usize, at: std::ops::Range<f64>) -> PathBuf {
     let mut bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert!(!bytes.is_empty(), "{} is empty", path.display());
-    let len = bytes.len() as f64;
+    let used = bytes.iter().rposition(|b| *b != 0).map_or(0, |p| p + 1);
+    assert!(used > 0, "{} is empty", path.display());
+    let len = used as f64;
     let (lo, hi) = ((at.start * len) as usize, ((at.end * len) as usize).max(1));
     let mut offsets = Vec::new();
     for _ in 0..count {
@@ -76,7 +78,8 @@ fn flip(path: PathBuf, rng: &mut ChaCha8Rng, count: usize, at: std::ops::Range<f
     }
     offsets.sort_unstable();
     println!(
-        "  flipped {count} bit(s) of {} ({} bytes) at {offsets:?}",
+        "  flipped {count} bit(s) of {} ({} bytes, {used} up to the last non-zero) at \
+         {offsets:?}",
         path.display(),
         bytes.len()
     );
@@ -224,7 +227,11 @@ async fn verdict(c: &mut Cluster) -> Verdict {
         if let Some(status) = c.try_exit(VICTIM) {
             return Verdict::Refused { status };
         }
-        let others = c.ids().into_iter().filter(|id| *id != VICTIM).collect::<Vec<_>>();
+        let others = c
+            .ids()
+            .into_iter()
+            .filter(|id| *id != VICTIM)
+            .collect::<Vec<_>>();
         if let (Some(mine), Some(theirs)) = (c.status(VICTIM).await, c.status(others[0]).await) {
             if mine.leader.is_some() && mine.last_applied >= theirs.last_applied {
                 return Verdict::Recovered;
@@ -252,7 +259,11 @@ async fn assert_same_state(c: &Cluster, acked: &BTreeMap<u64, String>) {
                 .job(*id, false)
                 .await
                 .unwrap_or_else(|e| panic!("node {node}: job {id}: {e}; log:\n{}", c.log(*node)));
-            assert_eq!(argv_of(&job), ["echo", word.as_str()], "node {node}: job {id}");
+            assert_eq!(
+                argv_of(&job),
+                ["echo", word.as_str()],
+                "node {node}: job {id}"
+            );
             if let Some(first) = &seen {
                 assert_eq!(first, &job, "node {node} disagrees on job {id}");
             }
@@ -267,10 +278,7 @@ async fn assert_same_state(c: &Cluster, acked: &BTreeMap<u64, String>) {
             let s = all.node_digest(i).await.ok()?;
             digests.push((s.digest_applied, s.digest));
         }
-        digests
-            .windows(2)
-            .all(|w| w[0] == w[1])
-            .then_some(())
+        digests.windows(2).all(|w| w[0] == w[1]).then_some(())
     })
     .await;
 }
@@ -289,9 +297,11 @@ async fn damaged_files_are_refused_or_recovered() {
     let mut acked = BTreeMap::new();
     submit(&c, &c.ids(), "start", 40, &mut acked).await;
     let dir = c.node_dir(VICTIM);
-    wait_for("a snapshot on the victim", Duration::from_secs(20), || async {
-        dir.join("raft-snapshot").exists().then_some(())
-    })
+    wait_for(
+        "a snapshot on the victim",
+        Duration::from_secs(20),
+        || async { dir.join("raft-snapshot").exists().then_some(()) },
+    )
     .await;
     c.wait_applied(VICTIM, c.status(1).await.unwrap().last_applied)
         .await;
@@ -335,7 +345,15 @@ async fn damaged_files_are_refused_or_recovered() {
                 let named = error.contains(&file.display().to_string())
                     || (file.parent() == Some(dir.as_path())
                         && error.contains(&dir.display().to_string()));
-                assert!(named, "case {n}: the error does not name {}", file.display());
+                assert!(
+                    named,
+                    "case {n}: the error does not name {}",
+                    file.display()
+                );
+                assert!(
+                    error.contains("damaged") || error.contains("checksum"),
+                    "case {n}: the error does not say the file is damaged: {error}"
+                );
                 if case.expect == (Expect::Refused { offset: true }) {
                     assert!(
                         error.contains("byte") || error.contains("offset"),
@@ -359,4 +377,25 @@ async fn damaged_files_are_refused_or_recovered() {
             .await;
         assert_same_state(&c, &acked).await;
     }
+
+    // What the README says about rebuilding a node from its peers, checked: a node started
+    // with an empty data dir, after it ran in the cluster, is refused (it would have forgotten
+    // its vote); with its data dir back it rejoins.
+    assert!(c.stop(VICTIM).await.success(), "{}", c.log(VICTIM));
+    let aside = c.dir.path().join("node-3-aside");
+    std::fs::rename(&dir, &aside).unwrap();
+    let log_from = c.log(VICTIM).len();
+    c.spawn(VICTIM);
+    let status = c.wait_exit(VICTIM, VERDICT_TIMEOUT).await;
+    let log = c.log(VICTIM)[log_from..].to_string();
+    assert!(!status.success(), "an emptied node started:\n{log}");
+    assert!(log.contains("has run in this cluster before"), "{log}");
+    assert!(!log.contains("panicked at"), "{log}");
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::rename(&aside, &dir).unwrap();
+    c.spawn(VICTIM);
+    submit(&c, &c.ids(), "end", 3, &mut acked).await;
+    c.wait_applied(VICTIM, c.status(others[0]).await.unwrap().last_applied)
+        .await;
+    assert_same_state(&c, &acked).await;
 }
