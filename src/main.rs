@@ -4,6 +4,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// How long blocking tasks still running at exit get to finish.
+const RUNTIME_STOP_MS: u64 = 2_000;
+
 fn main() -> ExitCode {
     let cli = raftline::cli::Cli::parse();
     let node = matches!(
@@ -37,7 +40,11 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(raftline::cli::run(cli)) {
+    let outcome = runtime.block_on(raftline::cli::run(cli));
+    // Dropping the runtime would wait for every blocking task, and one stuck in a sync on a
+    // failing disk would keep the process up forever: give them a bound.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(RUNTIME_STOP_MS));
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

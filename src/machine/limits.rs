@@ -340,6 +340,9 @@ pub const OUTPUT_CHUNK_BYTES: usize = 4 * 1024;
 
 /// How long in-flight calls may take to finish at node shutdown.
 pub const NODE_DRAIN_MS: u64 = 5_000;
+/// Longest a node's whole stop may take (hand jobs back, drain calls, stop Raft, flush):
+/// past it the node exits anyway, so a step stuck on a failing disk cannot keep it up.
+pub const NODE_STOP_MS_MAX: u64 = EXECUTOR_SHUTDOWN_MS + NODE_DRAIN_MS + 2_000;
 /// Pause between tries to register a node's run while no leader is elected.
 pub const NODE_REGISTER_RETRY_MS: u64 = 200;
 /// Longest wait for one peer's answer to the start-up probe.

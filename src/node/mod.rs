@@ -14,7 +14,9 @@
 //!    membership from the config (safe when all nodes do it at once with the same config).
 //! 5. Open the gate, serve the API and HTTP, and register this run's incarnation.
 //!
-//! Shutdown: stop accepting, drain in-flight calls (bounded), stop Raft, flush sled, return.
+//! Shutdown: stop accepting, drain in-flight calls (bounded), stop Raft, flush sled, return;
+//! the whole stop is bounded too. Raft stopping on a fatal error (a full or failing disk)
+//! stops the node the same way, and it exits non-zero saying why (a full disk by name).
 //!
 //! CAVEATS: a node whose disk was lost while *every* peer is unreachable cannot tell that it
 //! ran before and will start as new; the window between a node's first vote and its first
@@ -43,6 +45,8 @@ use crate::server;
 
 /// How long in-flight calls may take to finish at shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_millis(limits::NODE_DRAIN_MS);
+/// How long the whole stop may take.
+const STOP_TIMEOUT: Duration = Duration::from_millis(limits::NODE_STOP_MS_MAX);
 
 async fn bind(id: u64, key: &str, addr: SocketAddr) -> Result<TcpListener> {
     TcpListener::bind(addr)
@@ -170,24 +174,78 @@ pub async fn run(config: Config, id: u64, shutdown: impl Future<Output = ()>) ->
         dir.display()
     );
 
+    tokio::pin!(shutdown);
     let failure = tokio::select! {
-        _ = shutdown => None,
+        _ = &mut shutdown => None,
         reason = replica.failed() => Some(reason),
     };
     match &failure {
         None => tracing::info!(node = id, "shutting down"),
         Some(reason) => tracing::error!(node = id, "raft stopped on a fatal error: {reason}"),
     }
-    // Hand running jobs back while Raft still runs, then stop serving.
-    let _ = executor_stop.send(true);
-    if let Some(executor) = executor {
+    let tasks = Tasks {
+        executor_stop,
+        executor,
+        stop_tx,
+        register,
+        ticker,
+        servers: [api_server, http_server, raft_server],
+    };
+    // Every step of the stop is bounded, and so is the whole: a node must end (and a
+    // supervisor restart it) even when a step hangs on a failing disk. After a fatal error
+    // the shutdown signal still counts: SIGTERM ends the stop at once.
+    let stopping = tokio::time::timeout(STOP_TIMEOUT, stop(tasks, &replica, &db));
+    let stopped_in_time = if failure.is_some() {
+        tokio::select! {
+            done = stopping => done.is_ok(),
+            _ = &mut shutdown => {
+                tracing::warn!(node = id, "shutdown signal during the stop: exiting now");
+                true
+            }
+        }
+    } else {
+        stopping.await.is_ok()
+    };
+    if !stopped_in_time {
+        tracing::error!(
+            node = id,
+            "the stop did not finish within {STOP_TIMEOUT:?}: exiting"
+        );
+    }
+    if let Some(reason) = failure {
+        return Err(Error::Internal(fatal_message(id, &dir, &reason)));
+    }
+    if !stopped_in_time {
+        return Err(Error::Internal(format!(
+            "node {id}: the stop did not finish within {STOP_TIMEOUT:?}"
+        )));
+    }
+    tracing::info!(node = id, "stopped");
+    Ok(())
+}
+
+/// What a running node stops at shutdown.
+struct Tasks {
+    executor_stop: watch::Sender<bool>,
+    executor: Option<tokio::task::JoinHandle<()>>,
+    stop_tx: watch::Sender<bool>,
+    register: tokio::task::JoinHandle<()>,
+    ticker: tokio::task::JoinHandle<()>,
+    servers: [tokio::task::JoinHandle<Result<()>>; 3],
+}
+
+/// Hands running jobs back while Raft still runs, stops serving (draining in-flight calls,
+/// bounded), stops Raft and flushes sled.
+async fn stop(tasks: Tasks, replica: &Replica, db: &sled::Db) {
+    let _ = tasks.executor_stop.send(true);
+    if let Some(executor) = tasks.executor {
         let _ = executor.await;
     }
-    let _ = stop_tx.send(true);
-    register.abort();
-    ticker.abort();
+    let _ = tasks.stop_tx.send(true);
+    tasks.register.abort();
+    tasks.ticker.abort();
     let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
-        for server in [api_server, http_server, raft_server] {
+        for server in tasks.servers {
             match server.await {
                 Ok(Err(e)) => tracing::warn!("{e}"),
                 Err(e) => tracing::warn!("server task: {e}"),
@@ -200,17 +258,29 @@ pub async fn run(config: Config, id: u64, shutdown: impl Future<Output = ()>) ->
         tracing::warn!("in-flight calls did not finish within {DRAIN_TIMEOUT:?}");
     }
     replica.shutdown().await;
-    db.flush_async()
-        .await
-        .map_err(|e| Error::Internal(format!("final flush: {e}")))?;
-    if let Some(reason) = failure {
-        return Err(Error::Internal(format!(
-            "node {id} stopped: raft failed: {reason} (is the disk of {} full or failing?)",
-            dir.display()
-        )));
+    if let Err(e) = db.flush_async().await {
+        tracing::error!("final flush of the database: {e}");
     }
-    tracing::info!(node = id, "stopped");
-    Ok(())
+}
+
+/// What a node says when Raft stopped on a fatal error. A full disk is named as such (the
+/// error's text carries the OS error: ENOSPC is "os error 28" on Linux, the only platform
+/// raftline runs on), with what to do about it.
+fn fatal_message(id: u64, dir: &std::path::Path, reason: &str) -> String {
+    let enospc = format!("(os error {})", libc::ENOSPC);
+    if reason.contains(&enospc) {
+        format!(
+            "node {id} stopped: disk full writing to its data dir {}: {reason}. Nothing it \
+             acknowledged is lost; free space on that disk and start it again: it catches up \
+             from its peers",
+            dir.display()
+        )
+    } else {
+        format!(
+            "node {id} stopped: raft failed: {reason} (is the disk of {} failing?)",
+            dir.display()
+        )
+    }
 }
 
 /// Records this process run in the replicated state, retrying until it commits or shutdown.

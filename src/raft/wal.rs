@@ -48,10 +48,13 @@
 //! last segment is written to; entries at or below the purged index are never returned; the
 //! in-memory index (per segment, the offset of each record) matches the files.
 //!
-//! CAVEATS (not implemented): not wired into the node yet (the node still logs into sled);
-//! no migration from the sled log; a flipped bit in the length of a record in the last
-//! segment that makes it run past the end of the file is taken for a torn tail, and the
-//! records after it are cut (logged with the byte count); no preallocation of segments; no
+//! A record of the last segment whose length runs past the end of the file is a torn tail
+//! only if no valid record with the next index follows it; otherwise its length was damaged
+//! and open refuses.
+//!
+//! CAVEATS (not implemented): a damaged length in the very last record (nothing follows to
+//! tell) is taken for a torn tail and that record is cut, though it may have been
+//! acknowledged (its peers send it again); no preallocation of segments; no
 //! lock against two processes opening the same directory (sled locks its own files; wiring
 //! the WAL in needs a lock of its own).
 
@@ -199,11 +202,41 @@ fn scan_records(path: &Path, bytes: &[u8], first: u64, is_last: bool) -> Result<
                 offsets.push(at as u64);
                 at += payload.end;
             }
-            Err(bad) if is_last && bad.is_torn_tail(&bytes[at..]) => break,
+            Err(bad) if is_last && bad.is_torn_tail(&bytes[at..]) => {
+                // A crash leaves a record running past the end only with its own bytes after
+                // it; a valid next record further on means its length was damaged.
+                let next = first + offsets.len() as u64 + 1;
+                if let Some(found) = find_record(bytes, at + 1, next) {
+                    return Err(damaged(
+                        path,
+                        at as u64,
+                        format!(
+                            "{}, but record {next} follows at byte {found} (damage, not a torn \
+                             tail)",
+                            bad.reason
+                        ),
+                    ));
+                }
+                break;
+            }
             Err(bad) => return Err(damaged(path, at as u64, bad.reason)),
         }
     }
     Ok((offsets, at as u64))
+}
+
+/// The offset, at or after `from`, of a valid record holding `index`, if any (the index is
+/// compared before the checksum is computed, so the scan stays cheap).
+fn find_record(bytes: &[u8], from: usize, index: u64) -> Option<usize> {
+    let want = index.to_le_bytes();
+    let header = RECORD_HEADER_BYTES as usize;
+    (from..bytes
+        .len()
+        .saturating_sub(header + INDEX_BYTES as usize - 1))
+        .find(|&p| {
+            bytes[p + header..p + header + INDEX_BYTES as usize] == want
+                && parse_record(&bytes[p..]).is_ok_and(|(got, _)| got == index)
+        })
 }
 
 fn load_segment(path: &Path, first: u64, is_last: bool) -> Result<Segment> {
@@ -803,6 +836,26 @@ mod tests {
         let (path, offset, reason) = damage_of(Wal::open_with(dir.path(), 200));
         assert_eq!((path, offset), (first, HEADER_BYTES), "{reason}");
         assert!(reason.contains("past the end"), "{reason}");
+    }
+
+    /// A damaged record length in the last segment that makes the record run past the end of
+    /// the file is refused when valid records follow it: it is no torn tail, and cutting it
+    /// would drop acknowledged entries.
+    #[test]
+    fn wal_bad_length_in_last_segment_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut wal = Wal::open(dir.path()).unwrap();
+            wal.append(entries(0..10)).unwrap();
+            wal.sync().unwrap();
+        }
+        let last = segment_files(dir.path()).pop().unwrap();
+        let bytes = fs::read(&last).unwrap();
+        let second = HEADER_BYTES + 8 + u64::from(u32_at(&bytes, HEADER_BYTES as usize));
+        flip_byte(&last, second + 2);
+        let (path, offset, reason) = damage_of(Wal::open(dir.path()));
+        assert_eq!((path, offset), (last, second), "{reason}");
+        assert!(reason.contains("not a torn tail"), "{reason}");
     }
 
     /// A damaged segment header is refused, even in the last segment.

@@ -263,6 +263,14 @@ impl Cluster {
         .await
     }
 
+    /// If node `id`, started with `spawn`, has exited: its status (and it is no longer
+    /// running). `None` while it runs.
+    pub fn try_exit(&mut self, id: u64) -> Option<std::process::ExitStatus> {
+        let status = self.procs.get_mut(&id)?.try_wait().expect("try_wait")?;
+        self.procs.remove(&id);
+        Some(status)
+    }
+
     pub fn running(&self) -> Vec<u64> {
         self.procs.keys().copied().collect()
     }
