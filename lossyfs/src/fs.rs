@@ -148,6 +148,8 @@ impl State {
                     Err(e) => Err(e),
                 };
                 if removed.is_ok() {
+                    // Logged for whoever reads the mount's log after a failed test.
+                    eprintln!("raftline-lossyfs: crash removed {}", path.display());
                     dropped.entries += 1;
                 }
             }
