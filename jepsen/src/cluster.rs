@@ -2,6 +2,11 @@
 //! loopback address (127.0.1.N) so the network nemesis can cut links between chosen nodes.
 //! Nodes bind their outgoing peer connections to their own address (raftline does this for
 //! every node), so a packet's source and destination addresses name the link it travels.
+//!
+//! With [`Cluster::use_lossyfs`] each node's data dir is its own `raftline-lossyfs` mount
+//! (backing dirs under `dir/backing/`), so [`Cluster::lose_unsynced`] can drop what the node
+//! had not synced, as a power loss would. Mounts are unmounted when the cluster is dropped,
+//! after its processes are killed.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -43,6 +48,81 @@ pub struct Cluster {
     /// Node specs, by id.
     pub nodes: Vec<NodeSpec>,
     procs: BTreeMap<u64, Child>,
+    /// lossyfs mounts under the data dirs, by node id (empty unless `use_lossyfs`).
+    disks: BTreeMap<u64, Disk>,
+}
+
+/// One node's lossyfs mount: the process serving it and its control socket.
+struct Disk {
+    child: Child,
+    control: PathBuf,
+    mountpoint: PathBuf,
+}
+
+impl Disk {
+    /// Unmounts through the control socket; kills the process and detaches the mount when
+    /// that does not work within a bound.
+    fn unmount(mut self) {
+        let _ = raftline_lossyfs::control::request(&self.control, "unmount");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Ok(path) = std::ffi::CString::new(self.mountpoint.as_os_str().as_encoded_bytes()) {
+            // SAFETY: umount2 on a NUL-terminated path; failure (not mounted) is harmless.
+            unsafe {
+                libc::umount2(path.as_ptr(), libc::MNT_DETACH);
+            }
+        }
+        let _ = std::fs::remove_file(&self.control);
+    }
+}
+
+/// Finds the raftline-lossyfs binary: `RAFTLINE_LOSSYFS_BIN`, or next to the raftline binary
+/// `node_bin`, built on demand like [`raftline_bin`].
+pub fn lossyfs_bin(node_bin: &Path) -> Result<PathBuf, String> {
+    if let Some(bin) = std::env::var_os("RAFTLINE_LOSSYFS_BIN") {
+        return Ok(PathBuf::from(bin));
+    }
+    let me = std::env::current_exe().map_err(|e| e.to_string())?;
+    let dir = me.parent().ok_or("no directory for this executable")?;
+    let dir = if dir.ends_with("deps") {
+        dir.parent().unwrap_or(dir)
+    } else {
+        dir
+    };
+    let bin = dir.join("raftline-lossyfs");
+    if bin.exists() {
+        return Ok(bin);
+    }
+    let beside = node_bin.with_file_name("raftline-lossyfs");
+    if beside.exists() {
+        return Ok(beside);
+    }
+    let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cargo.args([
+        "build",
+        "-p",
+        "raftline-lossyfs",
+        "--bin",
+        "raftline-lossyfs",
+    ]);
+    if dir.ends_with("release") {
+        cargo.arg("--release");
+    }
+    let status = cargo.status().map_err(|e| format!("running cargo: {e}"))?;
+    if !status.success() || !bin.exists() {
+        return Err(format!(
+            "no raftline-lossyfs binary at {} and cargo build failed",
+            bin.display()
+        ));
+    }
+    Ok(bin)
 }
 
 /// libfaketime, when installed (Debian's `faketime` package).
@@ -148,7 +228,81 @@ impl Cluster {
             bin,
             nodes,
             procs: BTreeMap::new(),
+            disks: BTreeMap::new(),
         })
+    }
+
+    /// Puts every node's data dir on its own lossyfs mount (before any node starts). Fails
+    /// with the reason when FUSE cannot be used here.
+    pub fn use_lossyfs(&mut self) -> Result<(), String> {
+        raftline_lossyfs::mount::usable()
+            .map_err(|why| format!("the lose-unsynced nemesis needs FUSE: {why}"))?;
+        let bin = lossyfs_bin(&self.bin)?;
+        for id in self.ids() {
+            let backing = self.dir.join("backing").join(format!("node-{id}"));
+            let mountpoint = self.dir.join("data").join(format!("node-{id}"));
+            for d in [&backing, &mountpoint] {
+                std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+            }
+            // Unix socket paths are short (108 bytes): the socket lives in the temp dir.
+            let control = std::env::temp_dir()
+                .join(format!("raftline-lossyfs-{}-{id}.sock", std::process::id()));
+            let log = std::fs::File::create(self.dir.join(format!("lossyfs-{id}.log")))
+                .map_err(|e| e.to_string())?;
+            let err = log.try_clone().map_err(|e| e.to_string())?;
+            let child = Command::new(&bin)
+                .arg("mount")
+                .arg("--backing")
+                .arg(&backing)
+                .arg("--mountpoint")
+                .arg(&mountpoint)
+                .arg("--control")
+                .arg(&control)
+                .stdin(Stdio::null())
+                .stdout(log)
+                .stderr(err)
+                .spawn()
+                .map_err(|e| format!("starting {}: {e}", bin.display()))?;
+            let mut disk = Disk {
+                child,
+                control,
+                mountpoint,
+            };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while raftline_lossyfs::control::request(&disk.control, "status").is_err() {
+                if let Ok(Some(status)) = disk.child.try_wait() {
+                    return Err(format!(
+                        "raftline-lossyfs for node {id} exited ({status}) before mounting: see lossyfs-{id}.log"
+                    ));
+                }
+                if Instant::now() > deadline {
+                    disk.unmount();
+                    return Err(format!(
+                        "raftline-lossyfs for node {id}: no mount within 10 s"
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            self.disks.insert(id, disk);
+        }
+        Ok(())
+    }
+
+    /// Drops every write node `id`'s data dir has not synced (its lossyfs `crash`); the node
+    /// must be down. Returns what was dropped.
+    pub fn lose_unsynced(&mut self, id: u64) -> Result<String, String> {
+        if self.procs.contains_key(&id) {
+            return Err(format!(
+                "node {id} runs: kill it before dropping its unsynced writes"
+            ));
+        }
+        let disk = self
+            .disks
+            .get(&id)
+            .ok_or_else(|| format!("node {id} has no lossyfs mount"))?;
+        raftline_lossyfs::control::request(&disk.control, "crash")
+            .map(|reply| reply.trim_start_matches("ok ").to_string())
+            .map_err(|e| format!("lossyfs crash of node {id}: {e}"))
     }
 
     /// Node ids.
@@ -300,6 +454,9 @@ impl Cluster {
             let _ = child.kill();
             let _ = child.wait();
         }
+        for (_, disk) in std::mem::take(&mut self.disks) {
+            disk.unmount();
+        }
     }
 }
 
@@ -312,6 +469,9 @@ impl Drop for Cluster {
             }
             let _ = child.kill();
             let _ = child.wait();
+        }
+        for (_, disk) in std::mem::take(&mut self.disks) {
+            disk.unmount();
         }
     }
 }

@@ -4,7 +4,9 @@
 //! address so [`net`] can cut links with nftables, runs client processes ([`workload`]) that
 //! record every operation into a [`history`] while a [`nemesis`] injects faults on a schedule
 //! drawn from a seed, heals, drains, reads every job back, and runs the pure [`checker`]s.
-//! [`runner`] ties one run together and [`report`] prints it.
+//! [`runner`] ties one run together and [`report`] prints it. For the `lose-unsynced`
+//! nemesis each node's data dir is a `raftline-lossyfs` mount (the `lossyfs/` crate), so a
+//! crash can also drop what the node had not synced, as a power loss does.
 //!
 //! CAVEATS (not implemented): the `lock` and `cron` workloads (their checkers exist and are
 //! tested on hand-written histories); lossy, delayed or reset links; clock skew

@@ -20,7 +20,8 @@ struct Args {
     /// Workload: queue, reads, lock or cron.
     #[arg(long, default_value = "queue")]
     workload: String,
-    /// Faults, comma-separated: partition, kill, pause, lossy, restart, clock.
+    /// Faults, comma-separated: partition, kill, pause, lossy, restart, clock, lose-unsynced
+    /// (a power loss: needs FUSE, i.e. /dev/fuse and root or fusermount3; fails when absent).
     #[arg(long, value_delimiter = ',', default_value = "partition,kill,pause")]
     nemesis: Vec<String>,
     /// A scripted fault sequence, run in order instead of random picks, e.g.
@@ -39,7 +40,8 @@ struct Args {
     /// First port (each node uses three on its own loopback address 127.0.1.N).
     #[arg(long, default_value_t = 17100)]
     base_port: u16,
-    /// Run every workload against partition, kill and pause alone, and against all nemeses.
+    /// Run every workload against partition, kill and pause alone, and against all three.
+    /// Not lose-unsynced: it needs FUSE, so it is asked for by name (CI does).
     #[arg(long)]
     all: bool,
     /// Where results go.

@@ -6,7 +6,10 @@
 //! of a node, the leader, a majority or every node (restarted with their data dirs after a
 //! while), a SIGSTOP pause longer than the election timeout and the lease ttl, a rolling
 //! restart, or a node restarted with its wall clock off by 5-60 s (libfaketime; the leader
-//! stamps proposals with its clock, so a skewed leader moves state-machine time). Each fault is healed before the next; every start and end is logged.
+//! stamps proposals with its clock, so a skewed leader moves state-machine time), or a power
+//! loss (`lose-unsynced`: `kill -9` of a node, a majority or every node, then every write
+//! their data dirs had not synced is dropped by lossyfs before they restart). Each fault is
+//! healed before the next; every start and end is logged.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -34,6 +37,8 @@ pub enum Kind {
     Restart,
     /// A node restarted with its clock offset by tens of seconds (libfaketime).
     Clock,
+    /// kill -9 of one node, a majority or all, and their unsynced writes dropped (lossyfs).
+    LoseUnsynced,
 }
 
 impl Kind {
@@ -46,9 +51,24 @@ impl Kind {
             "lossy" => Ok(Kind::Lossy),
             "restart" => Ok(Kind::Restart),
             "clock" => Ok(Kind::Clock),
+            "lose-unsynced" => Ok(Kind::LoseUnsynced),
             other => Err(format!(
-                "unknown nemesis {other:?} (partition, kill, pause, lossy, restart, clock)"
+                "unknown nemesis {other:?} (partition, kill, pause, lossy, restart, clock, \
+                 lose-unsynced)"
             )),
+        }
+    }
+
+    /// The nemesis's name, as parsed.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Partition => "partition",
+            Kind::Kill => "kill",
+            Kind::Pause => "pause",
+            Kind::Lossy => "lossy",
+            Kind::Restart => "restart",
+            Kind::Clock => "clock",
+            Kind::LoseUnsynced => "lose-unsynced",
         }
     }
 }
@@ -162,6 +182,37 @@ async fn apply_fault(
                 }
             }
             name
+        }
+        Kind::LoseUnsynced => {
+            let (victims, name) = kill_set(ids, rng, target, target_leader);
+            let mut lost = Vec::new();
+            {
+                let mut c = cluster.lock().await;
+                for id in &victims {
+                    c.kill(*id);
+                }
+                for id in &victims {
+                    match c.lose_unsynced(*id) {
+                        Ok(what) => lost.push(format!("node {id}: {what}")),
+                        // Not silently passed over: the report says the fault did not happen.
+                        Err(e) => {
+                            eprintln!("nemesis: {e}");
+                            lost.push(format!("node {id}: LOSSYFS CRASH FAILED: {e}"));
+                        }
+                    }
+                }
+            }
+            tokio::time::sleep(hold).await;
+            for id in &victims {
+                if let Err(e) = cluster.lock().await.start(*id) {
+                    eprintln!("nemesis: restart: {e}");
+                }
+            }
+            format!(
+                "power loss: {}, unsynced writes dropped ({})",
+                name,
+                lost.join("; ")
+            )
         }
         Kind::Lossy => {
             let net = net.expect("filtered above");

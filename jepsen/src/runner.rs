@@ -182,7 +182,17 @@ async fn cluster_and_net(
         },
     };
     let proxied = wants_net && nft.is_none();
-    let cluster = Cluster::new(dir, raftline_bin()?, plan.nodes, plan.base_port, proxied)?;
+    let mut cluster = Cluster::new(dir, raftline_bin()?, plan.nodes, plan.base_port, proxied)?;
+    let power_loss = plan
+        .nemeses
+        .iter()
+        .chain(plan.script.iter().map(|s| &s.kind))
+        .any(|n| *n == Nemesis::LoseUnsynced);
+    if power_loss {
+        // Fails the test with the reason when FUSE is not usable: never a silent pass.
+        cluster.use_lossyfs()?;
+        notes.push("data dirs on lossyfs: a power loss drops what a node had not synced".into());
+    }
     let net = match nft {
         Some(net) => Some(Arc::new(Faults::Nft(net))),
         None if proxied => {
@@ -205,18 +215,7 @@ async fn cluster_and_net(
 
 /// The test's name: workload and nemeses (or `scripted`).
 fn test_name(plan: &Plan) -> String {
-    let names: Vec<&str> = plan
-        .nemeses
-        .iter()
-        .map(|n| match n {
-            Nemesis::Partition => "partition",
-            Nemesis::Kill => "kill",
-            Nemesis::Pause => "pause",
-            Nemesis::Lossy => "lossy",
-            Nemesis::Restart => "restart",
-            Nemesis::Clock => "clock",
-        })
-        .collect();
+    let names: Vec<&str> = plan.nemeses.iter().map(|n| n.name()).collect();
     if plan.script.is_empty() {
         format!("{}-{}", plan.workload, names.join("+"))
     } else {

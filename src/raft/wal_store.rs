@@ -233,7 +233,7 @@ async fn sync_active(inner: &Mutex<Inner>, syncs: &Syncs) -> Result<(), String> 
         return Ok(());
     };
     let started = Instant::now();
-    let result = tokio::task::spawn_blocking(move || file.sync_data()).await;
+    let result = tokio::task::spawn_blocking(move || wal::sync_data(&file)).await;
     syncs.record(started);
     match result {
         Ok(Ok(())) => Ok(()),
