@@ -286,9 +286,10 @@ pub const WORKER_CONCURRENCY_MAX: u32 = NODE_WORKERS_MAX as u32;
 /// How long `raftline cluster status` waits for each node's own answer before showing it as
 /// unreachable: a live node answers from memory within milliseconds.
 pub const CLI_NODE_STATUS_MS_MAX: u64 = 2_000;
-/// How long `raftline up` gives its nodes to stop after SIGTERM before killing them: enough to
-/// drain in-flight calls and hand leases back.
-pub const UP_STOP_MS_MAX: u64 = 10_000;
+/// How long `raftline up` gives its nodes to stop after SIGTERM before killing them: a node's
+/// own bound on its stop (`NODE_STOP_MS_MAX`) plus a margin, so a node is killed only when that
+/// bound failed.
+pub const UP_STOP_MS_MAX: u64 = NODE_STOP_MS_MAX + 3_000;
 /// How long the client waits to connect to one node before it tries the next: a reachable node
 /// on a LAN connects within milliseconds, and a write may only move on while unsent.
 pub const CLIENT_CONNECT_MS_MAX: u64 = 1_000;
