@@ -96,7 +96,7 @@ struct Procs {
 }
 
 impl Procs {
-    /// Starts `cmd` with its output appended to `log`. The child gets SIGKILL if the bench
+    /// Starts `cmd` with its output written to `log`. The child gets SIGKILL if the bench
     /// dies first; call this from the main task (a parent-death signal follows the spawning
     /// thread, and tokio's worker threads are not the main thread).
     fn spawn(&mut self, mut cmd: Command, log: &Path) -> Result<(), String> {
@@ -525,7 +525,7 @@ async fn round(
     r: usize,
     ratios: &mut Ratios,
 ) {
-    let ours_first = r % 2 == 0;
+    let ours_first = r.is_multiple_of(2);
     let first = if ours_first { "raftline" } else { "peers" };
     println!("peers      round {} of the section, {first} first", r + 1);
     for (c, key) in [(1, "w1_c1_vs_etcd"), (64, "w1_c64_vs_etcd")] {
@@ -601,17 +601,23 @@ pub(crate) async fn run(b: &mut Bench, dir: &Path, base_port: u16, secs: u64, ro
         round(b, (etcd.as_ref(), nats.as_ref()), secs, r, &mut ratios).await;
     }
     b.within = None;
-    let figures: Vec<String> = RATIOS
-        .iter()
-        .map(|name| {
-            let m = ratios.get(name).and_then(|v| median(v));
-            format!("{name}={}", m.map_or("n/a".into(), |m| format!("{m:.2}")))
-        })
-        .collect();
-    let per_round: BTreeMap<&str, &Vec<f64>> = ratios.iter().map(|(k, v)| (*k, v)).collect();
-    println!("peers      ratios per round (raftline / peer): {per_round:?}");
+    let mut figures = Vec::new();
+    for name in RATIOS {
+        let per_round = ratios.get(name).map_or(&[][..], Vec::as_slice);
+        let m = median(per_round);
+        let each: Vec<String> = per_round.iter().map(|x| format!("{x:.2}")).collect();
+        println!(
+            "peers      {name:<18} raftline / peer per round [{}]  median {}",
+            each.join(", "),
+            m.map_or("n/a".into(), |m| format!("{m:.2}"))
+        );
+        figures.push(format!(
+            "{name}={}",
+            m.map_or("n/a".into(), |m| format!("{m:.2}"))
+        ));
+    }
     b.record(serde_json::json!({
-        "section": "peers", "rounds": rounds, "ratios_per_round": per_round,
+        "section": "peers", "rounds": rounds, "ratios_per_round": ratios,
     }));
     println!("peers: {}", figures.join(" "));
 }
