@@ -7,8 +7,8 @@
 //! The shapes, system by system:
 //!
 //! - W1 durable submit, raftline: `Submit` of a 256 B payload job; one request in flight per
-//!   client, clients spread over the three nodes (followers forward to the leader). A reply
-//!   means the job is committed: in the fdatasynced Raft log of a majority.
+//!   client, clients spread over the three nodes. A reply means the job is committed: in the
+//!   fdatasynced Raft log of a majority.
 //! - W1 on etcd: `KV.Put` of a new key (`bench-w1/<n>`) with a 256 B value, the same closed
 //!   loop, clients spread over the three members in the same way. A reply means the put is
 //!   committed in a majority's WAL, which etcd fsyncs before it acknowledges (its default,
@@ -29,8 +29,8 @@
 //! Durability is not the same in W2, and this favours NATS: JetStream acknowledges a publish
 //! once a majority of the stream's replicas have written it to their files, which it fsyncs
 //! on a timer (minutes apart by default; `sync_interval` in servers from 2.10, fixed in the
-//! 2.9 that Debian ships), not per message; the bench keeps that default as a user would. raftline fdatasyncs every log batch before it
-//! acknowledges. etcd (W1) fsyncs like raftline does.
+//! 2.9 that Debian ships), not per message; the bench keeps that default as a user would.
+//! raftline fdatasyncs every log batch before it acknowledges, and so does etcd (W1).
 //!
 //! All three clusters run for the whole section (the idle ones only heartbeat), on 127.0.1.N
 //! as raftline's are: etcd's client and peer ports are `base_port + 10` and `+ 11`, NATS's
