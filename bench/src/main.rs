@@ -1,7 +1,8 @@
 //! `raftline-bench`: throughput, latency and failover figures for raftline, measured the way
 //! peer systems are measured, on the same machine.
 //!
-//! `cargo run --release -p raftline-bench -- [floor|w1|w2|w3|scale|dag|all] [--addr A] [--secs S]`.
+//! `cargo run --release -p raftline-bench -- [floor|w1|w2|w3|scale|dag|all|peers] [--addr A]
+//! [--secs S]`.
 //! Without `--addr` it starts a fresh 3-node cluster of the release binary in a temp dir on
 //! loopback (nodes on 127.0.1.N). Prints a table and appends JSON lines to
 //! `bench/results/results.jsonl` with the machine, the git commit and the settings.
@@ -20,6 +21,9 @@
 //! - DAG: time from a step's completion to its dependent being leased (a chain of external
 //!   steps), whether the dependent is ready in the completion's own apply, and the wall time of
 //!   the 86-step example plan at max_parallel 8 and one by one (its steps run by the bench).
+//! - peers: W1 against a 3-node etcd and W2 against a 3-node NATS JetStream, started from the
+//!   installed binaries beside raftline's cluster, in alternating rounds, printed as ratios
+//!   (`peers.rs` says what each shape is on each system).
 //!
 //! `--quick` is a short run of every section (used by the smoke test); it records nothing.
 
@@ -36,11 +40,13 @@ use raftline::client::Client;
 use raftline::proto::pb;
 use raftline_jepsen::cluster::{raftline_bin, Cluster};
 
+mod peers;
+
 /// Benchmarks for raftline.
 #[derive(Debug, Parser)]
 #[command(name = "raftline-bench")]
 struct Args {
-    /// floor, w1, w2, w3, scale, dag or all.
+    /// floor, w1, w2, w3, scale, dag, all (every one of these), or peers (not in all).
     #[arg(default_value = "all")]
     section: String,
     /// API addresses of a running cluster (comma-separated); a fresh local cluster otherwise.
@@ -52,9 +58,12 @@ struct Args {
     /// A short run (smaller scale sizes, one failover trial), to check the harness works.
     #[arg(long)]
     quick: bool,
-    /// First port of the local cluster.
+    /// First port of the local cluster (the peers section puts etcd at +10.. and NATS at +20..).
     #[arg(long, default_value_t = 17400)]
     base_port: u16,
+    /// Rounds of the peers section; its ratios are the medians over rounds.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
 }
 
 const SETTINGS: &str = "heartbeat_ms = 50\nelection_timeout_min_ms = 200\n\
@@ -78,6 +87,9 @@ struct Bench {
     http: Vec<String>,
     cluster: Option<Cluster>,
     results: Vec<serde_json::Value>,
+    /// Fields added to every record while set (the peers section marks its raftline figures
+    /// with its name and round, so they are not read as plain w1/w2 runs).
+    within: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl Bench {
@@ -97,7 +109,10 @@ impl Bench {
         total
     }
 
-    fn record(&mut self, v: serde_json::Value) {
+    fn record(&mut self, mut v: serde_json::Value) {
+        if let (Some(extra), Some(obj)) = (&self.within, v.as_object_mut()) {
+            obj.extend(extra.clone());
+        }
         self.results.push(v);
     }
 }
@@ -115,10 +130,13 @@ async fn metric(addr: &str, name: &str) -> Option<f64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// The payload of a W1/W2 job, and of the peers' records in the same shapes.
+const PAYLOAD_BYTES: usize = 256;
+
 fn payload_job(queue: &str) -> pb::SubmitRequest {
     pb::SubmitRequest {
         queue: queue.into(),
-        kind: Some(pb::submit_request::Kind::Payload(vec![b'x'; 256])),
+        kind: Some(pb::submit_request::Kind::Payload(vec![b'x'; PAYLOAD_BYTES])),
         ..Default::default()
     }
 }
@@ -174,28 +192,44 @@ async fn floor(dir: &std::path::Path) -> (f64, f64) {
     (fsync, h.value_at_quantile(0.5) as f64)
 }
 
-/// W1: durable submits at `clients` concurrency for `secs`.
-async fn w1(b: &mut Bench, clients: usize, secs: u64) {
-    let before = b.fsyncs().await;
-    let flush_before = b.flush_secs().await;
+/// One figure of a throughput measurement: operations (or jobs) per second and the median
+/// latency, in ms.
+#[derive(Debug, Clone, Copy)]
+struct Figure {
+    rate: f64,
+    p50_ms: f64,
+}
+
+/// What a closed loop measured.
+struct Looped {
+    rate: f64,
+    hist: Histogram<u64>,
+    errors: u64,
+}
+
+/// A closed loop: `clients` tasks each await `op(client)` back to back for `secs` (one request
+/// in flight per client, as a W1 client does). Successes per second over the whole run,
+/// including the requests in flight at the stop, and the latency of each success.
+async fn closed_loop<F, Fut>(clients: usize, secs: u64, op: F) -> Looped
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send + 'static,
+{
+    let op = Arc::new(op);
     let stop = Arc::new(AtomicBool::new(false));
     let hist = Arc::new(Mutex::new(hist()));
     let errors = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for c in 0..clients {
-        let client = b.clients[c % b.clients.len()].clone();
-        let (stop, hist, errors) = (stop.clone(), hist.clone(), errors.clone());
+        let (op, stop, hist, errors) = (op.clone(), stop.clone(), hist.clone(), errors.clone());
         tasks.push(tokio::spawn(async move {
             let mut local = self::hist();
             while !stop.load(Ordering::Relaxed) {
                 let t = Instant::now();
-                match client.submit(payload_job("bench-w1")).await {
-                    Ok(_) => {
-                        local.record(micros(t.elapsed()).max(1)).ok();
-                    }
-                    Err(_) => {
-                        errors.fetch_add(1, Ordering::Relaxed);
-                    }
+                if op(c).await {
+                    local.record(micros(t.elapsed()).max(1)).ok();
+                } else {
+                    errors.fetch_add(1, Ordering::Relaxed);
                 }
             }
             hist.lock().expect("hist").add(&local).ok();
@@ -208,30 +242,54 @@ async fn w1(b: &mut Bench, clients: usize, secs: u64) {
         let _ = t.await;
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let h = hist.lock().expect("hist").clone();
+    let hist = hist.lock().expect("hist").clone();
+    Looped {
+        rate: hist.len() as f64 / elapsed,
+        hist,
+        errors: errors.load(Ordering::Relaxed),
+    }
+}
+
+/// W1: durable submits at `clients` concurrency for `secs`.
+async fn w1(b: &mut Bench, clients: usize, secs: u64) -> Figure {
+    let before = b.fsyncs().await;
+    let flush_before = b.flush_secs().await;
+    let pool = b.clients.clone();
+    let Looped {
+        rate,
+        hist: h,
+        errors,
+    } = closed_loop(clients, secs, move |c| {
+        let client = pool[c % pool.len()].clone();
+        async move { client.submit(payload_job("bench-w1")).await.is_ok() }
+    })
+    .await;
     let ops = h.len();
     let fsyncs = b.fsyncs().await.saturating_sub(before);
     let flush_ms = (b.flush_secs().await - flush_before) * 1000.0 / fsyncs.max(1) as f64;
-    let rate = ops as f64 / elapsed;
     println!(
-        "W1 submit  clients {clients:>3}  {rate:>9.0} ops/s  p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>8.2} ms  fsyncs/submit {:.2}  mean log flush {flush_ms:.2} ms  errors {}",
+        "W1 submit  clients {clients:>3}  {rate:>9.0} ops/s  p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>8.2} ms  fsyncs/submit {:.2}  mean log flush {flush_ms:.2} ms  errors {errors}",
         ms(&h, 0.5),
         ms(&h, 0.99),
         h.max() as f64 / 1000.0,
         fsyncs as f64 / ops.max(1) as f64,
-        errors.load(Ordering::Relaxed)
     );
     b.record(serde_json::json!({
         "section": "w1", "clients": clients, "ops_per_s": rate, "p50_ms": ms(&h, 0.5),
         "p99_ms": ms(&h, 0.99), "max_ms": h.max() as f64 / 1000.0,
         "fsyncs_per_submit": fsyncs as f64 / ops.max(1) as f64, "mean_log_flush_ms": flush_ms,
-        "errors": errors.load(Ordering::Relaxed),
+        "errors": errors,
     }));
+    Figure {
+        rate,
+        p50_ms: ms(&h, 0.5),
+    }
 }
 
-/// W2: producers submit, workers lease and complete through the worker API.
-async fn w2(b: &mut Bench, n: usize, secs: u64) {
-    let queue = format!("bench-w2-{n}");
+/// W2: producers submit, workers lease and complete through the worker API, on `queue` (a
+/// queue of its own per measurement, so no job of an earlier one is counted).
+async fn w2(b: &mut Bench, n: usize, secs: u64, queue: &str) -> Figure {
+    let queue = queue.to_string();
     let stop = Arc::new(AtomicBool::new(false));
     let submitted: Arc<Mutex<BTreeMap<u64, Instant>>> = Arc::default();
     let hist = Arc::new(Mutex::new(hist()));
@@ -317,6 +375,10 @@ async fn w2(b: &mut Bench, n: usize, secs: u64) {
         "section": "w2", "clients": n, "jobs_per_s": rate,
         "p50_ms": ms(&h, 0.5), "p99_ms": ms(&h, 0.99),
     }));
+    Figure {
+        rate,
+        p50_ms: ms(&h, 0.5),
+    }
 }
 
 /// W3: kill -9 of the leader under a 16-client writer; gap until writes succeed again.
@@ -798,6 +860,48 @@ fn machine() -> serde_json::Value {
     serde_json::json!({ "cores": cores, "kernel": kernel.trim(), "commit": commit })
 }
 
+/// Runs the sections `args` names, each against the cluster of `b`; `dir` is the run's temp dir.
+async fn sections(b: &mut Bench, args: &Args, dir: &std::path::Path) {
+    let (secs, quick) = (args.secs, args.quick);
+    let all = args.section == "all";
+    if all || args.section == "floor" {
+        let (fsync, rtt) = floor(dir).await;
+        println!(
+            "floor      fdatasync 256 B p50 {:.3} ms   loopback TCP round trip p50 {:.3} ms",
+            fsync / 1000.0,
+            rtt / 1000.0
+        );
+        b.record(serde_json::json!({"section": "floor", "fdatasync_p50_ms": fsync / 1000.0, "tcp_rtt_p50_ms": rtt / 1000.0}));
+    }
+    if all || args.section == "w1" {
+        for c in [1, 16, 64] {
+            w1(b, c, secs).await;
+        }
+    }
+    if all || args.section == "w2" {
+        for c in [1, 16, 64] {
+            w2(b, c, secs, &format!("bench-w2-{c}")).await;
+        }
+    }
+    if all || args.section == "w3" {
+        w3(b, if quick { 1 } else { 5 }).await;
+    }
+    if all || args.section == "scale" {
+        let sizes: &[usize] = if quick {
+            &[1_000, 5_000]
+        } else {
+            &[1_000, 100_000, 1_000_000]
+        };
+        scale(b, sizes, secs.max(if quick { 1 } else { 10 })).await;
+    }
+    if all || args.section == "dag" {
+        dag(b, if quick { 20 } else { 200 }, !quick).await;
+    }
+    if args.section == "peers" {
+        peers::run(b, dir, args.base_port, secs, args.rounds).await;
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
@@ -839,47 +943,21 @@ async fn main() {
         http,
         cluster,
         results: Vec::new(),
+        within: None,
     };
     let meta = machine();
     println!("raftline-bench  {meta}  secs {}", args.secs);
-    let all = args.section == "all";
-    if all || args.section == "floor" {
-        let (fsync, rtt) = floor(dir.path()).await;
-        println!(
-            "floor      fdatasync 256 B p50 {:.3} ms   loopback TCP round trip p50 {:.3} ms",
-            fsync / 1000.0,
-            rtt / 1000.0
-        );
-        b.record(serde_json::json!({"section": "floor", "fdatasync_p50_ms": fsync / 1000.0, "tcp_rtt_p50_ms": rtt / 1000.0}));
-    }
-    if all || args.section == "w1" {
-        for c in [1, 16, 64] {
-            w1(&mut b, c, args.secs).await;
-        }
-    }
-    if all || args.section == "w2" {
-        for c in [1, 16, 64] {
-            w2(&mut b, c, args.secs).await;
-        }
-    }
-    if all || args.section == "w3" {
-        w3(&mut b, if args.quick { 1 } else { 5 }).await;
-    }
-    if all || args.section == "scale" {
-        let sizes: &[usize] = if args.quick {
-            &[1_000, 5_000]
-        } else {
-            &[1_000, 100_000, 1_000_000]
-        };
-        scale(
-            &mut b,
-            sizes,
-            args.secs.max(if args.quick { 1 } else { 10 }),
-        )
-        .await;
-    }
-    if all || args.section == "dag" {
-        dag(&mut b, if args.quick { 20 } else { 200 }, !args.quick).await;
+    // Ctrl-C stops the run here: the section's future is dropped, and with it the processes it
+    // started (kill on drop), then the raftline cluster below, then the temp dir.
+    let interrupted = tokio::select! {
+        () = sections(&mut b, &args, dir.path()) => false,
+        _ = tokio::signal::ctrl_c() => true,
+    };
+    if interrupted {
+        eprintln!("interrupted: stopping every process the bench started");
+        drop(b);
+        drop(dir);
+        std::process::exit(130);
     }
     let out = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/results"));
     if !args.quick && std::fs::create_dir_all(&out).is_ok() {

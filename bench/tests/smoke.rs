@@ -6,6 +6,8 @@ use std::process::Command;
 /// Ports of this test's local cluster: below the integration tests' range (20000..32000) and
 /// away from the jepsen runs of CI (17100.., 17300..).
 const BASE_PORT: &str = "19400";
+/// The peers test's cluster; etcd and NATS take +10.. and +20.. of it.
+const PEERS_BASE_PORT: &str = "19500";
 
 #[test]
 fn quick_run_prints_every_section() {
@@ -36,4 +38,43 @@ fn quick_run_prints_every_section() {
         stdout.contains("acked writes missing 0"),
         "a failover lost acknowledged writes:\n{stdout}"
     );
+}
+
+/// The peers section runs end to end in a short run and ends with its ratios line; a peer
+/// that is not installed is skipped with `n/a`, so this passes on machines without them.
+#[test]
+fn peers_quick_run_ends_with_the_ratios_line() {
+    let out = Command::new(env!("CARGO_BIN_EXE_raftline-bench"))
+        .args(["peers", "--quick", "--secs", "1", "--rounds", "1"])
+        .args(["--base-port", PEERS_BASE_PORT])
+        .output()
+        .expect("run raftline-bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let last = stdout.lines().last().unwrap_or_default();
+    let names: Vec<&str> = last
+        .strip_prefix("peers: ")
+        .unwrap_or_default()
+        .split(' ')
+        .filter_map(|kv| kv.split_once('=').map(|(k, _)| k))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "w1_c1_vs_etcd",
+            "w1_c1_p50_vs_etcd",
+            "w1_c64_vs_etcd",
+            "w2_c1_vs_nats",
+            "w2_c16_vs_nats",
+            "w2_c64_vs_nats"
+        ],
+        "last line {last:?} of:\n{stdout}\nstderr:\n{stderr}"
+    );
+    for section in ["W1 submit  clients  64", "W2 e2e     clients  64"] {
+        assert!(
+            stdout.contains(section),
+            "missing {section:?} in:\n{stdout}"
+        );
+    }
 }
