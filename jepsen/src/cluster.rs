@@ -83,46 +83,11 @@ impl Disk {
     }
 }
 
-/// Finds the raftline-lossyfs binary: `RAFTLINE_LOSSYFS_BIN`, or next to the raftline binary
-/// `node_bin`, built on demand like [`raftline_bin`].
+/// Finds the raftline-lossyfs binary: `RAFTLINE_LOSSYFS_BIN`, next to this executable or to
+/// the raftline binary `node_bin`, or built on demand like [`raftline_bin`].
 pub fn lossyfs_bin(node_bin: &Path) -> Result<PathBuf, String> {
-    if let Some(bin) = std::env::var_os("RAFTLINE_LOSSYFS_BIN") {
-        return Ok(PathBuf::from(bin));
-    }
-    let me = std::env::current_exe().map_err(|e| e.to_string())?;
-    let dir = me.parent().ok_or("no directory for this executable")?;
-    let dir = if dir.ends_with("deps") {
-        dir.parent().unwrap_or(dir)
-    } else {
-        dir
-    };
-    let bin = dir.join("raftline-lossyfs");
-    if bin.exists() {
-        return Ok(bin);
-    }
     let beside = node_bin.with_file_name("raftline-lossyfs");
-    if beside.exists() {
-        return Ok(beside);
-    }
-    let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cargo.args([
-        "build",
-        "-p",
-        "raftline-lossyfs",
-        "--bin",
-        "raftline-lossyfs",
-    ]);
-    if dir.ends_with("release") {
-        cargo.arg("--release");
-    }
-    let status = cargo.status().map_err(|e| format!("running cargo: {e}"))?;
-    if !status.success() || !bin.exists() {
-        return Err(format!(
-            "no raftline-lossyfs binary at {} and cargo build failed",
-            bin.display()
-        ));
-    }
-    Ok(bin)
+    find_or_build("RAFTLINE_LOSSYFS_BIN", "raftline-lossyfs", Some(&beside))
 }
 
 /// libfaketime, when installed (Debian's `faketime` package).
@@ -140,32 +105,41 @@ pub fn libfaketime() -> Option<PathBuf> {
 /// Finds the raftline binary: `RAFTLINE_BIN`, or next to this executable, built on demand
 /// with the same profile.
 pub fn raftline_bin() -> Result<PathBuf, String> {
-    if let Some(bin) = std::env::var_os("RAFTLINE_BIN") {
+    find_or_build("RAFTLINE_BIN", "raftline", None)
+}
+
+/// The binary `name` (of the package of the same name): the path in env var `var`, else the
+/// one beside this executable (test binaries live in target/<profile>/deps, binaries one level
+/// up), else `also` when it exists, else built with cargo in this executable's profile.
+fn find_or_build(var: &str, name: &str, also: Option<&Path>) -> Result<PathBuf, String> {
+    if let Some(bin) = std::env::var_os(var) {
         return Ok(PathBuf::from(bin));
     }
     let me = std::env::current_exe().map_err(|e| e.to_string())?;
     let dir = me.parent().ok_or("no directory for this executable")?;
-    // Test binaries live in target/<profile>/deps; the node binary one level up.
     let dir = if dir.ends_with("deps") {
         dir.parent().unwrap_or(dir)
     } else {
         dir
     };
-    let bin = dir.join("raftline");
-    if !bin.exists() {
-        let release = dir.ends_with("release");
-        let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        cargo.args(["build", "-p", "raftline", "--bin", "raftline"]);
-        if release {
-            cargo.arg("--release");
-        }
-        let status = cargo.status().map_err(|e| format!("running cargo: {e}"))?;
-        if !status.success() || !bin.exists() {
-            return Err(format!(
-                "no raftline binary at {} and cargo build failed",
-                bin.display()
-            ));
-        }
+    let bin = dir.join(name);
+    if bin.exists() {
+        return Ok(bin);
+    }
+    if let Some(also) = also.filter(|p| p.exists()) {
+        return Ok(also.to_path_buf());
+    }
+    let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cargo.args(["build", "-p", name, "--bin", name]);
+    if dir.ends_with("release") {
+        cargo.arg("--release");
+    }
+    let status = cargo.status().map_err(|e| format!("running cargo: {e}"))?;
+    if !status.success() || !bin.exists() {
+        return Err(format!(
+            "no {name} binary at {} and cargo build failed",
+            bin.display()
+        ));
     }
     Ok(bin)
 }
