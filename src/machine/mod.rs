@@ -509,6 +509,30 @@ mod tests {
         }
     }
 
+    /// A clone taken for a snapshot (job records shared, see `store.rs`) is not changed by
+    /// applies after it, and encodes the same before and after them.
+    #[test]
+    fn a_snapshot_clone_is_isolated_from_later_applies() {
+        let mut m = Machine::new();
+        for i in 0..200u64 {
+            m.apply(&submit(1_000 + i, "q", (i % 10 + 1) as u32));
+        }
+        let frozen = m.clone();
+        let before = codec::encode(&frozen).unwrap();
+        for i in 0..50u64 {
+            m.apply(&submit(5_000 + i, "q", 1));
+        }
+        let cancel = Proposal {
+            now_ms: 9_000,
+            command: Command::Cancel { job_id: 7 },
+        };
+        m.apply(&cancel);
+        assert_eq!(codec::encode(&frozen).unwrap(), before);
+        assert_eq!(frozen.jobs.len(), 200);
+        assert_eq!(m.jobs.len(), 250);
+        assert_ne!(frozen.job(7).map(|j| j.state), m.job(7).map(|j| j.state));
+    }
+
     /// A batch applies its commands in order, each with its own response: a rejected one does
     /// not undo or block the others, and a batch nested in a batch is refused.
     #[test]
