@@ -62,6 +62,10 @@ pub struct RawCluster {
     /// Build a snapshot after this many applied entries since the last one.
     #[serde(default = "d_snapshot_every")]
     pub snapshot_every_entries: u64,
+    /// Also build a snapshot once this many bytes were appended to the log since the last
+    /// one, so large entries don't grow the log (and a restart's replay) without bound.
+    #[serde(default = "d_snapshot_every_log_bytes")]
+    pub snapshot_every_log_bytes: u64,
     /// Entries kept in the log behind a snapshot, so a briefly lagging follower catches up by
     /// log replication instead of a full snapshot.
     #[serde(default = "d_snapshot_keep")]
@@ -101,6 +105,9 @@ fn d_election_max() -> u64 {
 }
 fn d_snapshot_every() -> u64 {
     10_000
+}
+fn d_snapshot_every_log_bytes() -> u64 {
+    64 << 20
 }
 fn d_snapshot_keep() -> u64 {
     1_000
@@ -188,6 +195,8 @@ pub struct Config {
     pub election_timeout_max_ms: u64,
     /// Snapshot interval in applied entries.
     pub snapshot_every_entries: u64,
+    /// Snapshot interval in log bytes appended.
+    pub snapshot_every_log_bytes: u64,
     /// Entries kept behind a snapshot.
     pub snapshot_logs_kept: u64,
     /// Request timeout in ms.
@@ -298,6 +307,7 @@ impl RawConfig {
             election_timeout_min_ms: c.election_timeout_min_ms,
             election_timeout_max_ms: c.election_timeout_max_ms,
             snapshot_every_entries: c.snapshot_every_entries,
+            snapshot_every_log_bytes: c.snapshot_every_log_bytes,
             snapshot_logs_kept: c.snapshot_logs_kept,
             request_timeout_ms: c.request_timeout_ms,
             workers_min: c.workers_min.min(c.workers_max),
@@ -362,6 +372,12 @@ fn check_cluster(c: &RawCluster) -> Result<Settings, ConfigError> {
         c.snapshot_every_entries,
         limits::SNAPSHOT_EVERY_ENTRIES_MIN,
         limits::SNAPSHOT_EVERY_ENTRIES_MAX,
+    )?;
+    range(
+        "cluster.snapshot_every_log_bytes",
+        c.snapshot_every_log_bytes,
+        limits::SNAPSHOT_EVERY_LOG_BYTES_MIN,
+        limits::SNAPSHOT_EVERY_LOG_BYTES_MAX,
     )?;
     range(
         "cluster.snapshot_logs_kept",

@@ -557,3 +557,35 @@ async fn damaged_snapshot_is_refused_at_start() {
         assert_readable(&c, id, &acked, false).await;
     }
 }
+
+/// Snapshots follow log bytes as well as entry counts: with the entry bound out of reach, 24
+/// submits of 64 KiB payloads (1.5 MiB of log) pass a 1 MiB `snapshot_every_log_bytes` and
+/// every node takes a snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_are_taken_by_log_bytes() {
+    let c = Cluster::start(Settings {
+        snapshot_every_entries: 10_000_000,
+        cluster_extra: "snapshot_every_log_bytes = 1048576".into(),
+        ..Settings::default()
+    })
+    .await;
+    let client = c.client();
+    for i in 0..24u8 {
+        client
+            .submit(pb::SubmitRequest {
+                queue: "big".into(),
+                kind: Some(pb::submit_request::Kind::Payload(vec![i; 64 * 1024])),
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_else(|e| panic!("submit {i}: {e}"));
+    }
+    for id in c.ids() {
+        wait_for(
+            &format!("node {id} to take a snapshot"),
+            Duration::from_secs(20),
+            || async { (c.status(id).await?.snapshot_index > 0).then_some(()) },
+        )
+        .await;
+    }
+}

@@ -310,6 +310,12 @@ pub const ELECTION_TIMEOUT_MS_MAX: u64 = 60_000;
 pub const SNAPSHOT_EVERY_ENTRIES_MIN: u64 = 10;
 /// Most `cluster.snapshot_every_entries`: a longer log takes too long to replay at start-up.
 pub const SNAPSHOT_EVERY_ENTRIES_MAX: u64 = 10_000_000;
+/// Fewest log bytes appended between snapshots (`cluster.snapshot_every_log_bytes`).
+pub const SNAPSHOT_EVERY_LOG_BYTES_MIN: u64 = 1 << 20;
+/// Most log bytes appended between snapshots: bounds the log a restart replays.
+pub const SNAPSHOT_EVERY_LOG_BYTES_MAX: u64 = 16 << 30;
+/// How often a node compares its log growth with `snapshot_every_log_bytes`.
+pub const SNAPSHOT_BYTES_CHECK_MS: u64 = 250;
 /// Most `cluster.snapshot_logs_kept`: the kept log lives on disk and in replay.
 pub const SNAPSHOT_LOGS_KEPT_MAX: u64 = 10_000_000;
 /// Most `cluster.request_timeout_ms`: a client should hear back within ten minutes.

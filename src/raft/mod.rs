@@ -236,6 +236,33 @@ fn catch_damage<T>(dir: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
     })
 }
 
+/// Asks openraft for a snapshot whenever `every` bytes were appended to the log since the
+/// last one (openraft's own policy counts entries only; large entries would grow the log, and
+/// a restart's replay, without bound). Ends when Raft shuts down.
+async fn snapshot_by_log_bytes(raft: Raft<TypeConfig>, log: WalLogStore, every: u64) {
+    let mut metrics = raft.metrics();
+    let mut last_snapshot = metrics.borrow().snapshot;
+    let mut base = log.appended_bytes();
+    let check = Duration::from_millis(crate::machine::limits::SNAPSHOT_BYTES_CHECK_MS);
+    loop {
+        if let Ok(Err(_)) = tokio::time::timeout(check, metrics.changed()).await {
+            return;
+        }
+        let snapshot = metrics.borrow_and_update().snapshot;
+        if snapshot != last_snapshot {
+            last_snapshot = snapshot;
+            base = log.appended_bytes();
+        }
+        if log.appended_bytes().saturating_sub(base) >= every {
+            base = log.appended_bytes();
+            if raft.trigger().snapshot().await.is_err() {
+                return;
+            }
+            tracing::debug!(every, "log bytes since the last snapshot passed the bound");
+        }
+    }
+}
+
 /// A snapshot of this node's Raft metrics, without openraft types.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RaftStatus {
@@ -347,6 +374,11 @@ impl Replica {
             .collect();
         let request_timeout = Duration::from_millis(config.request_timeout_ms);
         let batcher = batcher::spawn(raft.clone(), request_timeout);
+        tokio::spawn(snapshot_by_log_bytes(
+            raft.clone(),
+            log.clone(),
+            config.snapshot_every_log_bytes,
+        ));
         Ok(Arc::new(Replica {
             id,
             batcher,

@@ -80,6 +80,8 @@ struct Inner {
 struct Syncs {
     count: AtomicU64,
     micros: AtomicU64,
+    /// Bytes of records appended since open.
+    appended: AtomicU64,
 }
 
 impl Syncs {
@@ -141,6 +143,11 @@ impl WalLogStore {
         self.syncs.micros.load(Ordering::Relaxed)
     }
 
+    /// Bytes of log records appended since the log was opened.
+    pub fn appended_bytes(&self) -> u64 {
+        self.syncs.appended.load(Ordering::Relaxed)
+    }
+
     /// Writes `entries` and queues `done` for the flusher, which calls it after a sync.
     async fn append_then(
         &self,
@@ -152,7 +159,11 @@ impl WalLogStore {
             let bytes = codec::encode(&entry).map_err(write_err)?;
             records.push((entry.log_id.index, bytes));
         }
+        let bytes: usize = records.iter().map(|(_, r)| r.len()).sum();
         self.lock()?.wal.append(records).map_err(write_err)?;
+        self.syncs
+            .appended
+            .fetch_add(bytes as u64, Ordering::Relaxed);
         self.flusher
             .send(done)
             .await
