@@ -558,9 +558,9 @@ async fn damaged_snapshot_is_refused_at_start() {
     }
 }
 
-/// Snapshots follow log bytes as well as entry counts: with the entry bound out of reach, 24
-/// submits of 64 KiB payloads (1.5 MiB of log) pass a 1 MiB `snapshot_every_log_bytes` and
-/// every node takes a snapshot.
+/// Snapshots follow log bytes as well as entry counts: with the entry bound out of reach, 32
+/// submits of 64 KiB payloads (2 MiB of log) pass a 1 MiB `snapshot_every_log_bytes` (up to
+/// 1.25 MiB on node 3, staggered) and every node takes a snapshot.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshots_are_taken_by_log_bytes() {
     let c = Cluster::start(Settings {
@@ -570,7 +570,7 @@ async fn snapshots_are_taken_by_log_bytes() {
     })
     .await;
     let client = c.client();
-    for i in 0..24u8 {
+    for i in 0..32u8 {
         client
             .submit(pb::SubmitRequest {
                 queue: "big".into(),

@@ -236,6 +236,12 @@ fn catch_damage<T>(dir: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
     })
 }
 
+/// A snapshot bound spread by node id (+0%, +12.5%, +25%, +37.5%, then again), so the nodes of
+/// a cluster, which apply the same entries, don't all build a snapshot at the same moment.
+fn staggered(every: u64, id: u64) -> u64 {
+    every.saturating_add(every / 8 * (id.saturating_sub(1) % 4))
+}
+
 /// Asks openraft for a snapshot whenever `every` bytes were appended to the log since the
 /// last one (openraft's own policy counts entries only; large entries would grow the log, and
 /// a restart's replay, without bound). Ends when Raft shuts down.
@@ -336,7 +342,10 @@ impl Replica {
             heartbeat_interval: config.heartbeat_ms,
             election_timeout_min: config.election_timeout_min_ms,
             election_timeout_max: config.election_timeout_max_ms,
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every_entries),
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(staggered(
+                config.snapshot_every_entries,
+                id,
+            )),
             max_in_snapshot_log_to_keep: config.snapshot_logs_kept,
             max_payload_entries: crate::machine::limits::APPEND_ENTRIES_MAX,
             snapshot_max_chunk_size: crate::machine::limits::SNAPSHOT_CHUNK_BYTES_MAX as u64,
@@ -377,7 +386,7 @@ impl Replica {
         tokio::spawn(snapshot_by_log_bytes(
             raft.clone(),
             log.clone(),
-            config.snapshot_every_log_bytes,
+            staggered(config.snapshot_every_log_bytes, id),
         ));
         Ok(Arc::new(Replica {
             id,
