@@ -589,3 +589,62 @@ async fn snapshots_are_taken_by_log_bytes() {
         .await;
     }
 }
+
+/// A follower brought up by snapshot install while writes go on, and then a node restarted
+/// from its own snapshot file plus the log after it, both end with the leader's state digest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_install_under_writes_and_restart_from_snapshot_keep_the_same_state() {
+    let mut c = Cluster::start(Settings {
+        snapshot_every_entries: 20,
+        snapshot_logs_kept: 0,
+        ..Settings::default()
+    })
+    .await;
+    let leader = c.wait_leader(None).await;
+    let lagging = c.ids().into_iter().find(|id| *id != leader).unwrap();
+    assert!(c.stop(lagging).await.success());
+    let survivors = c.running();
+    let mut acked = submit_spread(&c, &survivors, "while-down", 100).await;
+    wait_for(
+        "the leader to purge its log",
+        Duration::from_secs(20),
+        || async { (c.status(leader).await?.purged_index > 20).then_some(()) },
+    )
+    .await;
+
+    // Writes go on while the lagging node starts and installs the leader's snapshot.
+    let writer = {
+        let client = c.client_of(&survivors);
+        tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for i in 0..150 {
+                let id = client
+                    .submit(shell_job("q", &["echo", &format!("w{i}")]))
+                    .await
+                    .unwrap_or_else(|e| panic!("submit during install {i}: {e}"));
+                ids.push((id, vec!["echo".to_string(), format!("w{i}")]));
+            }
+            ids
+        })
+    };
+    c.spawn(lagging);
+    acked.extend(writer.await.unwrap());
+    wait_for("a snapshot install", Duration::from_secs(20), || async {
+        c.log(lagging).contains("installed snapshot").then_some(())
+    })
+    .await;
+    let index = c.wait_same_digest().await;
+    assert!(index > 100, "digests compared at index {index}");
+    assert_readable(&c, lagging, &acked, true).await;
+
+    // A node restarted from its snapshot file and the log after it.
+    let restarted = c.ids().into_iter().find(|id| *id != lagging).unwrap();
+    assert!(c.stop(restarted).await.success());
+    acked.extend(submit_spread(&c, &c.running(), "after", 10).await);
+    c.spawn(restarted);
+    let leader = c.wait_leader(None).await;
+    let index = c.status(leader).await.unwrap().last_applied;
+    c.wait_applied(restarted, index).await;
+    c.wait_same_digest().await;
+    assert_readable(&c, restarted, &acked, true).await;
+}

@@ -269,17 +269,7 @@ async fn assert_same_state(c: &Cluster, acked: &BTreeMap<u64, String>) {
             seen = Some(job);
         }
     }
-    wait_for("equal state digests", Duration::from_secs(20), || async {
-        let running = c.running();
-        let all = c.client_of(&running);
-        let mut digests = Vec::new();
-        for i in 0..running.len() {
-            let s = all.node_digest(i).await.ok()?;
-            digests.push((s.digest_applied, s.digest));
-        }
-        digests.windows(2).all(|w| w[0] == w[1]).then_some(())
-    })
-    .await;
+    c.wait_same_digest().await;
 }
 
 /// Each kind of damage to each kind of file, one after the other on the same node; between

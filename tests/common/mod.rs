@@ -318,6 +318,23 @@ impl Cluster {
         .await
     }
 
+    /// Waits until every running node reports the same state digest at the same applied
+    /// index; returns that index.
+    pub async fn wait_same_digest(&self) -> u64 {
+        wait_for("equal state digests", Duration::from_secs(20), || async {
+            let running = self.running();
+            let all = self.client_of(&running);
+            let mut digests = Vec::new();
+            for i in 0..running.len() {
+                let s = all.node_digest(i).await.ok()?;
+                digests.push((s.digest_applied, s.digest));
+            }
+            let same = digests.windows(2).all(|w| w[0] == w[1]);
+            same.then_some(digests.first()?.0)
+        })
+        .await
+    }
+
     /// Waits until node `id` has applied at least `index`.
     pub async fn wait_applied(&self, id: u64, index: u64) {
         wait_for(
