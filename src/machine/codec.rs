@@ -35,6 +35,20 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     Ok(value)
 }
 
+/// Encodes a value into a writer as it goes (no buffer of the whole value): large snapshots.
+pub fn encode_into<T: Serialize, W: std::io::Write>(
+    value: &T,
+    writer: &mut W,
+) -> Result<usize, CodecError> {
+    bincode::serde::encode_into_std_write(value, writer, config())
+        .map_err(|e| CodecError(e.to_string()))
+}
+
+/// Decodes one value from a reader, reading only its bytes (the caller checks what follows).
+pub fn decode_from<T: DeserializeOwned, R: std::io::Read>(reader: &mut R) -> Result<T, CodecError> {
+    bincode::serde::decode_from_std_read(reader, config()).map_err(|e| CodecError(e.to_string()))
+}
+
 /// An encode or decode failure, with bincode's description.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("codec: {0}")]

@@ -474,10 +474,32 @@ impl Machine {
         crate::machine::codec::encode(&(SNAPSHOT_FORMAT, self))
     }
 
+    /// Encodes the state for a snapshot into `writer` as it goes, the same bytes as
+    /// [`Machine::encode`].
+    pub fn encode_into(
+        &self,
+        writer: &mut impl std::io::Write,
+    ) -> Result<usize, crate::machine::codec::CodecError> {
+        crate::machine::codec::encode_into(&(SNAPSHOT_FORMAT, self), writer)
+    }
+
     /// Decodes a snapshot made by [`Machine::encode`], checking its format version and the
     /// invariants (assertions in pairs: checked on write and again on read).
     pub fn decode(bytes: &[u8]) -> Result<Machine, crate::machine::codec::CodecError> {
-        let (format, machine): (u32, Machine) = crate::machine::codec::decode(bytes)?;
+        Machine::checked(crate::machine::codec::decode(bytes)?)
+    }
+
+    /// Decodes a snapshot made by [`Machine::encode_into`] from `reader`, with the same checks
+    /// as [`Machine::decode`].
+    pub fn decode_from(
+        reader: &mut impl std::io::Read,
+    ) -> Result<Machine, crate::machine::codec::CodecError> {
+        Machine::checked(crate::machine::codec::decode_from(reader)?)
+    }
+
+    fn checked(
+        (format, machine): (u32, Machine),
+    ) -> Result<Machine, crate::machine::codec::CodecError> {
         if format != SNAPSHOT_FORMAT {
             return Err(crate::machine::codec::CodecError(format!(
                 "snapshot format {format}, this build reads {SNAPSHOT_FORMAT}"

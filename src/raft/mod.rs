@@ -24,13 +24,13 @@ pub mod durable;
 mod lease;
 mod migrate;
 pub mod network;
+pub mod snapshot_file;
 pub mod state_machine;
 pub mod wal;
 pub mod wal_store;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::Cursor;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -72,7 +72,7 @@ openraft::declare_raft_types!(
         NodeId = u64,
         Node = PeerNode,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
+        SnapshotData = tokio::fs::File,
         AsyncRuntime = openraft::TokioRuntime,
 );
 
@@ -250,6 +250,9 @@ async fn snapshot_by_log_bytes(raft: Raft<TypeConfig>, log: WalLogStore, every: 
     let mut last_snapshot = metrics.borrow().snapshot;
     let mut base = log.appended_bytes();
     let check = Duration::from_millis(crate::machine::limits::SNAPSHOT_BYTES_CHECK_MS);
+    // When the last request was made: openraft may decline one (say, nothing applied yet), so
+    // it is asked again after a while until a snapshot actually appears.
+    let mut asked: Option<Instant> = None;
     loop {
         if let Ok(Err(_)) = tokio::time::timeout(check, metrics.changed()).await {
             return;
@@ -258,9 +261,11 @@ async fn snapshot_by_log_bytes(raft: Raft<TypeConfig>, log: WalLogStore, every: 
         if snapshot != last_snapshot {
             last_snapshot = snapshot;
             base = log.appended_bytes();
+            asked = None;
         }
-        if log.appended_bytes().saturating_sub(base) >= every {
-            base = log.appended_bytes();
+        let due = asked.is_none_or(|at| at.elapsed() >= check * 4);
+        if due && log.appended_bytes().saturating_sub(base) >= every {
+            asked = Some(Instant::now());
             if raft.trigger().snapshot().await.is_err() {
                 return;
             }
