@@ -91,9 +91,7 @@ pub fn sled_log_into_wal(db: &sled::Db, wal_dir: &Path) -> Result<bool> {
     drop(wal);
     std::fs::rename(&tmp, wal_dir).map_err(|e| fail("rename", &e))?;
     if let Some(parent) = wal_dir.parent() {
-        std::fs::File::open(parent)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| fail("sync the data dir", &e))?;
+        super::durable::sync_dir(parent).map_err(|e| fail("sync the data dir", &e))?;
     }
     tracing::info!(
         entries = copied,

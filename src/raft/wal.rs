@@ -199,9 +199,7 @@ pub(crate) fn sync_data(file: &File) -> io::Result<()> {
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_at(dir))
+    super::durable::sync_dir(dir).map_err(io_at(dir))
 }
 
 /// Checks the records of a segment's bytes: their offsets and where the valid data ends
@@ -660,13 +658,8 @@ impl Wal {
                 bytes.len()
             )));
         }
-        let tmp = self.dir.join(format!("{META_FILE}.tmp"));
-        let file = File::create(&tmp).map_err(io_at(&tmp))?;
-        file.write_all_at(&bytes, 0).map_err(io_at(&tmp))?;
-        file.sync_all().map_err(io_at(&tmp))?;
         let path = self.meta_path();
-        fs::rename(&tmp, &path).map_err(io_at(&path))?;
-        sync_dir(&self.dir)?;
+        super::durable::write_atomic(&path, &bytes).map_err(io_at(&path))?;
         self.meta = meta;
         Ok(())
     }
