@@ -8,8 +8,8 @@
 //! Durability: an entry is acknowledged to a client only after openraft reports it committed,
 //! i.e. appended and `fdatasync`ed on a majority: the log is the write-ahead log of `wal.rs`
 //! behind `wal_store.rs` (a data dir of an earlier build, with the log in sled, is moved into
-//! it once at start: `migrate.rs`). The identity is a small fsynced file (`data_dir.rs`); the state lives in
-//! memory and in checksummed snapshot files (`snapshot_file.rs`).
+//! it once at start: `migrate.rs`). The identity is a small fsynced file (`data_dir.rs`); the
+//! state lives in memory and in checksummed snapshot files (`snapshot_file.rs`).
 //!
 //! CAVEATS (not implemented): membership change at runtime, leader transfer, TLS between
 //! peers; a forwarded write whose connection breaks mid-call reports UNAVAILABLE with an
