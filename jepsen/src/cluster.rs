@@ -63,22 +63,7 @@ impl Disk {
     /// Unmounts through the control socket; kills the process and detaches the mount when
     /// that does not work within a bound.
     fn unmount(mut self) {
-        let _ = raftline_lossyfs::control::request(&self.control, "unmount");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if let Ok(path) = std::ffi::CString::new(self.mountpoint.as_os_str().as_encoded_bytes()) {
-            // SAFETY: umount2 on a NUL-terminated path; failure (not mounted) is harmless.
-            unsafe {
-                libc::umount2(path.as_ptr(), libc::MNT_DETACH);
-            }
-        }
+        raftline_lossyfs::control::stop(&mut self.child, &self.control, &self.mountpoint);
         let _ = std::fs::remove_file(&self.control);
     }
 }

@@ -18,6 +18,32 @@ const REQUEST_BYTES_MAX: u64 = 64;
 /// How long a client waits for a reply (a crash removes files: bounded, but not instant).
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long [`stop`] waits for a mount to go away after asking for it.
+const UNMOUNT_WAIT: Duration = Duration::from_secs(10);
+
+/// Stops the lossyfs process `child` that serves `mountpoint`: asks it to unmount through the
+/// control socket at `control`, waits up to `UNMOUNT_WAIT` for it to exit, then kills it and
+/// detaches the mount (`umount2(MNT_DETACH)`, harmless when nothing is mounted), so a stuck
+/// filesystem never outlives the run that made it.
+pub fn stop(child: &mut std::process::Child, control: &Path, mountpoint: &Path) {
+    let _ = request(control, "unmount");
+    let deadline = std::time::Instant::now() + UNMOUNT_WAIT;
+    while std::time::Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    if let Ok(path) = std::ffi::CString::new(mountpoint.as_os_str().as_encoded_bytes()) {
+        // SAFETY: umount2 on a NUL-terminated path; failure (not mounted) is harmless.
+        unsafe {
+            libc::umount2(path.as_ptr(), libc::MNT_DETACH);
+        }
+    }
+}
+
 /// Sends `request` to the control socket at `path` and returns the reply line (without its
 /// newline). An `err ...` reply is an error.
 pub fn request(path: &Path, request: &str) -> io::Result<String> {
