@@ -177,7 +177,7 @@ impl Machine {
                 .take(limits::RESOURCE_SCAN_MAX)
                 .filter_map(|(_, _, id)| self.jobs.get(*id))
                 .filter(|j| !self.controls.is_paused(&j.spec.queue))
-                .map(|j| Resources::units_of(j, &need.resource))
+                .map(|j| Resources::units_of(&j, &need.resource))
                 .sum();
             free >= ahead.saturating_add(need.units)
         })
@@ -193,7 +193,7 @@ impl Machine {
             .into_iter()
             .flatten()
             .filter_map(|(_, _, id)| self.jobs.get(*id))
-            .map(move |j| (j.id, Resources::units_of(j, &name)))
+            .map(move |j| (j.id, Resources::units_of(&j, &name)))
     }
 
     pub(super) fn set_resource(&mut self, name: &str, capacity: u32) -> Response {
@@ -226,7 +226,7 @@ impl Machine {
                     .flatten()
                     .filter_map(|id| self.jobs.get(*id))
                     .filter_map(|j| {
-                        let units = Resources::units_of(j, name);
+                        let units = Resources::units_of(&j, name);
                         (units > 0).then_some((j.id, units))
                     })
                     .collect();

@@ -75,7 +75,7 @@ fn run_script(script: &str) -> String {
         match words.as_slice() {
             ["state"] => dump(&m, &mut out),
             ["job", id] => match m.jobs.get(num(id)) {
-                Some(job) => dump_job(job, &mut out),
+                Some(job) => dump_job(&job, &mut out),
                 None => writeln!(out, "job {id} not found").unwrap(),
             },
             ["due"] => writeln!(out, "next_due: {}", opt(m.next_due())).unwrap(),
@@ -418,7 +418,7 @@ fn dump(m: &Machine, out: &mut String) {
         .unwrap();
     }
     for job in m.jobs.after(0) {
-        dump_job(job, out);
+        dump_job(&job, out);
     }
     for queue in m.jobs.index().ready.keys() {
         dump_ready(m, queue, out);

@@ -66,13 +66,33 @@ impl Index {
         index
     }
 
-    /// Adds a job as it is now.
+    /// Counts a job in its queue's counters only (a finished job in the cold tier, whose
+    /// other entries live there).
+    pub fn add_counts(&mut self, job: &Job) {
+        let stats = self.queues.entry(job.spec.queue.clone()).or_default();
+        stats.counts[job.state as usize] += 1;
+        stats.deadline_missed += u64::from(job.deadline_missed);
+    }
+
+    /// Takes a job counted by [`Index::add_counts`] out of its queue's counters.
+    pub fn remove_counts(&mut self, job: &Job) {
+        let queue = &job.spec.queue;
+        let stats = self
+            .queues
+            .get_mut(queue)
+            .expect("queue stats of an indexed job");
+        stats.counts[job.state as usize] -= 1;
+        stats.deadline_missed -= u64::from(job.deadline_missed);
+        if stats.total() == 0 {
+            self.queues.remove(queue);
+        }
+    }
+
+    /// Adds a job held in memory, as it is now.
     pub fn add(&mut self, job: &Job) {
         let queue = &job.spec.queue;
         self.bytes += job.spec.weight() as u64;
-        let stats = self.queues.entry(queue.clone()).or_default();
-        stats.counts[job.state as usize] += 1;
-        stats.deadline_missed += u64::from(job.deadline_missed);
+        self.add_counts(job);
         match job.state {
             JobState::Scheduled => {
                 self.scheduled.insert((job.run_at_ms, job.id));
@@ -128,15 +148,7 @@ impl Index {
     pub fn remove(&mut self, job: &Job) {
         self.bytes -= job.spec.weight() as u64;
         let queue = &job.spec.queue;
-        let stats = self
-            .queues
-            .get_mut(queue)
-            .expect("queue stats of an indexed job");
-        stats.counts[job.state as usize] -= 1;
-        stats.deadline_missed -= u64::from(job.deadline_missed);
-        if stats.total() == 0 {
-            self.queues.remove(queue);
-        }
+        self.remove_counts(job);
         let found = match job.state {
             JobState::Scheduled => self.scheduled.remove(&(job.run_at_ms, job.id)),
             JobState::Ready => {

@@ -62,6 +62,7 @@
 
 pub mod backoff;
 pub mod codec;
+pub mod cold;
 pub mod command;
 pub mod controls;
 mod effect;
@@ -86,6 +87,8 @@ mod model;
 mod planted;
 
 use std::collections::BTreeSet;
+
+use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
@@ -141,6 +144,14 @@ impl Machine {
     /// Applies one proposal. Deterministic: the same state and proposal give the same result on
     /// every replica. A rejected command changes nothing except state-machine time.
     pub fn apply(&mut self, proposal: &Proposal) -> Response {
+        let next = self.jobs.records().at().saturating_add(1);
+        self.apply_at(next, proposal)
+    }
+
+    /// Applies the proposal of log entry `index` (what the cold tier's records are keyed by:
+    /// see `cold.rs`), moving the jobs it finished to the cold tier at its end.
+    pub fn apply_at(&mut self, index: u64, proposal: &Proposal) -> Response {
+        self.jobs.records_mut().set_at(index);
         self.now_ms = self.now_ms.max(proposal.now_ms);
         let response = match &proposal.command {
             Command::Batch(commands) => {
@@ -148,6 +159,7 @@ impl Machine {
             }
             command => self.apply_one(command),
         };
+        self.jobs.retire_finished();
         #[cfg(debug_assertions)]
         {
             // The full check rebuilds every index: after every apply while the state is small,
@@ -155,7 +167,7 @@ impl Machine {
             // jobs still keeps up with its heartbeats.
             static APPLIED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
             let n = APPLIED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            if self.jobs.len() <= 5_000 || n % 64 == 0 {
+            if self.jobs.total() <= 5_000 || n % 64 == 0 {
                 self.check_invariants();
             }
         }
@@ -279,6 +291,18 @@ impl Machine {
         Response::Ok
     }
 
+    /// Attaches a cold tier, loaded for this state as of log index `at` (see `cold.rs`):
+    /// from then on jobs leave memory when they finish.
+    pub fn attach_cold(&mut self, cold: cold::Cold, at: u64) {
+        self.jobs.records_mut().attach(cold, at);
+    }
+
+    /// The cold tier, if one is attached, and the log index applied last.
+    pub fn cold(&self) -> Option<(&cold::Cold, u64)> {
+        let records = self.jobs.records();
+        records.cold().map(|c| (c, records.at()))
+    }
+
     /// State-machine time.
     pub fn now_ms(&self) -> u64 {
         self.now_ms
@@ -289,14 +313,14 @@ impl Machine {
         &self.settings
     }
 
-    /// A job by id.
-    pub fn job(&self, id: JobId) -> Option<&Job> {
+    /// A job by id (read back from the cold tier if it finished).
+    pub fn job(&self, id: JobId) -> Option<Cow<'_, Job>> {
         self.jobs.get(id)
     }
 
-    /// Number of jobs held.
+    /// Number of jobs held, live and finished.
     pub fn job_count(&self) -> usize {
-        self.jobs.len()
+        usize::try_from(self.jobs.total()).unwrap_or(usize::MAX)
     }
 
     /// Jobs in id order after `after`, filtered by queue and state, at most `limit`.
@@ -306,17 +330,13 @@ impl Machine {
         state: Option<JobState>,
         after: JobId,
         limit: usize,
-    ) -> Vec<&Job> {
+    ) -> Vec<Cow<'_, Job>> {
         if let (Some(q), Some(JobState::Dead)) = (queue, state) {
             return self
                 .jobs
-                .index()
-                .dead
-                .get(q)
+                .dead(Some(q), Some((q, after)), limit)
                 .into_iter()
-                .flat_map(|ids| ids.range(after.saturating_add(1)..))
-                .filter_map(|id| self.jobs.get(*id))
-                .take(limit)
+                .filter_map(|(_, id)| self.jobs.get(id))
                 .collect();
         }
         self.jobs
@@ -486,24 +506,38 @@ impl Machine {
     /// Decodes a snapshot made by [`Machine::encode`], checking its format version and the
     /// invariants (assertions in pairs: checked on write and again on read).
     pub fn decode(bytes: &[u8]) -> Result<Machine, crate::machine::codec::CodecError> {
-        Machine::checked(crate::machine::codec::decode(bytes)?)
+        Machine::checked(crate::machine::codec::decode(bytes)?, None)
+    }
+
+    /// [`Machine::decode`] of a state whose finished jobs are in `cold` (loaded for it), as
+    /// of log index `at`.
+    pub fn decode_with(
+        bytes: &[u8],
+        cold: Option<(cold::Cold, u64)>,
+    ) -> Result<Machine, crate::machine::codec::CodecError> {
+        Machine::checked(crate::machine::codec::decode(bytes)?, cold)
     }
 
     /// Decodes a snapshot made by [`Machine::encode_into`] from `reader`, with the same checks
-    /// as [`Machine::decode`].
+    /// as [`Machine::decode`], attaching `cold` (loaded for it, as of log index `at`) first.
     pub fn decode_from(
         reader: &mut impl std::io::Read,
+        cold: Option<(cold::Cold, u64)>,
     ) -> Result<Machine, crate::machine::codec::CodecError> {
-        Machine::checked(crate::machine::codec::decode_from(reader)?)
+        Machine::checked(crate::machine::codec::decode_from(reader)?, cold)
     }
 
     fn checked(
-        (format, machine): (u32, Machine),
+        (format, mut machine): (u32, Machine),
+        cold: Option<(cold::Cold, u64)>,
     ) -> Result<Machine, crate::machine::codec::CodecError> {
         if format != SNAPSHOT_FORMAT {
             return Err(crate::machine::codec::CodecError(format!(
                 "snapshot format {format}, this build reads {SNAPSHOT_FORMAT}"
             )));
+        }
+        if let Some((tier, at)) = cold {
+            machine.attach_cold(tier, at);
         }
         machine.check_invariants();
         Ok(machine)

@@ -1,24 +1,22 @@
 //! The store boundary: the one interface through which a subsystem reads and writes its
 //! records, so where a record lives can change without touching the transitions.
 //!
-//! Today every record lives in memory, in the snapshot and the Raft log: [`JobRecords`] is a
-//! persistent map of shared records, the same on nodes and in tests, golden scripts and the
-//! model test, so a snapshot's copy of the state costs O(1) for the jobs and applies go on
-//! while it is encoded. The storage issue moves what only grows (finished jobs with their
-//! attempts and output tails) to sled: a finished job leaves the hot map for a cold tree when
-//! it ends and comes back only on `requeue`, so transitions, which change live jobs only, keep
-//! reading and writing through these same calls. What has to change with it is the read side:
-//! a cold record is read back as an owned value, so `get` will hand out a `Cow` and the
-//! readers above the machine take it; the model test's behaviour fingerprint pins the
-//! transitions while that happens.
-//!
-//! CAVEATS (not implemented): no cold tier yet; schedule run history and workflow step
-//! records stay inside their (bounded) parent records.
+//! Live jobs (scheduled, ready, leased) live in memory: a persistent map of shared records,
+//! so a snapshot's copy of the state costs O(1) and applies go on while it is encoded. With a
+//! cold tier attached (every node has one; tests choose), a job that reached a terminal state
+//! leaves memory for the cold tier at the end of the apply that finished it ([`super::cold`]:
+//! immutable records keyed by log index) and comes back only on `requeue`; a purge removes it
+//! there. Reads go through [`JobRecords::get`], which hands out a `Cow`: borrowed for a live
+//! job, owned for one read back from the cold tier, at the index being applied. Without a cold
+//! tier every job stays in memory, as in earlier builds; the model test runs the same streams
+//! both ways and gets the same fingerprints.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::cold::Cold;
 use super::job::{Job, JobId};
 
 /// Every job record, by id.
@@ -27,12 +25,29 @@ use super::job::{Job, JobId};
 /// shared records: cloning the whole set, as a snapshot does, is O(1) and does not copy a job;
 /// a change after such a clone copies only the path to the record and the one record
 /// (`Arc::make_mut`). Encoded like a `BTreeMap<JobId, Job>` (same bytes), so snapshots of
-/// earlier builds read unchanged.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// earlier builds read unchanged; the cold tier travels beside it (see `raft/snapshot_file.rs`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct JobRecords {
-    /// Jobs by id.
+    /// Jobs held in memory, by id.
     all: imbl::OrdMap<JobId, Arc<Job>>,
+    /// Where finished jobs go, if anywhere.
+    #[serde(skip)]
+    cold: Option<Cold>,
+    /// The log index being applied: cold reads see what was written at or before it.
+    #[serde(skip)]
+    at: u64,
+    /// The first entry of the cold purge set as of `at` (kept in step by every write).
+    #[serde(skip)]
+    cold_purge_first: Option<(u64, JobId)>,
 }
+
+impl PartialEq for JobRecords {
+    fn eq(&self, other: &Self) -> bool {
+        self.all == other.all
+    }
+}
+
+impl Eq for JobRecords {}
 
 /// The job out of its shared cell: moved when no copy holds it, cloned otherwise.
 fn unshare(job: Arc<Job>) -> Job {
@@ -40,53 +55,153 @@ fn unshare(job: Arc<Job>) -> Job {
 }
 
 impl JobRecords {
-    /// A job by id.
-    pub fn get(&self, id: JobId) -> Option<&Job> {
-        self.all.get(&id).map(|job| &**job)
+    /// A job by id, live or finished.
+    pub fn get(&self, id: JobId) -> Option<Cow<'_, Job>> {
+        match self.all.get(&id) {
+            Some(job) => Some(Cow::Borrowed(&**job)),
+            None => self.cold.as_ref()?.job(id, self.at).map(Cow::Owned),
+        }
     }
 
     /// A job that must exist (a broken invariant otherwise: the node stops rather than
     /// diverge).
-    pub fn expect(&self, id: JobId) -> &Job {
+    pub fn expect(&self, id: JobId) -> Cow<'_, Job> {
         self.get(id)
             .unwrap_or_else(|| panic!("job {id} is not held"))
     }
 
-    /// A job to change in place (the jobs subsystem keeps its indexes in step).
+    /// A job held in memory.
+    pub fn hot(&self, id: JobId) -> Option<&Job> {
+        self.all.get(&id).map(|job| &**job)
+    }
+
+    /// A job held in memory, to change in place (the jobs subsystem keeps its indexes in
+    /// step).
     pub(super) fn get_mut(&mut self, id: JobId) -> Option<&mut Job> {
         self.all.get_mut(&id).map(Arc::make_mut)
     }
 
-    /// Adds a new job; returns the one it replaced (a broken invariant if any).
+    /// Adds a job to memory; returns the one it replaced (a broken invariant if any).
     pub(super) fn insert(&mut self, job: Job) -> Option<Job> {
         self.all.insert(job.id, Arc::new(job)).map(unshare)
     }
 
-    /// Removes a job (purged).
+    /// Removes a job from memory.
     pub(super) fn remove(&mut self, id: JobId) -> Option<Job> {
         self.all.remove(&id).map(unshare)
     }
 
-    /// Number of jobs held.
+    /// Number of jobs held in memory.
     pub fn len(&self) -> usize {
         self.all.len()
     }
 
-    /// Whether no job is held.
+    /// Whether no job is held in memory.
     pub fn is_empty(&self) -> bool {
         self.all.is_empty()
     }
 
-    /// The largest id held.
+    /// The largest id held in memory.
     pub fn last_id(&self) -> Option<JobId> {
         self.all.get_max().map(|(id, _)| *id)
     }
 
-    /// Jobs in id order after `after`.
-    pub fn after(&self, after: JobId) -> impl Iterator<Item = &Job> + '_ {
-        self.all
+    /// Jobs held in memory, in id order.
+    pub fn hot_jobs(&self) -> impl Iterator<Item = &Job> + '_ {
+        self.all.values().map(|job| &**job)
+    }
+
+    /// Jobs in id order after `after`, live and finished.
+    pub fn after(&self, after: JobId) -> impl Iterator<Item = Cow<'_, Job>> + '_ {
+        let mut hot = self
+            .all
             .range(after.saturating_add(1)..)
             .map(|(_, job)| &**job)
+            .peekable();
+        let mut cold = self
+            .cold
+            .iter()
+            .flat_map(move |c| c.jobs_after(after, self.at))
+            .peekable();
+        std::iter::from_fn(move || match (hot.peek(), cold.peek()) {
+            (Some(h), Some(c)) if c.id < h.id => cold.next().map(Cow::Owned),
+            (Some(_), _) => hot.next().map(Cow::Borrowed),
+            (None, _) => cold.next().map(Cow::Owned),
+        })
+    }
+
+    /// The cold tier, if one is attached.
+    pub fn cold(&self) -> Option<&Cold> {
+        self.cold.as_ref()
+    }
+
+    /// Attaches a cold tier (already loaded for the state held) and the index applied last.
+    pub fn attach(&mut self, cold: Cold, at: u64) {
+        self.cold_purge_first = cold.purge_first((0, 0), at);
+        self.cold = Some(cold);
+        self.at = at;
+    }
+
+    /// The log index being applied.
+    pub fn at(&self) -> u64 {
+        self.at
+    }
+
+    /// Sets the log index being applied (it only grows).
+    pub fn set_at(&mut self, at: u64) {
+        self.at = self.at.max(at);
+    }
+
+    /// Writes a finished job, taken out of memory, to the cold tier with its purge time and
+    /// dead-letter entry.
+    pub(super) fn retire(&mut self, job: &Job) {
+        let cold = self.cold.as_ref().expect("retire without a cold tier");
+        cold.put_job(job.id, self.at, Some(job));
+        if let Some(t) = job.purge_at_ms {
+            cold.set_purge(t, job.id, self.at, true);
+            let entry = (t, job.id);
+            if self.cold_purge_first.is_none_or(|first| entry < first) {
+                self.cold_purge_first = Some(entry);
+            }
+        }
+        if job.state == super::job::JobState::Dead {
+            cold.set_dead(&job.spec.queue, job.id, self.at, true);
+        }
+    }
+
+    /// Takes a finished job out of the cold tier (removed there as of the index applied).
+    pub(super) fn take_cold(&mut self, id: JobId) -> Option<Job> {
+        let cold = self.cold.as_ref()?;
+        let job = cold.job(id, self.at)?;
+        cold.put_job(id, self.at, None);
+        if let Some(t) = job.purge_at_ms {
+            cold.set_purge(t, id, self.at, false);
+            if self.cold_purge_first == Some((t, id)) {
+                self.cold_purge_first = cold.purge_first((t, id.saturating_add(1)), self.at);
+            }
+        }
+        if job.state == super::job::JobState::Dead {
+            cold.set_dead(&job.spec.queue, id, self.at, false);
+        }
+        Some(job)
+    }
+
+    /// The first `(purge time, job)` in the cold tier.
+    pub fn cold_purge_first(&self) -> Option<(u64, JobId)> {
+        self.cold_purge_first
+    }
+
+    /// Dead jobs in the cold tier as `(queue, id)`, of `queue` or all, after `after`.
+    pub fn cold_dead(
+        &self,
+        queue: Option<&str>,
+        after: Option<(&str, JobId)>,
+        limit: usize,
+    ) -> Vec<(String, JobId)> {
+        self.cold
+            .as_ref()
+            .map(|c| c.dead(queue, after, self.at, limit))
+            .unwrap_or_default()
     }
 }
 
@@ -111,7 +226,7 @@ mod tests {
             });
         }
         let plain: std::collections::BTreeMap<JobId, Job> = (1..=100)
-            .map(|id| (id, m.job(id).unwrap().clone()))
+            .map(|id| (id, m.job(id).unwrap().into_owned()))
             .collect();
         let mut records = JobRecords::default();
         for job in plain.values() {

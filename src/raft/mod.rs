@@ -20,6 +20,7 @@
 #![allow(clippy::result_large_err)]
 
 mod batcher;
+mod cold_store;
 mod data_dir;
 pub mod durable;
 mod lease;
@@ -304,6 +305,11 @@ impl Replica {
         let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
         for b in bytes {
             hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        if let Some((cold, at)) = applied.machine.cold() {
+            for b in cold.digest(at).to_le_bytes() {
+                hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+            }
         }
         Ok((
             applied.last_applied.map_or(0, |l| l.index),

@@ -2,10 +2,15 @@
 //! through the codec, never held whole in one buffer.
 //!
 //! Layout: magic `RLSNAP\0\0`, format version (u32), payload length (u64), CRC-32 of the
-//! payload (u32), all little-endian, then the payload. Version 2 (this build writes it): the
-//! snapshot's meta, then `(last_applied, membership)`, then the machine, each encoded one after
-//! the other straight into the file. Version 1 (earlier builds; still read): one encoded
-//! `{meta, data}` whose `data` held the encoded body.
+//! payload (u32), all little-endian, then the payload. Version 3 (this build writes it): the
+//! snapshot's meta, then `(last_applied, membership)`, then a copy of the cold tier (records
+//! of finished jobs keyed by log index, `machine/cold.rs`: each record a u32 key length, the
+//! key, a u32 value length, the value; a zero key length ends it), then the machine, encoded
+//! one after the other straight into the file. The copy is taken after the state is cloned at
+//! the snapshot's index, while applies go on, so it may hold records written after that
+//! index; reads at the index do not see them and the log replayed after it writes them again.
+//! Version 2 (earlier builds; still read): the same without the cold copy. Version 1 (still
+//! read): one encoded `{meta, data}` whose `data` held the encoded body.
 //!
 //! A new file is written as a temp file (header zeroed, payload streamed, header filled in),
 //! `fsync`ed, renamed over the old one, and the directory `fsync`ed. The same bytes are what
@@ -23,6 +28,7 @@ use serde::Deserialize;
 
 use super::state_machine::Applied;
 use super::PeerNode;
+use crate::machine::cold::Cold;
 use crate::machine::{codec, Machine};
 
 type NodeId = u64;
@@ -36,8 +42,11 @@ pub const FILE: &str = "raft-snapshot";
 pub const RECEIVING: &str = "raft-snapshot.receiving";
 
 const MAGIC: &[u8; 8] = b"RLSNAP\0\0";
-/// The version this build writes (see the module doc); it reads 1 and 2.
-const VERSION: u32 = 2;
+/// The version this build writes (see the module doc); it reads 1 to 3.
+const VERSION: u32 = 3;
+/// Bounds of a cold record's key and value in the file (a larger one is damage).
+const COLD_KEY_BYTES_MAX: u32 = 4 << 10;
+const COLD_VALUE_BYTES_MAX: u32 = 64 << 20;
 /// Magic, version (u32), payload length (u64), CRC-32 of the payload (u32).
 const HEADER_BYTES: u64 = 8 + 4 + 8 + 4;
 /// Read and write buffer size.
@@ -101,6 +110,16 @@ pub fn write(dir: &Path, meta: &Meta, applied: &Applied) -> io::Result<()> {
         codec::encode_into(meta, &mut out).map_err(io::Error::other)?;
         codec::encode_into(&(applied.last_applied, &applied.membership), &mut out)
             .map_err(io::Error::other)?;
+        if let Some((cold, _)) = applied.machine.cold() {
+            cold.copy_to(|key, value| {
+                for part in [key, value] {
+                    out.write_all(&(part.len() as u32).to_le_bytes())?;
+                    out.write_all(part)?;
+                }
+                Ok::<_, io::Error>(())
+            })?;
+        }
+        out.write_all(&0u32.to_le_bytes())?;
         applied
             .machine
             .encode_into(&mut out)
@@ -168,8 +187,46 @@ fn verify(path: &Path) -> Result<(u32, u64), String> {
     Ok((version, len))
 }
 
-/// Reads the snapshot file at `path`: its meta and the state, or why it is refused.
-pub fn read(path: &Path) -> Result<(Meta, Applied), String> {
+/// Reads the cold copy of a version 3 file into `cold` (emptied first).
+fn read_cold(reader: &mut impl Read, cold: &Cold) -> Result<(), String> {
+    cold.clear();
+    let mut word = [0u8; 4];
+    let mut at = 0u64;
+    loop {
+        let mut part = |max: u32, what: &str| -> Result<Option<Vec<u8>>, String> {
+            reader
+                .read_exact(&mut word)
+                .map_err(|e| format!("cold record {at}: cannot read: {e}"))?;
+            let len = u32::from_le_bytes(word);
+            if len == 0 && what == "key" {
+                return Ok(None);
+            }
+            if len > max {
+                return Err(format!(
+                    "cold record {at}: a {what} of {len} bytes (the bound is {max})"
+                ));
+            }
+            let mut bytes = vec![0u8; len as usize];
+            reader
+                .read_exact(&mut bytes)
+                .map_err(|e| format!("cold record {at}: cannot read: {e}"))?;
+            Ok(Some(bytes))
+        };
+        let Some(key) = part(COLD_KEY_BYTES_MAX, "key")? else {
+            break;
+        };
+        let value = part(COLD_VALUE_BYTES_MAX, "value")?.unwrap_or_default();
+        cold.load(&key, &value)
+            .map_err(|e| format!("cold record {at}: {e}"))?;
+        at += 1;
+    }
+    cold.finish_load();
+    Ok(())
+}
+
+/// Reads the snapshot file at `path`: its meta and the state, with the finished jobs loaded
+/// into `cold` (emptied first) and attached, or why it is refused.
+pub fn read(path: &Path, cold: &Cold) -> Result<(Meta, Applied), String> {
     let (version, len) = verify(path)?;
     let undecodable = |e: &dyn std::fmt::Display| {
         format!("offset {HEADER_BYTES}: the checksum holds but the state does not decode: {e}")
@@ -183,12 +240,23 @@ pub fn read(path: &Path) -> Result<(Meta, Applied), String> {
         reader
             .read_to_end(&mut bytes)
             .map_err(|e| format!("cannot read: {e}"))?;
-        return decode_v1(&bytes).map_err(|e| undecodable(&e));
+        let (meta, mut applied) = decode_v1(&bytes).map_err(|e| undecodable(&e))?;
+        cold.clear();
+        let at = applied.last_applied.map_or(0, |l| l.index);
+        applied.machine.attach_cold(cold.clone(), at);
+        return Ok((meta, applied));
     }
     let meta: Meta = codec::decode_from(&mut reader).map_err(|e| undecodable(&e))?;
-    let (last_applied, membership) =
+    let (last_applied, membership): (Option<LogId<NodeId>>, _) =
         codec::decode_from(&mut reader).map_err(|e| undecodable(&e))?;
-    let machine = Machine::decode_from(&mut reader).map_err(|e| undecodable(&e))?;
+    if version >= 3 {
+        read_cold(&mut reader, cold).map_err(|e| undecodable(&e))?;
+    } else {
+        cold.clear();
+    }
+    let at = last_applied.map_or(0, |l| l.index);
+    let machine =
+        Machine::decode_from(&mut reader, Some((cold.clone(), at))).map_err(|e| undecodable(&e))?;
     let rest = reader.fill_buf().map_err(|e| format!("cannot read: {e}"))?;
     if !rest.is_empty() {
         return Err(undecodable(&"bytes left after the state"));
@@ -255,7 +323,7 @@ mod tests {
         let (meta, applied) = state();
         write(dir.path(), &meta, &applied).unwrap();
         let path = dir.path().join(FILE);
-        let (back_meta, back) = read(&path).unwrap();
+        let (back_meta, back) = read(&path, &Cold::in_memory()).unwrap();
         assert_eq!(back_meta, meta);
         assert_eq!(encoded(&back), encoded(&applied));
         assert!(!dir.path().join(format!("{FILE}.tmp")).exists());
@@ -263,7 +331,7 @@ mod tests {
         let good = std::fs::read(&path).unwrap();
         let refused = |bytes: &[u8]| {
             std::fs::write(&path, bytes).unwrap();
-            read(&path).unwrap_err()
+            read(&path, &Cold::in_memory()).unwrap_err()
         };
         for at in [HEADER_BYTES as usize, good.len() / 2, good.len() - 1] {
             let mut bad = good.clone();
@@ -280,6 +348,37 @@ mod tests {
         let mut length = good.clone();
         length[12] ^= 1;
         assert!(refused(&length).starts_with("offset 24"));
+    }
+
+    /// Finished jobs travel in the cold copy: a node reading the file into an empty cold tier
+    /// sees the same jobs and the same cold records at the snapshot's index.
+    #[test]
+    fn the_cold_copy_travels_with_the_snapshot() {
+        let (meta, mut applied) = state();
+        applied.machine.attach_cold(Cold::in_memory(), 300);
+        for (i, id) in (1..=100u64).enumerate() {
+            applied.machine.apply_at(
+                301 + i as u64,
+                &Proposal {
+                    now_ms: 5_000,
+                    command: Command::Cancel { job_id: id },
+                },
+            );
+        }
+        applied.last_applied = Some(LogId::new(openraft::CommittedLeaderId::new(1, 1), 400));
+        let (cold, at) = applied.machine.cold().unwrap();
+        assert!(cold.entries() >= 100, "the cancelled jobs are not cold");
+        let digest = cold.digest(at);
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), &meta, &applied).unwrap();
+        let other = Cold::in_memory();
+        let (_, back) = read(&dir.path().join(FILE), &other).unwrap();
+        assert_eq!(other.digest(at), digest);
+        assert_eq!(back.machine.job_count(), 300);
+        assert_eq!(
+            back.machine.job(7).unwrap().state,
+            crate::machine::JobState::Cancelled
+        );
     }
 
     /// A version 1 file, as earlier builds wrote it (one buffer), still reads.
@@ -309,7 +408,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(FILE);
         std::fs::write(&path, file).unwrap();
-        let (back_meta, back) = read(&path).unwrap();
+        let (back_meta, back) = read(&path, &Cold::in_memory()).unwrap();
         assert_eq!(back_meta, meta);
         assert_eq!(encoded(&back), encoded(&applied));
     }

@@ -23,7 +23,8 @@ use openraft::{
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
 use super::snapshot_file::{self, Meta};
-use super::{PeerNode, TypeConfig};
+use super::{cold_store, PeerNode, TypeConfig};
+use crate::machine::cold::Cold;
 use crate::machine::{Machine, Response};
 
 type NodeId = u64;
@@ -60,6 +61,8 @@ pub struct StateMachineStore {
     current: Arc<Mutex<Option<Meta>>>,
     /// The node's data dir, where the snapshot file lives.
     dir: PathBuf,
+    /// Where finished jobs are kept (the state's, loaded with each snapshot).
+    cold: Cold,
 }
 
 fn snap_read_err(e: impl std::error::Error + 'static) -> StorageError<NodeId> {
@@ -78,10 +81,11 @@ impl StateMachineStore {
             applied: Arc::default(),
             current: Arc::default(),
             dir: dir.to_path_buf(),
+            cold: cold_store::open(&db).map_err(snap_read_err)?,
         };
         let path = dir.join(snapshot_file::FILE);
         let loaded = if path.exists() {
-            Some(snapshot_file::read(&path).map_err(|why| {
+            Some(snapshot_file::read(&path, &store.cold).map_err(|why| {
                 snap_read_err(std::io::Error::new(
                     std::io::ErrorKind::InvalidData,
                     format!(
@@ -93,10 +97,20 @@ impl StateMachineStore {
         } else {
             store.legacy(&db)?
         };
-        if let Some((meta, applied)) = loaded {
-            *store.applied.write().expect("state lock poisoned") = applied;
-            *store.current.lock().expect("snapshot lock poisoned") = Some(meta);
+        let mut state = store.applied.write().expect("state lock poisoned");
+        match loaded {
+            Some((meta, applied)) => {
+                *state = applied;
+                *store.current.lock().expect("snapshot lock poisoned") = Some(meta);
+            }
+            None => state.machine.attach_cold(store.cold.clone(), 0),
         }
+        if state.machine.cold().is_none() {
+            // A snapshot an earlier build kept in sled: its finished jobs are all in memory.
+            let at = state.last_applied.map_or(0, |l| l.index);
+            state.machine.attach_cold(store.cold.clone(), at);
+        }
+        drop(state);
         Ok(store)
     }
 
@@ -185,9 +199,17 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
         };
         let dir = self.dir.clone();
         let written = meta.clone();
-        in_background(move || snapshot_file::write(&dir, &written, &applied))
-            .await?
-            .map_err(snap_write_err)?;
+        in_background(move || {
+            snapshot_file::write(&dir, &written, &applied)?;
+            // The snapshot is durable: what no view at or after its index can see goes.
+            if let (Some((cold, _)), Some(at)) = (applied.machine.cold(), applied.last_applied) {
+                let removed = cold.collect(at.index);
+                tracing::debug!(removed, "cold tier collected");
+            }
+            Ok::<_, std::io::Error>(())
+        })
+        .await?
+        .map_err(snap_write_err)?;
         *self.current.lock().expect("snapshot lock poisoned") = Some(meta);
         self.open_current()
             .await?
@@ -225,7 +247,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             applied.last_applied = Some(entry.log_id);
             let response = match entry.payload {
                 EntryPayload::Blank => Response::Internal,
-                EntryPayload::Normal(proposal) => applied.machine.apply(&proposal),
+                EntryPayload::Normal(proposal) => {
+                    applied.machine.apply_at(entry.log_id.index, &proposal)
+                }
                 EntryPayload::Membership(m) => {
                     applied.membership = StoredMembership::new(Some(entry.log_id), m);
                     Response::Internal
@@ -279,9 +303,12 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         file.sync_all().await.map_err(snap_write_err)?;
         drop(file);
         let dir = self.dir.clone();
-        let mut restored = tokio::task::spawn_blocking(move || {
+        let (state, cold, authoritative) = (self.applied.clone(), self.cold.clone(), meta.clone());
+        tokio::task::spawn_blocking(move || {
+            // Readers wait while the cold tier is replaced, so none sees it half loaded.
+            let mut state = state.write().expect("state lock poisoned");
             let received = dir.join(snapshot_file::RECEIVING);
-            let (_, applied) = snapshot_file::read(&received).map_err(|why| {
+            let (_, mut restored) = snapshot_file::read(&received, &cold).map_err(|why| {
                 snap_read_err(std::io::Error::new(
                     std::io::ErrorKind::InvalidData,
                     format!("the snapshot received from the leader is refused: {why}"),
@@ -289,14 +316,14 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             })?;
             std::fs::rename(&received, dir.join(snapshot_file::FILE)).map_err(snap_write_err)?;
             super::durable::sync_dir(&dir).map_err(snap_write_err)?;
-            Ok::<_, StorageError<NodeId>>(applied)
+            // The snapshot's meta is authoritative for where it ends.
+            restored.last_applied = authoritative.last_log_id;
+            restored.membership = authoritative.last_membership.clone();
+            *state = restored;
+            Ok::<_, StorageError<NodeId>>(())
         })
         .await
         .map_err(snap_write_err)??;
-        // The snapshot's meta is authoritative for where it ends.
-        restored.last_applied = meta.last_log_id;
-        restored.membership = meta.last_membership.clone();
-        *self.applied.write().expect("state lock poisoned") = restored;
         *self.current.lock().expect("snapshot lock poisoned") = Some(meta.clone());
         tracing::info!(snapshot = %meta.snapshot_id, "installed snapshot");
         Ok(())

@@ -106,17 +106,39 @@ impl Jobs {
 
     /// Panics if an invariant of the module doc is broken.
     pub fn check_invariants(&self, now_ms: u64) {
+        let mut rebuilt = Index::build(self.records.hot_jobs());
+        let mut cold_purge = std::collections::BTreeSet::new();
+        let mut cold_dead = Vec::new();
+        for job in self.records.after(0) {
+            assert!(job.id < self.next_id, "job id {} >= next_job_id", job.id);
+            self.check_job(&job, now_ms);
+            if self.records.hot(job.id).is_some() {
+                continue;
+            }
+            assert!(job.state.is_terminal(), "job {} is cold and live", job.id);
+            rebuilt.add_counts(&job);
+            if let Some(t) = job.purge_at_ms {
+                cold_purge.insert((t, job.id));
+            }
+            if job.state == JobState::Dead {
+                cold_dead.push((job.spec.queue.clone(), job.id));
+            }
+        }
         assert_eq!(
-            self.index,
-            Index::build(self.records.after(0)),
+            self.index, rebuilt,
             "indexes differ from the ones rebuilt from the jobs"
         );
-        if let Some(last) = self.records.last_id() {
-            assert!(last < self.next_id, "job id {last} >= next_job_id");
-        }
-        for job in self.records.after(0) {
-            self.check_job(job, now_ms);
-        }
+        assert_eq!(
+            self.records.cold_purge_first(),
+            cold_purge.first().copied(),
+            "first purge entry of the cold tier"
+        );
+        cold_dead.sort();
+        assert_eq!(
+            self.records.cold_dead(None, None, usize::MAX),
+            cold_dead,
+            "dead set of the cold tier"
+        );
         self.idempotency.check_invariants("idempotency");
     }
 

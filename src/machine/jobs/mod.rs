@@ -17,6 +17,8 @@
 //! - Terminal jobs have `finished_ms`; others do not.
 //! - Every idempotency key has exactly one expiry entry.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 use super::backoff::retry_delay_ms;
@@ -50,6 +52,9 @@ pub struct Jobs {
     index: Index,
     /// Idempotency key -> first job, until the window passes.
     idempotency: ExpiringKeys<JobId>,
+    /// Jobs finished during the apply under way, to move to the cold tier at its end.
+    #[serde(skip)]
+    retiring: Vec<JobId>,
 }
 
 impl Jobs {
@@ -64,23 +69,68 @@ impl Jobs {
     }
 
     /// A job by id.
-    pub fn get(&self, id: JobId) -> Option<&Job> {
+    pub fn get(&self, id: JobId) -> Option<Cow<'_, Job>> {
         self.records.get(id)
     }
 
-    /// Number of jobs held.
+    /// Number of jobs held in memory (live ones, and finished ones when there is no cold
+    /// tier): what `JOBS_MAX` bounds.
     pub fn len(&self) -> usize {
         self.records.len()
     }
 
-    /// Whether no job is held.
+    /// Whether no job is held in memory.
     pub fn is_empty(&self) -> bool {
         self.records.is_empty()
     }
 
+    /// Number of jobs held, in memory and in the cold tier.
+    pub fn total(&self) -> u64 {
+        self.index.queues.values().map(QueueStats::total).sum()
+    }
+
     /// Every job in id order, after `after`.
-    pub fn after(&self, after: JobId) -> impl Iterator<Item = &Job> + '_ {
+    pub fn after(&self, after: JobId) -> impl Iterator<Item = Cow<'_, Job>> + '_ {
         self.records.after(after)
+    }
+
+    /// The job records (the cold tier and the index applied, for the node).
+    pub fn records(&self) -> &JobRecords {
+        &self.records
+    }
+
+    /// The job records, to attach a cold tier or set the index applied.
+    pub fn records_mut(&mut self) -> &mut JobRecords {
+        &mut self.records
+    }
+
+    /// Moves the jobs finished during this apply to the cold tier, if there is one.
+    pub(super) fn retire_finished(&mut self) {
+        if self.records.cold().is_none() {
+            self.retiring.clear();
+            return;
+        }
+        for id in std::mem::take(&mut self.retiring) {
+            let Some(job) = self.records.hot(id).filter(|j| j.state.is_terminal()) else {
+                continue;
+            };
+            self.index.remove(job);
+            self.index.add_counts(job);
+            let job = self.records.remove(id).expect("a job held");
+            self.records.retire(&job);
+        }
+    }
+
+    /// Brings a finished job back from the cold tier into memory, if it is there.
+    fn warm(&mut self, id: JobId) {
+        if self.records.hot(id).is_some() {
+            return;
+        }
+        if let Some(job) = self.records.take_cold(id) {
+            self.index.remove_counts(&job);
+            self.index.add(&job);
+            self.records.insert(job);
+        }
     }
 
     /// The id the next job gets, and the next fencing token.
@@ -112,11 +162,16 @@ impl Jobs {
     /// idempotency key expiry).
     pub fn next_due(&self) -> Option<u64> {
         let idem = self.idempotency.next_due();
-        [self.index.next_due(), idem].into_iter().flatten().min()
+        let cold = self.records.cold_purge_first().map(|(t, _)| t);
+        [self.index.next_due(), idem, cold]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Changes a job through `f`, keeping the indexes in step.
     fn update<T>(&mut self, id: JobId, f: impl FnOnce(&mut Job) -> T) -> T {
+        self.warm(id);
         let job = self.records.get_mut(id).expect("update of an unknown job");
         self.index.remove(job);
         let result = f(job);
@@ -126,8 +181,15 @@ impl Jobs {
 
     /// Removes a job (purged).
     fn remove(&mut self, id: JobId) {
-        let job = self.records.remove(id).expect("removal of an unknown job");
-        self.index.remove(&job);
+        if let Some(job) = self.records.remove(id) {
+            self.index.remove(&job);
+        } else {
+            let job = self
+                .records
+                .take_cold(id)
+                .expect("removal of an unknown job");
+            self.index.remove_counts(&job);
+        }
     }
 
     /// Sets the event-chain depth of a job started by an event.
@@ -182,6 +244,7 @@ impl Jobs {
             // A success clears the error of earlier failed attempts (they keep their own).
             job.error = error;
         });
+        self.retiring.push(id);
         fx.push(Effect::JobFinished { id, state });
     }
 
@@ -433,7 +496,7 @@ impl Jobs {
             .into_iter()
             .flatten()
             .filter_map(|id| {
-                let lease = self.records.get(*id)?.lease.as_ref()?;
+                let lease = self.records.hot(*id)?.lease.as_ref()?;
                 Some((*id, lease.token))
             })
             .collect()
@@ -607,7 +670,7 @@ impl Jobs {
         self.finish(ctx, fx, id, JobState::Cancelled, Some("cancelled".into()));
         // A bug planted for the model test, off unless a test turns it on (planted.rs).
         #[cfg(test)]
-        super::planted::after_cancel(&mut self.index, self.records.expect(id));
+        super::planted::after_cancel(&mut self.index, &self.records.expect(id));
         Response::Done {
             state: JobState::Cancelled,
         }
@@ -669,19 +732,9 @@ impl Jobs {
 
     /// Removes dead jobs of a queue (or all), at most `PURGE_BATCH_MAX`.
     pub(super) fn purge_dead(&mut self, queue: Option<&str>) -> Response {
-        let ids: Vec<JobId> = match queue {
-            Some(q) => self
-                .index
-                .dead
-                .get(q)
-                .into_iter()
-                .flatten()
-                .copied()
-                .collect(),
-            None => self.index.dead.values().flatten().copied().collect(),
-        };
-        let count = ids.len().min(limits::PURGE_BATCH_MAX);
-        for id in ids.into_iter().take(count) {
+        let ids = self.dead(queue, None, limits::PURGE_BATCH_MAX);
+        let count = ids.len();
+        for (_, id) in ids {
             self.remove(id);
         }
         Response::Purged {
@@ -704,12 +757,45 @@ impl Jobs {
             );
         } else if let Some(&(_, id)) = self.index.deadlines.first().filter(|(t, _)| *t <= now) {
             self.update(id, |job| job.deadline_missed = true);
-        } else if let Some(&(_, id)) = self.index.purge.first().filter(|(t, _)| *t <= now) {
+        } else if let Some((_, id)) = [
+            self.index.purge.first().copied(),
+            self.records.cold_purge_first(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .filter(|(t, _)| *t <= now)
+        {
             self.remove(id);
         } else {
             return false;
         }
         true
+    }
+
+    /// Dead jobs as `(queue, id)` in that order, of `queue` (or all), after `after`, at most
+    /// `limit`: those in memory and those in the cold tier, merged.
+    pub fn dead(
+        &self,
+        queue: Option<&str>,
+        after: Option<(&str, JobId)>,
+        limit: usize,
+    ) -> Vec<(String, JobId)> {
+        let start = after.map(|(q, id)| (q.to_string(), id));
+        let hot = self
+            .index
+            .dead
+            .iter()
+            .filter(|(q, _)| queue.is_none_or(|want| want == q.as_str()))
+            .flat_map(|(q, ids)| ids.iter().map(move |id| (q.clone(), *id)))
+            .filter(|entry| start.as_ref().is_none_or(|s| entry > s))
+            .take(limit);
+        let mut all: Vec<(String, JobId)> = hot
+            .chain(self.records.cold_dead(queue, after, limit))
+            .collect();
+        all.sort();
+        all.truncate(limit);
+        all
     }
 
     /// Forgets one idempotency key whose window passed; returns whether it did.

@@ -132,8 +132,8 @@ impl Gen {
     fn prune(&mut self, m: &Machine) {
         let (current, ended): (Vec<_>, Vec<_>) = self.leases.iter().partition(|(id, token)| {
             m.job(*id)
-                .and_then(|j| j.lease.as_ref())
-                .is_some_and(|l| l.token == *token)
+                .and_then(|j| j.lease.as_ref().map(|l| l.token))
+                .is_some_and(|t| t == *token)
         });
         self.leases = current;
         for lease in ended {

@@ -77,7 +77,7 @@ pub(super) async fn submit_batch(
 pub(super) async fn get_job(api: &ApiService, req: pb::GetJobRequest) -> Result<pb::Job, Status> {
     api.read_barrier(req.stale).await?;
     api.replica
-        .read(|m| m.job(req.id).map(to_wire::job))
+        .read(|m| m.job(req.id).map(|j| to_wire::job(&j)))
         .ok_or_else(|| Error::NotFound(format!("job {}", req.id)).into())
 }
 
@@ -92,7 +92,7 @@ pub(super) async fn list_jobs(
     let jobs = api.replica.read(|m| {
         m.list(queue, state, req.after_id, limit)
             .into_iter()
-            .map(to_wire::job)
+            .map(|j| to_wire::job(&j))
             .collect()
     });
     Ok(pb::ListJobsResponse { jobs })
