@@ -22,9 +22,10 @@ pub const PRIORITY_MAX: u32 = 10;
 /// Priority of a job submitted without one.
 pub const PRIORITY_DEFAULT: u32 = 5;
 
-/// Jobs held in the state machine. State lives in memory on every node (see `machine/mod.rs`),
-/// so this bounds memory: past it, submits are refused with RESOURCE_EXHAUSTED (backpressure)
-/// instead of growing until a node is killed by the OOM killer.
+/// Jobs held in memory: live ones (scheduled, ready, leased), since finished ones move to the
+/// cold tier on disk (`machine/cold.rs`). This bounds memory: past it, submits are refused
+/// with RESOURCE_EXHAUSTED (backpressure) instead of growing until a node is killed by the
+/// OOM killer.
 pub const JOBS_MAX: usize = 2_000_000;
 
 /// Nodes the state machine keeps a record of (ids ever registered).
@@ -310,6 +311,10 @@ pub const ELECTION_TIMEOUT_MS_MAX: u64 = 60_000;
 pub const SNAPSHOT_EVERY_ENTRIES_MIN: u64 = 10;
 /// Most `cluster.snapshot_every_entries`: a longer log takes too long to replay at start-up.
 pub const SNAPSHOT_EVERY_ENTRIES_MAX: u64 = 10_000_000;
+/// Sled's page cache for the cold tier (finished jobs): the fixed part of a node's memory
+/// beside its live state. Finished jobs themselves are bounded by retention and disk, not by
+/// `JOBS_MAX`, which counts jobs held in memory.
+pub const COLD_CACHE_BYTES: u64 = 64 << 20;
 /// Fewest log bytes appended between snapshots (`cluster.snapshot_every_log_bytes`).
 pub const SNAPSHOT_EVERY_LOG_BYTES_MIN: u64 = 1 << 20;
 /// Most log bytes appended between snapshots: bounds the log a restart replays.

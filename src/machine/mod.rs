@@ -22,14 +22,15 @@
 //!
 //! ## Where the state lives
 //!
-//! In memory, bounded by `limits.rs`, and persisted by snapshots plus the Raft log (not written
-//! through to sled per entry). Why: the log is already durable and fsynced before an entry is
-//! committed, so writing the state again per entry would double the disk work on the hot path;
-//! apply stays a pure function; and atomicity with `last_applied` holds by construction, since
-//! both live in the same in-memory value and are rebuilt together from the last snapshot plus
-//! the log after a crash. The cost is replay time on restart (at most one snapshot interval of
-//! entries) and memory proportional to the jobs held (bounded by `JOBS_MAX`). Job records are
-//! read and written through `store.rs`, the seam where finished jobs will move to sled.
+//! Live state in memory, bounded by `limits.rs`; finished jobs in the cold tier (`cold.rs`,
+//! sled on a node), written by apply as immutable records keyed by log index. Both are
+//! persisted by snapshots plus the Raft log, not by sled: the log is already durable and
+//! fsynced before an entry is committed, so syncing the state again per entry would double
+//! the disk work on the hot path; apply stays a function of the state and the entry; and
+//! atomicity with `last_applied` holds by construction, since a restart rebuilds both from the
+//! last snapshot (which carries a copy of the cold tier) plus the log. The cost is replay time
+//! on restart (at most one snapshot interval of entries) and memory proportional to the live
+//! jobs (bounded by `JOBS_MAX`). Job records are read and written through `store.rs`.
 //!
 //! ## Jobs
 //!

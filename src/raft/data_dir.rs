@@ -109,6 +109,7 @@ fn open_sled(dir: &Path) -> Result<sled::Db> {
     sled::Config::new()
         .path(dir)
         .mode(sled::Mode::HighThroughput)
+        .cache_capacity(crate::machine::limits::COLD_CACHE_BYTES)
         .open()
         .map_err(|e| sled_error(dir, e))
 }

@@ -88,7 +88,15 @@ fn staggered(every: u64, id: u64) -> u64 {
 /// Asks openraft for a snapshot whenever `every` bytes were appended to the log since the
 /// last one (openraft's own policy counts entries only; large entries would grow the log, and
 /// a restart's replay, without bound). Ends when Raft shuts down.
-async fn snapshot_by_log_bytes(raft: Raft<TypeConfig>, log: WalLogStore, every: u64) {
+///
+/// The bound grows with the state: at least the size of the last snapshot file, so writing
+/// snapshots (which carry the cold tier) costs at most about as many bytes as the log takes.
+async fn snapshot_by_log_bytes(
+    raft: Raft<TypeConfig>,
+    log: WalLogStore,
+    every: u64,
+    snapshot_file: std::path::PathBuf,
+) {
     let mut metrics = raft.metrics();
     let mut last_snapshot = metrics.borrow().snapshot;
     let mut base = log.appended_bytes();
@@ -107,7 +115,8 @@ async fn snapshot_by_log_bytes(raft: Raft<TypeConfig>, log: WalLogStore, every: 
             asked = None;
         }
         let due = asked.is_none_or(|at| at.elapsed() >= check * 4);
-        if due && log.appended_bytes().saturating_sub(base) >= every {
+        let bound = every.max(std::fs::metadata(&snapshot_file).map_or(0, |m| m.len()));
+        if due && log.appended_bytes().saturating_sub(base) >= bound {
             asked = Some(Instant::now());
             if raft.trigger().snapshot().await.is_err() {
                 return;
@@ -235,6 +244,7 @@ impl Replica {
             raft.clone(),
             log.clone(),
             staggered(config.snapshot_every_log_bytes, id),
+            config.node_dir(id).join(snapshot_file::FILE),
         ));
         Ok(Arc::new(Replica {
             id,
