@@ -40,13 +40,15 @@ use raftline::client::Client;
 use raftline::proto::pb;
 use raftline_jepsen::cluster::{raftline_bin, Cluster};
 
+mod churn;
 mod peers;
 
 /// Benchmarks for raftline.
 #[derive(Debug, Parser)]
 #[command(name = "raftline-bench")]
 struct Args {
-    /// floor, w1, w2, w3, scale, dag, all (every one of these), or peers (not in all).
+    /// floor, w1, w2, w3, scale, dag, all (every one of these), or peers or churn (not in
+    /// all).
     #[arg(default_value = "all")]
     section: String,
     /// API addresses of a running cluster (comma-separated); a fresh local cluster otherwise.
@@ -64,6 +66,9 @@ struct Args {
     /// Rounds of the peers section; its ratios are the medians over rounds.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
+    /// Jobs the churn section puts through.
+    #[arg(long, default_value_t = 10_000_000)]
+    jobs: u64,
 }
 
 const SETTINGS: &str = "heartbeat_ms = 50\nelection_timeout_min_ms = 200\n\
@@ -489,7 +494,7 @@ async fn w3(b: &mut Bench, trials: usize) {
 }
 
 /// Resident memory of a process, in bytes.
-fn rss(pid: u32) -> Option<u64> {
+pub(crate) fn rss(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let kb: u64 = status
         .lines()
@@ -900,6 +905,9 @@ async fn sections(b: &mut Bench, args: &Args, dir: &std::path::Path) {
     if args.section == "peers" {
         peers::run(b, dir, args.base_port, secs, args.rounds).await;
     }
+    if args.section == "churn" {
+        churn::run(b, if quick { 20_000 } else { args.jobs }, 4, 8).await;
+    }
 }
 
 #[tokio::main]
@@ -915,7 +923,12 @@ async fn main() {
                 std::process::exit(1);
             }
         };
-        let mut c = Cluster::with_settings(dir.path(), bin, 3, args.base_port, SETTINGS, false)
+        // The churn section runs with a short retention, so finished jobs are purged as it goes.
+        let settings = match args.section.as_str() {
+            "churn" => format!("{SETTINGS}finished_retention_ms = {}\n", churn::RETENTION_MS),
+            _ => SETTINGS.to_string(),
+        };
+        let mut c = Cluster::with_settings(dir.path(), bin, 3, args.base_port, &settings, false)
             .expect("cluster config");
         for id in c.ids() {
             c.start(id).expect("start node");

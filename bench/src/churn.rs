@@ -1,0 +1,171 @@
+//! Churn: jobs submitted and finished for as long as it takes to put `total` through, with a
+//! short retention so the cold tier fills and is purged as it goes. Prints each node's
+//! resident memory as it runs and at the end, and jobs finished per second (the slowest
+//! second against the median, snapshots included).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use raftline::proto::pb;
+
+use super::{rss, Bench};
+
+/// Retention of finished jobs during the run (the cluster is started with it).
+pub const RETENTION_MS: u64 = 60_000;
+/// Jobs submitted but not yet finished, at most: producers wait below it.
+const WINDOW: u64 = 200_000;
+/// Jobs per submit call and per lease.
+const SUBMIT_BATCH: usize = 1_000;
+const LEASE_BATCH: u32 = 256;
+
+fn rss_per_node(b: &Bench) -> Vec<u64> {
+    b.cluster
+        .as_ref()
+        .map(|c| {
+            c.ids()
+                .into_iter()
+                .filter_map(|id| c.pid(id).and_then(rss))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.0} MiB", bytes as f64 / 1_048_576.0)
+}
+
+/// Runs the churn of `total` jobs with `producers` submitters and `workers` workers.
+pub async fn run(b: &mut Bench, total: u64, producers: usize, workers: usize) {
+    let queue = "bench-churn";
+    let stop = Arc::new(AtomicBool::new(false));
+    let submitted = Arc::new(AtomicU64::new(0));
+    let finished = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for p in 0..producers {
+        let client = b.clients[p % b.clients.len()].clone();
+        let (stop, submitted, finished) = (stop.clone(), submitted.clone(), finished.clone());
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) && submitted.load(Ordering::Relaxed) < total {
+                let open = submitted.load(Ordering::Relaxed) - finished.load(Ordering::Relaxed);
+                if open >= WINDOW {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+                let jobs: Vec<pb::SubmitRequest> = (0..SUBMIT_BATCH)
+                    .map(|_| pb::SubmitRequest {
+                        queue: queue.into(),
+                        kind: Some(pb::submit_request::Kind::Payload(vec![b'x'; 64])),
+                        ..Default::default()
+                    })
+                    .collect();
+                if let Ok(r) = client.submit_batch(jobs).await {
+                    submitted.fetch_add(r.len() as u64, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    for w in 0..workers {
+        let client = b.clients[(w + 1) % b.clients.len()].clone();
+        let (stop, finished) = (stop.clone(), finished.clone());
+        tasks.push(tokio::spawn(async move {
+            let lease = pb::LeaseRequest {
+                worker_id: format!("bench-churn-{w}"),
+                queues: vec![queue.into()],
+                max: LEASE_BATCH,
+                wait_ms: 200,
+                ..Default::default()
+            };
+            let mut completions = Vec::new();
+            loop {
+                let stopping = stop.load(Ordering::Relaxed);
+                if stopping && completions.is_empty() {
+                    break;
+                }
+                let req = pb::CompleteAndLeaseRequest {
+                    completions: std::mem::take(&mut completions),
+                    lease: Some(pb::LeaseRequest {
+                        max: if stopping { 0 } else { lease.max },
+                        ..lease.clone()
+                    }),
+                };
+                let sent = req.completions.clone();
+                let Ok(reply) = client.complete_and_lease(req).await else {
+                    // Not known to be done: completed again with the next call (a stale
+                    // token is refused, which is fine).
+                    completions = sent;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
+                let ok = reply
+                    .completions
+                    .iter()
+                    .filter(|r| r.state == "succeeded")
+                    .count();
+                finished.fetch_add(ok as u64, Ordering::Relaxed);
+                completions.extend(reply.jobs.iter().map(|l| pb::CompleteRequest {
+                    job_id: l.job.as_ref().map_or(0, |j| j.id),
+                    token: l.token,
+                    success: true,
+                    ..Default::default()
+                }));
+            }
+        }));
+    }
+    let started = Instant::now();
+    let mut per_sec = Vec::new();
+    let mut peak = Vec::<u64>::new();
+    let mut last = 0;
+    while finished.load(Ordering::Relaxed) < total {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = finished.load(Ordering::Relaxed);
+        per_sec.push(now - last);
+        last = now;
+        let rss = rss_per_node(b);
+        if peak.len() < rss.len() {
+            peak.resize(rss.len(), 0);
+        }
+        for (p, r) in peak.iter_mut().zip(&rss) {
+            *p = (*p).max(*r);
+        }
+        if per_sec.len() % 30 == 0 {
+            let snapshot = b.clients[0]
+                .node_status(0)
+                .await
+                .map_or(0, |s| s.snapshot_index);
+            println!(
+                "churn      {:>5} s  finished {now:>10}  last 30 s {:>7.0} jobs/s  RSS per node {}  snapshot at {snapshot}",
+                per_sec.len(),
+                per_sec[per_sec.len() - 30..].iter().sum::<u64>() as f64 / 30.0,
+                rss.iter().map(|r| mib(*r)).collect::<Vec<_>>().join(" / "),
+            );
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    // The first and last seconds ramp up and drain; the rest is the steady state.
+    let steady: Vec<u64> = per_sec
+        .iter()
+        .copied()
+        .skip(5)
+        .take(per_sec.len().saturating_sub(7))
+        .collect();
+    let mut sorted = steady.clone();
+    sorted.sort_unstable();
+    let median = sorted.get(sorted.len() / 2).copied().unwrap_or(0);
+    let slowest = sorted.first().copied().unwrap_or(0);
+    println!(
+        "churn      {total} jobs submitted and finished in {elapsed:.0} s ({:.0} jobs/s), retention {} s; peak RSS per node {}; finished per second: slowest {slowest}, median {median} ({:.2}x)",
+        total as f64 / elapsed,
+        RETENTION_MS / 1000,
+        peak.iter().map(|r| mib(*r)).collect::<Vec<_>>().join(" / "),
+        slowest as f64 / median.max(1) as f64,
+    );
+    b.record(serde_json::json!({
+        "section": "churn", "jobs": total, "secs": elapsed, "retention_ms": RETENTION_MS,
+        "peak_rss_bytes": peak, "finished_per_s_min": slowest, "finished_per_s_median": median,
+    }));
+}
