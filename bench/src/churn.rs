@@ -153,6 +153,14 @@ pub async fn run(b: &mut Bench, total: u64, producers: usize, workers: usize) {
         .skip(5)
         .take(per_sec.len().saturating_sub(7))
         .collect();
+    let mut slowest_at: Vec<(u64, usize)> = steady
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (*n, i + 5))
+        .collect();
+    slowest_at.sort_unstable();
+    slowest_at.truncate(5);
+    println!("churn      slowest seconds (jobs finished, second of the run): {slowest_at:?}");
     let mut sorted = steady.clone();
     sorted.sort_unstable();
     let median = sorted.get(sorted.len() / 2).copied().unwrap_or(0);

@@ -925,7 +925,10 @@ async fn main() {
         };
         // The churn section runs with a short retention, so finished jobs are purged as it goes.
         let settings = match args.section.as_str() {
-            "churn" => format!("{SETTINGS}finished_retention_ms = {}\n", churn::RETENTION_MS),
+            "churn" => format!(
+                "{SETTINGS}finished_retention_ms = {}\n",
+                churn::RETENTION_MS
+            ),
             _ => SETTINGS.to_string(),
         };
         let mut c = Cluster::with_settings(dir.path(), bin, 3, args.base_port, &settings, false)

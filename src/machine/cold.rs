@@ -18,15 +18,20 @@
 //! ## Garbage
 //!
 //! A removal writes a tombstone version and notes the user key in a `g` list under the
-//! tombstone's index (an overwrite notes it too). After a snapshot at `s` is durable,
-//! [`Cold::collect`] drops, for every noted key with index `<= s`, the versions at or below
-//! `s` that no view at or after `s` can see. It never runs while a copy is being taken
-//! (one lock), so a copy never holds an old version without the tombstone that hides it.
+//! tombstone's index (a key is only written again after a removal). [`Cold::collect`] at a
+//! horizon `h` drops, for every key noted at or below `h`, the versions at or below `h` that
+//! no view at or after `h` can see. Any `h` up to the index applied is safe for the live
+//! state (reads are at the index applied, and only grow), and a snapshot at `s` needs views
+//! at or after `s` only, which its copy keeps: a node collects every second up to the index
+//! it applied, and before each snapshot's copy up to the snapshot's index. Collection never
+//! runs while a copy is being taken (one lock), so a copy never holds an old version without
+//! the tombstone that hides it.
 //!
 //! Sled is not the durability mechanism: a node clears this store when it opens and loads it
 //! from its snapshot file (which is fsynced), then replays the log.
 
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::codec;
@@ -109,6 +114,18 @@ pub struct Cold {
     kv: Arc<dyn Kv>,
     /// Held by a copy and by garbage collection, never both.
     copying: Arc<Mutex<()>>,
+    /// Copies promised (a snapshot's state cloned, its copy of this store not yet taken or
+    /// not finished): while there is one, removals write tombstones.
+    pending: Arc<AtomicUsize>,
+}
+
+/// A copy promised by [`Cold::promise_copy`]; dropping it ends the promise.
+pub struct CopyPromise(Arc<AtomicUsize>);
+
+impl Drop for CopyPromise {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl fmt::Debug for Cold {
@@ -204,6 +221,7 @@ impl Cold {
         Cold {
             kv,
             copying: Arc::default(),
+            pending: Arc::default(),
         }
     }
 
@@ -219,16 +237,37 @@ impl Cold {
         (value.first() == Some(&PRESENT)).then(|| value[1..].to_vec())
     }
 
+    /// Promises a copy of the store as of index `at` or later: from now until the promise
+    /// is dropped, removals keep what they remove visible to earlier views (a tombstone).
+    /// Taken at the moment the state to go with the copy is cloned (under the lock that
+    /// orders it with applies).
+    pub fn promise_copy(&self) -> CopyPromise {
+        self.pending.fetch_add(1, Ordering::AcqRel);
+        CopyPromise(self.pending.clone())
+    }
+
+    /// Writes a version. A removal while no copy is promised deletes the versions at or
+    /// below `at` outright: every reader from now on reads at `at` or later, where they are
+    /// gone either way. While a copy is promised it writes a tombstone instead, noted as
+    /// garbage; a user key is written again only after a removal (a job comes back into
+    /// memory before it can finish again), so the note covers every version before it.
     fn write(&self, user: &[u8], at: u64, payload: Option<&[u8]>) {
-        let older = self
-            .kv
-            .last_in(&versioned(user, 0), &versioned(user, at))
-            .is_some();
+        if payload.is_none() && self.pending.load(Ordering::Acquire) == 0 {
+            let old: Vec<Vec<u8>> = self
+                .kv
+                .scan(&versioned(user, 0), &versioned(user, at.saturating_add(1)))
+                .map(|(k, _)| k)
+                .collect();
+            for key in old {
+                self.kv.remove(&key);
+            }
+            return;
+        }
         let mut value = Vec::with_capacity(1 + payload.map_or(0, <[u8]>::len));
         value.push(if payload.is_some() { PRESENT } else { REMOVED });
         value.extend_from_slice(payload.unwrap_or_default());
         self.kv.insert(&versioned(user, at), &value);
-        if payload.is_none() || older {
+        if payload.is_none() {
             let mut note = vec![GARBAGE];
             note.extend_from_slice(&at.to_be_bytes());
             note.extend_from_slice(user);
@@ -313,8 +352,8 @@ impl Cold {
         })
     }
 
-    /// Drops what no view at or after `horizon` can see (run once a snapshot at `horizon`
-    /// is durable). Returns the number of entries removed.
+    /// Drops what no view at or after `horizon` can see (`horizon` at most the index applied;
+    /// see the module doc). Returns the number of entries removed.
     pub fn collect(&self, horizon: u64) -> u64 {
         let _alone = self.copying.lock().expect("cold copy lock");
         let mut removed = 0;
@@ -471,6 +510,7 @@ mod tests {
     #[test]
     fn views_by_index_and_collection_keep_them() {
         let cold = Cold::in_memory();
+        let _copy = cold.promise_copy();
         cold.put_job(7, 10, Some(&job(7, "a")));
         cold.set_purge(500, 7, 10, true);
         cold.set_dead("q", 7, 10, true);
@@ -494,11 +534,31 @@ mod tests {
         assert_eq!(cold.job(7, 30).unwrap().error.as_deref(), Some("b"));
     }
 
+    /// With no copy promised a removal deletes outright (no tombstone, nothing to collect);
+    /// views at and after the removal read the same as with a tombstone.
+    #[test]
+    fn removals_without_a_promised_copy_delete_outright() {
+        let (kept, deleted) = (Cold::in_memory(), Cold::in_memory());
+        let _copy = kept.promise_copy();
+        for cold in [&kept, &deleted] {
+            cold.put_job(3, 5, Some(&job(3, "a")));
+            cold.set_purge(100, 3, 5, true);
+            cold.put_job(3, 8, None);
+            cold.set_purge(100, 3, 8, false);
+            cold.put_job(3, 12, Some(&job(3, "b")));
+        }
+        assert_eq!(deleted.entries(), 1);
+        for at in [8, 10, 12, 20] {
+            assert_eq!(kept.digest(at), deleted.digest(at), "at {at}");
+        }
+    }
+
     /// A copy loaded into another store reads the same at every index, and its garbage is
     /// noted again.
     #[test]
     fn a_copy_loads_into_the_same_views() {
         let cold = Cold::in_memory();
+        let _copy = cold.promise_copy();
         for id in 1..50u64 {
             cold.put_job(id, id, Some(&job(id, "x")));
             cold.set_dead("d", id, id, true);

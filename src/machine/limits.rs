@@ -52,6 +52,10 @@ pub const SNAPSHOT_CHUNK_BYTES_MAX: usize = 4 * 1024 * 1024;
 /// (at most 8 x `BATCH_BYTES_MAX`); a leader's entries are batches already, so the steady
 /// stream sends far fewer.
 pub const APPEND_ENTRIES_MAX: u64 = 8;
+/// Most entry bytes sent in one AppendEntries RPC (one entry at least, however large): under
+/// load the heartbeat interval openraft allows an RPC is not enough for eight large entries,
+/// so a longer request is cut and openraft told of a partial success (`raft/network.rs`).
+pub const APPEND_BYTES_MAX: usize = 512 << 10;
 
 /// Concurrent API requests served by one node; further ones queue in the server.
 pub const API_CONCURRENCY_MAX: usize = 1024;
@@ -315,6 +319,8 @@ pub const SNAPSHOT_EVERY_ENTRIES_MAX: u64 = 10_000_000;
 /// beside its live state. Finished jobs themselves are bounded by retention and disk, not by
 /// `JOBS_MAX`, which counts jobs held in memory.
 pub const COLD_CACHE_BYTES: u64 = 64 << 20;
+/// How often a node drops the cold tier's garbage (versions no view can see any more).
+pub const COLD_COLLECT_MS: u64 = 1_000;
 /// Fewest log bytes appended between snapshots (`cluster.snapshot_every_log_bytes`).
 pub const SNAPSHOT_EVERY_LOG_BYTES_MIN: u64 = 1 << 20;
 /// Most log bytes appended between snapshots: bounds the log a restart replays.

@@ -39,9 +39,11 @@ impl Kv for SledKv {
     }
 
     fn last_in(&self, from: &[u8], to: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
+        // Forward: sled 0.34's reverse iteration is far slower, and the versions of one key
+        // (what this is asked for) are few.
         self.0
             .range(from.to_vec()..to.to_vec())
-            .next_back()
+            .last()
             .map(|entry| {
                 let (k, v) = entry.unwrap_or_else(|e| fatal(e));
                 (k.to_vec(), v.to_vec())

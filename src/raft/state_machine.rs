@@ -111,7 +111,36 @@ impl StateMachineStore {
             state.machine.attach_cold(store.cold.clone(), at);
         }
         drop(state);
+        store.collect_in_background();
         Ok(store)
+    }
+
+    /// Starts the thread that drops the cold tier's garbage every `COLD_COLLECT_MS`, up to
+    /// the index applied (no view at or after it changes: see `machine/cold.rs`). It ends
+    /// with the store.
+    fn collect_in_background(&self) {
+        let (state, cold) = (Arc::downgrade(&self.applied), self.cold.clone());
+        let every = std::time::Duration::from_millis(crate::machine::limits::COLD_COLLECT_MS);
+        let spawned = std::thread::Builder::new()
+            .name("raftline-cold-gc".into())
+            .spawn(move || loop {
+                std::thread::sleep(every);
+                let Some(state) = state.upgrade() else {
+                    return;
+                };
+                let at = state
+                    .read()
+                    .expect("state lock poisoned")
+                    .last_applied
+                    .map_or(0, |l| l.index);
+                drop(state);
+                cold.collect(at);
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(
+                "cold tier collection thread: {e}; garbage is collected at snapshots only"
+            );
+        }
     }
 
     /// A snapshot kept in sled by an earlier build, moved into the snapshot file.
@@ -184,7 +213,14 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
         // Applying waits only for this clone (the job records are shared, not copied);
         // encoding and writing run on a thread of its own at a lower CPU priority, so the
         // node's applies and RPCs go first while it works.
-        let applied = self.applied.read().expect("state lock poisoned").clone();
+        let (applied, promise) = {
+            let state = self.applied.read().expect("state lock poisoned");
+            // Removals keep tombstones from now until the cold tier is copied for this state.
+            (
+                state.clone(),
+                state.machine.cold().map(|(c, _)| c.promise_copy()),
+            )
+        };
         let snapshot_id = match applied.last_applied {
             Some(id) => format!(
                 "{}-{}-{}",
@@ -200,13 +236,13 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
         let dir = self.dir.clone();
         let written = meta.clone();
         in_background(move || {
-            snapshot_file::write(&dir, &written, &applied)?;
-            // The snapshot is durable: what no view at or after its index can see goes.
+            // What no view at or after the snapshot's index can see is left out of its copy.
             if let (Some((cold, _)), Some(at)) = (applied.machine.cold(), applied.last_applied) {
-                let removed = cold.collect(at.index);
-                tracing::debug!(removed, "cold tier collected");
+                cold.collect(at.index);
             }
-            Ok::<_, std::io::Error>(())
+            let written = snapshot_file::write(&dir, &written, &applied);
+            drop(promise);
+            written
         })
         .await?
         .map_err(snap_write_err)?;

@@ -207,6 +207,9 @@ fn run_tiered(seed: u64, count: usize, cold: bool) -> u64 {
     }
     let mut twin = Machine::new();
     let mut h = Fnv::new();
+    // In every other stretch between round trips a copy is promised, as while a node's
+    // snapshot is being written, so removals take both paths (tombstones, and deletes).
+    let mut promise = None;
     for i in 1..=count {
         let proposal = gen.next(&m);
         let response = step(&mut m, &proposal, &mut h);
@@ -229,6 +232,10 @@ fn run_tiered(seed: u64, count: usize, cold: bool) -> u64 {
             let back = Machine::decode_with(&bytes, cold).expect("decode");
             assert_eq!(back, m, "seed {seed}: snapshot round trip differs at {i}");
             m = back;
+            promise = match (promise.take(), m.cold()) {
+                (None, Some((tier, _))) => Some(tier.promise_copy()),
+                _ => None,
+            };
         }
     }
     if cold {
@@ -304,13 +311,14 @@ fn model_random_streams() {
     }
 }
 
-/// The default streams, run with a cold tier (finished jobs out of memory, reloaded from a
+/// Default streams, run with a cold tier (finished jobs out of memory, reloaded from a
 /// copy at every snapshot round trip), give the committed fingerprints: the tier changes
 /// where a record lives, never what a command answers.
 #[test]
 fn model_streams_with_a_cold_tier_match_the_fingerprints() {
     let count = env_number("RAFTLINE_MODEL_COMMANDS").map_or(CI_COMMANDS, |n| n as usize);
-    let seeds = env_number("RAFTLINE_MODEL_SEED").map_or(CI_SEEDS.to_vec(), |s| vec![s]);
+    // Three of the default streams (the cold tier's reads make each one slower to check).
+    let seeds = env_number("RAFTLINE_MODEL_SEED").map_or(vec![1, 3, 5], |s| vec![s]);
     let digests: Vec<(u64, u64)> = std::thread::scope(|scope| {
         let runs: Vec<_> = seeds
             .iter()
@@ -320,8 +328,17 @@ fn model_streams_with_a_cold_tier_match_the_fingerprints() {
             .map(|r| r.join().expect("stream"))
             .collect()
     });
-    if count == CI_COMMANDS && seeds == CI_SEEDS {
-        compare_digests(&digests);
+    if count == CI_COMMANDS {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("src/machine/testscripts/model.digests");
+        let expected = std::fs::read_to_string(path).expect("model.digests");
+        for (seed, digest) in digests {
+            let line = format!("{seed} {CI_COMMANDS} {digest:016x}");
+            assert!(
+                expected.lines().any(|l| l == line),
+                "seed {seed} with a cold tier: fingerprint {digest:016x} is not the committed one"
+            );
+        }
     }
 }
 
