@@ -913,7 +913,12 @@ async fn sections(b: &mut Bench, args: &Args, dir: &std::path::Path) {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    let dir = tempfile::tempdir().expect("temp dir");
+    let mut dir = tempfile::tempdir().expect("temp dir");
+    if std::env::var_os("RAFTLINE_BENCH_KEEP").is_some() {
+        // Node logs and data dirs stay for a look afterwards.
+        dir.disable_cleanup(true);
+        eprintln!("keeping {}", dir.path().display());
+    }
     let mut cluster = None;
     let (addrs, http) = if args.addr.is_empty() {
         let bin = match raftline_bin() {
