@@ -483,26 +483,11 @@ mod tests {
     use crate::machine::JobSpec;
 
     fn job(id: JobId, note: &str) -> Job {
-        Job {
-            id,
-            spec: JobSpec::shell("q", &["echo", note]),
-            created_ms: 1,
-            state: crate::machine::JobState::Succeeded,
-            run_at_ms: 1,
-            rank: 0,
-            seq: 0,
-            attempts_used: 0,
-            attempts_total: 0,
-            attempts: Vec::new(),
-            lease: None,
-            checkpoint: None,
-            finished_ms: Some(2),
-            error: Some(note.into()),
-            deadline_missed: false,
-            purge_at_ms: None,
-            step: None,
-            depth: 0,
-        }
+        let mut j = Job::new(id, JobSpec::shell("q", &["echo", note]), 1, 1);
+        j.state = crate::machine::JobState::Succeeded;
+        j.finished_ms = Some(2);
+        j.error = Some(note.into());
+        j
     }
 
     /// Reads see the newest version at or below their index; removals hide older versions;

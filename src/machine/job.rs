@@ -352,6 +352,32 @@ pub struct Job {
     pub depth: u8,
 }
 
+impl Job {
+    /// A new job, scheduled for `run_at_ms`, with no attempt, lease or step.
+    pub fn new(id: JobId, spec: JobSpec, created_ms: u64, run_at_ms: u64) -> Job {
+        Job {
+            id,
+            spec,
+            created_ms,
+            state: JobState::Scheduled,
+            run_at_ms,
+            rank: 0,
+            seq: 0,
+            attempts_used: 0,
+            attempts_total: 0,
+            attempts: Vec::new(),
+            lease: None,
+            checkpoint: None,
+            finished_ms: None,
+            error: None,
+            deadline_missed: false,
+            purge_at_ms: None,
+            step: None,
+            depth: 0,
+        }
+    }
+}
+
 /// Checks a queue name: `[A-Za-z0-9_.-]{1,128}`.
 pub fn validate_queue_name(field: &str, queue: &str) -> Result<(), Rejection> {
     validate_name(field, queue, limits::QUEUE_NAME_BYTES_MAX)

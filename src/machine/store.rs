@@ -101,11 +101,6 @@ impl JobRecords {
         self.all.is_empty()
     }
 
-    /// The largest id held in memory.
-    pub fn last_id(&self) -> Option<JobId> {
-        self.all.get_max().map(|(id, _)| *id)
-    }
-
     /// Jobs held in memory, in id order.
     pub fn hot_jobs(&self) -> impl Iterator<Item = &Job> + '_ {
         self.all.values().map(|job| &**job)

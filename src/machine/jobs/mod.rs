@@ -36,6 +36,7 @@ use super::store::JobRecords;
 use super::workflow::StepRef;
 
 mod check;
+mod tier;
 
 /// The jobs subsystem: every job held, its indexes, and idempotency keys.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,35 +103,6 @@ impl Jobs {
     /// The job records, to attach a cold tier or set the index applied.
     pub fn records_mut(&mut self) -> &mut JobRecords {
         &mut self.records
-    }
-
-    /// Moves the jobs finished during this apply to the cold tier, if there is one.
-    pub(super) fn retire_finished(&mut self) {
-        if self.records.cold().is_none() {
-            self.retiring.clear();
-            return;
-        }
-        for id in std::mem::take(&mut self.retiring) {
-            let Some(job) = self.records.hot(id).filter(|j| j.state.is_terminal()) else {
-                continue;
-            };
-            self.index.remove(job);
-            self.index.add_counts(job);
-            let job = self.records.remove(id).expect("a job held");
-            self.records.retire(&job);
-        }
-    }
-
-    /// Brings a finished job back from the cold tier into memory, if it is there.
-    fn warm(&mut self, id: JobId) {
-        if self.records.hot(id).is_some() {
-            return;
-        }
-        if let Some(job) = self.records.take_cold(id) {
-            self.index.remove_counts(&job);
-            self.index.add(&job);
-            self.records.insert(job);
-        }
     }
 
     /// The id the next job gets, and the next fencing token.
@@ -327,26 +299,8 @@ impl Jobs {
         let now = ctx.now_ms;
         let id = self.next_id;
         self.next_id += 1;
-        let job = Job {
-            id,
-            spec: spec.clone(),
-            created_ms: now,
-            state: JobState::Scheduled,
-            run_at_ms: run_at,
-            rank: 0,
-            seq: 0,
-            attempts_used: 0,
-            attempts_total: 0,
-            attempts: Vec::new(),
-            lease: None,
-            checkpoint: None,
-            finished_ms: None,
-            error: None,
-            deadline_missed: false,
-            purge_at_ms: None,
-            step,
-            depth: 0,
-        };
+        let mut job = Job::new(id, spec.clone(), now, run_at);
+        job.step = step;
         self.index.add(&job);
         let previous = self.records.insert(job);
         assert!(previous.is_none(), "job id {id} assigned twice");
@@ -771,31 +725,6 @@ impl Jobs {
             return false;
         }
         true
-    }
-
-    /// Dead jobs as `(queue, id)` in that order, of `queue` (or all), after `after`, at most
-    /// `limit`: those in memory and those in the cold tier, merged.
-    pub fn dead(
-        &self,
-        queue: Option<&str>,
-        after: Option<(&str, JobId)>,
-        limit: usize,
-    ) -> Vec<(String, JobId)> {
-        let start = after.map(|(q, id)| (q.to_string(), id));
-        let hot = self
-            .index
-            .dead
-            .iter()
-            .filter(|(q, _)| queue.is_none_or(|want| want == q.as_str()))
-            .flat_map(|(q, ids)| ids.iter().map(move |id| (q.clone(), *id)))
-            .filter(|entry| start.as_ref().is_none_or(|s| entry > s))
-            .take(limit);
-        let mut all: Vec<(String, JobId)> = hot
-            .chain(self.records.cold_dead(queue, after, limit))
-            .collect();
-        all.sort();
-        all.truncate(limit);
-        all
     }
 
     /// Forgets one idempotency key whose window passed; returns whether it did.
