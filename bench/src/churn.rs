@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use raftline::proto::pb;
 
-use super::{rss, Bench};
+use super::{rss, worker_loop, Bench};
 
 /// Retention of finished jobs during the run (the cluster is started with it).
 pub const RETENTION_MS: u64 = 60_000;
@@ -76,40 +76,12 @@ pub async fn run(b: &mut Bench, total: u64, producers: usize, workers: usize) {
                 wait_ms: 200,
                 ..Default::default()
             };
-            let mut completions = Vec::new();
-            loop {
-                let stopping = stop.load(Ordering::Relaxed);
-                if stopping && completions.is_empty() {
-                    break;
+            worker_loop(&client, lease, &stop, true, |r| {
+                if r.state == "succeeded" {
+                    finished.fetch_add(1, Ordering::Relaxed);
                 }
-                let req = pb::CompleteAndLeaseRequest {
-                    completions: std::mem::take(&mut completions),
-                    lease: Some(pb::LeaseRequest {
-                        max: if stopping { 0 } else { lease.max },
-                        ..lease.clone()
-                    }),
-                };
-                let sent = req.completions.clone();
-                let Ok(reply) = client.complete_and_lease(req).await else {
-                    // Not known to be done: completed again with the next call (a stale
-                    // token is refused, which is fine).
-                    completions = sent;
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                };
-                let ok = reply
-                    .completions
-                    .iter()
-                    .filter(|r| r.state == "succeeded")
-                    .count();
-                finished.fetch_add(ok as u64, Ordering::Relaxed);
-                completions.extend(reply.jobs.iter().map(|l| pb::CompleteRequest {
-                    job_id: l.job.as_ref().map_or(0, |j| j.id),
-                    token: l.token,
-                    success: true,
-                    ..Default::default()
-                }));
-            }
+            })
+            .await;
         }));
     }
     let started = Instant::now();

@@ -291,6 +291,49 @@ async fn w1(b: &mut Bench, clients: usize, secs: u64) -> Figure {
     }
 }
 
+/// A worker: each call completes the jobs of the previous one and leases the next ones, one
+/// round trip and one log entry per batch of jobs (`CompleteAndLease`), until `stop` is set
+/// and nothing is left to complete. `on_done` hears every completion result. When a call
+/// fails, its completions are dropped (their leases expire), or with `retry_failed` sent
+/// again with the next call (a stale token is then refused, which is fine).
+pub(crate) async fn worker_loop(
+    client: &Client,
+    lease: pb::LeaseRequest,
+    stop: &AtomicBool,
+    retry_failed: bool,
+    mut on_done: impl FnMut(&pb::CompletionResult),
+) {
+    let mut completions = Vec::new();
+    loop {
+        let stopping = stop.load(Ordering::Relaxed);
+        if stopping && completions.is_empty() {
+            break;
+        }
+        let req = pb::CompleteAndLeaseRequest {
+            completions: std::mem::take(&mut completions),
+            lease: Some(pb::LeaseRequest {
+                max: if stopping { 0 } else { lease.max },
+                ..lease.clone()
+            }),
+        };
+        let sent = retry_failed.then(|| req.completions.clone());
+        let Ok(reply) = client.complete_and_lease(req).await else {
+            if let Some(sent) = sent {
+                completions = sent;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            continue;
+        };
+        reply.completions.iter().for_each(&mut on_done);
+        completions.extend(reply.jobs.iter().map(|l| pb::CompleteRequest {
+            job_id: l.job.as_ref().map_or(0, |j| j.id),
+            token: l.token,
+            success: true,
+            ..Default::default()
+        }));
+    }
+}
+
 /// W2: producers submit, workers lease and complete through the worker API, on `queue` (a
 /// queue of its own per measurement, so no job of an earlier one is counted).
 async fn w2(b: &mut Bench, n: usize, secs: u64, queue: &str) -> Figure {
@@ -324,42 +367,18 @@ async fn w2(b: &mut Bench, n: usize, secs: u64, queue: &str) -> Figure {
                 wait_ms: 200,
                 ..Default::default()
             };
-            // Each call completes the jobs of the previous one and leases the next ones: one
-            // round trip and one log entry per batch of jobs (`CompleteAndLease`).
-            let mut completions = Vec::new();
-            loop {
-                let stopping = stop.load(Ordering::Relaxed);
-                if stopping && completions.is_empty() {
-                    break;
-                }
-                let req = pb::CompleteAndLeaseRequest {
-                    completions: std::mem::take(&mut completions),
-                    lease: Some(pb::LeaseRequest {
-                        max: if stopping { 0 } else { lease.max },
-                        ..lease.clone()
-                    }),
-                };
-                let Ok(reply) = client.complete_and_lease(req).await else {
-                    continue;
-                };
-                for r in &reply.completions {
-                    if r.state == "succeeded" {
-                        done.fetch_add(1, Ordering::Relaxed);
-                        if let Some(t) = submitted.lock().expect("map").remove(&r.job_id) {
-                            hist.lock()
-                                .expect("hist")
-                                .record(micros(t.elapsed()).max(1))
-                                .ok();
-                        }
+            worker_loop(&client, lease, &stop, false, |r| {
+                if r.state == "succeeded" {
+                    done.fetch_add(1, Ordering::Relaxed);
+                    if let Some(t) = submitted.lock().expect("map").remove(&r.job_id) {
+                        hist.lock()
+                            .expect("hist")
+                            .record(micros(t.elapsed()).max(1))
+                            .ok();
                     }
                 }
-                completions.extend(reply.jobs.iter().map(|l| pb::CompleteRequest {
-                    job_id: l.job.as_ref().map_or(0, |j| j.id),
-                    token: l.token,
-                    success: true,
-                    ..Default::default()
-                }));
-            }
+            })
+            .await;
         }));
     }
     let started = Instant::now();
