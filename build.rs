@@ -4,12 +4,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protoc = protoc_bin_vendored::protoc_bin_path()?;
     std::env::set_var("PROTOC", protoc);
     println!("cargo:rerun-if-changed=proto");
-    tonic_prost_build::configure().compile_protos(
-        &[
-            "proto/raftline/v1/api.proto",
-            "proto/raftline/v1/raft.proto",
-        ],
-        &["proto"],
-    )?;
+    let descriptors =
+        std::path::PathBuf::from(std::env::var("OUT_DIR")?).join("raftline_descriptor.bin");
+    tonic_prost_build::configure()
+        .file_descriptor_set_path(descriptors)
+        .compile_protos(
+            &[
+                "proto/raftline/v1/api.proto",
+                "proto/raftline/v1/raft.proto",
+            ],
+            &["proto"],
+        )?;
     Ok(())
 }

@@ -30,6 +30,80 @@ pub struct RawConfig {
     /// Resources the leader keeps at the declared capacity.
     #[serde(default)]
     pub resource: Vec<RawResource>,
+    /// API tokens.
+    #[serde(default)]
+    pub auth: RawAuth,
+    /// TLS for the API and peer ports; absent means plaintext.
+    #[serde(default)]
+    pub tls: Option<RawTls>,
+}
+
+/// The `[auth]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    /// Every API call needs a token (the default).
+    #[serde(default = "d_true")]
+    pub enabled: bool,
+    /// The bootstrap admin token's file, the same secret on every node; default: each node
+    /// makes its own in its data dir.
+    #[serde(default)]
+    pub bootstrap_token_file: Option<PathBuf>,
+    /// Calls per second each token may make (token bucket); 0 = unlimited.
+    #[serde(default)]
+    pub rate_per_sec: u32,
+    /// Bucket size of that limit; default: one second's worth.
+    #[serde(default)]
+    pub burst: u32,
+}
+
+impl Default for RawAuth {
+    fn default() -> Self {
+        RawAuth {
+            enabled: true,
+            bootstrap_token_file: None,
+            rate_per_sec: 0,
+            burst: 0,
+        }
+    }
+}
+
+fn d_true() -> bool {
+    true
+}
+
+/// The `[tls]` table: PEM files, relative to the config file; `{id}` in a node's paths is
+/// replaced by its id.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// The cluster CA certificate: peers must present a certificate it signed, and clients
+    /// check nodes against it.
+    pub ca_file: PathBuf,
+    /// A node's certificate (chain), e.g. `certs/node-{id}.pem`.
+    pub cert_file: String,
+    /// A node's private key, e.g. `certs/node-{id}-key.pem`.
+    pub key_file: String,
+}
+
+/// Validated TLS paths.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsPaths {
+    /// CA certificate.
+    pub ca_file: PathBuf,
+    /// Node certificate path with `{id}` unreplaced.
+    cert_file: PathBuf,
+    /// Node key path with `{id}` unreplaced.
+    key_file: PathBuf,
+}
+
+impl TlsPaths {
+    /// Node `id`'s certificate and key files.
+    pub fn node_files(&self, id: u64) -> (PathBuf, PathBuf) {
+        let with_id =
+            |p: &Path| PathBuf::from(p.to_string_lossy().replace("{id}", &id.to_string()));
+        (with_id(&self.cert_file), with_id(&self.key_file))
+    }
 }
 
 /// A `[[resource]]` table.
@@ -92,6 +166,9 @@ pub struct RawCluster {
     /// Waiting this long raises a ready job's effective priority by one level.
     #[serde(default = "d_priority_aging")]
     pub priority_aging_ms: u64,
+    /// Allows binding non-loopback addresses with auth or TLS off.
+    #[serde(default)]
+    pub insecure: bool,
 }
 
 fn d_heartbeat() -> u64 {
@@ -211,6 +288,16 @@ pub struct Config {
     pub nodes: Vec<NodeConfig>,
     /// Declared resources: (name, capacity).
     pub resources: Vec<(String, u32)>,
+    /// API calls need a token.
+    pub auth_enabled: bool,
+    /// The shared bootstrap token file, if configured.
+    pub bootstrap_token_file: Option<PathBuf>,
+    /// Per-token calls per second (0 = unlimited) and bucket size.
+    pub token_rate: (u32, u32),
+    /// TLS files; `None` = plaintext.
+    pub tls: Option<TlsPaths>,
+    /// Binding a non-loopback address without auth and TLS is allowed.
+    pub insecure: bool,
 }
 
 impl Config {
@@ -256,6 +343,14 @@ impl Config {
     }
 }
 
+fn absolute(base: &Path, path: PathBuf) -> PathBuf {
+    if path.is_absolute() {
+        path
+    } else {
+        base.join(path)
+    }
+}
+
 fn prefix(path: &Path, e: ConfigError) -> ConfigError {
     let name = path
         .file_name()
@@ -293,6 +388,19 @@ impl RawConfig {
         let mut nodes = check_nodes(&self.node)?;
         nodes.sort_by_key(|n| n.id);
         let resources = check_resources(&self.resource)?;
+        if self.auth.rate_per_sec > limits::TOKEN_RATE_MAX {
+            return Err(ConfigError(format!(
+                "auth.rate_per_sec: is {}, the limit is {}",
+                self.auth.rate_per_sec,
+                limits::TOKEN_RATE_MAX
+            )));
+        }
+        check_exposure(
+            &nodes,
+            self.auth.enabled,
+            self.tls.is_some(),
+            self.cluster.insecure,
+        )?;
         let c = self.cluster;
         let data_dir = if c.data_dir.is_absolute() {
             c.data_dir
@@ -315,6 +423,18 @@ impl RawConfig {
             settings,
             nodes,
             resources,
+            auth_enabled: self.auth.enabled,
+            bootstrap_token_file: self.auth.bootstrap_token_file.map(|p| absolute(base, p)),
+            token_rate: (
+                self.auth.rate_per_sec,
+                self.auth.burst.max(self.auth.rate_per_sec),
+            ),
+            tls: self.tls.map(|t| TlsPaths {
+                ca_file: absolute(base, t.ca_file),
+                cert_file: absolute(base, PathBuf::from(t.cert_file)),
+                key_file: absolute(base, PathBuf::from(t.key_file)),
+            }),
+            insecure: c.insecure,
         })
     }
 }
@@ -429,6 +549,39 @@ fn check_cluster(c: &RawCluster) -> Result<Settings, ConfigError> {
         return err(&format!("cluster.{field}"), message);
     }
     Ok(settings)
+}
+
+/// Safe defaults: a node binds an address other hosts can reach only with auth and TLS on,
+/// unless `insecure = true` says the operator means it.
+fn check_exposure(
+    nodes: &[NodeConfig],
+    auth: bool,
+    tls: bool,
+    insecure: bool,
+) -> Result<(), ConfigError> {
+    if (auth && tls) || insecure {
+        return Ok(());
+    }
+    let missing = match (auth, tls) {
+        (false, false) => "auth is off and [tls] is missing",
+        (false, true) => "auth is off",
+        _ => "[tls] is missing",
+    };
+    for (i, n) in nodes.iter().enumerate() {
+        let addrs = [
+            ("raft_addr", n.raft_listen_addr),
+            ("api_addr", n.api_addr),
+            ("http_addr", n.http_addr),
+        ];
+        if let Some((key, addr)) = addrs.iter().find(|(_, a)| !a.ip().is_loopback()) {
+            return Err(ConfigError(format!(
+                "node[{i}].{key}: {addr} is reachable from other hosts, but {missing}; turn \
+                 both on (see README, Security), or set insecure = true in [cluster] to accept \
+                 that anyone who reaches it can run commands as this node"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Checks every `[[node]]`: ids, addresses (each used once), queues and capabilities.

@@ -10,6 +10,7 @@
 //! command line nor the node side.
 #![warn(missing_docs)]
 
+pub mod access;
 pub mod cli;
 pub mod client;
 
@@ -20,5 +21,6 @@ pub mod node;
 pub mod proto;
 pub mod raft;
 pub mod server;
+pub mod tls;
 
 pub use error::{Error, Result};

@@ -974,9 +974,16 @@ async fn main() {
     } else {
         (args.addr.clone(), Vec::new())
     };
+    let access = cluster.as_ref().map_or_else(
+        || raftline::client::Access {
+            token: std::env::var("RAFTLINE_TOKEN").ok(),
+            ca_file: std::env::var_os("RAFTLINE_CA_FILE").map(Into::into),
+        },
+        |c| c.access.clone(),
+    );
     let clients = addrs
         .iter()
-        .map(|a| Arc::new(Client::new(std::slice::from_ref(a)).expect("client")))
+        .map(|a| Arc::new(Client::with_access(std::slice::from_ref(a), &access).expect("client")))
         .collect();
     let mut b = Bench {
         clients,

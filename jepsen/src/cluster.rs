@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use raftline::client::Client;
+use raftline::client::{Access, Client};
 
 /// One node of the cluster under test.
 #[derive(Debug, Clone)]
@@ -50,6 +50,8 @@ pub struct Cluster {
     procs: BTreeMap<u64, Child>,
     /// lossyfs mounts under the data dirs, by node id (empty unless `use_lossyfs`).
     disks: BTreeMap<u64, Disk>,
+    /// The admin token and CA clients use.
+    pub access: Access,
 }
 
 /// One node's lossyfs mount: the process serving it and its control socket.
@@ -181,6 +183,22 @@ impl Cluster {
                 text.push_str(&format!("raft_listen_addr = \"{}:{port}\"\n", n.ip));
             }
         }
+        // Auth and mutual TLS on, as a cluster on a real network runs: one bootstrap token
+        // shared by every node, a CA and one certificate per node.
+        let token = raftline::access::ensure_bootstrap(&dir.join("admin-token"))
+            .map_err(|e| e.to_string())?;
+        let certs = dir.join("certs");
+        if !certs.join("ca.pem").exists() {
+            let ips: Vec<(u64, Vec<std::net::IpAddr>)> = nodes
+                .iter()
+                .map(|n| (n.id, vec![n.ip.parse().expect("node ip")]))
+                .collect();
+            raftline::tls::init_certs(&certs, &ips).map_err(|e| e.to_string())?;
+        }
+        text.push_str(
+            "\n[auth]\nbootstrap_token_file = \"admin-token\"\n\n[tls]\nca_file = \"certs/ca.pem\"\n\
+             cert_file = \"certs/node-{id}.pem\"\nkey_file = \"certs/node-{id}-key.pem\"\n",
+        );
         std::fs::write(dir.join("cluster.toml"), text).map_err(|e| e.to_string())?;
         Ok(Cluster {
             dir: dir.to_path_buf(),
@@ -188,6 +206,10 @@ impl Cluster {
             nodes,
             procs: BTreeMap::new(),
             disks: BTreeMap::new(),
+            access: Access {
+                token: Some(token),
+                ca_file: Some(certs.join("ca.pem")),
+            },
         })
     }
 
@@ -352,13 +374,13 @@ impl Cluster {
     /// A client of node `id` only.
     pub fn client_of(&self, id: u64) -> Client {
         let node = self.nodes.iter().find(|n| n.id == id).expect("node id");
-        Client::new(&[node.api()]).expect("client")
+        Client::with_access(&[node.api()], &self.access).expect("client")
     }
 
     /// A client of every node.
     pub fn client(&self) -> Client {
         let addrs: Vec<String> = self.nodes.iter().map(NodeSpec::api).collect();
-        Client::new(&addrs).expect("client")
+        Client::with_access(&addrs, &self.access).expect("client")
     }
 
     /// The leader as seen by the nodes that answer, once all answering nodes agree.

@@ -75,12 +75,15 @@ pub async fn run(plan: &Plan) -> Result<Outcome, String> {
             .await
             .ok_or("the cluster elected no leader in 30 s")?;
     }
-    let nodes = cluster.lock().await.nodes.clone();
+    let (nodes, access) = {
+        let c = cluster.lock().await;
+        (c.nodes.clone(), c.access.clone())
+    };
     let t0 = Instant::now();
     let rec = Arc::new(Recorder::new(Box::new(move || {
         t0.elapsed().as_millis() as u64
     })));
-    let ctx = Ctx::new(nodes, rec.clone(), plan.seed);
+    let ctx = Ctx::new(nodes, &access, rec.clone(), plan.seed);
     let mut tasks = tokio::task::JoinSet::new();
     let mut submitters = tokio::task::JoinSet::new();
     let mut cron = None;

@@ -66,10 +66,15 @@ pub struct Ctx {
 
 impl Ctx {
     /// A context over `nodes`, recording into `rec`.
-    pub fn new(nodes: Vec<NodeSpec>, rec: Arc<Recorder>, seed: u64) -> Arc<Ctx> {
+    pub fn new(
+        nodes: Vec<NodeSpec>,
+        access: &raftline::client::Access,
+        rec: Arc<Recorder>,
+        seed: u64,
+    ) -> Arc<Ctx> {
         let clients: Vec<Arc<Client>> = nodes
             .iter()
-            .map(|n| Arc::new(Client::new(&[n.api()]).expect("client")))
+            .map(|n| Arc::new(Client::with_access(&[n.api()], access).expect("client")))
             .collect();
         Arc::new(Ctx {
             nodes,

@@ -6,7 +6,6 @@ use std::time::Duration;
 use clap::Subcommand;
 
 use super::connect::targets;
-use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::machine::limits::CLI_NODE_STATUS_MS_MAX;
 use crate::proto::pb;
@@ -26,7 +25,7 @@ pub enum ClusterCmd {
 pub async fn cluster_status(addr: &[String], json: bool) -> Result<()> {
     let targets = targets(addr)?;
     let addrs: Vec<&str> = targets.iter().map(|(_, a)| a.as_str()).collect();
-    let client = Client::new(&addrs)?;
+    let client = super::connect::client_of(&addrs)?;
     let timeout = Duration::from_millis(CLI_NODE_STATUS_MS_MAX);
     let calls = (0..client.len()).map(|i| {
         let client = &client;

@@ -24,6 +24,7 @@ pub mod queues;
 pub mod resources;
 pub mod schedules;
 pub mod signal;
+pub mod tokens;
 pub mod up;
 pub mod view;
 pub mod worker;
@@ -51,6 +52,17 @@ pub struct Cli {
     /// ./cluster.toml).
     #[arg(long, global = true, value_delimiter = ',')]
     pub addr: Vec<String>,
+    /// API token secret (default: RAFTLINE_TOKEN, --token-file, else the bootstrap token of a
+    /// node whose data dir ./cluster.toml names).
+    #[arg(long, global = true, hide_env_values = true)]
+    pub token: Option<String>,
+    /// File holding the API token (default: RAFTLINE_TOKEN_FILE).
+    #[arg(long, global = true)]
+    pub token_file: Option<PathBuf>,
+    /// CA certificate to check nodes against when they serve TLS (default: RAFTLINE_CA_FILE,
+    /// else `[tls] ca_file` of ./cluster.toml).
+    #[arg(long, global = true)]
+    pub ca_file: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]
     pub command: Cmd,
@@ -148,6 +160,18 @@ pub enum Cmd {
         #[command(subcommand)]
         command: DagCmd,
     },
+    /// API tokens (admin): create, list, revoke.
+    Token {
+        /// Subcommand.
+        #[command(subcommand)]
+        command: tokens::TokenCmd,
+    },
+    /// TLS certificates for a cluster.
+    Certs {
+        /// Subcommand.
+        #[command(subcommand)]
+        command: tokens::CertsCmd,
+    },
     /// Run an external worker: lease jobs over the API and run them. Shell jobs run their own
     /// argv; external jobs run CMD with their payload on stdin.
     Worker(WorkerArgs),
@@ -156,6 +180,11 @@ pub enum Cmd {
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> Result<()> {
     let addr = &cli.addr;
+    connect::set_access(connect::AccessFlags {
+        token: cli.token.clone(),
+        token_file: cli.token_file.clone(),
+        ca_file: cli.ca_file.clone(),
+    });
     match cli.command {
         Cmd::Node { config, id } => node::run(&config, id).await,
         Cmd::Up { config } => up::run(&config).await,
@@ -175,5 +204,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Cmd::Trigger { command } => schedules::trigger(addr, command).await,
         Cmd::Timer { command } => schedules::timer(addr, command).await,
         Cmd::Worker(args) => worker::run(addr, args).await,
+        Cmd::Token { command } => tokens::token(addr, command).await,
+        Cmd::Certs { command } => tokens::certs(command),
     }
 }

@@ -63,8 +63,8 @@ pub enum LockCmd {
     Renew {
         /// Resource name.
         name: String,
-        /// Fencing token of the grant.
-        #[arg(long)]
+        /// Fencing token of the grant (`--token` is the API token).
+        #[arg(long = "fencing-token")]
         token: u64,
         /// New time to live from now.
         #[arg(long, default_value = "30s")]
@@ -77,8 +77,8 @@ pub enum LockCmd {
     Release {
         /// Resource name.
         name: String,
-        /// Fencing token of the grant.
-        #[arg(long)]
+        /// Fencing token of the grant (`--token` is the API token).
+        #[arg(long = "fencing-token")]
         token: u64,
     },
 }

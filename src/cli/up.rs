@@ -54,6 +54,14 @@ pub async fn run(config_path: &Path) -> Result<()> {
         tokio::spawn(watch(node.id, child, exit_tx.clone()));
     }
     drop(exit_tx);
+    if config.auth_enabled {
+        if let Some(first) = config.nodes.first() {
+            println!(
+                "  admin token: {} (owner-only; the CLI in this directory reads it by itself)",
+                crate::access::bootstrap_path(&config, first.id).display()
+            );
+        }
+    }
     println!("Ctrl-C stops every node. In another terminal: raftline cluster status");
 
     let mut running = pids.len();

@@ -28,15 +28,60 @@ use retry::not_sent;
 /// Connect timeout per node.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(limits::CLIENT_CONNECT_MS_MAX);
 
+/// How a client reaches the nodes: the token it presents (`authorization: Bearer`), and the
+/// CA it checks them against when they serve TLS.
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    /// The token's secret.
+    pub token: Option<String>,
+    /// The cluster CA certificate (PEM); `None` = plaintext.
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+/// Puts the token on every call.
+#[derive(Clone)]
+pub struct Bearer(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut req: tonic::Request<()>,
+    ) -> std::result::Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            req.metadata_mut().insert("authorization", value.clone());
+        }
+        Ok(req)
+    }
+}
+
+/// The generated API client with the token interceptor.
+type Api = ApiClient<tonic::service::interceptor::InterceptedService<Channel, Bearer>>;
+
 /// A client over a fixed set of node addresses.
 pub struct Client {
-    nodes: Vec<(String, ApiClient<Channel>)>,
+    nodes: Vec<(String, Api)>,
     preferred: AtomicUsize,
 }
 
 impl Client {
-    /// A client of the nodes at `addrs` (`host:port`); connections open lazily.
+    /// A client of the nodes at `addrs` (`host:port`) presenting no token over plaintext;
+    /// connections open lazily.
     pub fn new<S: AsRef<str>>(addrs: &[S]) -> Result<Client> {
+        Client::with_access(addrs, &Access::default())
+    }
+
+    /// A client of the nodes at `addrs` with `access` (token, TLS).
+    pub fn with_access<S: AsRef<str>>(addrs: &[S], access: &Access) -> Result<Client> {
+        let bearer = match &access.token {
+            Some(token) => Some(format!("Bearer {token}").parse().map_err(|_| {
+                Error::Config("the token has characters a header can't carry".into())
+            })?),
+            None => None,
+        };
+        let tls = match &access.ca_file {
+            Some(ca) => Some(crate::tls::client_config(ca, None)?),
+            None => None,
+        };
         if addrs.is_empty() {
             return Err(Error::Config("no node address given (--addr)".into()));
         }
@@ -44,7 +89,7 @@ impl Client {
             .iter()
             .map(|a| {
                 let addr = a.as_ref().trim().to_string();
-                let client = api_client(&addr)?;
+                let client = api_client(&addr, Bearer(bearer.clone()), tls.clone())?;
                 Ok((addr, client))
             })
             .collect::<Result<Vec<_>>>()?;
@@ -61,7 +106,7 @@ impl Client {
 
     async fn call<T, F, Fut>(&self, idempotent: bool, f: F) -> Result<T>
     where
-        F: Fn(ApiClient<Channel>) -> Fut,
+        F: Fn(Api) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let start = self.preferred.load(Ordering::Relaxed);
@@ -374,6 +419,36 @@ impl Client {
         .map(|_| ())
     }
 
+    /// Makes an API token (admin); the reply holds its secret.
+    pub async fn create_token(
+        &self,
+        req: pb::CreateTokenRequest,
+    ) -> Result<pb::CreateTokenResponse> {
+        self.call(false, |mut c| {
+            let req = req.clone();
+            async move { c.create_token(req).await }
+        })
+        .await
+    }
+
+    /// Every API token (admin).
+    pub async fn list_tokens(&self) -> Result<pb::ListTokensResponse> {
+        self.call(true, |mut c| async move {
+            c.list_tokens(pb::ListTokensRequest {}).await
+        })
+        .await
+    }
+
+    /// Revokes an API token (admin).
+    pub async fn revoke_token(&self, id: &str) -> Result<()> {
+        self.call(false, |mut c| {
+            let id = id.to_string();
+            async move { c.revoke_token(pb::RevokeTokenRequest { id }).await }
+        })
+        .await
+        .map(|_| ())
+    }
+
     /// Reads a job, linearizable unless `stale`.
     pub async fn job(&self, id: u64, stale: bool) -> Result<pb::Job> {
         self.call(true, |mut c| async move {
@@ -575,14 +650,20 @@ impl Client {
 }
 
 /// A lazily connecting API client of the node at `addr` (`host:port`).
-fn api_client(addr: &str) -> Result<ApiClient<Channel>> {
+fn api_client(
+    addr: &str,
+    bearer: Bearer,
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+) -> Result<Api> {
     let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| Error::Config(format!("--addr {addr:?} is not an address: {e}")))?;
-    let channel = endpoint
-        .connect_timeout(CONNECT_TIMEOUT)
-        .tcp_nodelay(true)
-        .connect_lazy();
-    Ok(ApiClient::new(channel)
+        .map_err(|e| Error::Config(format!("--addr {addr:?} is not an address: {e}")))?
+        .connect_timeout(CONNECT_TIMEOUT);
+    let channel = match tls {
+        Some(config) => endpoint
+            .connect_with_connector_lazy(crate::tls::Connector::new(move || config.clone(), None)),
+        None => endpoint.tcp_nodelay(true).connect_lazy(),
+    };
+    Ok(ApiClient::with_interceptor(channel, bearer)
         .max_decoding_message_size(limits::API_MESSAGE_BYTES_MAX)
         .max_encoding_message_size(limits::API_MESSAGE_BYTES_MAX))
 }

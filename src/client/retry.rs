@@ -26,7 +26,7 @@ mod tests {
     const CALL_MS_MAX: u64 = 10_000;
 
     async fn submit_status(addr: &str) -> tonic::Status {
-        let mut client = super::super::api_client(addr).unwrap();
+        let mut client = super::super::api_client(addr, super::super::Bearer(None), None).unwrap();
         let call = client.submit(pb::SubmitRequest::default());
         match tokio::time::timeout(Duration::from_millis(CALL_MS_MAX), call).await {
             Ok(Err(status)) => status,

@@ -276,6 +276,22 @@ pub enum Command {
     /// (one entry, one fsync, one replication message for many), and a worker's completions
     /// travel with its next lease. A batch inside a batch is rejected.
     Batch(Vec<Command>),
+    /// Adds an API token (its hash; see `auth.rs`).
+    CreateToken(super::auth::Token),
+    /// Revokes an API token.
+    RevokeToken {
+        /// Its id.
+        id: String,
+    },
+    /// Records node `node_id`'s bootstrap (admin) token by the hash of its secret.
+    BootstrapToken {
+        /// The node whose data dir holds the secret.
+        node_id: u64,
+        /// SHA-256 of the secret, hex.
+        hash: String,
+    },
+    /// When tokens were last used: (id, time), reported by a node at most once a minute.
+    TouchTokens(Vec<(String, u64)>),
 }
 
 impl Command {

@@ -31,6 +31,30 @@ pub const JOBS_MAX: usize = 2_000_000;
 /// Nodes the state machine keeps a record of (ids ever registered).
 pub const NODES_MAX: usize = 1024;
 
+/// HTTP/2 streams (concurrent calls) one client connection may open, on the API and peer
+/// ports.
+pub const STREAMS_PER_CONNECTION_MAX: u32 = 1024;
+
+/// Streams a connection's client may reset before the server has accepted them, before the
+/// server closes the connection (h2's guard against rapid-reset floods; its default, 20, closed
+/// busy peer connections whose 50 ms AppendEntries timeouts reset streams under load).
+pub const PENDING_RESET_STREAMS_MAX: usize = 1024;
+
+/// API tokens (`machine/auth.rs`), bootstrap tokens included.
+pub const TOKENS_MAX: usize = 10_000;
+
+/// Bytes of a token's name.
+pub const TOKEN_NAME_BYTES_MAX: usize = 128;
+
+/// Queue patterns a token may be limited to.
+pub const TOKEN_QUEUES_MAX: usize = 16;
+
+/// Highest per-token call rate `[auth] rate_per_sec` accepts.
+pub const TOKEN_RATE_MAX: u32 = 1_000_000;
+
+/// Longest token lifetime (`--ttl`): 10 years.
+pub const TOKEN_TTL_MS_MAX: u64 = 10 * 366 * 24 * 3600 * 1000;
+
 /// Largest single value the codec will decode: a log entry, an RPC payload or a snapshot.
 /// A snapshot holds at most `JOBS_MAX` jobs, so this is sized for that, not for one entry.
 pub const DECODE_BYTES_MAX: usize = 4 * 1024 * 1024 * 1024 - 1;

@@ -61,6 +61,7 @@
 //! No cold tier yet (`store.rs`). Due times sit in one index per subsystem; `next_due` takes
 //! the minimum of their first entries rather than keeping one merged index.
 
+pub mod auth;
 pub mod backoff;
 pub mod codec;
 pub mod cold;
@@ -128,6 +129,9 @@ pub struct Machine {
     schedules: schedule::Schedules,
     /// Triggers, event dedup keys and timers.
     events: events::Events,
+    /// API tokens. Encoded after the rest (format 8), so a format-7 snapshot still reads.
+    #[serde(skip)]
+    auth: auth::Auth,
 }
 
 impl Machine {
@@ -247,6 +251,10 @@ impl Machine {
                 payload,
             } => self.create_timer(*due_ms, *delay_ms, topic, dedup_key, payload),
             Command::CancelTimer { id } => self.events.cancel_timer(*id),
+            Command::CreateToken(token) => self.auth.create(ctx, token),
+            Command::RevokeToken { id } => self.auth.revoke(id),
+            Command::BootstrapToken { node_id, hash } => self.auth.bootstrap(ctx, *node_id, hash),
+            Command::TouchTokens(used) => self.auth.touch(used),
             // `apply` unpacks the outer batch; one nested in it is refused.
             Command::Batch(_) => Response::Rejected(Rejection::Invalid {
                 field: "command".into(),
@@ -488,11 +496,17 @@ impl Machine {
             .check_invariants(&self.jobs.index().resource_used);
         self.schedules.check_invariants();
         self.events.check_invariants();
+        self.auth.check_invariants();
+    }
+
+    /// API tokens.
+    pub fn auth(&self) -> &auth::Auth {
+        &self.auth
     }
 
     /// Encodes the state for a snapshot.
     pub fn encode(&self) -> Result<Vec<u8>, crate::machine::codec::CodecError> {
-        crate::machine::codec::encode(&(SNAPSHOT_FORMAT, self))
+        crate::machine::codec::encode(&(SNAPSHOT_FORMAT, self, &self.auth))
     }
 
     /// Encodes the state for a snapshot into `writer` as it goes, the same bytes as
@@ -501,13 +515,13 @@ impl Machine {
         &self,
         writer: &mut impl std::io::Write,
     ) -> Result<usize, crate::machine::codec::CodecError> {
-        crate::machine::codec::encode_into(&(SNAPSHOT_FORMAT, self), writer)
+        crate::machine::codec::encode_into(&(SNAPSHOT_FORMAT, self, &self.auth), writer)
     }
 
     /// Decodes a snapshot made by [`Machine::encode`], checking its format version and the
     /// invariants (assertions in pairs: checked on write and again on read).
     pub fn decode(bytes: &[u8]) -> Result<Machine, crate::machine::codec::CodecError> {
-        Machine::checked(crate::machine::codec::decode(bytes)?, None)
+        Machine::decode_with(bytes, None)
     }
 
     /// [`Machine::decode`] of a state whose finished jobs are in `cold` (loaded for it), as
@@ -516,7 +530,15 @@ impl Machine {
         bytes: &[u8],
         cold: Option<(cold::Cold, u64)>,
     ) -> Result<Machine, crate::machine::codec::CodecError> {
-        Machine::checked(crate::machine::codec::decode(bytes)?, cold)
+        let mut reader = bytes;
+        let machine = Machine::decode_from(&mut reader, cold)?;
+        if !reader.is_empty() {
+            return Err(crate::machine::codec::CodecError(format!(
+                "{} trailing bytes after the state",
+                reader.len()
+            )));
+        }
+        Ok(machine)
     }
 
     /// Decodes a snapshot made by [`Machine::encode_into`] from `reader`, with the same checks
@@ -525,17 +547,17 @@ impl Machine {
         reader: &mut impl std::io::Read,
         cold: Option<(cold::Cold, u64)>,
     ) -> Result<Machine, crate::machine::codec::CodecError> {
-        Machine::checked(crate::machine::codec::decode_from(reader)?, cold)
-    }
-
-    fn checked(
-        (format, mut machine): (u32, Machine),
-        cold: Option<(cold::Cold, u64)>,
-    ) -> Result<Machine, crate::machine::codec::CodecError> {
-        if format != SNAPSHOT_FORMAT {
-            return Err(crate::machine::codec::CodecError(format!(
-                "snapshot format {format}, this build reads {SNAPSHOT_FORMAT}"
+        use crate::machine::codec::{decode_from, CodecError};
+        let format: u32 = decode_from(reader)?;
+        if !(SNAPSHOT_FORMAT_OLDEST..=SNAPSHOT_FORMAT).contains(&format) {
+            return Err(CodecError(format!(
+                "snapshot format {format}, this build reads {SNAPSHOT_FORMAT_OLDEST} to \
+                 {SNAPSHOT_FORMAT}"
             )));
+        }
+        let mut machine: Machine = decode_from(reader)?;
+        if format >= 8 {
+            machine.auth = decode_from(reader)?;
         }
         if let Some((tier, at)) = cold {
             machine.attach_cold(tier, at);
@@ -546,8 +568,11 @@ impl Machine {
 }
 
 /// Version of the snapshot encoding; bumped on every incompatible change to [`Machine`]
-/// (7: state grouped by subsystem).
-const SNAPSHOT_FORMAT: u32 = 7;
+/// (7: state grouped by subsystem; 8: API tokens after it).
+const SNAPSHOT_FORMAT: u32 = 8;
+
+/// Oldest snapshot encoding this build reads.
+const SNAPSHOT_FORMAT_OLDEST: u32 = 7;
 
 #[cfg(test)]
 mod tests {

@@ -36,12 +36,14 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::access;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::machine::{limits, Command, NodeRun, Response, WorkerRef};
 use crate::proto::pb;
 use crate::raft::{self, Identity, Replica};
 use crate::server;
+use crate::server::auth::Gate;
 
 /// How long in-flight calls may take to finish at shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_millis(limits::NODE_DRAIN_MS);
@@ -110,7 +112,8 @@ pub async fn run(config: Config, id: u64, shutdown: impl Future<Output = ()>) ->
         node_id: id,
     };
     let db = raft::open_db(&dir, &identity)?;
-    let replica = Replica::start(&config, id, db.clone()).await?;
+    let (bootstrap, tls) = load_access(&config, id)?;
+    let replica = Replica::start(&config, id, db.clone(), tls.clone()).await?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = move || {
@@ -125,13 +128,14 @@ pub async fn run(config: Config, id: u64, shutdown: impl Future<Output = ()>) ->
         replica.clone(),
         config.name.clone(),
         gate.clone(),
+        tls.clone(),
         stopped(),
     ));
 
     let plan = if replica.is_initialized().await {
         None
     } else {
-        match probe(&config, id).await {
+        match probe(&config, id, tls.as_ref()).await {
             Ok(plan) => Some(plan),
             Err(e) => {
                 let _ = stop_tx.send(true);
@@ -147,16 +151,18 @@ pub async fn run(config: Config, id: u64, shutdown: impl Future<Output = ()>) ->
     }
     tracing::info!(node = id, ?plan, dir = %dir.display(), "node started");
 
-    let api_server = tokio::spawn(server::serve_api(api_listener, replica.clone(), stopped()));
-    let http_server = tokio::spawn(server::http::serve(
-        http_listener,
-        replica.clone(),
-        stopped(),
-    ));
+    let [api_server, http_server] = serve_clients(
+        &config,
+        &replica,
+        bootstrap.clone(),
+        tls.as_ref(),
+        [api_listener, http_listener],
+        &stopped,
+    );
     let incarnation = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
-    let register = tokio::spawn(register(replica.clone(), incarnation, stopped()));
+    let register = tokio::spawn(register(replica.clone(), incarnation, bootstrap, stopped()));
     let ticker = tokio::spawn(ticker::run(
         replica.clone(),
         config.settings,
@@ -283,43 +289,157 @@ fn fatal_message(id: u64, dir: &std::path::Path, reason: &str) -> String {
     }
 }
 
-/// Records this process run in the replicated state, retrying until it commits or shutdown.
-async fn register(replica: Arc<Replica>, incarnation: u64, stopped: impl Future<Output = ()>) {
-    let command = Command::RegisterNode {
+/// Records this process run in the replicated state (and this node's bootstrap token, when
+/// auth is on), retrying each until it commits or shutdown.
+async fn register(
+    replica: Arc<Replica>,
+    incarnation: u64,
+    bootstrap_hash: Option<String>,
+    stopped: impl Future<Output = ()>,
+) {
+    let run = Command::RegisterNode {
         node_id: replica.id(),
         incarnation,
     };
+    let token = bootstrap_hash.map(|hash| Command::BootstrapToken {
+        node_id: replica.id(),
+        hash,
+    });
     let attempts = async {
-        loop {
-            match replica.propose(command.clone()).await {
-                Ok(Response::NodeRegistered { released }) => {
-                    tracing::info!(
-                        incarnation,
-                        released,
-                        "registered this run with the cluster"
-                    );
-                    return;
-                }
-                Ok(other) => {
-                    tracing::warn!(?other, "node registration refused");
-                    return;
-                }
-                Err(e) => {
-                    tracing::debug!("node registration not yet committed: {e}");
-                    tokio::time::sleep(Duration::from_millis(limits::NODE_REGISTER_RETRY_MS)).await;
-                }
+        for command in std::iter::once(run).chain(token) {
+            propose_until_committed(&replica, command).await;
+        }
+    };
+    tokio::select! {
+        () = attempts => {}
+        () = stopped => {}
+    }
+}
+
+/// Starts the API server (behind the auth gate) and the HTTP server, and the tasks that serve
+/// them: SIGHUP reloads of the TLS files, reports of token use.
+fn serve_clients<S, F>(
+    config: &Config,
+    replica: &Arc<Replica>,
+    bootstrap: Option<String>,
+    tls: Option<&Arc<crate::tls::NodeTls>>,
+    [api_listener, http_listener]: [tokio::net::TcpListener; 2],
+    stopped: &S,
+) -> [tokio::task::JoinHandle<Result<()>>; 2]
+where
+    S: Fn() -> F,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let api_gate = Gate::new(
+        replica.clone(),
+        config.auth_enabled,
+        bootstrap,
+        config.token_rate,
+    );
+    if let Some(tls) = tls {
+        tokio::spawn(reload_on_sighup(tls.clone(), stopped()));
+    }
+    tokio::spawn(api_gate.clone().report_use(stopped()));
+    let api = tokio::spawn(server::serve_api(
+        api_listener,
+        replica.clone(),
+        api_gate,
+        tls.cloned(),
+        stopped(),
+    ));
+    let http = tokio::spawn(server::http::serve(
+        http_listener,
+        replica.clone(),
+        stopped(),
+    ));
+    [api, http]
+}
+
+/// The hash of this node's bootstrap admin token (made on first start) when auth is on, and
+/// its TLS files when configured; says once a minute while `insecure` leaves either off.
+fn load_access(
+    config: &Config,
+    id: u64,
+) -> Result<(Option<String>, Option<Arc<crate::tls::NodeTls>>)> {
+    let bootstrap = if config.auth_enabled {
+        let path = access::bootstrap_path(config, id);
+        let secret = access::ensure_bootstrap(&path)?;
+        tracing::info!(path = %path.display(), "bootstrap admin token");
+        Some(access::hash(&secret))
+    } else {
+        None
+    };
+    let tls = match &config.tls {
+        Some(paths) => Some(crate::tls::NodeTls::load(paths, id)?),
+        None => None,
+    };
+    if config.insecure && !(config.auth_enabled && tls.is_some()) {
+        tokio::spawn(warn_insecure(config.auth_enabled, tls.is_some()));
+    }
+    Ok((bootstrap, tls))
+}
+
+/// Says once a minute, for the life of the process, that this node runs with `insecure = true` and what
+/// is off, so an exposed node is never quiet about it.
+async fn warn_insecure(auth: bool, tls: bool) {
+    let mut every = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        every.tick().await;
+        tracing::warn!(
+            auth,
+            tls,
+            "insecure = true: this node runs with auth or TLS off; anyone who reaches its \
+             ports may use them (README, Security)"
+        );
+    }
+}
+
+/// Reloads the TLS files on every SIGHUP until `stopped`; a failed reload keeps the files in
+/// use and says why.
+async fn reload_on_sighup(tls: Arc<crate::tls::NodeTls>, stopped: impl Future<Output = ()>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot watch SIGHUP: TLS files reload only on restart");
+        return;
+    };
+    let reloads = async {
+        while hangups.recv().await.is_some() {
+            match tls.reload() {
+                Ok(()) => tracing::info!("SIGHUP: TLS certificates reloaded"),
+                Err(e) => tracing::error!("SIGHUP: TLS reload failed, keeping the old files: {e}"),
             }
         }
     };
     tokio::select! {
-        _ = attempts => {}
-        _ = stopped => {}
+        () = reloads => {}
+        () = stopped => {}
+    }
+}
+
+/// Proposes `command` until it commits; logs the outcome.
+async fn propose_until_committed(replica: &Replica, command: Command) {
+    loop {
+        match replica.propose(command.clone()).await {
+            Ok(Response::NodeRegistered { released }) => {
+                tracing::info!(released, "registered this run with the cluster");
+                return;
+            }
+            Ok(Response::Rejected(r)) => {
+                tracing::warn!(?r, "refused: {command:?}");
+                return;
+            }
+            Ok(_) => return,
+            Err(e) => {
+                tracing::debug!("not yet committed: {e}");
+                tokio::time::sleep(Duration::from_millis(limits::NODE_REGISTER_RETRY_MS)).await;
+            }
+        }
     }
 }
 
 /// Asks every peer about the cluster. Returns the plan, or an error when this node must not
 /// start. Waits for every peer's answer up to a bound; unreachable peers count as fresh.
-async fn probe(config: &Config, id: u64) -> Result<Plan> {
+async fn probe(config: &Config, id: u64, tls: Option<&Arc<crate::tls::NodeTls>>) -> Result<Plan> {
     let deadline = Instant::now()
         + Duration::from_millis(config.election_timeout_max_ms * limits::PROBE_ELECTION_TIMEOUTS);
     let mut pending: Vec<_> = config.nodes.iter().filter(|n| n.id != id).collect();
@@ -329,7 +449,7 @@ async fn probe(config: &Config, id: u64) -> Result<Plan> {
         let mut still = Vec::new();
         for peer in pending {
             let Some(mut client) =
-                raft::network::peer_client(&peer.raft_addr.to_string(), local_ip)
+                raft::network::peer_client(&peer.raft_addr.to_string(), local_ip, tls)
             else {
                 continue;
             };

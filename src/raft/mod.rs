@@ -193,7 +193,12 @@ pub struct Replica {
 
 impl Replica {
     /// Starts Raft on an opened database.
-    pub async fn start(config: &Config, id: u64, db: sled::Db) -> Result<Arc<Replica>> {
+    pub async fn start(
+        config: &Config,
+        id: u64,
+        db: sled::Db,
+        tls: Option<Arc<crate::tls::NodeTls>>,
+    ) -> Result<Arc<Replica>> {
         let raft_config = openraft::Config {
             cluster_name: config.name.clone(),
             heartbeat_interval: config.heartbeat_ms,
@@ -223,7 +228,10 @@ impl Replica {
         })?;
         let applied = sm.applied();
         let local_ip = config.peer_source_ip(id);
-        let network = network::Network { local_ip };
+        let network = network::Network {
+            local_ip,
+            tls: tls.clone(),
+        };
         let raft = Raft::new(id, Arc::new(raft_config), network, log.clone(), sm)
             .await
             .map_err(|e| Error::Internal(format!("starting raft: {e}")))?;
@@ -234,7 +242,7 @@ impl Replica {
             .map(|n| {
                 (
                     n.id,
-                    network::peer_client(&n.raft_addr.to_string(), local_ip),
+                    network::peer_client(&n.raft_addr.to_string(), local_ip, tls.as_ref()),
                 )
             })
             .collect();

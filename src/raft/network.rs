@@ -6,6 +6,7 @@
 //! `Network` errors (retried at once).
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
@@ -24,6 +25,7 @@ use crate::error::not_sent;
 use crate::machine::codec;
 use crate::proto::pb;
 use crate::proto::pb::raft_peer_client::RaftPeerClient;
+use crate::tls::{Connector, NodeTls};
 
 type NodeId = u64;
 
@@ -32,6 +34,8 @@ type NodeId = u64;
 pub struct Network {
     /// Source address of outgoing peer connections (this node's raft_addr IP).
     pub local_ip: Option<IpAddr>,
+    /// Mutual TLS to peers, when on.
+    pub tls: Option<Arc<NodeTls>>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -40,7 +44,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     async fn new_client(&mut self, target: NodeId, node: &PeerNode) -> PeerConnection {
         PeerConnection {
             target,
-            client: peer_client(&node.raft_addr, self.local_ip),
+            client: peer_client(&node.raft_addr, self.local_ip, self.tls.as_ref()),
         }
     }
 }
@@ -48,13 +52,25 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 /// A lazily connected client of a peer's `RaftPeer` service, with raftline's message limits.
 /// Outgoing connections leave from `local_ip` when given (a node's own raft_addr IP), so
 /// peer traffic can be told apart by address, e.g. by firewall rules in partition tests.
-pub fn peer_client(raft_addr: &str, local_ip: Option<IpAddr>) -> Option<RaftPeerClient<Channel>> {
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{raft_addr}")).ok()?;
-    let channel = endpoint
-        .connect_timeout(std::time::Duration::from_millis(500))
-        .tcp_nodelay(true)
-        .local_address(local_ip)
-        .connect_lazy();
+pub fn peer_client(
+    raft_addr: &str,
+    local_ip: Option<IpAddr>,
+    tls: Option<&Arc<NodeTls>>,
+) -> Option<RaftPeerClient<Channel>> {
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{raft_addr}"))
+        .ok()?
+        .connect_timeout(std::time::Duration::from_millis(500));
+    let channel = match tls {
+        Some(tls) => {
+            let tls = tls.clone();
+            endpoint
+                .connect_with_connector_lazy(Connector::new(move || tls.peer_client(), local_ip))
+        }
+        None => endpoint
+            .tcp_nodelay(true)
+            .local_address(local_ip)
+            .connect_lazy(),
+    };
     Some(
         RaftPeerClient::new(channel)
             .max_decoding_message_size(crate::machine::limits::PEER_MESSAGE_BYTES_MAX)

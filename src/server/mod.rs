@@ -5,6 +5,7 @@
 //! size and concurrency (`limits.rs`), and validates requests before anything is proposed.
 
 pub mod api;
+pub mod auth;
 pub mod http;
 pub mod raft_service;
 
@@ -20,25 +21,49 @@ use crate::machine::limits;
 use crate::proto::pb::api_server::ApiServer;
 use crate::proto::pb::raft_peer_server::RaftPeerServer;
 use crate::raft::Replica;
+use crate::tls::NodeTls;
 
 /// Serves the public API until `shutdown` completes, then drains in-flight calls.
 pub async fn serve_api(
     listener: TcpListener,
     replica: Arc<Replica>,
+    gate: Arc<auth::Gate>,
+    tls: Option<Arc<NodeTls>>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
     let service = ApiServer::new(api::ApiService::new(replica))
         .max_decoding_message_size(limits::API_MESSAGE_BYTES_MAX)
         .max_encoding_message_size(limits::API_MESSAGE_BYTES_MAX);
-    tonic::transport::Server::builder()
+    let router = builder()
         .concurrency_limit_per_connection(limits::API_CONCURRENCY_MAX)
-        .add_service(service)
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
-        )
-        .await
-        .map_err(|e| Error::Internal(format!("api server: {e}")))
+        .layer(auth::AuthLayer(gate))
+        .add_service(service);
+    let served = match tls {
+        Some(tls) => {
+            router
+                .serve_with_incoming_shutdown(crate::tls::incoming(listener, tls, false), shutdown)
+                .await
+        }
+        None => {
+            router
+                .serve_with_incoming_shutdown(
+                    TcpIncoming::from(listener).with_nodelay(Some(true)),
+                    shutdown,
+                )
+                .await
+        }
+    };
+    served.map_err(|e| Error::Internal(format!("api server: {e}")))
+}
+
+/// A server builder with raftline's connection limits: idle connections are closed, streams
+/// per connection are capped, and HTTP/2 keepalive finds dead peers.
+fn builder() -> tonic::transport::Server {
+    tonic::transport::Server::builder()
+        .max_concurrent_streams(Some(limits::STREAMS_PER_CONNECTION_MAX))
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
+        .http2_max_pending_accept_reset_streams(Some(limits::PENDING_RESET_STREAMS_MAX))
 }
 
 /// Serves the internal peer service until `shutdown` completes.
@@ -47,17 +72,27 @@ pub async fn serve_raft(
     replica: Arc<Replica>,
     cluster: String,
     open: Arc<AtomicBool>,
+    tls: Option<Arc<NodeTls>>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
     let service = RaftPeerServer::new(raft_service::RaftService::new(replica, cluster, open))
         .max_decoding_message_size(limits::PEER_MESSAGE_BYTES_MAX)
         .max_encoding_message_size(limits::PEER_MESSAGE_BYTES_MAX);
-    tonic::transport::Server::builder()
-        .add_service(service)
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
-        )
-        .await
-        .map_err(|e| Error::Internal(format!("raft server: {e}")))
+    let router = builder().add_service(service);
+    let served = match tls {
+        Some(tls) => {
+            router
+                .serve_with_incoming_shutdown(crate::tls::incoming(listener, tls, true), shutdown)
+                .await
+        }
+        None => {
+            router
+                .serve_with_incoming_shutdown(
+                    TcpIncoming::from(listener).with_nodelay(Some(true)),
+                    shutdown,
+                )
+                .await
+        }
+    };
+    served.map_err(|e| Error::Internal(format!("raft server: {e}")))
 }

@@ -14,7 +14,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
-use raftline::client::Client;
+use raftline::client::{Access, Client};
 use raftline::proto::pb;
 
 /// The built binary under test.
@@ -79,6 +79,8 @@ pub struct Cluster {
     pub config: PathBuf,
     pub nodes: Vec<NodeAddrs>,
     procs: BTreeMap<u64, Child>,
+    /// The admin token (the shared bootstrap token) and CA clients use.
+    pub access: Access,
 }
 
 /// Settings a test may change; the rest are fast defaults for loopback.
@@ -91,6 +93,10 @@ pub struct Settings {
     pub cluster_extra: String,
     /// Extra lines for every `[[node]]` table.
     pub node_extra: String,
+    /// Extra lines for the `[auth]` table.
+    pub auth_extra: String,
+    /// Mutual TLS on every port, with a CA and node certificates made by `certs init`.
+    pub tls: bool,
 }
 
 impl Default for Settings {
@@ -102,6 +108,8 @@ impl Default for Settings {
             request_timeout_ms: 3_000,
             cluster_extra: String::new(),
             node_extra: String::new(),
+            auth_extra: String::new(),
+            tls: false,
         }
     }
 }
@@ -127,6 +135,26 @@ impl Cluster {
             settings.request_timeout_ms,
             settings.cluster_extra
         );
+        // Every node shares one bootstrap token, made here, so a client has it from the start.
+        let token = raftline::access::ensure_bootstrap(&dir.path().join("admin-token"))
+            .expect("bootstrap token");
+        text.push_str(&format!(
+            "\n[auth]\nbootstrap_token_file = \"admin-token\"\n{}\n",
+            settings.auth_extra
+        ));
+        let ca_file = settings.tls.then(|| {
+            let certs = dir.path().join("certs");
+            let ips: Vec<(u64, Vec<std::net::IpAddr>)> = nodes
+                .iter()
+                .map(|n| (n.id, vec![std::net::Ipv4Addr::LOCALHOST.into()]))
+                .collect();
+            raftline::tls::init_certs(&certs, &ips).expect("certs");
+            text.push_str(
+                "\n[tls]\nca_file = \"certs/ca.pem\"\ncert_file = \"certs/node-{id}.pem\"\n\
+                 key_file = \"certs/node-{id}-key.pem\"\n",
+            );
+            certs.join("ca.pem")
+        });
         for n in &nodes {
             text.push_str(&format!(
                 "\n[[node]]\nid = {}\nraft_addr = \"{}\"\napi_addr = \"{}\"\nhttp_addr = \"{}\"\n{}\n",
@@ -140,6 +168,10 @@ impl Cluster {
             config,
             nodes,
             procs: BTreeMap::new(),
+            access: Access {
+                token: Some(token),
+                ca_file,
+            },
         }
     }
 
@@ -282,7 +314,7 @@ impl Cluster {
     /// A client of the given nodes.
     pub fn client_of(&self, ids: &[u64]) -> Client {
         let addrs: Vec<String> = ids.iter().map(|id| self.node(*id).api.clone()).collect();
-        Client::new(&addrs).expect("client")
+        Client::with_access(&addrs, &self.access).expect("client")
     }
 
     /// A client of every running node.

@@ -16,6 +16,7 @@ use crate::error::Error;
 use crate::machine::{Command, Response as Applied};
 use crate::proto::pb;
 use crate::raft::Replica;
+use crate::server::auth::Caller;
 
 /// Proposes `$command` through `$service`'s replica and takes the expected response apart:
 /// `$pattern => $value` (one arm or a few). A rejection returns its error from the enclosing
@@ -33,6 +34,7 @@ mod events;
 mod jobs;
 mod locks;
 mod schedules;
+mod tokens;
 mod workers;
 mod workflows;
 
@@ -56,6 +58,21 @@ impl ApiService {
         Ok(())
     }
 
+    /// Refuses a queue-limited caller a job outside its queues. An unknown job passes: the
+    /// handler then says NOT_FOUND.
+    fn check_job(&self, caller: &Caller, field: &str, id: u64) -> Result<(), Status> {
+        if !caller.is_scoped() {
+            return Ok(());
+        }
+        let queue = self
+            .replica
+            .read(|m| m.job(id).map(|j| j.spec.queue.clone()));
+        match queue {
+            Some(q) => caller.check_queue(field, &q),
+            None => Ok(()),
+        }
+    }
+
     /// Proposes a command that ends in a job state (cancel, retry, complete, ...).
     async fn job_command(&self, id: u64, command: Command) -> Result<pb::JobStateReply, Status> {
         let state = propose_expect!(self, command,
@@ -65,6 +82,35 @@ impl ApiService {
             state: state.name().to_string(),
         })
     }
+}
+
+/// The caller the auth gate attached to `req`. A request that did not pass the gate is refused,
+/// so a server built without the gate fails closed.
+fn caller<T>(req: &Request<T>) -> Result<Caller, Status> {
+    req.extensions()
+        .get::<Caller>()
+        .cloned()
+        .ok_or_else(|| Status::internal("the call did not pass the auth gate"))
+}
+
+/// A queue filter: one queue, or every queue when empty.
+fn check_queue_filter(caller: &Caller, queue: &str) -> Result<(), Status> {
+    if queue.is_empty() {
+        caller.check_all_queues("queue")
+    } else {
+        caller.check_queue("queue", queue)
+    }
+}
+
+/// A list of queues to take from, every queue when empty.
+fn check_queues(caller: &Caller, field: &str, queues: &[String]) -> Result<(), Status> {
+    if queues.is_empty() {
+        return caller.check_all_queues(field);
+    }
+    for (i, q) in queues.iter().enumerate() {
+        caller.check_queue(&format!("{field}[{i}]"), q)?;
+    }
+    Ok(())
 }
 
 /// Maps a machine response that is not the expected one: a rejection becomes its error.
@@ -135,6 +181,9 @@ impl pb::api_server::Api for ApiService {
         &self,
         req: Request<pb::SubmitRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
+        let caller = caller(&req)?;
+        let r = req.get_ref();
+        caller.check_queue("queue", &r.queue)?;
         reply(jobs::submit(self, req.into_inner()).await)
     }
 
@@ -142,10 +191,18 @@ impl pb::api_server::Api for ApiService {
         &self,
         req: Request<pb::SubmitBatchRequest>,
     ) -> Result<Response<pb::SubmitBatchResponse>, Status> {
+        let caller = caller(&req)?;
+        let r = req.get_ref();
+        for (i, job) in r.jobs.iter().enumerate() {
+            caller.check_queue(&format!("jobs[{i}].queue"), &job.queue)?;
+        }
         reply(jobs::submit_batch(self, req.into_inner()).await)
     }
 
     async fn get_job(&self, req: Request<pb::GetJobRequest>) -> Result<Response<pb::Job>, Status> {
+        let caller = caller(&req)?;
+        let r = req.get_ref();
+        self.check_job(&caller, "id", r.id)?;
         reply(jobs::get_job(self, req.into_inner()).await)
     }
 
@@ -153,6 +210,9 @@ impl pb::api_server::Api for ApiService {
         &self,
         req: Request<pb::ListJobsRequest>,
     ) -> Result<Response<pb::ListJobsResponse>, Status> {
+        let caller = caller(&req)?;
+        let r = req.get_ref();
+        check_queue_filter(&caller, &r.queue)?;
         reply(jobs::list_jobs(self, req.into_inner()).await)
     }
 
@@ -160,6 +220,9 @@ impl pb::api_server::Api for ApiService {
         &self,
         req: Request<pb::JobRef>,
     ) -> Result<Response<pb::JobStateReply>, Status> {
+        let caller = caller(&req)?;
+        let r = req.get_ref();
+        self.check_job(&caller, "id", r.id)?;
         reply(jobs::cancel_job(self, req.into_inner()).await)
     }
 
@@ -167,6 +230,9 @@ impl pb::api_server::Api for ApiService {
         &self,
         req: Request<pb::RetryJobRequest>,
     ) -> Result<Response<pb::JobStateReply>, Status> {
+        let caller = caller(&req)?;
+        let r = req.get_ref();
+        self.check_job(&caller, "id", r.id)?;
         reply(jobs::retry_job(self, req.into_inner()).await)
     }
 
@@ -174,6 +240,9 @@ impl pb::api_server::Api for ApiService {
         &self,
         req: Request<pb::QueueRef>,
     ) -> Result<Response<pb::QueueInfo>, Status> {
+        let caller = caller(&req)?;
+        let r = req.get_ref();
+        caller.check_queue("queue", &r.queue)?;
         reply(jobs::pause_queue(self, req.into_inner()).await)
     }
 
@@ -181,6 +250,9 @@ impl pb::api_server::Api for ApiService {
         &self,
         req: Request<pb::QueueRef>,
     ) -> Result<Response<pb::QueueInfo>, Status> {
+        let caller = caller(&req)?;
+        let r = req.get_ref();
+        caller.check_queue("queue", &r.queue)?;
         reply(jobs::resume_queue(self, req.into_inner()).await)
     }
 
@@ -188,6 +260,9 @@ impl pb::api_server::Api for ApiService {
         &self,
         req: Request<pb::QueueRef>,
     ) -> Result<Response<pb::QueueInfo>, Status> {
+        let caller = caller(&req)?;
+        let r = req.get_ref();
+        caller.check_queue("queue", &r.queue)?;
         reply(jobs::get_queue(self, req.into_inner()).await)
     }
 
@@ -195,6 +270,7 @@ impl pb::api_server::Api for ApiService {
         &self,
         req: Request<pb::ListQueuesRequest>,
     ) -> Result<Response<pb::ListQueuesResponse>, Status> {
+        caller(&req)?.check_all_queues("token")?;
         reply(jobs::list_queues(self, req.into_inner()).await)
     }
 
@@ -202,6 +278,9 @@ impl pb::api_server::Api for ApiService {
         &self,
         req: Request<pb::PurgeDeadRequest>,
     ) -> Result<Response<pb::PurgeDeadResponse>, Status> {
+        let caller = caller(&req)?;
+        let r = req.get_ref();
+        check_queue_filter(&caller, &r.queue)?;
         reply(jobs::purge_dead(self, req.into_inner()).await)
     }
 
@@ -209,6 +288,9 @@ impl pb::api_server::Api for ApiService {
         &self,
         req: Request<pb::LeaseRequest>,
     ) -> Result<Response<pb::LeaseResponse>, Status> {
+        let caller = caller(&req)?;
+        let r = req.get_ref();
+        check_queues(&caller, "queues", &r.queues)?;
         reply(workers::lease(self, req.into_inner()).await)
     }
 
@@ -223,6 +305,9 @@ impl pb::api_server::Api for ApiService {
         &self,
         req: Request<pb::CompleteRequest>,
     ) -> Result<Response<pb::JobStateReply>, Status> {
+        let caller = caller(&req)?;
+        let r = req.get_ref();
+        self.check_job(&caller, "job_id", r.job_id)?;
         reply(workers::complete(self, req.into_inner()).await)
     }
 
@@ -230,6 +315,14 @@ impl pb::api_server::Api for ApiService {
         &self,
         req: Request<pb::CompleteAndLeaseRequest>,
     ) -> Result<Response<pb::CompleteAndLeaseResponse>, Status> {
+        let caller = caller(&req)?;
+        let r = req.get_ref();
+        for (i, c) in r.completions.iter().enumerate() {
+            self.check_job(&caller, &format!("completions[{i}].job_id"), c.job_id)?;
+        }
+        if let Some(lease) = &r.lease {
+            check_queues(&caller, "lease.queues", &lease.queues)?;
+        }
         reply(workers::complete_and_lease(self, req.into_inner()).await)
     }
 
@@ -237,6 +330,9 @@ impl pb::api_server::Api for ApiService {
         &self,
         req: Request<pb::CheckpointRequest>,
     ) -> Result<Response<pb::JobStateReply>, Status> {
+        let caller = caller(&req)?;
+        let r = req.get_ref();
+        self.check_job(&caller, "job_id", r.job_id)?;
         reply(workers::checkpoint(self, req.into_inner()).await)
     }
 
@@ -244,6 +340,9 @@ impl pb::api_server::Api for ApiService {
         &self,
         req: Request<pb::ReleaseRequest>,
     ) -> Result<Response<pb::JobStateReply>, Status> {
+        let caller = caller(&req)?;
+        let r = req.get_ref();
+        self.check_job(&caller, "job_id", r.job_id)?;
         reply(workers::release(self, req.into_inner()).await)
     }
 
@@ -251,6 +350,8 @@ impl pb::api_server::Api for ApiService {
         &self,
         req: Request<pb::SubmitWorkflowRequest>,
     ) -> Result<Response<pb::SubmitWorkflowResponse>, Status> {
+        let caller = caller(&req)?;
+        caller.check_all_queues("token")?;
         reply(workflows::submit_workflow(self, req.into_inner()).await)
     }
 
@@ -258,6 +359,8 @@ impl pb::api_server::Api for ApiService {
         &self,
         req: Request<pb::GetWorkflowRequest>,
     ) -> Result<Response<pb::Workflow>, Status> {
+        let caller = caller(&req)?;
+        caller.check_all_queues("token")?;
         reply(workflows::get_workflow(self, req.into_inner()).await)
     }
 
@@ -265,6 +368,8 @@ impl pb::api_server::Api for ApiService {
         &self,
         req: Request<pb::ListWorkflowsRequest>,
     ) -> Result<Response<pb::ListWorkflowsResponse>, Status> {
+        let caller = caller(&req)?;
+        caller.check_all_queues("token")?;
         reply(workflows::list_workflows(self, req.into_inner()).await)
     }
 
@@ -272,6 +377,8 @@ impl pb::api_server::Api for ApiService {
         &self,
         req: Request<pb::ControlWorkflowRequest>,
     ) -> Result<Response<pb::WorkflowStateReply>, Status> {
+        let caller = caller(&req)?;
+        caller.check_all_queues("token")?;
         reply(workflows::control_workflow(self, req.into_inner()).await)
     }
 
@@ -279,6 +386,8 @@ impl pb::api_server::Api for ApiService {
         &self,
         req: Request<pb::SetResourceRequest>,
     ) -> Result<Response<pb::ResourceInfo>, Status> {
+        let caller = caller(&req)?;
+        caller.check_all_queues("token")?;
         reply(locks::set_resource(self, req.into_inner()).await)
     }
 
@@ -286,6 +395,8 @@ impl pb::api_server::Api for ApiService {
         &self,
         req: Request<pb::ListResourcesRequest>,
     ) -> Result<Response<pb::ListResourcesResponse>, Status> {
+        let caller = caller(&req)?;
+        caller.check_all_queues("token")?;
         reply(locks::list_resources(self, req.into_inner()).await)
     }
 
@@ -293,6 +404,8 @@ impl pb::api_server::Api for ApiService {
         &self,
         req: Request<pb::AcquireLockRequest>,
     ) -> Result<Response<pb::LockGrant>, Status> {
+        let caller = caller(&req)?;
+        caller.check_all_queues("token")?;
         reply(locks::acquire_lock(self, req.into_inner()).await)
     }
 
@@ -300,6 +413,8 @@ impl pb::api_server::Api for ApiService {
         &self,
         req: Request<pb::RenewLockRequest>,
     ) -> Result<Response<pb::LockGrant>, Status> {
+        let caller = caller(&req)?;
+        caller.check_all_queues("token")?;
         reply(locks::renew_lock(self, req.into_inner()).await)
     }
 
@@ -307,6 +422,8 @@ impl pb::api_server::Api for ApiService {
         &self,
         req: Request<pb::ReleaseLockRequest>,
     ) -> Result<Response<pb::ReleaseLockResponse>, Status> {
+        let caller = caller(&req)?;
+        caller.check_all_queues("token")?;
         reply(locks::release_lock(self, req.into_inner()).await)
     }
 
@@ -314,6 +431,9 @@ impl pb::api_server::Api for ApiService {
         &self,
         req: Request<pb::SetQueuePolicyRequest>,
     ) -> Result<Response<pb::QueueInfo>, Status> {
+        let caller = caller(&req)?;
+        let r = req.get_ref();
+        caller.check_queue("queue", &r.queue)?;
         reply(jobs::set_queue_policy(self, req.into_inner()).await)
     }
 
@@ -321,6 +441,8 @@ impl pb::api_server::Api for ApiService {
         &self,
         req: Request<pb::CreateScheduleRequest>,
     ) -> Result<Response<pb::ScheduleInfo>, Status> {
+        let caller = caller(&req)?;
+        caller.check_all_queues("token")?;
         reply(schedules::create_schedule(self, req.into_inner()).await)
     }
 
@@ -328,6 +450,8 @@ impl pb::api_server::Api for ApiService {
         &self,
         req: Request<pb::ScheduleRef>,
     ) -> Result<Response<pb::ScheduleInfo>, Status> {
+        let caller = caller(&req)?;
+        caller.check_all_queues("token")?;
         reply(schedules::get_schedule(self, req.into_inner()).await)
     }
 
@@ -335,6 +459,8 @@ impl pb::api_server::Api for ApiService {
         &self,
         req: Request<pb::ListSchedulesRequest>,
     ) -> Result<Response<pb::ListSchedulesResponse>, Status> {
+        let caller = caller(&req)?;
+        caller.check_all_queues("token")?;
         reply(schedules::list_schedules(self, req.into_inner()).await)
     }
 
@@ -342,6 +468,8 @@ impl pb::api_server::Api for ApiService {
         &self,
         req: Request<pb::ControlScheduleRequest>,
     ) -> Result<Response<pb::ControlScheduleResponse>, Status> {
+        let caller = caller(&req)?;
+        caller.check_all_queues("token")?;
         reply(schedules::control_schedule(self, req.into_inner()).await)
     }
 
@@ -349,6 +477,8 @@ impl pb::api_server::Api for ApiService {
         &self,
         req: Request<pb::EmitRequest>,
     ) -> Result<Response<pb::EmitResponse>, Status> {
+        let caller = caller(&req)?;
+        caller.check_all_queues("token")?;
         reply(events::emit(self, req.into_inner()).await)
     }
 
@@ -356,6 +486,8 @@ impl pb::api_server::Api for ApiService {
         &self,
         req: Request<pb::CreateTriggerRequest>,
     ) -> Result<Response<pb::TriggerInfo>, Status> {
+        let caller = caller(&req)?;
+        caller.check_all_queues("token")?;
         reply(events::create_trigger(self, req.into_inner()).await)
     }
 
@@ -363,6 +495,8 @@ impl pb::api_server::Api for ApiService {
         &self,
         req: Request<pb::ListTriggersRequest>,
     ) -> Result<Response<pb::ListTriggersResponse>, Status> {
+        let caller = caller(&req)?;
+        caller.check_all_queues("token")?;
         reply(events::list_triggers(self, req.into_inner()).await)
     }
 
@@ -370,6 +504,8 @@ impl pb::api_server::Api for ApiService {
         &self,
         req: Request<pb::TriggerRef>,
     ) -> Result<Response<pb::DeleteTriggerResponse>, Status> {
+        let caller = caller(&req)?;
+        caller.check_all_queues("token")?;
         reply(events::delete_trigger(self, req.into_inner()).await)
     }
 
@@ -377,6 +513,8 @@ impl pb::api_server::Api for ApiService {
         &self,
         req: Request<pb::CreateTimerRequest>,
     ) -> Result<Response<pb::TimerInfo>, Status> {
+        let caller = caller(&req)?;
+        caller.check_all_queues("token")?;
         reply(events::create_timer(self, req.into_inner()).await)
     }
 
@@ -384,6 +522,8 @@ impl pb::api_server::Api for ApiService {
         &self,
         req: Request<pb::ListTimersRequest>,
     ) -> Result<Response<pb::ListTimersResponse>, Status> {
+        let caller = caller(&req)?;
+        caller.check_all_queues("token")?;
         reply(events::list_timers(self, req.into_inner()).await)
     }
 
@@ -391,6 +531,8 @@ impl pb::api_server::Api for ApiService {
         &self,
         req: Request<pb::TimerRef>,
     ) -> Result<Response<pb::CancelTimerResponse>, Status> {
+        let caller = caller(&req)?;
+        caller.check_all_queues("token")?;
         reply(events::cancel_timer(self, req.into_inner()).await)
     }
 
@@ -399,5 +541,32 @@ impl pb::api_server::Api for ApiService {
         req: Request<pb::NodeStatusRequest>,
     ) -> Result<Response<pb::NodeStatusResponse>, Status> {
         reply(node_status(self, req.into_inner().with_digest))
+    }
+
+    async fn create_token(
+        &self,
+        req: Request<pb::CreateTokenRequest>,
+    ) -> Result<Response<pb::CreateTokenResponse>, Status> {
+        let caller = caller(&req)?;
+        caller.check_all_queues("token")?;
+        reply(tokens::create_token(self, req.into_inner()).await)
+    }
+
+    async fn list_tokens(
+        &self,
+        req: Request<pb::ListTokensRequest>,
+    ) -> Result<Response<pb::ListTokensResponse>, Status> {
+        let caller = caller(&req)?;
+        caller.check_all_queues("token")?;
+        reply(tokens::list_tokens(self, req.into_inner()).await)
+    }
+
+    async fn revoke_token(
+        &self,
+        req: Request<pb::RevokeTokenRequest>,
+    ) -> Result<Response<pb::RevokeTokenResponse>, Status> {
+        let caller = caller(&req)?;
+        caller.check_all_queues("token")?;
+        reply(tokens::revoke_token(self, req.into_inner()).await)
     }
 }

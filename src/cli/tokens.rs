@@ -1,0 +1,173 @@
+//! `raftline token create|list|revoke` (admin) and `raftline certs init`.
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+
+use super::connect::client;
+use super::parse::parse_duration;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::proto::pb;
+
+/// `raftline token ...`
+#[derive(Debug, Subcommand)]
+pub enum TokenCmd {
+    /// Make a token; prints its secret once.
+    Create {
+        /// Role: admin, operator, submitter, worker or viewer.
+        #[arg(long)]
+        role: String,
+        /// A name for people (default: the role).
+        #[arg(long)]
+        name: Option<String>,
+        /// Queue name patterns it is limited to, comma-separated (`build-*`); default every
+        /// queue.
+        #[arg(long, value_delimiter = ',')]
+        queues: Vec<String>,
+        /// Lifetime (e.g. 30d, 12h); default no expiry.
+        #[arg(long)]
+        ttl: Option<String>,
+        /// Print `{"id": ..., "secret": ...}` and the rest as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every token (never their secrets).
+    List {
+        /// Print JSON lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token: it stops working on every node.
+    Revoke {
+        /// Token id (from `token list`).
+        id: String,
+    },
+}
+
+/// `raftline certs ...`
+#[derive(Debug, Subcommand)]
+pub enum CertsCmd {
+    /// Make a cluster CA and one certificate per node of the config (for its addresses), in
+    /// the directory `[tls]` names (default `certs/` beside the config).
+    Init {
+        /// Cluster config file.
+        #[arg(long, default_value = "cluster.toml")]
+        config: PathBuf,
+        /// Directory to write to (default: that of `[tls] ca_file`, else `certs/` beside the
+        /// config).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+fn token_json(t: &pb::TokenInfo) -> serde_json::Value {
+    serde_json::json!({
+        "id": t.id,
+        "name": t.name,
+        "role": t.role,
+        "queues": t.queues,
+        "created_ms": t.created_ms,
+        "expires_ms": (t.expires_ms > 0).then_some(t.expires_ms),
+        "last_used_ms": (t.last_used_ms > 0).then_some(t.last_used_ms),
+    })
+}
+
+/// Runs `raftline token ...`.
+pub async fn token(addr: &[String], command: TokenCmd) -> Result<()> {
+    let client = client(addr)?;
+    match command {
+        TokenCmd::Create {
+            role,
+            name,
+            queues,
+            ttl,
+            json,
+        } => {
+            let ttl_ms = match ttl {
+                Some(t) => parse_duration("--ttl", &t)?,
+                None => 0,
+            };
+            let request = pb::CreateTokenRequest {
+                name: name.unwrap_or_else(|| role.clone()),
+                role,
+                queues,
+                ttl_ms,
+            };
+            let reply = client.create_token(request).await?;
+            let info = reply.token.unwrap_or_default();
+            if json {
+                let mut value = token_json(&info);
+                value["secret"] = serde_json::Value::String(reply.secret);
+                println!("{value}");
+            } else {
+                println!("token {} ({}, role {})", info.id, info.name, info.role);
+                println!("secret (shown once): {}", reply.secret);
+            }
+        }
+        TokenCmd::List { json } => {
+            for t in client.list_tokens().await?.tokens {
+                if json {
+                    println!("{}", token_json(&t));
+                } else {
+                    let queues = if t.queues.is_empty() {
+                        "*".to_string()
+                    } else {
+                        t.queues.join(",")
+                    };
+                    println!(
+                        "{:<18} {:<10} queues {:<16} {}",
+                        t.id, t.role, queues, t.name
+                    );
+                }
+            }
+        }
+        TokenCmd::Revoke { id } => {
+            client.revoke_token(&id).await?;
+            println!("token {id} revoked");
+        }
+    }
+    Ok(())
+}
+
+/// Runs `raftline certs ...`.
+pub fn certs(command: CertsCmd) -> Result<()> {
+    let CertsCmd::Init { config, dir } = command;
+    let cfg = Config::load(&config).map_err(|e| Error::Config(e.0))?;
+    let base = config
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), PathBuf::from);
+    let dir = dir
+        .or_else(|| {
+            cfg.tls
+                .as_ref()
+                .and_then(|t| t.ca_file.parent().map(PathBuf::from))
+        })
+        .unwrap_or_else(|| base.join("certs"));
+    let nodes: Vec<(u64, Vec<std::net::IpAddr>)> = cfg
+        .nodes
+        .iter()
+        .map(|n| {
+            let mut ips = vec![n.raft_addr.ip(), n.api_addr.ip(), n.http_addr.ip()];
+            ips.sort();
+            ips.dedup();
+            (n.id, ips)
+        })
+        .collect();
+    for path in crate::tls::init_certs(&dir, &nodes)? {
+        println!("wrote {}", path.display());
+    }
+    if cfg.tls.is_none() {
+        println!(
+            "to turn TLS on, add to {}:\n\n[tls]\nca_file = \"{d}/ca.pem\"\ncert_file = \
+             \"{d}/node-{{id}}.pem\"\nkey_file = \"{d}/node-{{id}}-key.pem\"",
+            config.display(),
+            d = dir.strip_prefix(&base).unwrap_or(&dir).display()
+        );
+    }
+    println!(
+        "keep ca-key.pem off the nodes: it signs new node certificates, nothing else needs it"
+    );
+    Ok(())
+}

@@ -1,0 +1,436 @@
+//! TLS for the API and peer ports (rustls), and the certificates `raftline certs init` makes.
+//!
+//! Peers use mutual TLS: the peer port accepts a connection only from a certificate the
+//! cluster CA signed, so a process without one can't vote, append or forward; and a node
+//! checks the peer it calls against the same CA. The API port checks no client certificate
+//! (clients present tokens); clients check the node against the CA.
+//!
+//! The configurations sit behind a lock and every new connection takes the current one, so
+//! [`NodeTls::reload`] (on SIGHUP) swaps certificates without a restart; connections already
+//! open keep theirs.
+//!
+//! We accept TLS ourselves (tokio-rustls) instead of through tonic's `ServerTlsConfig`, because
+//! that one is fixed when the server starts, so reload would need a restart; and each handshake
+//! runs in its own task under a deadline, so a client that stalls mid-handshake holds no one up.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::config::TlsPaths;
+use crate::error::{Error, Result};
+
+/// How long a TLS handshake may take before the connection is dropped.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Largest PEM file read (a certificate chain or a key).
+const PEM_FILE_BYTES_MAX: u64 = 1 << 20;
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn read_pem(what: &str, path: &Path) -> Result<Vec<u8>> {
+    let fail = |m: String| Error::Config(format!("tls: {what} {}: {m}", path.display()));
+    let meta = std::fs::metadata(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+    if meta.len() > PEM_FILE_BYTES_MAX {
+        return Err(fail(format!(
+            "is {} bytes, more than a PEM file holds",
+            meta.len()
+        )));
+    }
+    std::fs::read(path).map_err(|e| fail(format!("cannot read: {e}")))
+}
+
+/// Certificates in a PEM file (at least one).
+pub fn load_certs(what: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>> {
+    let pem = read_pem(what, path)?;
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(&pem)
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| {
+            Error::Config(format!(
+                "tls: {what} {}: not PEM certificates: {e}",
+                path.display()
+            ))
+        })?;
+    if certs.is_empty() {
+        return Err(Error::Config(format!(
+            "tls: {what} {}: holds no certificate",
+            path.display()
+        )));
+    }
+    Ok(certs)
+}
+
+fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
+    let pem = read_pem("key", path)?;
+    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
+        Error::Config(format!(
+            "tls: key {}: not a PEM private key: {e}",
+            path.display()
+        ))
+    })
+}
+
+fn roots(ca_file: &Path) -> Result<Arc<rustls::RootCertStore>> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in load_certs("ca_file", ca_file)? {
+        roots.add(cert).map_err(|e| {
+            Error::Config(format!(
+                "tls: ca_file {}: not a usable CA certificate: {e}",
+                ca_file.display()
+            ))
+        })?;
+    }
+    Ok(Arc::new(roots))
+}
+
+fn tls_error(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Config(format!("tls: {what}: {e}"))
+}
+
+/// A client configuration that trusts `ca_file`, presenting `identity` (chain and key files)
+/// when given.
+pub fn client_config(
+    ca_file: &Path,
+    identity: Option<(&Path, &Path)>,
+) -> Result<Arc<rustls::ClientConfig>> {
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| tls_error("client", e))?
+        .with_root_certificates(roots(ca_file)?);
+    let mut config = match identity {
+        Some((cert, key)) => builder
+            .with_client_auth_cert(load_certs("cert_file", cert)?, load_key(key)?)
+            .map_err(|e| tls_error("cert_file and key_file do not go together", e))?,
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
+}
+
+fn server_config(paths: &TlsPaths, id: u64, mutual: bool) -> Result<Arc<rustls::ServerConfig>> {
+    let (cert, key) = paths.node_files(id);
+    let builder = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| tls_error("server", e))?;
+    let builder = if mutual {
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            roots(&paths.ca_file)?,
+            provider(),
+        )
+        .build()
+        .map_err(|e| tls_error("ca_file", e))?;
+        builder.with_client_cert_verifier(verifier)
+    } else {
+        builder.with_no_client_auth()
+    };
+    let mut config = builder
+        .with_single_cert(load_certs("cert_file", &cert)?, load_key(&key)?)
+        .map_err(|e| tls_error("cert_file and key_file do not go together", e))?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
+}
+
+struct Configs {
+    peer_server: Arc<rustls::ServerConfig>,
+    api_server: Arc<rustls::ServerConfig>,
+    peer_client: Arc<rustls::ClientConfig>,
+}
+
+fn load(paths: &TlsPaths, id: u64) -> Result<Configs> {
+    let (cert, key) = paths.node_files(id);
+    Ok(Configs {
+        peer_server: server_config(paths, id, true)?,
+        api_server: server_config(paths, id, false)?,
+        peer_client: client_config(&paths.ca_file, Some((&cert, &key)))?,
+    })
+}
+
+/// One node's TLS configurations, reloadable.
+pub struct NodeTls {
+    paths: TlsPaths,
+    id: u64,
+    current: RwLock<Configs>,
+}
+
+impl NodeTls {
+    /// Loads node `id`'s certificate, key and the CA; every error names the file.
+    pub fn load(paths: &TlsPaths, id: u64) -> Result<Arc<NodeTls>> {
+        Ok(Arc::new(NodeTls {
+            paths: paths.clone(),
+            id,
+            current: RwLock::new(load(paths, id)?),
+        }))
+    }
+
+    /// Reads the files again; on an error the configurations in use stay.
+    pub fn reload(&self) -> Result<()> {
+        let fresh = load(&self.paths, self.id)?;
+        *self.current.write().expect("tls lock") = fresh;
+        Ok(())
+    }
+
+    /// The configuration a peer connection is made with.
+    pub fn peer_client(&self) -> Arc<rustls::ClientConfig> {
+        self.current.read().expect("tls lock").peer_client.clone()
+    }
+
+    fn server(&self, peer: bool) -> Arc<rustls::ServerConfig> {
+        let c = self.current.read().expect("tls lock");
+        if peer {
+            c.peer_server.clone()
+        } else {
+            c.api_server.clone()
+        }
+    }
+}
+
+/// An accepted TLS connection, as tonic serves it.
+pub struct TlsConn(tokio_rustls::server::TlsStream<TcpStream>);
+
+impl tonic::transport::server::Connected for TlsConn {
+    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.0.get_ref().0.connect_info()
+    }
+}
+
+impl AsyncRead for TlsConn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for TlsConn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+}
+
+/// Accepts connections on `listener` and completes their TLS handshakes (each in its own task,
+/// under [`HANDSHAKE_TIMEOUT`]); `peer` selects the mutual-TLS peer configuration. The stream
+/// ends when the receiver is dropped.
+pub fn incoming(
+    listener: TcpListener,
+    tls: Arc<NodeTls>,
+    peer: bool,
+) -> impl futures::Stream<Item = std::io::Result<TlsConn>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let (tcp, remote) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!("accept: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = tx.closed() => return,
+            };
+            let _ = tcp.set_nodelay(true);
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls.server(peer));
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(stream)) => {
+                        let _ = tx.send(Ok(TlsConn(stream))).await;
+                    }
+                    Ok(Err(e)) => tracing::debug!(%remote, "TLS handshake refused: {e}"),
+                    Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
+                }
+            });
+        }
+    });
+    tokio_stream_from(rx)
+}
+
+fn tokio_stream_from<T: Send + 'static>(
+    mut rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures::Stream<Item = T> {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// A connector for tonic channels that speaks TLS with `config`, leaving from `local_ip` when
+/// given; the server's name is the IP address dialled.
+#[derive(Clone)]
+pub struct Connector {
+    config: Arc<dyn Fn() -> Arc<rustls::ClientConfig> + Send + Sync>,
+    local_ip: Option<IpAddr>,
+}
+
+impl Connector {
+    /// A connector taking the current configuration from `config` at each connect.
+    pub fn new(
+        config: impl Fn() -> Arc<rustls::ClientConfig> + Send + Sync + 'static,
+        local_ip: Option<IpAddr>,
+    ) -> Connector {
+        Connector {
+            config: Arc::new(config),
+            local_ip,
+        }
+    }
+}
+
+type Io = hyper_util::rt::TokioIo<tokio_rustls::client::TlsStream<TcpStream>>;
+
+impl tower::Service<http::Uri> for Connector {
+    type Response = Io;
+    type Error = std::io::Error;
+    type Future = futures::future::BoxFuture<'static, std::io::Result<Io>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        let config = (self.config)();
+        let local_ip = self.local_ip;
+        Box::pin(async move {
+            let addr: SocketAddr = uri
+                .authority()
+                .and_then(|a| a.as_str().parse().ok())
+                .ok_or_else(|| std::io::Error::other(format!("{uri} is not ip:port")))?;
+            let socket = if addr.is_ipv4() {
+                tokio::net::TcpSocket::new_v4()?
+            } else {
+                tokio::net::TcpSocket::new_v6()?
+            };
+            if let Some(ip) = local_ip {
+                socket.bind(SocketAddr::new(ip, 0))?;
+            }
+            socket.set_nodelay(true)?;
+            let tcp = socket.connect(addr).await?;
+            let name = ServerName::IpAddress(addr.ip().into());
+            let stream = tokio_rustls::TlsConnector::from(config)
+                .connect(name, tcp)
+                .await?;
+            Ok(hyper_util::rt::TokioIo::new(stream))
+        })
+    }
+}
+
+/// Files `certs init` writes for `ids` into `dir`: the CA, and per node a certificate for its
+/// addresses (and `localhost`) signed by it. Refuses to overwrite an existing CA.
+pub fn init_certs(dir: &Path, nodes: &[(u64, Vec<IpAddr>)]) -> Result<Vec<PathBuf>> {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
+        IsCa, KeyPair, KeyUsagePurpose, SanType,
+    };
+    let ca_path = dir.join("ca.pem");
+    if ca_path.exists() {
+        return Err(Error::Config(format!(
+            "{} exists; certs init does not overwrite a CA (remove the directory to start over)",
+            ca_path.display()
+        )));
+    }
+    let fail = |e: rcgen::Error| Error::Internal(format!("certificate generation: {e}"));
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::Config(format!("cannot create {}: {e}", dir.display())))?;
+    let ca_key = KeyPair::generate().map_err(fail)?;
+    let mut ca = CertificateParams::default();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    ca.distinguished_name = DistinguishedName::new();
+    ca.distinguished_name
+        .push(DnType::CommonName, "raftline cluster CA");
+    ca.not_after = rcgen::date_time_ymd(2036, 1, 1);
+    let ca_cert = ca.self_signed(&ca_key).map_err(fail)?;
+    let mut written = vec![];
+    let write = |path: PathBuf, text: &str, private: bool, written: &mut Vec<PathBuf>| {
+        write_private(&path, text, private)?;
+        written.push(path);
+        Ok::<_, Error>(())
+    };
+    write(ca_path, &ca_cert.pem(), false, &mut written)?;
+    write(
+        dir.join("ca-key.pem"),
+        &ca_key.serialize_pem(),
+        true,
+        &mut written,
+    )?;
+    for (id, ips) in nodes {
+        let key = KeyPair::generate().map_err(fail)?;
+        let mut params =
+            CertificateParams::new(vec!["localhost".to_string(), format!("node-{id}")])
+                .map_err(fail)?;
+        for ip in ips {
+            params.subject_alt_names.push(SanType::IpAddress(*ip));
+        }
+        params
+            .distinguished_name
+            .push(DnType::CommonName, format!("raftline node {id}"));
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        params.not_after = rcgen::date_time_ymd(2035, 1, 1);
+        let cert = params.signed_by(&key, &ca_cert, &ca_key).map_err(fail)?;
+        write(
+            dir.join(format!("node-{id}.pem")),
+            &cert.pem(),
+            false,
+            &mut written,
+        )?;
+        write(
+            dir.join(format!("node-{id}-key.pem")),
+            &key.serialize_pem(),
+            true,
+            &mut written,
+        )?;
+    }
+    Ok(written)
+}
+
+fn write_private(path: &Path, text: &str, private: bool) -> Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    if private {
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    }
+    let fail = |e: std::io::Error| Error::Config(format!("cannot write {}: {e}", path.display()));
+    let mut file = options.open(path).map_err(fail)?;
+    file.write_all(text.as_bytes()).map_err(fail)?;
+    file.sync_all().map_err(fail)
+}
