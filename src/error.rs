@@ -30,6 +30,12 @@ pub enum Error {
         /// Last known leader.
         leader: Option<u64>,
     },
+    /// No valid credentials: no token, an unknown, revoked or expired one.
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(String),
+    /// The credentials don't allow the call (role or queue).
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
     /// A configuration or start-up problem a user must fix.
     #[error("{0}")]
     Config(String),
@@ -62,10 +68,12 @@ impl Error {
         }
     }
 
-    /// Exit code for the CLI: 2 for input a user must correct, 1 for everything else.
+    /// Exit code for the CLI: 2 for input a user must correct, 3 for missing or insufficient
+    /// credentials, 1 for everything else.
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::InvalidArgument { .. } | Error::Config(_) => 2,
+            Error::Unauthenticated(_) | Error::PermissionDenied(_) => 3,
             _ => 1,
         }
     }
@@ -135,6 +143,8 @@ impl From<Error> for tonic::Status {
                 }
                 status
             }
+            Error::Unauthenticated(m) => tonic::Status::unauthenticated(m),
+            Error::PermissionDenied(m) => tonic::Status::permission_denied(m),
             Error::Config(m) => tonic::Status::failed_precondition(m),
             Error::Internal(m) => tonic::Status::internal(m),
         }
@@ -155,6 +165,8 @@ impl From<tonic::Status> for Error {
             tonic::Code::NotFound => Error::NotFound(message),
             tonic::Code::FailedPrecondition => Error::FailedPrecondition(message),
             tonic::Code::ResourceExhausted => Error::ResourceExhausted(message),
+            tonic::Code::Unauthenticated => Error::Unauthenticated(message),
+            tonic::Code::PermissionDenied => Error::PermissionDenied(message),
             tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => Error::Unavailable {
                 leader: s
                     .metadata()

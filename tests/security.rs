@@ -1,0 +1,356 @@
+//! Who gets in: on real 3-node clusters with auth and mutual TLS on, every API method with no
+//! token, a bad token, an expired one and each role gives the status the role table promises
+//! and refusals write nothing; a queue-limited token stays in its queues; a process without a
+//! cluster certificate can't get a vote counted or an entry appended on the peer port.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{Cluster, Settings};
+use raftline::machine::auth::Role;
+use raftline::proto::pb;
+use raftline::proto::pb::api_client::ApiClient;
+use raftline::server::auth::{allowed, METHODS};
+use tonic::transport::Channel;
+use tonic::Code;
+
+/// A TLS channel to `addr` trusting `ca`, presenting `identity` when given.
+async fn tls_channel(
+    addr: &str,
+    ca: &std::path::Path,
+    identity: Option<(&std::path::Path, &std::path::Path)>,
+) -> Channel {
+    let config = raftline::tls::client_config(ca, identity).expect("client config");
+    tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .expect("endpoint")
+        .connect_timeout(Duration::from_secs(2))
+        .connect_with_connector_lazy(raftline::tls::Connector::new(
+            move || Arc::clone(&config),
+            None,
+        ))
+}
+
+/// Calls `method` with an empty request and `token` (none when `None`); returns the status
+/// code (`Ok` for a reply).
+async fn call(channel: &Channel, token: Option<&str>, method: &str) -> Code {
+    let bearer: Option<tonic::metadata::MetadataValue<_>> =
+        token.map(|t| format!("Bearer {t}").parse().expect("header"));
+    let mut api =
+        ApiClient::with_interceptor(channel.clone(), move |mut req: tonic::Request<()>| {
+            if let Some(b) = &bearer {
+                req.metadata_mut().insert("authorization", b.clone());
+            }
+            Ok(req)
+        });
+    macro_rules! dispatch {
+        ($($name:literal => $call:ident($req:ty)),+ $(,)?) => {
+            match method {
+                $($name => api.$call(<$req>::default()).await.map(|_| ()),)+
+                other => panic!("no call for {other}: add it to this table"),
+            }
+        };
+    }
+    let result = dispatch!(
+        "Submit" => submit(pb::SubmitRequest),
+        "SubmitBatch" => submit_batch(pb::SubmitBatchRequest),
+        "GetJob" => get_job(pb::GetJobRequest),
+        "ListJobs" => list_jobs(pb::ListJobsRequest),
+        "CancelJob" => cancel_job(pb::JobRef),
+        "RetryJob" => retry_job(pb::RetryJobRequest),
+        "PauseQueue" => pause_queue(pb::QueueRef),
+        "ResumeQueue" => resume_queue(pb::QueueRef),
+        "GetQueue" => get_queue(pb::QueueRef),
+        "ListQueues" => list_queues(pb::ListQueuesRequest),
+        "PurgeDead" => purge_dead(pb::PurgeDeadRequest),
+        "Lease" => lease(pb::LeaseRequest),
+        "Heartbeat" => heartbeat(pb::HeartbeatRequest),
+        "Complete" => complete(pb::CompleteRequest),
+        "CompleteAndLease" => complete_and_lease(pb::CompleteAndLeaseRequest),
+        "Checkpoint" => checkpoint(pb::CheckpointRequest),
+        "Release" => release(pb::ReleaseRequest),
+        "SubmitWorkflow" => submit_workflow(pb::SubmitWorkflowRequest),
+        "GetWorkflow" => get_workflow(pb::GetWorkflowRequest),
+        "ListWorkflows" => list_workflows(pb::ListWorkflowsRequest),
+        "ControlWorkflow" => control_workflow(pb::ControlWorkflowRequest),
+        "SetResource" => set_resource(pb::SetResourceRequest),
+        "ListResources" => list_resources(pb::ListResourcesRequest),
+        "AcquireLock" => acquire_lock(pb::AcquireLockRequest),
+        "RenewLock" => renew_lock(pb::RenewLockRequest),
+        "ReleaseLock" => release_lock(pb::ReleaseLockRequest),
+        "SetQueuePolicy" => set_queue_policy(pb::SetQueuePolicyRequest),
+        "CreateSchedule" => create_schedule(pb::CreateScheduleRequest),
+        "GetSchedule" => get_schedule(pb::ScheduleRef),
+        "ListSchedules" => list_schedules(pb::ListSchedulesRequest),
+        "ControlSchedule" => control_schedule(pb::ControlScheduleRequest),
+        "Emit" => emit(pb::EmitRequest),
+        "CreateTrigger" => create_trigger(pb::CreateTriggerRequest),
+        "ListTriggers" => list_triggers(pb::ListTriggersRequest),
+        "DeleteTrigger" => delete_trigger(pb::TriggerRef),
+        "CreateTimer" => create_timer(pb::CreateTimerRequest),
+        "ListTimers" => list_timers(pb::ListTimersRequest),
+        "CancelTimer" => cancel_timer(pb::TimerRef),
+        "NodeStatus" => node_status(pb::NodeStatusRequest),
+        "CreateToken" => create_token(pb::CreateTokenRequest),
+        "ListTokens" => list_tokens(pb::ListTokensRequest),
+        "RevokeToken" => revoke_token(pb::RevokeTokenRequest),
+    );
+    match result {
+        Ok(()) => Code::Ok,
+        Err(status) => status.code(),
+    }
+}
+
+/// A new token's secret.
+async fn token(c: &Cluster, role: &str, queues: &[&str], ttl_ms: u64) -> String {
+    c.client()
+        .create_token(pb::CreateTokenRequest {
+            name: format!("test-{role}"),
+            role: role.into(),
+            queues: queues.iter().map(|q| q.to_string()).collect(),
+            ttl_ms,
+        })
+        .await
+        .expect("create token")
+        .secret
+}
+
+/// Every job and queue, as the admin reads them: what a refusal must leave unchanged.
+async fn footprint(c: &Cluster) -> (usize, usize) {
+    let client = c.client();
+    let jobs = client
+        .list_jobs(pb::ListJobsRequest {
+            limit: 1_000,
+            ..Default::default()
+        })
+        .await
+        .expect("list jobs")
+        .len();
+    let queues = client.queues(false).await.expect("list queues").len();
+    (jobs, queues)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_method_checks_token_and_role() {
+    let c = Cluster::start(Settings {
+        tls: true,
+        ..Settings::default()
+    })
+    .await;
+    let client = c.client();
+    client
+        .submit(common::shell_job("build", &["true"]))
+        .await
+        .expect("admin submits");
+    let ca = c.access.ca_file.clone().expect("tls cluster");
+    let channel = tls_channel(&c.node(1).api, &ca, None).await;
+    let mut roles = Vec::new();
+    for role in &Role::ALL {
+        let secret = match role {
+            Role::Admin => c.access.token.clone().expect("admin token"),
+            other => token(&c, other.name(), &[], 0).await,
+        };
+        roles.push((*role, secret));
+    }
+    let expired = token(&c, "admin", &[], 1).await;
+    let before = footprint(&c).await;
+
+    for (method, _) in METHODS {
+        for (who, token) in [
+            ("no token", None),
+            ("a bad token", Some("rl_not-a-token")),
+            ("an expired token", Some(expired.as_str())),
+        ] {
+            let code = call(&channel, token, method).await;
+            assert_eq!(code, Code::Unauthenticated, "{method} with {who}");
+        }
+        for (role, secret) in &roles {
+            let code = call(&channel, Some(secret), method).await;
+            let may = allowed(method).expect("in the table").contains(role);
+            if may {
+                assert!(
+                    !matches!(code, Code::Unauthenticated | Code::PermissionDenied),
+                    "{method} as {}: {code:?}",
+                    role.name()
+                );
+            } else {
+                assert_eq!(code, Code::PermissionDenied, "{method} as {}", role.name());
+            }
+        }
+    }
+    assert_eq!(footprint(&c).await, before, "refusals changed the state");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn queue_limited_token_stays_in_its_queues() {
+    let c = Cluster::start(Settings::default()).await;
+    let admin = c.client();
+    let other = admin
+        .submit(common::shell_job("deploy", &["true"]))
+        .await
+        .expect("submit");
+    let secret = token(&c, "operator", &["build-*"], 0).await;
+    let scoped = raftline::client::Client::with_access(
+        &[c.node(1).api.clone()],
+        &raftline::client::Access {
+            token: Some(secret),
+            ca_file: None,
+        },
+    )
+    .expect("client");
+    let own = scoped
+        .submit(common::shell_job("build-web", &["true"]))
+        .await
+        .expect("a limited token submits to its queues");
+    let before = footprint(&c).await;
+    let refusals = [
+        (
+            "submit",
+            scoped
+                .submit(common::shell_job("deploy", &["true"]))
+                .await
+                .err(),
+        ),
+        ("get other", scoped.job(other, false).await.err()),
+        ("cancel other", scoped.cancel(other).await.err()),
+        ("pause other", scoped.pause("deploy", true).await.err()),
+        (
+            "list every queue",
+            scoped.list_jobs(pb::ListJobsRequest::default()).await.err(),
+        ),
+    ];
+    for (what, err) in refusals {
+        let err = err.unwrap_or_else(|| panic!("{what}: accepted"));
+        assert!(
+            matches!(err, raftline::error::Error::PermissionDenied(_)),
+            "{what}: {err}"
+        );
+    }
+    assert_eq!(footprint(&c).await, before, "refusals changed the state");
+    scoped
+        .job(own, false)
+        .await
+        .expect("reads its own queue's job");
+}
+
+/// A stranger on the peer port: plaintext, TLS without a certificate, and a certificate from
+/// another CA each fail to deliver a high-term vote or heartbeat; the cluster's own
+/// certificate gets an answer, so the refusals are the certificate's doing.
+#[tokio::test(flavor = "multi_thread")]
+async fn peer_port_refuses_strangers() {
+    use openraft::raft::{AppendEntriesRequest, VoteRequest};
+    use openraft::{CommittedLeaderId, LogId, Vote};
+    use raftline::machine::codec;
+    use raftline::proto::pb::raft_peer_client::RaftPeerClient;
+
+    let c = Cluster::start(Settings {
+        tls: true,
+        ..Settings::default()
+    })
+    .await;
+    let leader = c.wait_leader(None).await;
+    let term = c.status(leader).await.expect("status").term;
+    let ca = c.access.ca_file.clone().expect("tls cluster");
+    let foreign = tempfile::tempdir().expect("dir");
+    raftline::tls::init_certs(
+        foreign.path(),
+        &[(99, vec![std::net::Ipv4Addr::LOCALHOST.into()])],
+    )
+    .expect("foreign certs");
+    let (f_cert, f_key) = (
+        foreign.path().join("node-99.pem"),
+        foreign.path().join("node-99-key.pem"),
+    );
+    let certs = c.dir.path().join("certs");
+    let (own_cert, own_key) = (certs.join("node-1.pem"), certs.join("node-1-key.pem"));
+
+    let forged_term = term + 1_000;
+    let vote = codec::encode(&VoteRequest::<u64> {
+        vote: Vote::new(forged_term, 99),
+        last_log_id: Some(LogId::new(CommittedLeaderId::new(forged_term, 99), 1 << 40)),
+    })
+    .expect("encode");
+    let append = codec::encode(&AppendEntriesRequest::<raftline::raft::TypeConfig> {
+        vote: Vote::new_committed(forged_term, 99),
+        prev_log_id: None,
+        entries: Vec::new(),
+        leader_commit: None,
+    })
+    .expect("encode");
+
+    for target in c.ids() {
+        let addr = c.node(target).raft.clone();
+        let plain = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .expect("endpoint")
+            .connect_timeout(Duration::from_secs(2))
+            .connect_lazy();
+        let strangers = [
+            ("plaintext", plain),
+            (
+                "TLS without a certificate",
+                tls_channel(&addr, &ca, None).await,
+            ),
+            (
+                "a certificate of another CA",
+                tls_channel(&addr, &ca, Some((&f_cert, &f_key))).await,
+            ),
+        ];
+        for (who, channel) in strangers {
+            let mut peer = RaftPeerClient::new(channel);
+            let v = peer.vote(pb::PeerBytes { data: vote.clone() }).await;
+            assert!(v.is_err(), "{who}: vote to node {target} answered");
+            let a = peer
+                .append_entries(pb::PeerBytes {
+                    data: append.clone(),
+                })
+                .await;
+            assert!(a.is_err(), "{who}: append to node {target} answered");
+        }
+        // Control: the cluster's own certificate is heard (a low-term vote, refused by Raft).
+        let mut member =
+            RaftPeerClient::new(tls_channel(&addr, &ca, Some((&own_cert, &own_key))).await);
+        let low = codec::encode(&VoteRequest::<u64> {
+            vote: Vote::new(0, 1),
+            last_log_id: None,
+        })
+        .expect("encode");
+        member
+            .vote(pb::PeerBytes { data: low })
+            .await
+            .unwrap_or_else(|e| panic!("member vote to node {target}: {e}"));
+    }
+    for id in c.ids() {
+        let s = c.status(id).await.expect("status");
+        assert!(s.term < forged_term, "node {id} took term {}", s.term);
+        assert_eq!(s.term, term, "node {id} changed term");
+        assert_eq!(s.leader, Some(leader), "node {id} changed leader");
+    }
+}
+
+#[test]
+fn exposed_address_needs_auth_and_tls() {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("cluster.toml");
+    let mut text = String::from("[cluster]\nname = \"t\"\ndata_dir = \"data\"\n");
+    for id in 1..=3 {
+        text.push_str(&format!(
+            "\n[[node]]\nid = {id}\nraft_addr = \"0.0.0.0:{}\"\napi_addr = \"127.0.0.1:{}\"\n\
+             http_addr = \"127.0.0.1:{}\"\n",
+            common::free_port(),
+            common::free_port(),
+            common::free_port()
+        ));
+    }
+    std::fs::write(&config, &text).expect("write");
+    let err = raftline::config::Config::load(&config).expect_err("exposed without TLS");
+    let message = err.to_string();
+    assert!(message.contains("0.0.0.0"), "{message}");
+    assert!(message.contains("insecure"), "{message}");
+    std::fs::write(
+        &config,
+        text.replace("[cluster]\n", "[cluster]\ninsecure = true\n"),
+    )
+    .expect("write");
+    raftline::config::Config::load(&config).expect("insecure = true accepts it");
+}
