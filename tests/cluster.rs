@@ -417,20 +417,81 @@ async fn bad_requests_are_refused_and_write_nothing() {
     })
     .await;
     let huge = "x".repeat(70 * 1024);
-    let cases: [(&[&str], &str); 4] = [
-        (&["submit", "--queue", "", "--", "echo"], "queue"),
-        (&["submit", "--queue", "a b", "--", "echo"], "queue"),
+    let far = u64::MAX.to_string();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
         (
-            &["submit", "--queue", "q", "--", "echo", &huge],
+            vec![
+                "schedule",
+                "create",
+                "--name",
+                "s1",
+                "--start",
+                &far,
+                "--cron",
+                "@every 30s",
+                "--",
+                "echo",
+            ],
+            "start_ms",
+        ),
+        (
+            vec![
+                "schedule",
+                "create",
+                "--name",
+                "s2",
+                "--cron",
+                "0 0 30 2 *",
+                "--",
+                "echo",
+            ],
+            "cron",
+        ),
+        (
+            vec![
+                "schedule",
+                "create",
+                "--name",
+                "s3",
+                "--cron",
+                "@every 1000000d",
+                "--",
+                "echo",
+            ],
+            "cron",
+        ),
+        (
+            vec!["submit", "--queue", "q", "--run-at", &far, "--", "echo"],
+            "run_at_ms",
+        ),
+        (vec!["queue", "pause", ""], "queue"),
+        (
+            vec!["worker", "--worker-id", "a b", "--", "cat"],
+            "worker_id",
+        ),
+        (vec!["worker", "--queue", "bad q", "--", "cat"], "queue"),
+        (vec!["event", "emit", "", "--dedup-key", "k"], "topic"),
+        (
+            vec!["resource", "set", "x", "--capacity", "10001"],
+            "capacity",
+        ),
+        (
+            vec!["lock", "acquire", "x", "--owner", "me", "--ttl", "0s"],
+            "ttl",
+        ),
+        (vec!["submit", "--queue", "", "--", "echo"], "queue"),
+        (vec!["submit", "--queue", "a b", "--", "echo"], "queue"),
+        (
+            vec!["submit", "--queue", "q", "--", "echo", &huge],
             "shell.argv",
         ),
         (
-            &["submit", "--queue", "q", "--priority", "11", "--", "echo"],
+            vec!["submit", "--queue", "q", "--priority", "11", "--", "echo"],
             "priority",
         ),
     ];
     for (args, field) in cases {
-        let out = c.cli(args);
+        let out = c.cli(&args);
         assert_eq!(out.status.code(), Some(2), "{}", show(&out));
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(

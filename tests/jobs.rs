@@ -393,6 +393,7 @@ async fn external_worker_gets_the_checkpoint_after_a_crash() {
             "-c",
             &handler,
         ])
+        .env("RAFTLINE_TOKEN", c.access.token.as_deref().expect("token"))
         .spawn()
         .expect("start raftline worker");
     let job = wait_terminal(&c, id, Duration::from_secs(30)).await;

@@ -41,6 +41,15 @@ pub async fn run(addr: &[String], args: WorkerArgs) -> Result<()> {
             .unwrap_or_else(|_| "host".into());
         format!("worker-{host}-{}", std::process::id())
     });
+    // Checked here so a bad name is one line and exit 2, not a worker retrying forever.
+    crate::machine::job::validate_name(
+        "worker_id",
+        &worker_id,
+        crate::machine::limits::WORKER_ID_BYTES_MAX,
+    )?;
+    for q in &args.queue {
+        crate::machine::job::validate_queue_name("queue", q)?;
+    }
     let backend = Arc::new(crate::node::executor::RemoteBackend {
         client: client(addr)?,
         worker_id,

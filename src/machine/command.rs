@@ -295,6 +295,57 @@ pub enum Command {
 }
 
 impl Command {
+    /// The checks of a command that depend on nothing but the command (names, ranges), run at
+    /// the API edge before it is proposed so a refusal writes nothing; apply checks them again.
+    pub fn check_stateless(&self) -> Result<(), Rejection> {
+        use super::job::{validate_name, validate_queue_name};
+        use super::limits;
+        let rejected = |r: Response| match r {
+            Response::Rejected(r) => r,
+            other => Rejection::invalid("command", format!("{other:?}")),
+        };
+        match self {
+            Command::PauseQueue { queue, .. } | Command::SetQueuePolicy { queue, .. } => {
+                validate_queue_name("queue", queue)
+            }
+            Command::SetResource { name, capacity } => {
+                validate_name("name", name, limits::RESOURCE_NAME_BYTES_MAX)?;
+                in_range(
+                    "capacity",
+                    (*capacity).into(),
+                    0,
+                    limits::RESOURCE_CAPACITY_MAX.into(),
+                )
+            }
+            Command::LockAcquire {
+                resource,
+                owner,
+                ttl_ms,
+            } => {
+                validate_name("resource", resource, limits::RESOURCE_NAME_BYTES_MAX)?;
+                validate_name("owner", owner, limits::WORKER_ID_BYTES_MAX)?;
+                in_range(
+                    "ttl_ms",
+                    *ttl_ms,
+                    limits::LOCK_TTL_MS_MIN,
+                    limits::LOCK_TTL_MS_MAX,
+                )
+            }
+            Command::LockRenew { ttl_ms, .. } => in_range(
+                "ttl_ms",
+                *ttl_ms,
+                limits::LOCK_TTL_MS_MIN,
+                limits::LOCK_TTL_MS_MAX,
+            ),
+            Command::Emit {
+                topic,
+                dedup_key,
+                payload,
+            } => super::events::Events::check_event(topic, dedup_key, payload).map_err(rejected),
+            _ => Ok(()),
+        }
+    }
+
     /// Rough encoded size, for capping a batch: the variable-length fields plus a fixed part.
     pub fn weight(&self) -> usize {
         const FIXED: usize = 64;

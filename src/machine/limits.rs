@@ -272,6 +272,11 @@ pub const SCHEDULES_MAX: usize = 10_000;
 pub const SCHEDULE_NAME_BYTES_MAX: usize = 128;
 /// Shortest interval between two ticks of a schedule (also the finest cron field: seconds).
 pub const SCHEDULE_INTERVAL_MS_MIN: u64 = 1_000;
+/// Longest `@every` interval: a year and a day.
+pub const SCHEDULE_INTERVAL_MS_MAX: u64 = 366 * 24 * 3_600_000;
+/// Latest wall-clock time any request may name (9999-12-31T23:59:59.999Z), so every time
+/// fits an i64 and a calendar.
+pub const WALL_MS_MAX: u64 = 253_402_300_799_999;
 /// Runs kept in a schedule's history (the newest).
 pub const SCHEDULE_HISTORY_MAX: usize = 100;
 /// Ticks waiting for the previous run (overlap `queue`).

@@ -223,6 +223,15 @@ fn parse_expr(expr: &str, tz: &str) -> Result<Expr, Rejection> {
                 ),
             ));
         }
+        if ms > limits::SCHEDULE_INTERVAL_MS_MAX {
+            return Err(Rejection::invalid(
+                "cron",
+                format!(
+                    "{expr:?} fires every {ms} ms; the longest interval is {} ms (366 days)",
+                    limits::SCHEDULE_INTERVAL_MS_MAX
+                ),
+            ));
+        }
         return Ok(Expr::Every(ms));
     }
     let fields = expr.split_whitespace().count();
@@ -266,7 +275,10 @@ impl Expr {
                 origin_ms.checked_add(k.checked_mul(*iv)?)
             }
             Expr::Cron(cron, zone) => {
-                let at = zone.timestamp_millis_opt(after_ms as i64).single()?;
+                // A time past i64 (refused at the edge; kept safe here) has no next fire.
+                let at = zone
+                    .timestamp_millis_opt(i64::try_from(after_ms).ok()?)
+                    .single()?;
                 // croner works in whole seconds; step past `after_ms` strictly.
                 let next = cron.find_next_occurrence(&at, false).ok()?;
                 let ms = next.timestamp_millis();
@@ -285,10 +297,27 @@ impl ScheduleSpec {
             // Fires at most once a second: croner cannot express more, but check the gap.
             let a = expr.next_after(0, 0);
             let b = a.and_then(|a| expr.next_after(a, 0));
+            if a.is_none() {
+                return Err(Rejection::invalid(
+                    "cron",
+                    format!("{:?} never fires (no such date)", self.expr),
+                ));
+            }
             if let (Some(a), Some(b)) = (a, b) {
                 if b - a < limits::SCHEDULE_INTERVAL_MS_MIN {
                     return Err(Rejection::invalid("cron", "fires more than once a second"));
                 }
+            }
+        }
+        for (field, at) in [("start_ms", self.start_ms), ("end_ms", self.end_ms)] {
+            if let Some(at) = at.filter(|at| *at > limits::WALL_MS_MAX) {
+                return Err(Rejection::invalid(
+                    field,
+                    format!(
+                        "is {at}, after the latest time accepted ({}, the year 9999)",
+                        limits::WALL_MS_MAX
+                    ),
+                ));
             }
         }
         if let (Some(s), Some(e)) = (self.start_ms, self.end_ms) {

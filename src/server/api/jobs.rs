@@ -14,6 +14,16 @@ fn submit_command(req: pb::SubmitRequest) -> Result<Command, Error> {
     let (spec, delay_ms, run_at_ms) = from_wire::submit(req)?;
     spec.validate()?;
     check_range("delay_ms", delay_ms, limits::DELAY_MS_MAX)?;
+    // The machine bounds absolute times by DELAY_MS_MAX after its own clock; refuse here what
+    // is beyond it by this node's clock too (a day of slack for skew), so it writes nothing.
+    let horizon = crate::server::auth::wall_ms()
+        .saturating_add(limits::DELAY_MS_MAX)
+        .saturating_add(86_400_000);
+    for (field, at) in [("run_at_ms", run_at_ms), ("deadline_ms", spec.deadline_ms)] {
+        if let Some(at) = at {
+            check_range(field, at, horizon.min(limits::WALL_MS_MAX))?;
+        }
+    }
     Ok(Command::Submit {
         spec,
         delay_ms,

@@ -23,7 +23,11 @@ use crate::server::auth::Caller;
 /// handler; any other response returns an internal error naming it.
 macro_rules! propose_expect {
     ($service:expr, $command:expr, $($pattern:pat => $value:expr),+ $(,)?) => {
-        match $service.replica.propose($command).await? {
+        match {
+            let command = $command;
+            command.check_stateless().map_err($crate::error::Error::from)?;
+            $service.replica.propose(command).await?
+        } {
             $($pattern => $value,)+
             other => return Err($crate::server::api::unexpected(other)),
         }

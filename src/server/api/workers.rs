@@ -24,6 +24,7 @@ pub(super) async fn lease(
     req: pb::LeaseRequest,
 ) -> Result<pb::LeaseResponse, Status> {
     check_range("wait_ms", req.wait_ms, limits::LEASE_WAIT_MS_MAX)?;
+    check_lease_names("", &req)?;
     let grants = api
         .replica
         .lease_wait(
@@ -73,6 +74,28 @@ pub(super) async fn complete(
     api.job_command(req.job_id, command).await
 }
 
+/// Checks the names of a lease request (worker id, queues, capabilities) at the edge, so a
+/// worker with a bad id is told at once instead of writing rejected entries.
+fn check_lease_names(prefix: &str, req: &pb::LeaseRequest) -> Result<(), Error> {
+    use crate::machine::job::{validate_name, validate_queue_name};
+    validate_name(
+        &format!("{prefix}worker_id"),
+        &req.worker_id,
+        limits::WORKER_ID_BYTES_MAX,
+    )?;
+    for (i, q) in req.queues.iter().enumerate() {
+        validate_queue_name(&format!("{prefix}queues[{i}]"), q)?;
+    }
+    for (i, c) in req.capabilities.iter().enumerate() {
+        validate_name(
+            &format!("{prefix}capabilities[{i}]"),
+            c,
+            limits::CAPABILITY_BYTES_MAX,
+        )?;
+    }
+    Ok(())
+}
+
 /// Checks a complete-and-lease request's bounds and builds its batch: the completions, then
 /// the lease when one is asked for.
 fn complete_and_lease_batch(
@@ -85,6 +108,9 @@ fn complete_and_lease_batch(
         limits::COMPLETIONS_PER_CALL_MAX as u64,
     )?;
     check_range("lease.wait_ms", lease.wait_ms, limits::LEASE_WAIT_MS_MAX)?;
+    if lease.max > 0 {
+        check_lease_names("lease.", lease)?;
+    }
     check_range(
         "lease.max",
         u64::from(lease.max),
