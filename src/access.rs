@@ -55,14 +55,7 @@ pub fn hash(secret: &str) -> String {
 /// Reads a token file: one secret, surrounding whitespace ignored, at most 4 KiB.
 pub fn read_token_file(path: &Path) -> Result<String> {
     let fail = |what: String| Error::Config(format!("token file {}: {what}", path.display()));
-    let meta = std::fs::metadata(path).map_err(|e| fail(format!("cannot read: {e}")))?;
-    if meta.len() > TOKEN_FILE_BYTES_MAX {
-        return Err(fail(format!(
-            "is {} bytes; a token file holds one token (at most {TOKEN_FILE_BYTES_MAX} bytes)",
-            meta.len()
-        )));
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+    let text = crate::files::read_bounded(path, TOKEN_FILE_BYTES_MAX).map_err(fail)?;
     let secret = text.trim();
     if secret.is_empty() || secret.contains(char::is_whitespace) {
         return Err(fail("does not hold one token".into()));

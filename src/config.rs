@@ -303,8 +303,8 @@ pub struct Config {
 impl Config {
     /// Reads and validates a config file; `RAFTLINE_DATA_DIR` overrides `cluster.data_dir`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError(format!("{}: cannot read: {e}", path.display())))?;
+        let text = crate::files::read_bounded(path, limits::CONFIG_FILE_BYTES_MAX)
+            .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
         let mut raw = RawConfig::parse(&text).map_err(|e| prefix(path, e))?;
         if let Some(dir) = std::env::var_os("RAFTLINE_DATA_DIR") {
             raw.cluster.data_dir = PathBuf::from(dir);

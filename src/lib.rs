@@ -16,6 +16,7 @@ pub mod client;
 
 pub mod config;
 pub mod error;
+pub mod files;
 pub mod machine;
 pub mod node;
 pub mod proto;

@@ -194,42 +194,74 @@ impl NodeTls {
     }
 }
 
-/// An accepted TLS connection, as tonic serves it.
-pub struct TlsConn(tokio_rustls::server::TlsStream<TcpStream>);
+/// An accepted connection, plain or TLS, as tonic serves it. It holds one of its server's
+/// connection slots until dropped.
+pub struct Conn {
+    io: ServerIo,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
 
-impl tonic::transport::server::Connected for TlsConn {
-    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
-
-    fn connect_info(&self) -> Self::ConnectInfo {
-        self.0.get_ref().0.connect_info()
+impl Conn {
+    /// A plain connection holding `slot`.
+    pub fn plain(tcp: TcpStream, slot: tokio::sync::OwnedSemaphorePermit) -> Conn {
+        Conn {
+            io: ServerIo::Plain(tcp),
+            _slot: slot,
+        }
     }
 }
 
-impl AsyncRead for TlsConn {
+enum ServerIo {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl tonic::transport::server::Connected for Conn {
+    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        match &self.io {
+            ServerIo::Plain(tcp) => tcp.connect_info(),
+            ServerIo::Tls(tls) => tls.get_ref().0.connect_info(),
+        }
+    }
+}
+
+/// Calls `$method` on whichever stream `$self` holds.
+macro_rules! on_io {
+    ($self:expr, $method:ident($($arg:expr),*)) => {
+        match &mut $self.io {
+            ServerIo::Plain(s) => Pin::new(s).$method($($arg),*),
+            ServerIo::Tls(s) => Pin::new(s.as_mut()).$method($($arg),*),
+        }
+    };
+}
+
+impl AsyncRead for Conn {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
+        on_io!(self, poll_read(cx, buf))
     }
 }
 
-impl AsyncWrite for TlsConn {
+impl AsyncWrite for Conn {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
+        on_io!(self, poll_write(cx, buf))
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
+        on_io!(self, poll_flush(cx))
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
+        on_io!(self, poll_shutdown(cx))
     }
 
     fn poll_write_vectored(
@@ -237,24 +269,31 @@ impl AsyncWrite for TlsConn {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+        on_io!(self, poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.0.is_write_vectored()
+        match &self.io {
+            ServerIo::Plain(s) => s.is_write_vectored(),
+            ServerIo::Tls(s) => s.is_write_vectored(),
+        }
     }
 }
 
-/// Accepts connections on `listener` and completes their TLS handshakes (each in its own task,
-/// under [`HANDSHAKE_TIMEOUT`]); `peer` selects the mutual-TLS peer configuration. The stream
-/// ends when the receiver is dropped.
+/// Accepts connections on `listener`, at most `max` open at once: one more is closed at once
+/// (said in the log at most once a minute), so a flood of idle connections can't take every
+/// file descriptor of the node. With `tls` (the node's files and whether this is the
+/// mutual-TLS peer port) each handshake runs in its own task under [`HANDSHAKE_TIMEOUT`].
+/// The stream ends when the server drops it.
 pub fn incoming(
     listener: TcpListener,
-    tls: Arc<NodeTls>,
-    peer: bool,
-) -> impl futures::Stream<Item = std::io::Result<TlsConn>> {
+    tls: Option<(Arc<NodeTls>, bool)>,
+    max: usize,
+) -> impl futures::Stream<Item = std::io::Result<Conn>> {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let slots = Arc::new(tokio::sync::Semaphore::new(max));
     tokio::spawn(async move {
+        let mut last_warning: Option<std::time::Instant> = None;
         loop {
             let (tcp, remote) = tokio::select! {
                 accepted = listener.accept() => match accepted {
@@ -267,13 +306,37 @@ pub fn incoming(
                 },
                 () = tx.closed() => return,
             };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                if last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                    last_warning = Some(std::time::Instant::now());
+                    tracing::warn!(
+                        %remote, max,
+                        "connection refused: {max} open on this port, the limit"
+                    );
+                }
+                drop(tcp);
+                continue;
+            };
             let _ = tcp.set_nodelay(true);
-            let acceptor = tokio_rustls::TlsAcceptor::from(tls.server(peer));
+            let Some((tls, peer)) = &tls else {
+                let _ = tx
+                    .send(Ok(Conn {
+                        io: ServerIo::Plain(tcp),
+                        _slot: slot,
+                    }))
+                    .await;
+                continue;
+            };
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls.server(*peer));
             let tx = tx.clone();
             tokio::spawn(async move {
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                     Ok(Ok(stream)) => {
-                        let _ = tx.send(Ok(TlsConn(stream))).await;
+                        let conn = Conn {
+                            io: ServerIo::Tls(Box::new(stream)),
+                            _slot: slot,
+                        };
+                        let _ = tx.send(Ok(conn)).await;
                     }
                     Ok(Err(e)) => tracing::debug!(%remote, "TLS handshake refused: {e}"),
                     Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),

@@ -416,81 +416,8 @@ async fn bad_requests_are_refused_and_write_nothing() {
         (a.last_log_index == b.last_log_index).then_some(b)
     })
     .await;
-    let huge = "x".repeat(70 * 1024);
-    let far = u64::MAX.to_string();
-    let cases: Vec<(Vec<&str>, &str)> = vec![
-        (
-            vec![
-                "schedule",
-                "create",
-                "--name",
-                "s1",
-                "--start",
-                &far,
-                "--cron",
-                "@every 30s",
-                "--",
-                "echo",
-            ],
-            "start_ms",
-        ),
-        (
-            vec![
-                "schedule",
-                "create",
-                "--name",
-                "s2",
-                "--cron",
-                "0 0 30 2 *",
-                "--",
-                "echo",
-            ],
-            "cron",
-        ),
-        (
-            vec![
-                "schedule",
-                "create",
-                "--name",
-                "s3",
-                "--cron",
-                "@every 1000000d",
-                "--",
-                "echo",
-            ],
-            "cron",
-        ),
-        (
-            vec!["submit", "--queue", "q", "--run-at", &far, "--", "echo"],
-            "run_at_ms",
-        ),
-        (vec!["queue", "pause", ""], "queue"),
-        (
-            vec!["worker", "--worker-id", "a b", "--", "cat"],
-            "worker_id",
-        ),
-        (vec!["worker", "--queue", "bad q", "--", "cat"], "queue"),
-        (vec!["event", "emit", "", "--dedup-key", "k"], "topic"),
-        (
-            vec!["resource", "set", "x", "--capacity", "10001"],
-            "capacity",
-        ),
-        (
-            vec!["lock", "acquire", "x", "--owner", "me", "--ttl", "0s"],
-            "ttl",
-        ),
-        (vec!["submit", "--queue", "", "--", "echo"], "queue"),
-        (vec!["submit", "--queue", "a b", "--", "echo"], "queue"),
-        (
-            vec!["submit", "--queue", "q", "--", "echo", &huge],
-            "shell.argv",
-        ),
-        (
-            vec!["submit", "--queue", "q", "--priority", "11", "--", "echo"],
-            "priority",
-        ),
-    ];
-    for (args, field) in cases {
+    for (args, field) in bad_cli_cases() {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let out = c.cli(&args);
         assert_eq!(out.status.code(), Some(2), "{}", show(&out));
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -527,6 +454,72 @@ async fn bad_requests_are_refused_and_write_nothing() {
     };
     let metrics = http_get(&c.node(leader).http, "/metrics").await;
     assert_eq!(jobs(&metrics).as_deref(), Some("4"), "{metrics}");
+}
+
+/// CLI calls that must be refused as invalid, with the field the error must name. Each
+/// argument list is split on spaces, except that `|` marks a split where a single argument
+/// contains spaces.
+fn bad_cli_cases() -> Vec<(Vec<String>, &'static str)> {
+    let far = u64::MAX.to_string();
+    let huge = "x".repeat(70 * 1024);
+    let split = |s: &str| -> Vec<String> {
+        if s.contains('|') {
+            s.split('|').map(str::to_string).collect()
+        } else {
+            s.split(' ').map(str::to_string).collect()
+        }
+    };
+    let mut cases: Vec<(Vec<String>, &'static str)> = [
+        (
+            "schedule|create|--name|s2|--cron|0 0 30 2 *|--|echo",
+            "cron",
+        ),
+        (
+            "schedule|create|--name|s3|--cron|@every 1000000d|--|echo",
+            "cron",
+        ),
+        ("queue|pause|", "queue"),
+        (
+            "submit --queue q --permanent-exit-codes=-1 -- echo",
+            "permanent_exit_codes",
+        ),
+        (
+            "submit --queue q --permanent-exit-codes 256 -- echo",
+            "permanent_exit_codes",
+        ),
+        ("submit --queue q --lease-ttl 0s -- echo", "lease_ttl"),
+        (
+            "trigger create --topic t --max-attempts 0 -- echo",
+            "max_attempts",
+        ),
+        ("worker|--worker-id|a b|--|cat", "worker_id"),
+        ("worker|--queue|bad q|--|cat", "queue"),
+        ("event|emit||--dedup-key|k", "topic"),
+        ("resource set x --capacity 10001", "capacity"),
+        ("lock acquire x --owner me --ttl 0s", "ttl"),
+        ("submit|--queue||--|echo", "queue"),
+        ("submit|--queue|a b|--|echo", "queue"),
+        ("submit --queue q --priority 11 -- echo", "priority"),
+    ]
+    .into_iter()
+    .map(|(args, field)| (split(args), field))
+    .collect();
+    // A value too long or too large to write inline goes in place of `{}`.
+    for (args, value, field) in [
+        (
+            "schedule|create|--name|s1|--cron|@every 30s|--start|{}|--|echo",
+            &far,
+            "start_ms",
+        ),
+        ("submit|--queue|q|--run-at|{}|--|echo", &far, "run_at_ms"),
+        ("submit|--queue|q|--|echo|{}", &huge, "shell.argv"),
+    ] {
+        let v = split(args)
+            .into_iter()
+            .map(|a| if a == "{}" { value.clone() } else { a });
+        cases.push((v.collect(), field));
+    }
+    cases
 }
 
 /// `raftline up` starts every node of a config, they form a cluster, and SIGINT stops them all

@@ -354,3 +354,87 @@ fn exposed_address_needs_auth_and_tls() {
     .expect("write");
     raftline::config::Config::load(&config).expect("insecure = true accepts it");
 }
+
+/// A flood of idle connections on the API and HTTP ports: the one past the limit is closed at
+/// once, the node keeps its place in the cluster, and it answers again when the flood ends.
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_connection_flood_is_capped() {
+    use raftline::machine::limits;
+    use tokio::io::AsyncReadExt;
+
+    let mut c = Cluster::start(Settings::default()).await;
+    let mut flood = Vec::new();
+    for (addr, max) in [
+        (c.node(1).api.clone(), limits::API_CONNECTIONS_MAX),
+        (c.node(1).http.clone(), limits::HTTP_CONNECTIONS_MAX),
+    ] {
+        for _ in 0..max {
+            flood.push(
+                tokio::net::TcpStream::connect(&addr)
+                    .await
+                    .expect("connect"),
+            );
+        }
+        let mut extra = tokio::net::TcpStream::connect(&addr)
+            .await
+            .expect("connect");
+        let mut byte = [0u8; 64];
+        let read = tokio::time::timeout(Duration::from_secs(10), extra.read(&mut byte)).await;
+        assert!(
+            matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+            "{addr}: connection {} past the limit was kept: {read:?}",
+            max + 1
+        );
+    }
+    // The node still takes part: a write through another node commits with it in the group.
+    let id = c
+        .client_of(&[2])
+        .submit(common::shell_job("flood", &["true"]))
+        .await
+        .expect("submit during the flood");
+    assert!(c.try_exit(1).is_none(), "node 1 exited");
+    drop(flood);
+    let client = c.client_of(&[1]);
+    common::wait_for("node 1 answers again", Duration::from_secs(30), || async {
+        client.job(id, false).await.ok()
+    })
+    .await;
+}
+
+/// Jobs with the largest payloads page by bytes: a listing never overflows the message limit
+/// and following the cursor reads every job once.
+#[tokio::test(flavor = "multi_thread")]
+async fn large_jobs_list_in_pages_by_bytes() {
+    use raftline::machine::limits;
+
+    let c = Cluster::start(Settings::default()).await;
+    let client = c.client();
+    let payload = vec![b'x'; limits::PAYLOAD_BYTES_MAX];
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        let req = pb::SubmitRequest {
+            queue: "big".into(),
+            kind: Some(pb::submit_request::Kind::Payload(payload.clone())),
+            ..Default::default()
+        };
+        ids.push(client.submit(req).await.expect("submit"));
+    }
+    let mut seen = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = client
+            .list_jobs(pb::ListJobsRequest {
+                queue: "big".into(),
+                after_id: after,
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .expect("a page of large jobs");
+        let Some(last) = page.last() else { break };
+        assert!(page.len() < 20, "one page held {} large jobs", page.len());
+        after = last.id;
+        seen.extend(page.iter().map(|j| j.id));
+    }
+    assert_eq!(seen, ids);
+}

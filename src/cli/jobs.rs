@@ -192,7 +192,7 @@ pub async fn submit(addr: &[String], a: SubmitArgs) -> Result<()> {
         deadline_ms,
         resources: a.resource,
     };
-    if req.lease_ttl_ms != 0 && req.lease_ttl_ms < limits::LEASE_TTL_MS_MIN {
+    if a.lease_ttl.is_some() && req.lease_ttl_ms < limits::LEASE_TTL_MS_MIN {
         return Err(invalid(
             "lease_ttl",
             format!("must be at least {} ms", limits::LEASE_TTL_MS_MIN),

@@ -213,6 +213,12 @@ fn target(t: TargetArgs) -> Result<RunTarget> {
             "give -- CMD ARGS... or --workflow FILE".into(),
         ));
     }
+    super::parse::nonzero(
+        "max_attempts",
+        t.max_attempts,
+        1,
+        crate::machine::limits::MAX_ATTEMPTS_MAX,
+    )?;
     let job = pb::SubmitRequest {
         queue: t.queue,
         kind: Some(pb::submit_request::Kind::Shell(pb::ShellCommand {

@@ -231,12 +231,8 @@ pub fn parse(path: &Path, text: &str) -> Result<pb::SubmitWorkflowRequest> {
 
 /// Reads and parses a workflow file.
 pub fn load(path: &Path) -> Result<pb::SubmitWorkflowRequest> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        invalid(
-            "file".into(),
-            format!("cannot read {}: {e}", path.display()),
-        )
-    })?;
+    let text = crate::files::read_bounded(path, crate::machine::limits::WORKFLOW_FILE_BYTES_MAX)
+        .map_err(|e| invalid("file".into(), format!("{}: {e}", path.display())))?;
     parse(path, &text)
 }
 

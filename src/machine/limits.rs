@@ -39,6 +39,20 @@ pub const STREAMS_PER_CONNECTION_MAX: u32 = 1024;
 /// server closes the connection (h2's guard against rapid-reset floods; its default, 20, closed
 /// busy peer connections whose 50 ms AppendEntries timeouts reset streams under load).
 pub const PENDING_RESET_STREAMS_MAX: usize = 1024;
+/// Connections a node's API port holds open at once; one more is closed at once (so a
+/// flood of idle connections can't take every file descriptor).
+pub const API_CONNECTIONS_MAX: usize = 512;
+/// Connections a node's peer port holds open at once (peers open one or two each).
+pub const PEER_CONNECTIONS_MAX: usize = 64;
+/// Bytes of jobs in one `ListJobs` page: a page ends early there (one job at least), well
+/// inside the API message limit.
+pub const LIST_PAGE_BYTES_MAX: usize = 2 << 20;
+/// Bytes of a config file the node or CLI reads.
+pub const CONFIG_FILE_BYTES_MAX: u64 = 1 << 20;
+/// Bytes of a workflow file the CLI reads.
+pub const WORKFLOW_FILE_BYTES_MAX: u64 = 16 << 20;
+/// Connections a node's HTTP port (`/health`, `/metrics`) holds open at once.
+pub const HTTP_CONNECTIONS_MAX: usize = 64;
 
 /// API tokens (`machine/auth.rs`), bootstrap tokens included.
 pub const TOKENS_MAX: usize = 10_000;

@@ -50,6 +50,17 @@ pub fn submit(req: pb::SubmitRequest) -> Result<(JobSpec, u64, Option<u64>), Err
     spec.idempotency_key = (!req.idempotency_key.is_empty()).then_some(req.idempotency_key);
     spec.tags = req.tags;
     spec.required_capabilities = req.required_capabilities;
+    if let Some((i, code)) = req
+        .permanent_exit_codes
+        .iter()
+        .enumerate()
+        .find(|(_, c)| !(0..=255).contains(*c))
+    {
+        return Err(invalid(
+            &format!("permanent_exit_codes[{i}]"),
+            &format!("is {code}; an exit code is 0..=255"),
+        ));
+    }
     spec.permanent_exit_codes = req.permanent_exit_codes;
     spec.deadline_ms = req.deadline_ms;
     spec.resources = req

@@ -9,6 +9,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 
 use crate::error::{Error, Result};
+use crate::machine::limits;
 use crate::raft::Replica;
 
 /// Serves HTTP until `shutdown` completes.
@@ -34,6 +35,10 @@ pub async fn serve(
     let app = Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics));
+    let listener = Capped {
+        listener,
+        slots: Arc::new(tokio::sync::Semaphore::new(limits::HTTP_CONNECTIONS_MAX)),
+    };
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
@@ -89,4 +94,35 @@ fn metrics_text(replica: &Replica) -> String {
         s.fsync_micros as f64 / 1e6
     ));
     out
+}
+
+/// The HTTP listener with at most `HTTP_CONNECTIONS_MAX` connections open: one more is closed
+/// at once, so idle connections can't take every file descriptor of the node.
+struct Capped {
+    listener: tokio::net::TcpListener,
+    slots: Arc<tokio::sync::Semaphore>,
+}
+
+impl axum::serve::Listener for Capped {
+    type Io = crate::tls::Conn;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            match self.listener.accept().await {
+                Ok((tcp, addr)) => match self.slots.clone().try_acquire_owned() {
+                    Ok(slot) => return (crate::tls::Conn::plain(tcp, slot), addr),
+                    Err(_) => drop(tcp),
+                },
+                Err(e) => {
+                    tracing::warn!("http accept: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.listener.local_addr()
+    }
 }

@@ -14,7 +14,6 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tonic::transport::server::TcpIncoming;
 
 use crate::error::{Error, Result};
 use crate::machine::limits;
@@ -38,21 +37,16 @@ pub async fn serve_api(
         .concurrency_limit_per_connection(limits::API_CONCURRENCY_MAX)
         .layer(auth::AuthLayer(gate))
         .add_service(service);
-    let served = match tls {
-        Some(tls) => {
-            router
-                .serve_with_incoming_shutdown(crate::tls::incoming(listener, tls, false), shutdown)
-                .await
-        }
-        None => {
-            router
-                .serve_with_incoming_shutdown(
-                    TcpIncoming::from(listener).with_nodelay(Some(true)),
-                    shutdown,
-                )
-                .await
-        }
-    };
+    let served = router
+        .serve_with_incoming_shutdown(
+            crate::tls::incoming(
+                listener,
+                tls.map(|t| (t, false)),
+                limits::API_CONNECTIONS_MAX,
+            ),
+            shutdown,
+        )
+        .await;
     served.map_err(|e| Error::Internal(format!("api server: {e}")))
 }
 
@@ -79,20 +73,15 @@ pub async fn serve_raft(
         .max_decoding_message_size(limits::PEER_MESSAGE_BYTES_MAX)
         .max_encoding_message_size(limits::PEER_MESSAGE_BYTES_MAX);
     let router = builder().add_service(service);
-    let served = match tls {
-        Some(tls) => {
-            router
-                .serve_with_incoming_shutdown(crate::tls::incoming(listener, tls, true), shutdown)
-                .await
-        }
-        None => {
-            router
-                .serve_with_incoming_shutdown(
-                    TcpIncoming::from(listener).with_nodelay(Some(true)),
-                    shutdown,
-                )
-                .await
-        }
-    };
+    let served = router
+        .serve_with_incoming_shutdown(
+            crate::tls::incoming(
+                listener,
+                tls.map(|t| (t, true)),
+                limits::PEER_CONNECTIONS_MAX,
+            ),
+            shutdown,
+        )
+        .await;
     served.map_err(|e| Error::Internal(format!("raft server: {e}")))
 }

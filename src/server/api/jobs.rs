@@ -100,9 +100,18 @@ pub(super) async fn list_jobs(
     let queue = (!req.queue.is_empty()).then_some(req.queue.as_str());
     api.read_barrier(req.stale).await?;
     let jobs = api.replica.read(|m| {
+        // A page ends early at LIST_PAGE_BYTES_MAX (one job at least), so jobs with large
+        // payloads page by bytes instead of overflowing the message limit; the caller
+        // continues after the last id.
+        let mut bytes = 0usize;
         m.list(queue, state, req.after_id, limit)
             .into_iter()
             .map(|j| to_wire::job(&j))
+            .take_while(|j| {
+                let first = bytes == 0;
+                bytes += prost::Message::encoded_len(j);
+                first || bytes <= limits::LIST_PAGE_BYTES_MAX
+            })
             .collect()
     });
     Ok(pb::ListJobsResponse { jobs })
