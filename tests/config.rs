@@ -57,6 +57,26 @@ fn malformed_config_is_refused_naming_the_key() {
             good.replace("[cluster]", "[cluster"),
             vec!["cluster.toml", "line 1"],
         ),
+        (
+            good.replace("[jobs]\n", "[jobs]\nopen_files = 3\n"),
+            vec!["jobs.open_files", "16..="],
+        ),
+        (
+            good.replace("[jobs]\n", "[jobs]\nenv_pass = [\"1X\"]\n"),
+            vec!["jobs.env_pass", "\"1X\""],
+        ),
+        (
+            good.replace("[jobs]\n", "[jobs]\ncpu_seconds = 99999999999\n"),
+            vec!["jobs.cpu_seconds"],
+        ),
+        (
+            format!("{good}\n[[jobs.queue]]\nqueues = \"a b\"\n"),
+            vec!["jobs.queue[0].queues"],
+        ),
+        (
+            good.replacen("http_addr", "run_as = \"-x\"\nhttp_addr", 1),
+            vec!["node[0].run_as"],
+        ),
     ];
     for (text, needles) in cases {
         std::fs::write(&c.config, text).unwrap();

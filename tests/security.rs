@@ -1,7 +1,8 @@
 //! Who gets in: on real 3-node clusters with auth and mutual TLS on, every API method with no
 //! token, a bad token, an expired one and each role gives the status the role table promises
 //! and refusals write nothing; a queue-limited token stays in its queues; a process without a
-//! cluster certificate can't get a vote counted or an entry appended on the peer port.
+//! cluster certificate can't get a vote counted or an entry appended on the peer port; shell
+//! jobs run with least privilege.
 
 mod common;
 
@@ -437,4 +438,110 @@ async fn large_jobs_list_in_pages_by_bytes() {
         seen.extend(page.iter().map(|j| j.id));
     }
     assert_eq!(seen, ids);
+}
+
+/// The job `id` once it has finished.
+async fn finished(c: &Cluster, id: u64) -> pb::Job {
+    let client = c.client();
+    common::wait_for(
+        &format!("job {id} to finish"),
+        Duration::from_secs(30),
+        || async {
+            let job = client.job(id, false).await.ok()?;
+            ["succeeded", "dead", "cancelled"]
+                .contains(&job.state.as_str())
+                .then_some(job)
+        },
+    )
+    .await
+}
+
+/// Submits `argv` to `queue` and returns the finished job.
+async fn run_job(c: &Cluster, queue: &str, argv: &[&str]) -> pb::Job {
+    let mut req = common::shell_job(queue, argv);
+    req.max_attempts = 1;
+    let id = c.client().submit(req).await.expect("submit");
+    finished(c, id).await
+}
+
+/// Shell jobs run with least privilege: with nothing configured, a node running as root runs
+/// them as `nobody`, and only a rule naming root runs them as root; they see only the passed
+/// variables; the configured limits are set; a queue with an executables list can start only
+/// those programs, anything else dying at once as a permanent failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_run_with_least_privilege() {
+    // SAFETY: geteuid(2) has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let mut jobs = String::from(
+        "[jobs]\ncpu_seconds = 7\nopen_files = 100\nenv_pass = [\"PATH\", \"RL_TEST_PASSED\"]\n\
+         [[jobs.queue]]\nqueues = \"locked-*\"\nexecutables = [\"echo\"]\n",
+    );
+    if root {
+        jobs.push_str("[[jobs.queue]]\nqueues = \"admin\"\nrun_as = \"root\"\n");
+    }
+    let c = Cluster::start(Settings {
+        jobs: Some(jobs),
+        node_env: vec![
+            ("RL_TEST_PASSED".into(), "yes".into()),
+            ("RL_TEST_SECRET".into(), "hush".into()),
+        ],
+        ..Settings::default()
+    })
+    .await;
+    let script = "id -u; echo \"p=$RL_TEST_PASSED s=$RL_TEST_SECRET\"; ulimit -n; ulimit -t";
+    let job = run_job(&c, "open", &["sh", "-c", script]).await;
+    assert_eq!(job.state, "succeeded", "{job:?}");
+    // SAFETY: as above.
+    let uid = if root {
+        65534
+    } else {
+        unsafe { libc::geteuid() }
+    };
+    assert_eq!(
+        job.attempts[0].output_tail,
+        format!("{uid}\np=yes s=\n100\n7\n"),
+        "{job:?}"
+    );
+
+    let job = run_job(&c, "locked-a", &["sh", "-c", "echo escaped"]).await;
+    assert_eq!(job.state, "dead", "{job:?}");
+    assert_eq!(job.attempts.len(), 1, "{job:?}");
+    assert_eq!(job.attempts[0].error_class, "permanent", "{job:?}");
+    assert!(
+        job.attempts[0].error.contains("executables"),
+        "{:?}",
+        job.attempts[0].error
+    );
+    let job = run_job(&c, "locked-b", &["echo", "allowed"]).await;
+    assert_eq!(job.state, "succeeded", "{job:?}");
+    assert_eq!(job.attempts[0].output_tail, "allowed\n");
+
+    if root {
+        let job = run_job(&c, "admin", &["id", "-u"]).await;
+        assert_eq!(job.attempts[0].output_tail, "0\n", "{job:?}");
+    } else {
+        eprintln!("not root: the switch to nobody and the root rule are not exercised");
+    }
+}
+
+/// A node that can't run jobs as the configured user refuses to start, naming the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_run_as_user_is_refused_at_start() {
+    let c = Cluster::new(Settings {
+        jobs: Some("[jobs]\nrun_as = \"no-such-user-here\"\n".into()),
+        ..Settings::default()
+    });
+    let out = std::process::Command::new(common::BIN)
+        .args(["node", "--config"])
+        .arg(&c.config)
+        .args(["--id", "1"])
+        .output()
+        .expect("run node");
+    assert_eq!(out.status.code(), Some(2), "{}", common::show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("jobs.run_as: no user \"no-such-user-here\""),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }

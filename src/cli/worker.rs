@@ -60,6 +60,7 @@ pub async fn run(addr: &[String], args: WorkerArgs) -> Result<()> {
         min: 1,
         max: args.concurrency,
         handler: (!args.handler.is_empty()).then_some(args.handler),
+        sandbox: crate::node::sandbox::Sandbox::inherit(),
     };
     crate::node::executor::run(backend, pool, shutdown_signal()).await;
     Ok(())

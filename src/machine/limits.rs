@@ -440,3 +440,36 @@ pub const WAL_META_BYTES_MAX: u64 = 64 * 1024;
 /// completes all of them (group commit).
 pub const WAL_FLUSH_QUEUE_MAX: usize = 4096;
 const _: () = assert!(WAL_RECORD_BYTES_MAX <= u32::MAX as u64);
+
+/// Bytes of a user name in `run_as`.
+pub const USER_NAME_BYTES_MAX: usize = 32;
+
+/// Variables `[jobs] env_pass` may name.
+pub const JOB_ENV_PASS_MAX: usize = 256;
+
+/// Bytes of one variable name in `env_pass`.
+pub const JOB_ENV_NAME_BYTES_MAX: usize = 256;
+
+/// Highest `[jobs] cpu_seconds`: one year.
+pub const JOB_CPU_SECONDS_MAX: u64 = 366 * 24 * 3600;
+
+/// Lowest `[jobs] address_space_bytes` other than 0: 64 MiB, below which nothing starts.
+pub const JOB_ADDRESS_SPACE_BYTES_MIN: u64 = 64 * 1024 * 1024;
+
+/// Highest `[jobs] address_space_bytes`: 1 TiB.
+pub const JOB_ADDRESS_SPACE_BYTES_MAX: u64 = 1 << 40;
+
+/// Highest `[jobs] open_files`.
+pub const JOB_OPEN_FILES_MAX: u64 = 1 << 20;
+
+/// Highest `[jobs] processes`.
+pub const JOB_PROCESSES_MAX: u64 = 1 << 22;
+
+/// `[[jobs.queue]]` rules.
+pub const JOB_QUEUE_RULES_MAX: usize = 256;
+
+/// Programs one rule's `executables` may list.
+pub const JOB_EXECUTABLES_MAX: usize = 256;
+
+/// Bytes of one entry of `executables`.
+pub const JOB_EXECUTABLE_BYTES_MAX: usize = 4096;

@@ -43,6 +43,8 @@ const LEASE_RETRY: Duration = Duration::from_millis(limits::EXECUTOR_LEASE_RETRY
 pub struct Leased {
     /// The job.
     pub job_id: JobId,
+    /// The job's queue.
+    pub queue: String,
     /// Fencing token of the lease.
     pub token: u64,
     /// Attempt number.
@@ -59,6 +61,7 @@ impl From<Grant> for Leased {
     fn from(g: Grant) -> Leased {
         Leased {
             job_id: g.job_id,
+            queue: g.spec.queue.clone(),
             token: g.token,
             attempt: g.attempt,
             ttl_ms: g.ttl_ms,
@@ -241,6 +244,7 @@ fn leased_from_wire(l: pb::LeasedJob) -> Result<Leased> {
         .ok_or_else(|| Error::Internal("lease reply job without a kind".into()))?;
     Ok(Leased {
         job_id: job.id,
+        queue: job.queue,
         token: l.token,
         attempt: l.attempt,
         ttl_ms: l.ttl_ms,
@@ -258,6 +262,8 @@ pub struct PoolConfig {
     pub max: u32,
     /// Command that receives an external job's payload on stdin.
     pub handler: Option<Vec<String>>,
+    /// User, environment, limits and allowed programs of the jobs' processes.
+    pub sandbox: super::sandbox::Sandbox,
 }
 
 struct Running {
@@ -276,6 +282,7 @@ pub async fn run<B: Backend>(
     shutdown: impl Future<Output = ()>,
 ) {
     let table: Table = Arc::default();
+    let sandbox = Arc::new(pool.sandbox.clone());
     let finished = Arc::new(Notify::new());
     let mut tasks = tokio::task::JoinSet::new();
     let keeper = tokio::spawn(keep_leases(backend.clone(), table.clone()));
@@ -300,6 +307,7 @@ pub async fn run<B: Backend>(
                             backend.clone(),
                             job,
                             pool.handler.clone(),
+                            sandbox.clone(),
                             killed,
                             table.clone(),
                             finished.clone(),
@@ -373,12 +381,13 @@ async fn run_one<B: Backend>(
     backend: Arc<B>,
     job: Leased,
     handler: Option<Vec<String>>,
+    sandbox: Arc<super::sandbox::Sandbox>,
     killed: watch::Receiver<Kill>,
     table: Table,
     finished: Arc<Notify>,
 ) {
     let output = Arc::new(Mutex::new(Vec::new()));
-    let ended = shell::execute(&job, handler.as_deref(), killed, output.clone()).await;
+    let ended = shell::execute(&job, handler.as_deref(), &sandbox, killed, output.clone()).await;
     table.lock().expect("worker table").remove(&job.job_id);
     finished.notify_one();
     let report = shell::report(&ended, &job, &output.lock().expect("output buffer"));

@@ -24,6 +24,7 @@
 //! change under a new id (a later issue).
 
 pub mod executor;
+pub mod sandbox;
 mod shell;
 pub mod ticker;
 
@@ -66,16 +67,18 @@ enum Plan {
 }
 
 /// Starts the node's own executor (unless `workers_max` is 0): it runs shell jobs of the
-/// queues the node's config names, leasing and completing through Raft, until `stopped`.
+/// queues the node's config names, leasing and completing through Raft, until the returned
+/// sender says stop.
 fn spawn_executor(
     config: &Config,
     me: &crate::config::NodeConfig,
     replica: &Arc<Replica>,
     incarnation: u64,
-    mut stopped: watch::Receiver<bool>,
-) -> Option<tokio::task::JoinHandle<()>> {
+    sandbox: sandbox::Sandbox,
+) -> (watch::Sender<bool>, Option<tokio::task::JoinHandle<()>>) {
     let id = me.id;
-    (config.workers_max > 0).then(|| {
+    let (stop, mut stopped) = watch::channel(false);
+    let task = (config.workers_max > 0).then(|| {
         let backend = Arc::new(executor::LocalBackend {
             replica: replica.clone(),
             worker: WorkerRef {
@@ -92,16 +95,49 @@ fn spawn_executor(
             min: config.workers_min,
             max: config.workers_max,
             handler: None,
+            sandbox,
         };
         tokio::spawn(executor::run(backend, pool, async move {
             let _ = stopped.wait_for(|s| *s).await;
         }))
-    })
+    });
+    (stop, task)
+}
+
+/// The line that tells whoever started the node that it is up.
+fn announce(me: &crate::config::NodeConfig, dir: &std::path::Path) {
+    println!(
+        "raftline node {} up: raft {} api {} http {} data {}",
+        me.id,
+        me.raft_addr,
+        me.api_addr,
+        me.http_addr,
+        dir.display()
+    );
+}
+
+/// How this node's executor starts jobs (users looked up on this machine), said in the log.
+fn job_sandbox(config: &Config, me: &crate::config::NodeConfig) -> Result<sandbox::Sandbox> {
+    if config.workers_max == 0 {
+        return Ok(sandbox::Sandbox::inherit());
+    }
+    let sandbox = sandbox::Sandbox::for_node(&config.jobs, me)?;
+    match sandbox.user_for("") {
+        Some(user) => tracing::info!(
+            node = me.id,
+            "shell jobs run as {} (uid {})",
+            user.name,
+            user.uid
+        ),
+        None => tracing::info!(node = me.id, "shell jobs run as this node's user"),
+    }
+    Ok(sandbox)
 }
 
 /// Runs node `id` of `config` until `shutdown` completes.
 pub async fn run(config: Config, id: u64, shutdown: impl Future<Output = ()>) -> Result<()> {
     let me = config.node(id)?.clone();
+    let sandbox = job_sandbox(&config, &me)?;
     let raft_listener = bind(id, "raft_addr", me.raft_listen_addr).await?;
     let api_listener = bind(id, "api_addr", me.api_addr).await?;
     let http_listener = bind(id, "http_addr", me.http_addr).await?;
@@ -169,16 +205,8 @@ pub async fn run(config: Config, id: u64, shutdown: impl Future<Output = ()>) ->
         config.resources.clone(),
         stopped(),
     ));
-    let (executor_stop, executor_stopped) = watch::channel(false);
-    let executor = spawn_executor(&config, &me, &replica, incarnation, executor_stopped);
-
-    println!(
-        "raftline node {id} up: raft {} api {} http {} data {}",
-        me.raft_addr,
-        me.api_addr,
-        me.http_addr,
-        dir.display()
-    );
+    let (executor_stop, executor) = spawn_executor(&config, &me, &replica, incarnation, sandbox);
+    announce(&me, &dir);
 
     tokio::pin!(shutdown);
     let failure = tokio::select! {

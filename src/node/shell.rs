@@ -13,6 +13,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
 use super::executor::Leased;
+use super::sandbox::Sandbox;
 use crate::machine::job::tail;
 use crate::machine::{limits, ErrorClass, JobKind, Report};
 
@@ -32,6 +33,8 @@ pub(super) enum Ended {
     TimedOut,
     Killed(Kill),
     SpawnFailed(String),
+    /// The node's `[jobs]` rules don't let the job's queue run it.
+    Refused(String),
 }
 
 /// The report of a run that ended on its own (not killed for a lost lease or a shutdown), with
@@ -58,6 +61,7 @@ pub(super) fn report(ended: &Ended, job: &Leased, output: &[u8]) -> Option<Repor
             ),
         ),
         Ended::SpawnFailed(e) => report(Some(ErrorClass::Transient), None, e.clone()),
+        Ended::Refused(e) => report(Some(ErrorClass::Permanent), None, e.clone()),
         Ended::Exited(status) => match status.code() {
             Some(0) => report(None, Some(0), String::new()),
             Some(code) => report(
@@ -79,6 +83,7 @@ pub(super) fn report(ended: &Ended, job: &Leased, output: &[u8]) -> Option<Repor
 pub(super) async fn execute(
     job: &Leased,
     handler: Option<&[String]>,
+    sandbox: &Sandbox,
     mut killed: watch::Receiver<Kill>,
     output: Arc<Mutex<Vec<u8>>>,
 ) -> Ended {
@@ -90,11 +95,14 @@ pub(super) async fn execute(
         },
     };
     let mut command = tokio::process::Command::new(&argv[0]);
+    if let Err(e) = sandbox.apply(&job.queue, &argv, &mut command) {
+        return Ended::Refused(e);
+    }
     command
         .args(&argv[1..])
         .envs(&env)
         .env("RAFTLINE_JOB_ID", job.job_id.to_string())
-        .env("RAFTLINE_TOKEN", job.token.to_string())
+        .env("RAFTLINE_LEASE_TOKEN", job.token.to_string())
         .env("RAFTLINE_ATTEMPT", job.attempt.to_string())
         .stdin(if stdin.is_some() {
             Stdio::piped()

@@ -79,6 +79,7 @@ pub struct Cluster {
     pub config: PathBuf,
     pub nodes: Vec<NodeAddrs>,
     procs: BTreeMap<u64, Child>,
+    node_env: Vec<(String, String)>,
     /// The admin token (the shared bootstrap token) and CA clients use.
     pub access: Access,
 }
@@ -97,6 +98,11 @@ pub struct Settings {
     pub auth_extra: String,
     /// Mutual TLS on every port, with a CA and node certificates made by `certs init`.
     pub tls: bool,
+    /// The `[jobs]` table; `None`: jobs run as the test's own user, named explicitly (so
+    /// shell jobs may write to the test's files when tests run as root).
+    pub jobs: Option<String>,
+    /// Extra environment variables of every node process.
+    pub node_env: Vec<(String, String)>,
 }
 
 impl Default for Settings {
@@ -110,6 +116,8 @@ impl Default for Settings {
             node_extra: String::new(),
             auth_extra: String::new(),
             tls: false,
+            jobs: None,
+            node_env: Vec::new(),
         }
     }
 }
@@ -155,6 +163,14 @@ impl Cluster {
             );
             certs.join("ca.pem")
         });
+        // SAFETY: geteuid(2) has no preconditions.
+        let euid = unsafe { libc::geteuid() };
+        text.push('\n');
+        text.push_str(
+            &settings
+                .jobs
+                .unwrap_or_else(|| format!("[jobs]\nrun_as = \"{euid}\"\n")),
+        );
         for n in &nodes {
             text.push_str(&format!(
                 "\n[[node]]\nid = {}\nraft_addr = \"{}\"\napi_addr = \"{}\"\nhttp_addr = \"{}\"\n{}\n",
@@ -168,6 +184,7 @@ impl Cluster {
             config,
             nodes,
             procs: BTreeMap::new(),
+            node_env: settings.node_env,
             access: Access {
                 token: Some(token),
                 ca_file,
@@ -228,6 +245,7 @@ impl Cluster {
             .arg(&self.config)
             .args(["--id", &id.to_string()])
             .env("RAFTLINE_LOG", "info,openraft=warn")
+            .envs(self.node_env.iter().map(|(k, v)| (k, v)))
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()

@@ -13,6 +13,9 @@ use serde::Deserialize;
 use crate::machine::job::{validate_name, validate_queue_name};
 use crate::machine::{limits, Rejection, Settings};
 
+pub mod jobs;
+pub use jobs::{JobLimits, JobsConfig, QueueRule};
+
 /// A configuration error: one line naming the file and key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -36,6 +39,9 @@ pub struct RawConfig {
     /// TLS for the API and peer ports; absent means plaintext.
     #[serde(default)]
     pub tls: Option<RawTls>,
+    /// How nodes run shell jobs: user, environment, limits, per-queue rules.
+    #[serde(default)]
+    pub jobs: jobs::RawJobs,
 }
 
 /// The `[auth]` table.
@@ -236,6 +242,9 @@ pub struct RawNode {
     /// Capabilities this node's executor offers.
     #[serde(default)]
     pub capabilities: Vec<String>,
+    /// User this node's shell jobs run as, over `[jobs] run_as`.
+    #[serde(default)]
+    pub run_as: Option<String>,
 }
 
 /// A validated node entry.
@@ -255,6 +264,8 @@ pub struct NodeConfig {
     pub queues: Vec<String>,
     /// Capabilities the executor offers.
     pub capabilities: Vec<String>,
+    /// User this node's shell jobs run as, when set for the node.
+    pub run_as: Option<String>,
 }
 
 /// A validated configuration.
@@ -298,6 +309,8 @@ pub struct Config {
     pub tls: Option<TlsPaths>,
     /// Binding a non-loopback address without auth and TLS is allowed.
     pub insecure: bool,
+    /// How shell jobs run.
+    pub jobs: JobsConfig,
 }
 
 impl Config {
@@ -388,6 +401,7 @@ impl RawConfig {
         let mut nodes = check_nodes(&self.node)?;
         nodes.sort_by_key(|n| n.id);
         let resources = check_resources(&self.resource)?;
+        let jobs = self.jobs.validate()?;
         if self.auth.rate_per_sec > limits::TOKEN_RATE_MAX {
             return Err(ConfigError(format!(
                 "auth.rate_per_sec: is {}, the limit is {}",
@@ -435,6 +449,7 @@ impl RawConfig {
                 key_file: absolute(base, PathBuf::from(t.key_file)),
             }),
             insecure: c.insecure,
+            jobs,
         })
     }
 }
@@ -651,6 +666,9 @@ fn check_nodes(raw: &[RawNode]) -> Result<Vec<NodeConfig>, ConfigError> {
                 format!("has more than {}", limits::CAPABILITIES_MAX),
             );
         }
+        if let Some(user) = &n.run_as {
+            jobs::check_user(&at("run_as"), user)?;
+        }
         nodes.push(NodeConfig {
             id: n.id,
             raft_addr: parse("raft_addr", &n.raft_addr)?,
@@ -665,6 +683,7 @@ fn check_nodes(raw: &[RawNode]) -> Result<Vec<NodeConfig>, ConfigError> {
             http_addr: parse("http_addr", &n.http_addr)?,
             queues,
             capabilities: n.capabilities.clone(),
+            run_as: n.run_as.clone(),
         });
     }
     Ok(nodes)
