@@ -163,6 +163,15 @@ impl From<tonic::Status> for Error {
                 Error::InvalidArgument { field, message }
             }
             tonic::Code::NotFound => Error::NotFound(message),
+            // tonic's refusal of a message over the size limit, on either side.
+            tonic::Code::OutOfRange if message.contains("message length too large") => {
+                Error::InvalidArgument {
+                    field: "request".into(),
+                    message: format!(
+                        "is over the API message limit (API_MESSAGE_BYTES_MAX): {message}"
+                    ),
+                }
+            }
             tonic::Code::FailedPrecondition => Error::FailedPrecondition(message),
             tonic::Code::ResourceExhausted => Error::ResourceExhausted(message),
             tonic::Code::Unauthenticated => Error::Unauthenticated(message),

@@ -146,8 +146,43 @@ struct Configs {
     peer_client: Arc<rustls::ClientConfig>,
 }
 
+/// Refuses a node certificate the cluster's CA would not accept now: expired, not yet valid,
+/// or not signed by it (a certificate that names other hosts is the operator's choice).
+fn check_node_cert(paths: &TlsPaths, id: u64) -> Result<()> {
+    use rustls::client::danger::ServerCertVerifier;
+    use rustls::CertificateError::{NotValidForName, NotValidForNameContext};
+    let (cert, _) = paths.node_files(id);
+    let chain = load_certs("cert_file", &cert)?;
+    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        roots(&paths.ca_file)?,
+        provider(),
+    )
+    .build()
+    .map_err(|e| tls_error("ca_file", e))?;
+    let name = ServerName::try_from(format!("node-{id}")).map_err(|e| tls_error("node name", e))?;
+    let now = rustls_pki_types::UnixTime::now();
+    match verifier.verify_server_cert(&chain[0], &chain[1..], &name, &[], now) {
+        Ok(_) => Ok(()),
+        Err(rustls::Error::InvalidCertificate(NotValidForName | NotValidForNameContext { .. })) => {
+            Ok(())
+        }
+        Err(e) => {
+            let why = match e {
+                rustls::Error::InvalidCertificate(c) => c.to_string(),
+                other => other.to_string(),
+            };
+            Err(Error::Config(format!(
+                "tls: cert_file {}: {why} (checked against ca_file {})",
+                cert.display(),
+                paths.ca_file.display()
+            )))
+        }
+    }
+}
+
 fn load(paths: &TlsPaths, id: u64) -> Result<Configs> {
     let (cert, key) = paths.node_files(id);
+    check_node_cert(paths, id)?;
     Ok(Configs {
         peer_server: server_config(paths, id, true)?,
         api_server: server_config(paths, id, false)?,
@@ -376,6 +411,21 @@ impl Connector {
 
 type Io = hyper_util::rt::TokioIo<tokio_rustls::client::TlsStream<TcpStream>>;
 
+/// Says what a refused server certificate most likely means.
+fn handshake_error(e: std::io::Error) -> std::io::Error {
+    let certificate = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .is_some_and(|r| matches!(r, rustls::Error::InvalidCertificate(_)));
+    let hint = if certificate {
+        " (the node's certificate is not one the trusted CA issued, or it is out of date: \
+         clients name the cluster's CA with --ca-file or RAFTLINE_CA_FILE)"
+    } else {
+        ""
+    };
+    std::io::Error::new(e.kind(), format!("TLS handshake: {e}{hint}"))
+}
+
 impl tower::Service<http::Uri> for Connector {
     type Response = Io;
     type Error = std::io::Error;
@@ -406,7 +456,8 @@ impl tower::Service<http::Uri> for Connector {
             let name = ServerName::IpAddress(addr.ip().into());
             let stream = tokio_rustls::TlsConnector::from(config)
                 .connect(name, tcp)
-                .await?;
+                .await
+                .map_err(handshake_error)?;
             Ok(hyper_util::rt::TokioIo::new(stream))
         })
     }

@@ -438,6 +438,21 @@ async fn bad_requests_are_refused_and_write_nothing() {
         matches!(e, Error::InvalidArgument { ref field, .. } if field == "queue"),
         "{e:?}"
     );
+    // A request over the API's message limit names the limit (not "h2 protocol error").
+    let big = "y".repeat(100 * 1024);
+    let argv: Vec<&str> = std::iter::once("echo")
+        .chain(std::iter::repeat_n(big.as_str(), 56))
+        .collect();
+    let e = c
+        .client_of(&[follower])
+        .submit(shell_job("q", &argv))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::InvalidArgument { ref field, ref message }
+            if field == "request" && message.contains("API_MESSAGE_BYTES_MAX")),
+        "{e:?}"
+    );
 
     let after = c.status(leader).await.unwrap();
     // An election appends one blank entry of its own; only then may the index move.

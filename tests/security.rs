@@ -545,3 +545,83 @@ async fn unknown_run_as_user_is_refused_at_start() {
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// Writes node `id`'s certificate again, signed by the cluster CA of `certs` but valid only in
+/// 2020.
+fn write_expired_cert(certs: &std::path::Path, id: u64) {
+    let ca_key =
+        rcgen::KeyPair::from_pem(&std::fs::read_to_string(certs.join("ca-key.pem")).unwrap())
+            .expect("ca key");
+    // The same subject and key as the CA `certs init` made: what a chain is checked by.
+    let mut ca_params = rcgen::CertificateParams::default();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "raftline cluster CA");
+    let ca = ca_params.self_signed(&ca_key).expect("ca");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let mut params =
+        rcgen::CertificateParams::new(vec!["localhost".into(), format!("node-{id}")]).unwrap();
+    params.subject_alt_names.push(rcgen::SanType::IpAddress(
+        std::net::Ipv4Addr::LOCALHOST.into(),
+    ));
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    let cert = params.signed_by(&key, &ca, &ca_key).expect("sign");
+    std::fs::write(certs.join(format!("node-{id}.pem")), cert.pem()).unwrap();
+    std::fs::write(
+        certs.join(format!("node-{id}-key.pem")),
+        key.serialize_pem(),
+    )
+    .unwrap();
+}
+
+/// Certificate trouble is one clear line and the right exit code, and writes nothing: a client
+/// trusting another CA, a CA file that isn't there, a node whose certificate expired or whose
+/// certificate file is missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_problems_are_one_clear_line() {
+    let mut c = Cluster::start(Settings {
+        tls: true,
+        ..Settings::default()
+    })
+    .await;
+    let before = footprint(&c).await;
+    let other = tempfile::tempdir().expect("temp dir");
+    raftline::tls::init_certs(other.path(), &[]).expect("another CA");
+    let foreign = other.path().join("ca.pem");
+    let foreign = foreign.to_str().unwrap();
+    let one_line = |out: &std::process::Output, code: i32, needles: &[&str]| {
+        assert_eq!(out.status.code(), Some(code), "{}", common::show(out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        // A node logs its start-up before the error; the CLI prints the error alone.
+        let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+        assert_eq!(errors.len(), 1, "{stderr}");
+        for needle in needles {
+            assert!(stderr.contains(needle), "{stderr} should say {needle:?}");
+        }
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    };
+    let submit = ["submit", "--queue", "q", "--", "true"];
+    let out = c.cli(&[&["--ca-file", foreign][..], &submit].concat());
+    one_line(&out, 1, &["invalid peer certificate", "--ca-file"]);
+    let out = c.cli(&[&["--ca-file", "no-such-ca.pem"][..], &submit].concat());
+    one_line(&out, 2, &["ca_file", "no-such-ca.pem"]);
+    assert_eq!(footprint(&c).await, before, "a refused call wrote");
+
+    // Node 3 restarted with an expired certificate, then with none: it refuses to start.
+    let certs = c.dir.path().join("certs");
+    c.stop(3).await;
+    write_expired_cert(&certs, 3);
+    let node = |c: &Cluster| {
+        std::process::Command::new(common::BIN)
+            .args(["node", "--config"])
+            .arg(&c.config)
+            .args(["--id", "3"])
+            .output()
+            .expect("run node")
+    };
+    one_line(&node(&c), 2, &["node-3.pem", "expired"]);
+    std::fs::remove_file(certs.join("node-3.pem")).unwrap();
+    one_line(&node(&c), 2, &["cert_file", "node-3.pem", "cannot read"]);
+}

@@ -145,6 +145,7 @@ impl Client {
 
     /// Submits a job; returns the id and whether an idempotency key matched an earlier job.
     pub async fn submit_full(&self, req: pb::SubmitRequest) -> Result<pb::SubmitResponse> {
+        fits(&req)?;
         self.call(false, |mut c| {
             let req = req.clone();
             async move { c.submit(req).await }
@@ -159,6 +160,7 @@ impl Client {
         jobs: Vec<pb::SubmitRequest>,
     ) -> Result<Vec<pb::SubmitResponse>> {
         let req = pb::SubmitBatchRequest { jobs };
+        fits(&req)?;
         let reply = self
             .call(false, |mut c| {
                 let req = req.clone();
@@ -170,6 +172,7 @@ impl Client {
 
     /// Starts a workflow; returns its id.
     pub async fn submit_workflow(&self, req: pb::SubmitWorkflowRequest) -> Result<u64> {
+        fits(&req)?;
         let reply = self
             .call(false, |mut c| {
                 let req = req.clone();
@@ -189,6 +192,7 @@ impl Client {
 
     /// Lists workflows (without their steps).
     pub async fn list_workflows(&self, req: pb::ListWorkflowsRequest) -> Result<Vec<pb::Workflow>> {
+        fits(&req)?;
         let reply = self
             .call(true, |mut c| {
                 let req = req.clone();
@@ -206,6 +210,7 @@ impl Client {
             op: op.to_string(),
             step: step.to_string(),
         };
+        fits(&req)?;
         let reply = self
             .call(false, |mut c| {
                 let req = req.clone();
@@ -221,6 +226,7 @@ impl Client {
             name: name.to_string(),
             capacity,
         };
+        fits(&req)?;
         self.call(false, |mut c| {
             let req = req.clone();
             async move { c.set_resource(req).await }
@@ -234,6 +240,7 @@ impl Client {
             name: name.to_string(),
             stale,
         };
+        fits(&req)?;
         let reply = self
             .call(true, |mut c| {
                 let req = req.clone();
@@ -245,6 +252,7 @@ impl Client {
 
     /// Acquires one unit of a resource as a lock, waiting up to `wait_ms` for one to free.
     pub async fn acquire_lock(&self, req: pb::AcquireLockRequest) -> Result<pb::LockGrant> {
+        fits(&req)?;
         self.call(false, |mut c| {
             let req = req.clone();
             async move { c.acquire_lock(req).await }
@@ -264,6 +272,7 @@ impl Client {
             token,
             ttl_ms,
         };
+        fits(&req)?;
         self.call(false, |mut c| {
             let req = req.clone();
             async move { c.renew_lock(req).await }
@@ -277,6 +286,7 @@ impl Client {
             resource: resource.to_string(),
             token,
         };
+        fits(&req)?;
         self.call(false, |mut c| {
             let req = req.clone();
             async move { c.release_lock(req).await }
@@ -287,6 +297,7 @@ impl Client {
 
     /// Replaces a queue's rate limit, concurrency limit and breaker.
     pub async fn set_queue_policy(&self, req: pb::SetQueuePolicyRequest) -> Result<pb::QueueInfo> {
+        fits(&req)?;
         self.call(false, |mut c| {
             let req = req.clone();
             async move { c.set_queue_policy(req).await }
@@ -299,6 +310,7 @@ impl Client {
         &self,
         req: pb::CreateScheduleRequest,
     ) -> Result<pb::ScheduleInfo> {
+        fits(&req)?;
         self.call(false, |mut c| {
             let req = req.clone();
             async move { c.create_schedule(req).await }
@@ -313,6 +325,7 @@ impl Client {
             name: name.to_string(),
             stale: false,
         };
+        fits(&req)?;
         self.call(true, |mut c| {
             let req = req.clone();
             async move { c.get_schedule(req).await }
@@ -336,6 +349,7 @@ impl Client {
         &self,
         req: pb::ControlScheduleRequest,
     ) -> Result<pb::ControlScheduleResponse> {
+        fits(&req)?;
         self.call(false, |mut c| {
             let req = req.clone();
             async move { c.control_schedule(req).await }
@@ -355,6 +369,7 @@ impl Client {
             dedup_key: dedup_key.to_string(),
             payload,
         };
+        fits(&req)?;
         self.call(false, |mut c| {
             let req = req.clone();
             async move { c.emit(req).await }
@@ -364,6 +379,7 @@ impl Client {
 
     /// Subscribes a job or workflow to a topic.
     pub async fn create_trigger(&self, req: pb::CreateTriggerRequest) -> Result<pb::TriggerInfo> {
+        fits(&req)?;
         self.call(false, |mut c| {
             let req = req.clone();
             async move { c.create_trigger(req).await }
@@ -393,6 +409,7 @@ impl Client {
 
     /// Creates a durable timer that emits an event when due.
     pub async fn create_timer(&self, req: pb::CreateTimerRequest) -> Result<pb::TimerInfo> {
+        fits(&req)?;
         self.call(false, |mut c| {
             let req = req.clone();
             async move { c.create_timer(req).await }
@@ -424,6 +441,7 @@ impl Client {
         &self,
         req: pb::CreateTokenRequest,
     ) -> Result<pb::CreateTokenResponse> {
+        fits(&req)?;
         self.call(false, |mut c| {
             let req = req.clone();
             async move { c.create_token(req).await }
@@ -459,6 +477,7 @@ impl Client {
 
     /// Lists jobs.
     pub async fn list_jobs(&self, req: pb::ListJobsRequest) -> Result<Vec<pb::Job>> {
+        fits(&req)?;
         let reply = self
             .call(true, |mut c| {
                 let req = req.clone();
@@ -480,6 +499,7 @@ impl Client {
 
     /// Retries a job now, optionally with new parameters; returns its new state.
     pub async fn retry(&self, req: pb::RetryJobRequest) -> Result<String> {
+        fits(&req)?;
         let reply = self
             .call(false, |mut c| {
                 let req = req.clone();
@@ -495,6 +515,7 @@ impl Client {
             queue: queue.to_string(),
             stale: false,
         };
+        fits(&req)?;
         self.call(false, |mut c| {
             let req = req.clone();
             async move {
@@ -514,6 +535,7 @@ impl Client {
             queue: queue.to_string(),
             stale,
         };
+        fits(&req)?;
         self.call(true, |mut c| {
             let req = req.clone();
             async move { c.get_queue(req).await }
@@ -536,6 +558,7 @@ impl Client {
         let req = pb::PurgeDeadRequest {
             queue: queue.unwrap_or_default().to_string(),
         };
+        fits(&req)?;
         let reply = self
             .call(false, |mut c| {
                 let req = req.clone();
@@ -547,6 +570,7 @@ impl Client {
 
     /// Leases jobs (worker API).
     pub async fn lease(&self, req: pb::LeaseRequest) -> Result<pb::LeaseResponse> {
+        fits(&req)?;
         self.call(false, |mut c| {
             let req = req.clone();
             async move { c.lease(req).await }
@@ -559,6 +583,7 @@ impl Client {
         let req = pb::HeartbeatRequest {
             worker_id: worker_id.to_string(),
         };
+        fits(&req)?;
         self.call(false, |mut c| {
             let req = req.clone();
             async move { c.heartbeat(req).await }
@@ -569,6 +594,7 @@ impl Client {
     /// Ends an attempt (worker API); returns the job's new state.
     pub async fn complete(&self, job_id: u64, token: u64, report: &Report) -> Result<String> {
         let req = crate::proto::to_wire::complete_request(job_id, token, report);
+        fits(&req)?;
         let reply = self
             .call(false, |mut c| {
                 let req = req.clone();
@@ -583,6 +609,7 @@ impl Client {
         &self,
         req: pb::CompleteAndLeaseRequest,
     ) -> Result<pb::CompleteAndLeaseResponse> {
+        fits(&req)?;
         self.call(false, |mut c| {
             let req = req.clone();
             async move { c.complete_and_lease(req).await }
@@ -597,6 +624,7 @@ impl Client {
             token,
             data,
         };
+        fits(&req)?;
         self.call(false, |mut c| {
             let req = req.clone();
             async move { c.checkpoint(req).await }
@@ -647,6 +675,23 @@ impl Client {
     pub fn is_empty(&self) -> bool {
         self.nodes.is_empty()
     }
+}
+
+/// Refuses a request over the API's message limit before it is sent: tonic would reset the
+/// stream mid-body, which the caller sees as a bare "h2 protocol error".
+fn fits(req: &impl prost::Message) -> Result<()> {
+    let len = req.encoded_len();
+    if len > limits::API_MESSAGE_BYTES_MAX {
+        return Err(Error::InvalidArgument {
+            field: "request".into(),
+            message: format!(
+                "is {len} bytes encoded, more than one API message holds \
+                 (API_MESSAGE_BYTES_MAX, {} bytes); split it",
+                limits::API_MESSAGE_BYTES_MAX
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// A lazily connecting API client of the node at `addr` (`host:port`).
