@@ -229,19 +229,58 @@ impl NodeTls {
     }
 }
 
+/// How long a connection may send nothing before it is closed (`connection_idle_ms`), set
+/// once when the node starts.
+static CONNECTION_IDLE: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+
+/// Sets the idle timeout of every connection this process accepts (the first call wins).
+pub fn set_connection_idle(idle: Duration) {
+    let _ = CONNECTION_IDLE.set(idle);
+}
+
+/// The idle timeout of accepted connections.
+pub fn connection_idle() -> Duration {
+    *CONNECTION_IDLE
+        .get_or_init(|| Duration::from_millis(crate::machine::limits::CONNECTION_IDLE_MS_DEFAULT))
+}
+
 /// An accepted connection, plain or TLS, as tonic serves it. It holds one of its server's
-/// connection slots until dropped.
+/// connection slots until dropped, and ends with a TimedOut error once it has sent nothing
+/// for [`connection_idle`].
 pub struct Conn {
     io: ServerIo,
     _slot: tokio::sync::OwnedSemaphorePermit,
+    idle: Pin<Box<tokio::time::Sleep>>,
+    last_read: tokio::time::Instant,
 }
 
 impl Conn {
+    fn new(io: ServerIo, slot: tokio::sync::OwnedSemaphorePermit) -> Conn {
+        Conn {
+            io,
+            _slot: slot,
+            idle: Box::pin(tokio::time::sleep(connection_idle())),
+            last_read: tokio::time::Instant::now(),
+        }
+    }
+
     /// A plain connection holding `slot`.
     pub fn plain(tcp: TcpStream, slot: tokio::sync::OwnedSemaphorePermit) -> Conn {
-        Conn {
-            io: ServerIo::Plain(tcp),
-            _slot: slot,
+        Conn::new(ServerIo::Plain(tcp), slot)
+    }
+
+    /// Whether the connection has sent nothing for the idle timeout; re-arms the timer
+    /// otherwise (only when it fires, so reads don't touch the timer wheel).
+    fn idle_out(&mut self, cx: &mut Context<'_>) -> bool {
+        loop {
+            if std::future::Future::poll(self.idle.as_mut(), cx).is_pending() {
+                return false;
+            }
+            let deadline = self.last_read + connection_idle();
+            if deadline <= tokio::time::Instant::now() {
+                return true;
+            }
+            self.idle.as_mut().reset(deadline);
         }
     }
 }
@@ -278,7 +317,20 @@ impl AsyncRead for Conn {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        on_io!(self, poll_read(cx, buf))
+        let before = buf.filled().len();
+        match on_io!(self, poll_read(cx, buf)) {
+            Poll::Ready(Ok(())) => {
+                if buf.filled().len() > before {
+                    self.last_read = tokio::time::Instant::now();
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending if self.idle_out(cx) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "connection idle past connection_idle_ms",
+            ))),
+            other => other,
+        }
     }
 }
 
@@ -354,12 +406,7 @@ pub fn incoming(
             };
             let _ = tcp.set_nodelay(true);
             let Some((tls, peer)) = &tls else {
-                let _ = tx
-                    .send(Ok(Conn {
-                        io: ServerIo::Plain(tcp),
-                        _slot: slot,
-                    }))
-                    .await;
+                let _ = tx.send(Ok(Conn::plain(tcp, slot))).await;
                 continue;
             };
             let acceptor = tokio_rustls::TlsAcceptor::from(tls.server(*peer));
@@ -367,10 +414,7 @@ pub fn incoming(
             tokio::spawn(async move {
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                     Ok(Ok(stream)) => {
-                        let conn = Conn {
-                            io: ServerIo::Tls(Box::new(stream)),
-                            _slot: slot,
-                        };
+                        let conn = Conn::new(ServerIo::Tls(Box::new(stream)), slot);
                         let _ = tx.send(Ok(conn)).await;
                     }
                     Ok(Err(e)) => tracing::debug!(%remote, "TLS handshake refused: {e}"),

@@ -625,3 +625,82 @@ async fn certificate_problems_are_one_clear_line() {
     std::fs::remove_file(certs.join("node-3.pem")).unwrap();
     one_line(&node(&c), 2, &["cert_file", "node-3.pem", "cannot read"]);
 }
+
+/// A connection that sends nothing is closed after `connection_idle_ms` on every port, while
+/// a client in a long-poll lease longer than that keeps its connection (it answers the node's
+/// keepalive pings).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_closed() {
+    use tokio::io::AsyncReadExt;
+    let c = Cluster::start(Settings {
+        cluster_extra: "connection_idle_ms = 1500\n".into(),
+        ..Settings::default()
+    })
+    .await;
+    let n = c.node(1);
+    for addr in [&n.http, &n.api, &n.raft] {
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let started = std::time::Instant::now();
+        let mut buf = [0u8; 1024];
+        let closed = tokio::time::timeout(Duration::from_secs(15), async {
+            while matches!(tcp.read(&mut buf).await, Ok(n) if n > 0) {}
+        })
+        .await;
+        assert!(
+            closed.is_ok(),
+            "{addr}: an idle connection is still open after 15 s"
+        );
+        assert!(
+            started.elapsed() >= Duration::from_millis(1_000),
+            "{addr}: closed after {:?}, before the idle timeout",
+            started.elapsed()
+        );
+    }
+    let reply = c
+        .client()
+        .lease(pb::LeaseRequest {
+            worker_id: "patient".into(),
+            queues: vec!["empty".into()],
+            wait_ms: 4_000,
+            ..Default::default()
+        })
+        .await
+        .expect("a long-poll lease outlives the idle timeout");
+    assert!(reply.jobs.is_empty());
+}
+
+/// At most `LEASE_WAITERS_MAX` long-poll leases wait on one node; one more is refused with
+/// RESOURCE_EXHAUSTED instead of parking another stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_poll_leases_per_node_are_capped() {
+    let c = Cluster::start(Settings::default()).await;
+    let max = raftline::machine::limits::LEASE_WAITERS_MAX;
+    let request = |wait_ms| pb::LeaseRequest {
+        worker_id: "parked".into(),
+        queues: vec!["empty".into()],
+        wait_ms,
+        ..Default::default()
+    };
+    // Two connections: each carries at most STREAMS_PER_CONNECTION_MAX streams.
+    let clients = [Arc::new(c.client_of(&[1])), Arc::new(c.client_of(&[1]))];
+    let mut parked = tokio::task::JoinSet::new();
+    for i in 0..max {
+        let client = clients[i % 2].clone();
+        let req = request(20_000);
+        parked.spawn(async move { client.lease(req).await });
+    }
+    let probe = c.client_of(&[1]);
+    let refused = common::wait_for(
+        "the cap to refuse a lease",
+        Duration::from_secs(30),
+        || async {
+            match probe.lease(request(1)).await {
+                Err(raftline::error::Error::ResourceExhausted(m)) => Some(m),
+                _ => None,
+            }
+        },
+    )
+    .await;
+    assert!(refused.contains("LEASE_WAITERS_MAX"), "{refused}");
+    parked.abort_all();
+}

@@ -175,6 +175,10 @@ pub struct RawCluster {
     /// Allows binding non-loopback addresses with auth or TLS off.
     #[serde(default)]
     pub insecure: bool,
+    /// A connection on any port that sends nothing for this long is closed (HTTP/2 clients
+    /// answer the node's keepalive pings, sent every quarter of it, so live ones stay).
+    #[serde(default = "d_connection_idle")]
+    pub connection_idle_ms: u64,
 }
 
 fn d_heartbeat() -> u64 {
@@ -194,6 +198,9 @@ fn d_snapshot_every_log_bytes() -> u64 {
 }
 fn d_snapshot_keep() -> u64 {
     1_000
+}
+fn d_connection_idle() -> u64 {
+    limits::CONNECTION_IDLE_MS_DEFAULT
 }
 fn d_request_timeout() -> u64 {
     5_000
@@ -309,6 +316,8 @@ pub struct Config {
     pub tls: Option<TlsPaths>,
     /// Binding a non-loopback address without auth and TLS is allowed.
     pub insecure: bool,
+    /// Idle connections are closed after this long.
+    pub connection_idle_ms: u64,
     /// How shell jobs run.
     pub jobs: JobsConfig,
 }
@@ -449,6 +458,7 @@ impl RawConfig {
                 key_file: absolute(base, PathBuf::from(t.key_file)),
             }),
             insecure: c.insecure,
+            connection_idle_ms: c.connection_idle_ms,
             jobs,
         })
     }
@@ -533,6 +543,12 @@ fn check_cluster(c: &RawCluster) -> Result<Settings, ConfigError> {
             ),
         );
     }
+    range(
+        "cluster.connection_idle_ms",
+        c.connection_idle_ms,
+        limits::CONNECTION_IDLE_MS_MIN,
+        limits::CONNECTION_IDLE_MS_MAX,
+    )?;
     range(
         "cluster.workers_max",
         c.workers_max.into(),

@@ -473,3 +473,17 @@ pub const JOB_EXECUTABLES_MAX: usize = 256;
 
 /// Bytes of one entry of `executables`.
 pub const JOB_EXECUTABLE_BYTES_MAX: usize = 4096;
+
+/// Default `[cluster] connection_idle_ms`: a connection that sends nothing for 2 minutes is
+/// closed.
+pub const CONNECTION_IDLE_MS_DEFAULT: u64 = 120_000;
+
+/// Lowest `connection_idle_ms`.
+pub const CONNECTION_IDLE_MS_MIN: u64 = 1_000;
+
+/// Highest `connection_idle_ms`: one hour.
+pub const CONNECTION_IDLE_MS_MAX: u64 = 3_600_000;
+
+/// Long-poll leases one node keeps waiting at once; one more is refused with
+/// RESOURCE_EXHAUSTED (the worker backs off and retries), so parked streams can't pile up.
+pub const LEASE_WAITERS_MAX: usize = 1_024;

@@ -138,6 +138,7 @@ fn job_sandbox(config: &Config, me: &crate::config::NodeConfig) -> Result<sandbo
 pub async fn run(config: Config, id: u64, shutdown: impl Future<Output = ()>) -> Result<()> {
     let me = config.node(id)?.clone();
     let sandbox = job_sandbox(&config, &me)?;
+    crate::tls::set_connection_idle(std::time::Duration::from_millis(config.connection_idle_ms));
     let raft_listener = bind(id, "raft_addr", me.raft_listen_addr).await?;
     let api_listener = bind(id, "api_addr", me.api_addr).await?;
     let http_listener = bind(id, "http_addr", me.http_addr).await?;

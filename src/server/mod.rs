@@ -53,10 +53,12 @@ pub async fn serve_api(
 /// A server builder with raftline's connection limits: idle connections are closed, streams
 /// per connection are capped, and HTTP/2 keepalive finds dead peers.
 fn builder() -> tonic::transport::Server {
+    // Pings every quarter of the idle timeout: a live client's answers keep its connection.
+    let ping = crate::tls::connection_idle() / 4;
     tonic::transport::Server::builder()
         .max_concurrent_streams(Some(limits::STREAMS_PER_CONNECTION_MAX))
-        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
-        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
+        .http2_keepalive_interval(Some(ping))
+        .http2_keepalive_timeout(Some(ping))
         .http2_max_pending_accept_reset_streams(Some(limits::PENDING_RESET_STREAMS_MAX))
 }
 

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use crate::error::Error;
-use crate::machine::{Command, Response as Applied};
+use crate::machine::{limits, Command, Response as Applied};
 use crate::proto::pb;
 use crate::raft::Replica;
 use crate::server::auth::Caller;
@@ -45,12 +45,17 @@ mod workflows;
 /// Serves clients and external workers.
 pub struct ApiService {
     replica: Arc<Replica>,
+    /// Slots of long-poll leases waiting at once on this node (`LEASE_WAITERS_MAX`).
+    lease_waiters: Arc<tokio::sync::Semaphore>,
 }
 
 impl ApiService {
     /// A service over this node's replica.
     pub fn new(replica: Arc<Replica>) -> Self {
-        ApiService { replica }
+        ApiService {
+            replica,
+            lease_waiters: Arc::new(tokio::sync::Semaphore::new(limits::LEASE_WAITERS_MAX)),
+        }
     }
 
     /// Waits until this node has applied every write committed before the call, unless the
@@ -115,6 +120,30 @@ fn check_queues(caller: &Caller, field: &str, queues: &[String]) -> Result<(), S
         caller.check_queue(&format!("{field}[{i}]"), q)?;
     }
     Ok(())
+}
+
+impl ApiService {
+    /// A slot for a lease that may wait `wait_ms`; none is needed for one that doesn't wait.
+    /// Refused with RESOURCE_EXHAUSTED when `LEASE_WAITERS_MAX` leases wait already.
+    fn lease_waiter(
+        &self,
+        wait_ms: u64,
+    ) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, Status> {
+        if wait_ms == 0 {
+            return Ok(None);
+        }
+        self.lease_waiters
+            .clone()
+            .try_acquire_owned()
+            .map(Some)
+            .map_err(|_| {
+                Status::resource_exhausted(format!(
+                    "{} long-poll leases are waiting on this node, the limit \
+                     (LEASE_WAITERS_MAX); retry later or lease from another node",
+                    limits::LEASE_WAITERS_MAX
+                ))
+            })
+    }
 }
 
 /// Maps a machine response that is not the expected one: a rejection becomes its error.

@@ -25,6 +25,7 @@ pub(super) async fn lease(
 ) -> Result<pb::LeaseResponse, Status> {
     check_range("wait_ms", req.wait_ms, limits::LEASE_WAIT_MS_MAX)?;
     check_lease_names("", &req)?;
+    let _waiting = api.lease_waiter(req.wait_ms)?;
     let grants = api
         .replica
         .lease_wait(
@@ -188,6 +189,7 @@ pub(super) async fn complete_and_lease(
         .map(|(c, r)| completion_result(c, r))
         .collect();
     if leasing && grants.is_empty() && lease.wait_ms > 0 {
+        let _waiting = api.lease_waiter(lease.wait_ms)?;
         grants = api
             .replica
             .lease_wait(
