@@ -125,17 +125,33 @@ pub fn not_sent(status: &tonic::Status) -> bool {
 
 const LEADER_HINT: &str = "raftline-leader";
 
+/// `message` cut to [`STATUS_MESSAGE_BYTES_MAX`](crate::machine::limits::STATUS_MESSAGE_BYTES_MAX)
+/// bytes at a character boundary, saying so when cut: what a status may carry.
+pub fn bounded(mut message: String) -> String {
+    let max = crate::machine::limits::STATUS_MESSAGE_BYTES_MAX;
+    if message.len() > max {
+        let total = message.len();
+        let mut end = max - 64;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push_str(&format!("... (cut from {total} bytes)"));
+    }
+    message
+}
+
 impl From<Error> for tonic::Status {
     fn from(e: Error) -> tonic::Status {
         match e {
             Error::InvalidArgument { field, message } => {
-                tonic::Status::invalid_argument(format!("{field}: {message}"))
+                tonic::Status::invalid_argument(bounded(format!("{field}: {message}")))
             }
-            Error::NotFound(m) => tonic::Status::not_found(m),
-            Error::FailedPrecondition(m) => tonic::Status::failed_precondition(m),
-            Error::ResourceExhausted(m) => tonic::Status::resource_exhausted(m),
+            Error::NotFound(m) => tonic::Status::not_found(bounded(m)),
+            Error::FailedPrecondition(m) => tonic::Status::failed_precondition(bounded(m)),
+            Error::ResourceExhausted(m) => tonic::Status::resource_exhausted(bounded(m)),
             Error::Unavailable { message, leader } => {
-                let mut status = tonic::Status::unavailable(message);
+                let mut status = tonic::Status::unavailable(bounded(message));
                 if let Some(id) = leader {
                     if let Ok(v) = id.to_string().parse() {
                         status.metadata_mut().insert(LEADER_HINT, v);
@@ -143,10 +159,10 @@ impl From<Error> for tonic::Status {
                 }
                 status
             }
-            Error::Unauthenticated(m) => tonic::Status::unauthenticated(m),
-            Error::PermissionDenied(m) => tonic::Status::permission_denied(m),
-            Error::Config(m) => tonic::Status::failed_precondition(m),
-            Error::Internal(m) => tonic::Status::internal(m),
+            Error::Unauthenticated(m) => tonic::Status::unauthenticated(bounded(m)),
+            Error::PermissionDenied(m) => tonic::Status::permission_denied(bounded(m)),
+            Error::Config(m) => tonic::Status::failed_precondition(bounded(m)),
+            Error::Internal(m) => tonic::Status::internal(bounded(m)),
         }
     }
 }

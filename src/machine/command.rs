@@ -305,8 +305,13 @@ impl Command {
             other => Rejection::invalid("command", format!("{other:?}")),
         };
         match self {
-            Command::PauseQueue { queue, .. } | Command::SetQueuePolicy { queue, .. } => {
-                validate_queue_name("queue", queue)
+            Command::PauseQueue { queue, .. } => validate_queue_name("queue", queue),
+            Command::SetQueuePolicy { queue, policy } => {
+                validate_queue_name("queue", queue)?;
+                policy.validate().map_err(rejected)
+            }
+            Command::Heartbeat { worker } => {
+                super::jobs::Jobs::check_worker(worker).map_err(rejected)
             }
             Command::SetResource { name, capacity } => {
                 validate_name("name", name, limits::RESOURCE_NAME_BYTES_MAX)?;
@@ -331,16 +336,30 @@ impl Command {
                     limits::LOCK_TTL_MS_MAX,
                 )
             }
-            Command::LockRenew { ttl_ms, .. } => in_range(
-                "ttl_ms",
-                *ttl_ms,
-                limits::LOCK_TTL_MS_MIN,
-                limits::LOCK_TTL_MS_MAX,
-            ),
+            Command::LockRenew {
+                resource, ttl_ms, ..
+            } => {
+                validate_name("resource", resource, limits::RESOURCE_NAME_BYTES_MAX)?;
+                in_range(
+                    "ttl_ms",
+                    *ttl_ms,
+                    limits::LOCK_TTL_MS_MIN,
+                    limits::LOCK_TTL_MS_MAX,
+                )
+            }
+            Command::LockRelease { resource, .. } => {
+                validate_name("resource", resource, limits::RESOURCE_NAME_BYTES_MAX)
+            }
             Command::Emit {
                 topic,
                 dedup_key,
                 payload,
+            }
+            | Command::CreateTimer {
+                topic,
+                dedup_key,
+                payload,
+                ..
             } => super::events::Events::check_event(topic, dedup_key, payload).map_err(rejected),
             _ => Ok(()),
         }

@@ -76,6 +76,12 @@ pub const DECODE_BYTES_MAX: usize = 4 * 1024 * 1024 * 1024 - 1;
 /// Largest gRPC message the public API accepts or sends.
 pub const API_MESSAGE_BYTES_MAX: usize = 4 * 1024 * 1024;
 
+/// Longest message a status carries. It travels in an HTTP/2 header (`grpc-message`), and a
+/// client refuses a header block past its own limit (16 KiB in hyper) by closing the whole
+/// connection, failing its other calls too; a refusal that quotes a large input is cut here.
+/// 4 KiB stays under 16 KiB even when percent-encoding triples every byte.
+pub const STATUS_MESSAGE_BYTES_MAX: usize = 4 * 1024;
+
 /// Largest gRPC message between peers (an append batch or one snapshot chunk).
 pub const PEER_MESSAGE_BYTES_MAX: usize = 256 * 1024 * 1024;
 

@@ -97,11 +97,13 @@ impl Caller {
     /// Refuses a call on `queue` the token is not limited to, naming `field`.
     pub fn check_queue(&self, field: &str, queue: &str) -> Result<(), Status> {
         match &self.0 {
-            Some(t) if !t.allows_queue(queue) => Err(Status::permission_denied(format!(
-                "{field}: token {} is limited to queues {}; {queue:?} is not one",
-                t.id,
-                t.queues.join(", ")
-            ))),
+            Some(t) if !t.allows_queue(queue) => {
+                Err(Status::permission_denied(crate::error::bounded(format!(
+                    "{field}: token {} is limited to queues {}; {queue:?} is not one",
+                    t.id,
+                    t.queues.join(", ")
+                ))))
+            }
             _ => Ok(()),
         }
     }
@@ -158,7 +160,8 @@ impl Gate {
     pub fn check(&self, path: &str, headers: &http::HeaderMap) -> Result<Caller, Status> {
         let method = path.rsplit('/').next().unwrap_or("");
         let Some(roles) = allowed(method) else {
-            return Err(Status::unimplemented(format!("no method {path:?}")));
+            let message = crate::error::bounded(format!("no method {path:?}"));
+            return Err(Status::unimplemented(message));
         };
         if !self.enabled {
             return Ok(Caller(None));

@@ -321,6 +321,11 @@ impl Cluster {
         Some(status)
     }
 
+    /// The process id of node `id`, while this harness runs it.
+    pub fn pid(&self, id: u64) -> Option<u32> {
+        self.procs.get(&id).map(Child::id)
+    }
+
     pub fn running(&self) -> Vec<u64> {
         self.procs.keys().copied().collect()
     }
