@@ -1,7 +1,7 @@
 //! `raftline-bench`: throughput, latency and failover figures for raftline, measured the way
 //! peer systems are measured, on the same machine.
 //!
-//! `cargo run --release -p raftline-bench -- [floor|w1|w2|w3|scale|dag|all|peers] [--addr A]
+//! `cargo run --release -p raftline-bench -- [floor|w1|w2|w3|scale|dag|all|peers|security|churn] [--addr A]
 //! [--secs S]`.
 //! Without `--addr` it starts a fresh 3-node cluster of the release binary in a temp dir on
 //! loopback (nodes on 127.0.1.N). Prints a table and appends JSON lines to
@@ -25,6 +25,9 @@
 //!   installed binaries beside raftline's cluster, in alternating rounds, printed as ratios
 //!   (`peers.rs` says what each shape is on each system).
 //!
+//! - security: W1 and W2 with auth and TLS on (this cluster) against a second cluster with
+//!   both off, in alternating rounds, printed as ratios (`security.rs`).
+//!
 //! `--quick` is a short run of every section (used by the smoke test); it records nothing.
 
 use std::collections::BTreeMap;
@@ -42,13 +45,14 @@ use raftline_jepsen::cluster::{raftline_bin, Cluster};
 
 mod churn;
 mod peers;
+mod security;
 
 /// Benchmarks for raftline.
 #[derive(Debug, Parser)]
 #[command(name = "raftline-bench")]
 struct Args {
-    /// floor, w1, w2, w3, scale, dag, all (every one of these), or peers or churn (not in
-    /// all).
+    /// floor, w1, w2, w3, scale, dag, all (every one of these), or peers, security or churn
+    /// (not in all).
     #[arg(default_value = "all")]
     section: String,
     /// API addresses of a running cluster (comma-separated); a fresh local cluster otherwise.
@@ -923,6 +927,9 @@ async fn sections(b: &mut Bench, args: &Args, dir: &std::path::Path) {
     }
     if args.section == "peers" {
         peers::run(b, dir, args.base_port, secs, args.rounds).await;
+    }
+    if args.section == "security" {
+        security::run(b, dir, args.base_port + 30, secs, args.rounds).await;
     }
     if args.section == "churn" {
         churn::run(b, if quick { 20_000 } else { args.jobs }, 4, 8).await;

@@ -570,7 +570,7 @@ async fn round(
 }
 
 /// The median of `xs` (the mean of the middle two for an even count).
-fn median(xs: &[f64]) -> Option<f64> {
+pub(crate) fn median(xs: &[f64]) -> Option<f64> {
     let mut v = xs.to_vec();
     v.sort_by(f64::total_cmp);
     let mid = v.len() / 2;

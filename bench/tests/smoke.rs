@@ -8,6 +8,8 @@ use std::process::Command;
 const BASE_PORT: &str = "19400";
 /// The peers test's cluster; etcd and NATS take +10.. and +20.. of it.
 const PEERS_BASE_PORT: &str = "19500";
+/// The security test's cluster; the plain one takes +30.. of it.
+const SECURITY_BASE_PORT: &str = "19600";
 
 #[test]
 fn quick_run_prints_every_section() {
@@ -76,5 +78,27 @@ fn peers_quick_run_ends_with_the_ratios_line() {
             stdout.contains(section),
             "missing {section:?} in:\n{stdout}"
         );
+    }
+}
+
+/// The security section runs both clusters in a short run and ends with a ratio for each
+/// shape.
+#[test]
+fn security_quick_run_prints_a_ratio_per_shape() {
+    let out = Command::new(env!("CARGO_BIN_EXE_raftline-bench"))
+        .args(["security", "--quick", "--secs", "1", "--rounds", "1"])
+        .args(["--base-port", SECURITY_BASE_PORT])
+        .output()
+        .expect("run raftline-bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    for shape in ["W1 1 client", "W1 64 clients", "W2 64"] {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with("security") && l.contains(shape) && l.contains("median"))
+            .unwrap_or_else(|| panic!("no ratio for {shape:?} in:\n{stdout}\nstderr:\n{stderr}"));
+        let median = line.rsplit(' ').next().unwrap_or_default();
+        assert!(median.parse::<f64>().is_ok(), "{line}");
     }
 }

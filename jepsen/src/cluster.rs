@@ -149,7 +149,7 @@ impl Cluster {
     }
 
     /// Like [`Cluster::new`], with the given `[cluster]` settings lines (after name and
-    /// data_dir).
+    /// data_dir); auth and mutual TLS on.
     pub fn with_settings(
         dir: &Path,
         bin: PathBuf,
@@ -157,6 +157,20 @@ impl Cluster {
         base_port: u16,
         settings: &str,
         proxied: bool,
+    ) -> Result<Cluster, String> {
+        Cluster::with_security(dir, bin, n, base_port, settings, proxied, true)
+    }
+
+    /// Like [`Cluster::with_settings`]; `secure = false` turns auth off and leaves TLS out
+    /// (what `bench security` compares against).
+    pub fn with_security(
+        dir: &Path,
+        bin: PathBuf,
+        n: u64,
+        base_port: u16,
+        settings: &str,
+        proxied: bool,
+        secure: bool,
     ) -> Result<Cluster, String> {
         std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
         let nodes: Vec<NodeSpec> = (1..=n)
@@ -182,6 +196,18 @@ impl Cluster {
             if let Some(port) = n.raft_listen_port {
                 text.push_str(&format!("raft_listen_addr = \"{}:{port}\"\n", n.ip));
             }
+        }
+        if !secure {
+            text.push_str("\n[auth]\nenabled = false\n");
+            std::fs::write(dir.join("cluster.toml"), text).map_err(|e| e.to_string())?;
+            return Ok(Cluster {
+                dir: dir.to_path_buf(),
+                bin,
+                nodes,
+                procs: BTreeMap::new(),
+                disks: BTreeMap::new(),
+                access: Access::default(),
+            });
         }
         // Auth and mutual TLS on, as a cluster on a real network runs: one bootstrap token
         // shared by every node, a CA and one certificate per node.
