@@ -96,6 +96,7 @@ async fn call(channel: &Channel, token: Option<&str>, method: &str) -> Code {
         "CreateToken" => create_token(pb::CreateTokenRequest),
         "ListTokens" => list_tokens(pb::ListTokensRequest),
         "RevokeToken" => revoke_token(pb::RevokeTokenRequest),
+        "ListAudit" => list_audit(pb::ListAuditRequest),
     );
     match result {
         Ok(()) => Code::Ok,
@@ -703,4 +704,113 @@ async fn long_poll_leases_per_node_are_capped() {
     .await;
     assert!(refused.contains("LEASE_WAITERS_MAX"), "{refused}");
     parked.abort_all();
+}
+
+/// Writes made through the API are attributed to their token: a job shows who submitted it,
+/// `audit list` shows the last writes newest first with their tokens (and one token's alone),
+/// and only an admin may read it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_are_attributed_to_their_token() {
+    let c = Cluster::start(Settings::default()).await;
+    let reply = c
+        .client()
+        .create_token(pb::CreateTokenRequest {
+            name: "ci-bot".into(),
+            role: "submitter".into(),
+            queues: Vec::new(),
+            ttl_ms: 0,
+        })
+        .await
+        .expect("create token");
+    let (id, secret) = (reply.token.expect("token").id, reply.secret);
+    // Every node knows the token once it applied its creation.
+    c.wait_same_digest().await;
+    let mut jobs = Vec::new();
+    for _ in 0..2 {
+        let out = c.cli(&[
+            "--token", &secret, "submit", "--queue", "audited", "--", "true",
+        ]);
+        assert!(out.status.success(), "{}", common::show(&out));
+        jobs.push(String::from_utf8_lossy(&out.stdout).trim().to_string());
+    }
+    let out = c.cli(&["queue", "pause", "audited"]);
+    assert!(out.status.success(), "{}", common::show(&out));
+
+    let out = c.cli(&["job", "get", &jobs[0]]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains(&format!("submitted by: ci-bot (token {id})")),
+        "{shown}"
+    );
+
+    let entries = |args: &[&str]| -> Vec<serde_json::Value> {
+        let out = c.cli(&[&["audit", "list", "--json"][..], args].concat());
+        assert!(out.status.success(), "{}", common::show(&out));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json line"))
+            .collect()
+    };
+    let all = entries(&[]);
+    let actions: Vec<&str> = all.iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(
+        actions[..4],
+        ["PauseQueue", "Submit", "Submit", "CreateToken"],
+        "{all:?}"
+    );
+    assert!(all
+        .windows(2)
+        .all(|w| w[0]["seq"].as_u64() > w[1]["seq"].as_u64()));
+    let mine = entries(&["--by", &id]);
+    let targets: Vec<&str> = mine.iter().map(|e| e["target"].as_str().unwrap()).collect();
+    assert_eq!(
+        targets,
+        [
+            format!("job {} in queue audited", jobs[1]),
+            format!("job {} in queue audited", jobs[0])
+        ],
+        "{mine:?}"
+    );
+    assert!(mine.iter().all(|e| e["token_name"] == "ci-bot"));
+
+    let out = c.cli(&["--token", &secret, "audit", "list"]);
+    assert_eq!(out.status.code(), Some(3), "{}", common::show(&out));
+}
+
+/// `[auth] rate_per_sec` and `burst` limit each token: past its bucket a token gets
+/// RESOURCE_EXHAUSTED naming the limit, while another token is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_token_has_its_own_rate_limit() {
+    let c = Cluster::start(Settings {
+        auth_extra: "rate_per_sec = 5\nburst = 5\n".into(),
+        ..Settings::default()
+    })
+    .await;
+    let viewer = token(&c, "viewer", &[], 0).await;
+    let ca = c.access.ca_file.clone();
+    let as_viewer = raftline::client::Client::with_access(
+        &[c.node(1).api.clone()],
+        &raftline::client::Access {
+            token: Some(viewer),
+            ca_file: ca,
+        },
+    )
+    .expect("client");
+    let mut refused = None;
+    for _ in 0..30 {
+        if let Err(e) = as_viewer.queues(true).await {
+            refused = Some(e);
+            break;
+        }
+    }
+    match refused {
+        Some(raftline::error::Error::ResourceExhausted(m)) => {
+            assert!(m.contains("rate limit of 5"), "{m}")
+        }
+        other => panic!("30 calls in a row past a burst of 5: {other:?}"),
+    }
+    c.client_of(&[1])
+        .queues(true)
+        .await
+        .expect("another token is served");
 }

@@ -264,6 +264,12 @@ fn print_job(job: &pb::Job) {
         job.id, job.queue, job.priority, job.state
     );
     println!("  run: {what}");
+    if !job.submitted_by_token.is_empty() {
+        println!(
+            "  submitted by: {} (token {})",
+            job.submitted_by_name, job.submitted_by_token
+        );
+    }
     println!(
         "  attempts: {} of {} used ({} in all)",
         job.attempts_used, job.max_attempts, job.attempts_total

@@ -166,6 +166,12 @@ pub enum Cmd {
         #[command(subcommand)]
         command: tokens::TokenCmd,
     },
+    /// Who wrote what (admin): the last accepted API writes with their tokens.
+    Audit {
+        /// Subcommand.
+        #[command(subcommand)]
+        command: tokens::AuditCmd,
+    },
     /// TLS certificates for a cluster.
     Certs {
         /// Subcommand.
@@ -206,5 +212,6 @@ pub async fn run(cli: Cli) -> Result<()> {
         Cmd::Worker(args) => worker::run(addr, args).await,
         Cmd::Token { command } => tokens::token(addr, command).await,
         Cmd::Certs { command } => tokens::certs(command),
+        Cmd::Audit { command } => tokens::audit(addr, command).await,
     }
 }

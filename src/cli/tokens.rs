@@ -45,6 +45,67 @@ pub enum TokenCmd {
     },
 }
 
+/// `raftline audit ...`
+#[derive(Debug, Subcommand)]
+pub enum AuditCmd {
+    /// The last accepted writes, newest first: time, token, action, target.
+    List {
+        /// At most this many (1..=1000).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Only writes made with this token id (`token list` shows ids).
+        #[arg(long, value_name = "TOKEN_ID")]
+        by: Option<String>,
+        /// Print JSON lines.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs `raftline audit ...`.
+pub async fn audit(addr: &[String], command: AuditCmd) -> Result<()> {
+    let AuditCmd::List { limit, by, json } = command;
+    if limit == 0 {
+        return Err(Error::InvalidArgument {
+            field: "limit".into(),
+            message: "is 0; give 1 to 1000".into(),
+        });
+    }
+    let entries = client(addr)?
+        .list_audit(pb::ListAuditRequest {
+            limit,
+            token_id: by.unwrap_or_default(),
+            before_seq: 0,
+        })
+        .await?;
+    for e in entries {
+        if json {
+            let value = serde_json::json!({
+                "seq": e.seq, "at_ms": e.at_ms, "token_id": e.token_id,
+                "token_name": e.token_name, "action": e.action, "target": e.target,
+            });
+            println!("{value}");
+        } else {
+            println!(
+                "{:>6}  {}  {:<18} {:<16} {:<16} {}",
+                e.seq,
+                i64::try_from(e.at_ms)
+                    .ok()
+                    .and_then(chrono::DateTime::from_timestamp_millis)
+                    .map_or_else(
+                        || e.at_ms.to_string(),
+                        |t| t.format("%Y-%m-%d %H:%M:%S").to_string()
+                    ),
+                e.token_id,
+                e.token_name,
+                e.action,
+                e.target
+            );
+        }
+    }
+    Ok(())
+}
+
 /// `raftline certs ...`
 #[derive(Debug, Subcommand)]
 pub enum CertsCmd {

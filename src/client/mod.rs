@@ -467,6 +467,18 @@ impl Client {
         .map(|_| ())
     }
 
+    /// The last accepted API writes, newest first (admin).
+    pub async fn list_audit(&self, req: pb::ListAuditRequest) -> Result<Vec<pb::AuditEntry>> {
+        fits(&req)?;
+        let reply = self
+            .call(true, |mut c| {
+                let req = req.clone();
+                async move { c.list_audit(req).await }
+            })
+            .await?;
+        Ok(reply.entries)
+    }
+
     /// Reads a job, linearizable unless `stale`.
     pub async fn job(&self, id: u64, stale: bool) -> Result<pb::Job> {
         self.call(true, |mut c| async move {

@@ -292,12 +292,31 @@ pub enum Command {
     },
     /// When tokens were last used: (id, time), reported by a node at most once a minute.
     TouchTokens(Vec<(String, u64)>),
+    /// A write made through the API by `by` (the token that passed the auth gate); applied as
+    /// `command`, then recorded in the audit (`audit.rs`). Holds one command, not a batch.
+    By {
+        /// The caller.
+        by: super::audit::Principal,
+        /// What it asked for.
+        command: Box<Command>,
+    },
 }
 
 impl Command {
     /// The checks of a command that depend on nothing but the command (names, ranges), run at
     /// the API edge before it is proposed so a refusal writes nothing; apply checks them again.
     pub fn check_stateless(&self) -> Result<(), Rejection> {
+        if let Command::By { by, command } = self {
+            let long = by.token_id.len() > limits::TOKEN_ID_BYTES_MAX
+                || by.name.len() > limits::TOKEN_NAME_BYTES_MAX;
+            if long || matches!(**command, Command::By { .. } | Command::Batch(_)) {
+                return Err(Rejection::Invalid {
+                    field: "command".into(),
+                    message: "a caller's write holds one command and a token's id and name".into(),
+                });
+            }
+            return command.check_stateless();
+        }
         use super::job::{validate_name, validate_queue_name};
         use super::limits;
         let rejected = |r: Response| match r {
@@ -384,6 +403,7 @@ impl Command {
                         + capabilities.iter().map(String::len).sum::<usize>()
                 }
                 Command::Batch(commands) => commands.iter().map(Command::weight).sum(),
+                Command::By { by, command } => by.token_id.len() + by.name.len() + command.weight(),
                 Command::SubmitWorkflow(spec) => spec.weight(),
                 Command::Emit { payload, .. } | Command::CreateTimer { payload, .. } => {
                     payload.len()

@@ -493,3 +493,12 @@ pub const CONNECTION_IDLE_MS_MAX: u64 = 3_600_000;
 /// Long-poll leases one node keeps waiting at once; one more is refused with
 /// RESOURCE_EXHAUSTED (the worker backs off and retries), so parked streams can't pile up.
 pub const LEASE_WAITERS_MAX: usize = 1_024;
+
+/// Bytes of a token id (16 hex digits today).
+pub const TOKEN_ID_BYTES_MAX: usize = 64;
+
+/// Accepted API writes the audit keeps (`raftline audit list`); the oldest go first.
+pub const AUDIT_RECORDS_MAX: usize = 10_000;
+
+/// Runs of consecutive job ids by one submitter the audit keeps for `job get`.
+pub const AUDIT_RUNS_MAX: usize = 100_000;

@@ -61,6 +61,7 @@
 //! No cold tier yet (`store.rs`). Due times sit in one index per subsystem; `next_due` takes
 //! the minimum of their first entries rather than keeping one merged index.
 
+pub mod audit;
 pub mod auth;
 pub mod backoff;
 pub mod codec;
@@ -132,6 +133,9 @@ pub struct Machine {
     /// API tokens. Encoded after the rest (format 8), so a format-7 snapshot still reads.
     #[serde(skip)]
     auth: auth::Auth,
+    /// Who made which write. Encoded after the tokens (format 9).
+    #[serde(skip)]
+    audit: audit::Audit,
 }
 
 impl Machine {
@@ -255,6 +259,21 @@ impl Machine {
             Command::RevokeToken { id } => self.auth.revoke(id),
             Command::BootstrapToken { node_id, hash } => self.auth.bootstrap(ctx, *node_id, hash),
             Command::TouchTokens(used) => self.auth.touch(used),
+            Command::By { by, command } => {
+                let response = match &**command {
+                    Command::By { .. } | Command::Batch(_) => {
+                        Response::Rejected(Rejection::Invalid {
+                            field: "command".into(),
+                            message: "a caller's write holds one command".into(),
+                        })
+                    }
+                    inner => self.apply_one(inner),
+                };
+                if !matches!(response, Response::Rejected(_)) {
+                    self.audit.record(ctx.now_ms, by, command, &response);
+                }
+                response
+            }
             // `apply` unpacks the outer batch; one nested in it is refused.
             Command::Batch(_) => Response::Rejected(Rejection::Invalid {
                 field: "command".into(),
@@ -497,6 +516,12 @@ impl Machine {
         self.schedules.check_invariants();
         self.events.check_invariants();
         self.auth.check_invariants();
+        self.audit.check_invariants();
+    }
+
+    /// Who made which write.
+    pub fn audit(&self) -> &audit::Audit {
+        &self.audit
     }
 
     /// API tokens.
@@ -506,7 +531,7 @@ impl Machine {
 
     /// Encodes the state for a snapshot.
     pub fn encode(&self) -> Result<Vec<u8>, crate::machine::codec::CodecError> {
-        crate::machine::codec::encode(&(SNAPSHOT_FORMAT, self, &self.auth))
+        crate::machine::codec::encode(&(SNAPSHOT_FORMAT, self, &self.auth, &self.audit))
     }
 
     /// Encodes the state for a snapshot into `writer` as it goes, the same bytes as
@@ -515,7 +540,10 @@ impl Machine {
         &self,
         writer: &mut impl std::io::Write,
     ) -> Result<usize, crate::machine::codec::CodecError> {
-        crate::machine::codec::encode_into(&(SNAPSHOT_FORMAT, self, &self.auth), writer)
+        crate::machine::codec::encode_into(
+            &(SNAPSHOT_FORMAT, self, &self.auth, &self.audit),
+            writer,
+        )
     }
 
     /// Decodes a snapshot made by [`Machine::encode`], checking its format version and the
@@ -559,6 +587,9 @@ impl Machine {
         if format >= 8 {
             machine.auth = decode_from(reader)?;
         }
+        if format >= 9 {
+            machine.audit = decode_from(reader)?;
+        }
         if let Some((tier, at)) = cold {
             machine.attach_cold(tier, at);
         }
@@ -568,8 +599,8 @@ impl Machine {
 }
 
 /// Version of the snapshot encoding; bumped on every incompatible change to [`Machine`]
-/// (7: state grouped by subsystem; 8: API tokens after it).
-const SNAPSHOT_FORMAT: u32 = 8;
+/// (7: state grouped by subsystem; 8: API tokens after it; 9: the audit after them).
+const SNAPSHOT_FORMAT: u32 = 9;
 
 /// Oldest snapshot encoding this build reads.
 const SNAPSHOT_FORMAT_OLDEST: u32 = 7;

@@ -77,7 +77,14 @@ pub const METHODS: &[(&str, &[Role])] = &[
     ("CreateToken", ADMIN),
     ("ListTokens", ADMIN),
     ("RevokeToken", ADMIN),
+    ("ListAudit", ADMIN),
 ];
+
+tokio::task_local! {
+    /// The caller of the call being served, set by the gate around the whole call so the
+    /// write it makes can be attributed (`server/api/mod.rs`, `attributed`).
+    pub static CALLER: Caller;
+}
 
 /// The roles that may call `method` (the last path segment), if it is in the table.
 pub fn allowed(method: &str) -> Option<&'static [Role]> {
@@ -330,8 +337,8 @@ where
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
         match self.gate.check(req.uri().path(), req.headers()) {
             Ok(caller) => {
-                req.extensions_mut().insert(caller);
-                Box::pin(self.inner.call(req))
+                req.extensions_mut().insert(caller.clone());
+                Box::pin(CALLER.scope(caller, self.inner.call(req)))
             }
             Err(status) => Box::pin(async move { Ok(status.into_http()) }),
         }

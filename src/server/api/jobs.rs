@@ -84,10 +84,19 @@ pub(super) async fn submit_batch(
     Ok(pb::SubmitBatchResponse { jobs: out })
 }
 
+/// Adds who submitted the job, while the audit keeps it.
+fn with_submitter(m: &crate::machine::Machine, mut job: pb::Job) -> pb::Job {
+    if let Some(by) = m.audit().submitter(job.id) {
+        job.submitted_by_token = by.token_id.clone();
+        job.submitted_by_name = by.name.clone();
+    }
+    job
+}
+
 pub(super) async fn get_job(api: &ApiService, req: pb::GetJobRequest) -> Result<pb::Job, Status> {
     api.read_barrier(req.stale).await?;
     api.replica
-        .read(|m| m.job(req.id).map(|j| to_wire::job(&j)))
+        .read(|m| m.job(req.id).map(|j| with_submitter(m, to_wire::job(&j))))
         .ok_or_else(|| Error::NotFound(format!("job {}", req.id)).into())
 }
 
@@ -106,7 +115,7 @@ pub(super) async fn list_jobs(
         let mut bytes = 0usize;
         m.list(queue, state, req.after_id, limit)
             .into_iter()
-            .map(|j| to_wire::job(&j))
+            .map(|j| with_submitter(m, to_wire::job(&j)))
             .take_while(|j| {
                 let first = bytes == 0;
                 bytes += prost::Message::encoded_len(j);

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use crate::error::Error;
+use crate::machine::audit::Principal;
 use crate::machine::{limits, Command, Response as Applied};
 use crate::proto::pb;
 use crate::raft::Replica;
@@ -24,7 +25,7 @@ use crate::server::auth::Caller;
 macro_rules! propose_expect {
     ($service:expr, $command:expr, $($pattern:pat => $value:expr),+ $(,)?) => {
         match {
-            let command = $command;
+            let command = $crate::server::api::attributed($command);
             command.check_stateless().map_err($crate::error::Error::from)?;
             $service.replica.propose(command).await?
         } {
@@ -143,6 +144,47 @@ impl ApiService {
                     limits::LEASE_WAITERS_MAX
                 ))
             })
+    }
+}
+
+/// `command` as a write of the caller the auth gate let in (`Command::By`), so the audit
+/// records who made it; unchanged with auth off, for workers' calls, and outside a call.
+pub(crate) fn attributed(command: Command) -> Command {
+    let by = crate::server::auth::CALLER
+        .try_with(|c| {
+            c.0.as_ref().map(|t| Principal {
+                token_id: t.id.clone(),
+                name: t.name.clone(),
+            })
+        })
+        .ok()
+        .flatten();
+    match by {
+        Some(by) => attribute(command, &by),
+        None => command,
+    }
+}
+
+fn attribute(command: Command, by: &Principal) -> Command {
+    match command {
+        Command::Batch(commands) => {
+            Command::Batch(commands.into_iter().map(|c| attribute(c, by)).collect())
+        }
+        c @ (Command::Lease { .. }
+        | Command::Heartbeat { .. }
+        | Command::Complete { .. }
+        | Command::Checkpoint { .. }
+        | Command::Release { .. }
+        | Command::RegisterNode { .. }
+        | Command::Tick
+        | Command::Configure(_)
+        | Command::TouchTokens(_)
+        | Command::BootstrapToken { .. }
+        | Command::By { .. }) => c,
+        c => Command::By {
+            by: by.clone(),
+            command: Box::new(c),
+        },
     }
 }
 
@@ -601,5 +643,14 @@ impl pb::api_server::Api for ApiService {
         let caller = caller(&req)?;
         caller.check_all_queues("token")?;
         reply(tokens::revoke_token(self, req.into_inner()).await)
+    }
+
+    async fn list_audit(
+        &self,
+        req: Request<pb::ListAuditRequest>,
+    ) -> Result<Response<pb::ListAuditResponse>, Status> {
+        let caller = caller(&req)?;
+        caller.check_all_queues("audit")?;
+        reply(tokens::list_audit(self, req.into_inner()).await)
     }
 }

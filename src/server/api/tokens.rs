@@ -146,3 +146,35 @@ pub(super) async fn revoke_token(
     propose_expect!(api, Command::RevokeToken { id: req.id }, Applied::Ok => ());
     Ok(pb::RevokeTokenResponse {})
 }
+
+pub(super) async fn list_audit(
+    api: &ApiService,
+    req: pb::ListAuditRequest,
+) -> Result<pb::ListAuditResponse, Status> {
+    let limit = crate::proto::from_wire::list_limit(req.limit)?;
+    if req.token_id.len() > limits::TOKEN_ID_BYTES_MAX {
+        return Err(invalid(
+            "token_id",
+            format!("is over {} bytes", limits::TOKEN_ID_BYTES_MAX),
+        ));
+    }
+    api.read_barrier(false).await?;
+    let entries = api.replica.read(|m| {
+        m.audit()
+            .records()
+            .rev()
+            .filter(|r| req.before_seq == 0 || r.seq < req.before_seq)
+            .filter(|r| req.token_id.is_empty() || r.by.token_id == req.token_id)
+            .take(limit)
+            .map(|r| pb::AuditEntry {
+                seq: r.seq,
+                at_ms: r.at_ms,
+                token_id: r.by.token_id.clone(),
+                token_name: r.by.name.clone(),
+                action: r.action.clone(),
+                target: r.target.clone(),
+            })
+            .collect()
+    });
+    Ok(pb::ListAuditResponse { entries })
+}
