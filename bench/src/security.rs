@@ -93,7 +93,8 @@ pub(crate) async fn run(b: &mut Bench, dir: &Path, base_port: u16, secs: u64, ro
                 within.insert("mode".into(), mode.into());
                 within.insert("round".into(), r.into());
                 bench.within = Some(within);
-                let tag = format!("{}-{r}-{mode}", shape.replace(' ', "-"));
+                // A queue name: no `+`.
+                let tag = format!("{}-{r}-{i}", shape.replace(' ', "-"));
                 rates[i] = measure(bench, shape, secs, &tag).await.rate;
                 bench.within = None;
             }

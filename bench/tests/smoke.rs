@@ -98,7 +98,12 @@ fn security_quick_run_prints_a_ratio_per_shape() {
             .lines()
             .find(|l| l.starts_with("security") && l.contains(shape) && l.contains("median"))
             .unwrap_or_else(|| panic!("no ratio for {shape:?} in:\n{stdout}\nstderr:\n{stderr}"));
-        let median = line.rsplit(' ').next().unwrap_or_default();
-        assert!(median.parse::<f64>().is_ok(), "{line}");
+        let median: f64 = line
+            .rsplit(' ')
+            .next()
+            .unwrap_or_default()
+            .parse()
+            .unwrap_or_else(|_| panic!("no median in {line}"));
+        assert!(median > 0.0, "nothing measured on one side: {line}");
     }
 }
