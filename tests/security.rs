@@ -814,3 +814,36 @@ async fn each_token_has_its_own_rate_limit() {
         .await
         .expect("another token is served");
 }
+
+/// `raftline worker` whose token can't lease stops at once with the reason and exit code 3,
+/// instead of retrying forever in silence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_with_a_token_that_cannot_lease_stops() {
+    let c = Cluster::start(Settings::default()).await;
+    let viewer = token(&c, "viewer", &[], 0).await;
+    c.wait_same_digest().await;
+    let addrs: Vec<String> = c.ids().iter().map(|id| c.node(*id).api.clone()).collect();
+    for (secret, needle) in [
+        ("rl_not_a_token", "not valid"),
+        (viewer.as_str(), "role viewer"),
+    ] {
+        let mut worker = std::process::Command::new(common::BIN)
+            .args(["--addr", &addrs.join(","), "--token", secret])
+            .args(["worker", "--queue", "w", "--", "cat"])
+            .current_dir(c.dir.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start worker");
+        let status = common::wait_for("the worker to stop", Duration::from_secs(20), || {
+            let status = worker.try_wait().expect("worker status");
+            async move { status }
+        })
+        .await;
+        let out = worker.wait_with_output().expect("worker output");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(status.code(), Some(3), "{stderr}");
+        assert!(stderr.contains(needle), "{stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    }
+}

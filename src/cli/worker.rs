@@ -62,6 +62,5 @@ pub async fn run(addr: &[String], args: WorkerArgs) -> Result<()> {
         handler: (!args.handler.is_empty()).then_some(args.handler),
         sandbox: crate::node::sandbox::Sandbox::inherit(),
     };
-    crate::node::executor::run(backend, pool, shutdown_signal()).await;
-    Ok(())
+    crate::node::executor::run(backend, pool, shutdown_signal()).await
 }

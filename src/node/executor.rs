@@ -274,13 +274,15 @@ struct Running {
 
 type Table = Arc<Mutex<BTreeMap<JobId, Running>>>;
 
-/// Runs the executor until `shutdown` completes; then kills running jobs and hands their
-/// leases back.
+/// Runs the executor until `shutdown` completes, or a lease is refused for a reason retrying
+/// can't mend (a missing, expired or revoked token, a role that may not lease, a bad
+/// argument: that error is returned); then kills running jobs and hands their leases back.
 pub async fn run<B: Backend>(
     backend: Arc<B>,
     pool: PoolConfig,
     shutdown: impl Future<Output = ()>,
-) {
+) -> Result<()> {
+    let mut fatal = None;
     let table: Table = Arc::default();
     let sandbox = Arc::new(pool.sandbox.clone());
     let finished = Arc::new(Notify::new());
@@ -314,6 +316,12 @@ pub async fn run<B: Backend>(
                         ));
                     }
                 }
+                Err(e @ (Error::Unauthenticated(_)
+                | Error::PermissionDenied(_)
+                | Error::InvalidArgument { .. })) => {
+                    fatal = Some(e);
+                    break;
+                }
                 Err(e) => {
                     tracing::debug!("lease: {e}");
                     tokio::time::sleep(LEASE_RETRY).await;
@@ -330,6 +338,7 @@ pub async fn run<B: Backend>(
         while tasks.join_next().await.is_some() {}
     })
     .await;
+    fatal.map_or(Ok(()), Err)
 }
 
 /// Heartbeats every ttl/`EXECUTOR_HEARTBEATS_PER_TTL` and kills jobs whose lease is gone;

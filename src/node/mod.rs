@@ -97,9 +97,14 @@ fn spawn_executor(
             handler: None,
             sandbox,
         };
-        tokio::spawn(executor::run(backend, pool, async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        }))
+        tokio::spawn(async move {
+            let run = executor::run(backend, pool, async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            });
+            if let Err(e) = run.await {
+                tracing::error!("the node's executor stopped: {e}");
+            }
+        })
     });
     (stop, task)
 }
