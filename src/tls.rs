@@ -143,7 +143,19 @@ fn server_config(paths: &TlsPaths, id: u64, mutual: bool) -> Result<Arc<rustls::
 struct Configs {
     peer_server: Arc<rustls::ServerConfig>,
     api_server: Arc<rustls::ServerConfig>,
+    http_server: Arc<rustls::ServerConfig>,
     peer_client: Arc<rustls::ClientConfig>,
+}
+
+/// Which of a node's ports a connection came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Port {
+    /// Raft and forwarding: mutual TLS, HTTP/2.
+    Peer,
+    /// The gRPC API: TLS, HTTP/2.
+    Api,
+    /// `/health` and `/metrics`: TLS, HTTP/1.1 or HTTP/2.
+    Http,
 }
 
 /// Refuses a node certificate the cluster's CA would not accept now: expired, not yet valid,
@@ -183,9 +195,13 @@ fn check_node_cert(paths: &TlsPaths, id: u64) -> Result<()> {
 fn load(paths: &TlsPaths, id: u64) -> Result<Configs> {
     let (cert, key) = paths.node_files(id);
     check_node_cert(paths, id)?;
+    let api_server = server_config(paths, id, false)?;
+    let mut http_server = (*api_server).clone();
+    http_server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Configs {
         peer_server: server_config(paths, id, true)?,
-        api_server: server_config(paths, id, false)?,
+        api_server,
+        http_server: Arc::new(http_server),
         peer_client: client_config(&paths.ca_file, Some((&cert, &key)))?,
     })
 }
@@ -219,12 +235,12 @@ impl NodeTls {
         self.current.read().expect("tls lock").peer_client.clone()
     }
 
-    fn server(&self, peer: bool) -> Arc<rustls::ServerConfig> {
+    fn server(&self, port: Port) -> Arc<rustls::ServerConfig> {
         let c = self.current.read().expect("tls lock");
-        if peer {
-            c.peer_server.clone()
-        } else {
-            c.api_server.clone()
+        match port {
+            Port::Peer => c.peer_server.clone(),
+            Port::Api => c.api_server.clone(),
+            Port::Http => c.http_server.clone(),
         }
     }
 }
@@ -261,6 +277,14 @@ impl Conn {
             _slot: slot,
             idle: Box::pin(tokio::time::sleep(connection_idle())),
             last_read: tokio::time::Instant::now(),
+        }
+    }
+
+    /// The peer's address.
+    pub fn remote_addr(&self) -> Option<SocketAddr> {
+        match &self.io {
+            ServerIo::Plain(tcp) => tcp.peer_addr().ok(),
+            ServerIo::Tls(tls) => tls.get_ref().0.peer_addr().ok(),
         }
     }
 
@@ -369,12 +393,11 @@ impl AsyncWrite for Conn {
 
 /// Accepts connections on `listener`, at most `max` open at once: one more is closed at once
 /// (said in the log at most once a minute), so a flood of idle connections can't take every
-/// file descriptor of the node. With `tls` (the node's files and whether this is the
-/// mutual-TLS peer port) each handshake runs in its own task under [`HANDSHAKE_TIMEOUT`].
+/// file descriptor of the node. With `tls` (the node's files and which port this is) each handshake runs in its own task under [`HANDSHAKE_TIMEOUT`].
 /// The stream ends when the server drops it.
 pub fn incoming(
     listener: TcpListener,
-    tls: Option<(Arc<NodeTls>, bool)>,
+    tls: Option<(Arc<NodeTls>, Port)>,
     max: usize,
 ) -> impl futures::Stream<Item = std::io::Result<Conn>> {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
@@ -405,11 +428,11 @@ pub fn incoming(
                 continue;
             };
             let _ = tcp.set_nodelay(true);
-            let Some((tls, peer)) = &tls else {
+            let Some((tls, port)) = &tls else {
                 let _ = tx.send(Ok(Conn::plain(tcp, slot))).await;
                 continue;
             };
-            let acceptor = tokio_rustls::TlsAcceptor::from(tls.server(*peer));
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls.server(*port));
             let tx = tx.clone();
             tokio::spawn(async move {
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
@@ -505,6 +528,54 @@ impl tower::Service<http::Uri> for Connector {
             Ok(hyper_util::rt::TokioIo::new(stream))
         })
     }
+}
+
+/// `GET path` from a node's HTTP port at `addr` (HTTP/1.1; over TLS checked against `ca_file`
+/// when given): the body of a 200 reply, else the status line as the error. For tools and
+/// tests reading `/health` and `/metrics`.
+pub async fn http_get(addr: &str, path: &str, ca_file: Option<&Path>) -> Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fail = |e: std::io::Error| Error::Unavailable {
+        message: format!("{addr}: {e}"),
+        leader: None,
+    };
+    let target: SocketAddr = addr
+        .parse()
+        .map_err(|_| Error::Config(format!("{addr:?} is not ip:port")))?;
+    let tcp = TcpStream::connect(target).await.map_err(fail)?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let mut response = Vec::new();
+    match ca_file {
+        Some(ca) => {
+            let mut config = (*client_config(ca, None)?).clone();
+            config.alpn_protocols = vec![b"http/1.1".to_vec()];
+            let name = ServerName::IpAddress(target.ip().into());
+            let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+                .connect(name, tcp)
+                .await
+                .map_err(|e| fail(handshake_error(e)))?;
+            tls.write_all(request.as_bytes()).await.map_err(fail)?;
+            // A server may close without a TLS close_notify once the reply is sent.
+            match tls.read_to_end(&mut response).await {
+                Err(e) if e.kind() != std::io::ErrorKind::UnexpectedEof || response.is_empty() => {
+                    return Err(fail(e))
+                }
+                _ => {}
+            }
+        }
+        None => {
+            let mut tcp = tcp;
+            tcp.write_all(request.as_bytes()).await.map_err(fail)?;
+            tcp.read_to_end(&mut response).await.map_err(fail)?;
+        }
+    }
+    let text = String::from_utf8_lossy(&response);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.lines().next().unwrap_or_default();
+    if !status.starts_with("HTTP/1.1 200") {
+        return Err(Error::Internal(format!("{addr}{path}: {status}")));
+    }
+    Ok(body.to_string())
 }
 
 /// Files `certs init` writes for `ids` into `dir`: the CA, and per node a certificate for its

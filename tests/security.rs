@@ -847,3 +847,27 @@ async fn worker_with_a_token_that_cannot_lease_stops() {
         assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     }
 }
+
+/// With `[tls]` the HTTP port speaks HTTPS with the node's certificate: `/health` and
+/// `/metrics` answer a client that trusts the cluster's CA, and a plaintext request gets
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_port_serves_tls() {
+    let c = Cluster::start(Settings {
+        tls: true,
+        ..Settings::default()
+    })
+    .await;
+    let http = &c.node(1).http;
+    let ca = c.access.ca_file.clone().expect("ca");
+    let health = raftline::tls::http_get(http, "/health", Some(&ca))
+        .await
+        .expect("health over TLS");
+    assert!(health.contains("\"term\""), "{health}");
+    let metrics = raftline::tls::http_get(http, "/metrics", Some(&ca))
+        .await
+        .expect("metrics over TLS");
+    assert!(metrics.contains("raftline_raft_term"), "{metrics}");
+    let plain = raftline::tls::http_get(http, "/health", None).await;
+    assert!(plain.is_err(), "plaintext answered: {plain:?}");
+}

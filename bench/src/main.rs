@@ -94,6 +94,8 @@ fn ms(h: &Histogram<u64>, q: f64) -> f64 {
 struct Bench {
     clients: Vec<Arc<Client>>,
     http: Vec<String>,
+    /// The CA the nodes' HTTP ports are checked against when they serve TLS.
+    http_ca: Option<PathBuf>,
     cluster: Option<Cluster>,
     results: Vec<serde_json::Value>,
     /// Fields added to every record while set (the peers section marks its raftline figures
@@ -113,7 +115,9 @@ impl Bench {
     async fn metric_sum(&self, name: &str) -> f64 {
         let mut total = 0.0;
         for addr in &self.http {
-            total += metric(addr, name).await.unwrap_or(0.0);
+            total += metric(addr, self.http_ca.as_deref(), name)
+                .await
+                .unwrap_or(0.0);
         }
         total
     }
@@ -127,13 +131,8 @@ impl Bench {
 }
 
 /// Reads one metric from a node's /metrics.
-async fn metric(addr: &str, name: &str) -> Option<f64> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
-    let req = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).await.ok()?;
+async fn metric(addr: &str, ca: Option<&std::path::Path>, name: &str) -> Option<f64> {
+    let body = raftline::tls::http_get(addr, "/metrics", ca).await.ok()?;
     body.lines()
         .find_map(|l| l.strip_prefix(&format!("{name} ")))
         .and_then(|v| v.trim().parse().ok())
@@ -995,6 +994,7 @@ async fn main() {
     let mut b = Bench {
         clients,
         http,
+        http_ca: access.ca_file.clone(),
         cluster,
         results: Vec::new(),
         within: None,

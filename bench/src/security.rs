@@ -52,6 +52,7 @@ async fn plain_bench(dir: &Path, base_port: u16) -> Result<Bench, String> {
     Ok(Bench {
         clients,
         http,
+        http_ca: None,
         cluster: Some(c),
         results: Vec::new(),
         within: None,

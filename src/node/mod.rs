@@ -384,6 +384,7 @@ where
     let http = tokio::spawn(server::http::serve(
         http_listener,
         replica.clone(),
+        tls.cloned(),
         stopped(),
     ));
     [api, http]

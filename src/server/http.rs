@@ -1,5 +1,6 @@
-//! Plain HTTP on `http_addr`: `/health` (JSON, this node's Raft view) and `/metrics`
-//! (Prometheus text). The dashboard comes in a later issue.
+//! HTTP on `http_addr`: `/health` (JSON, this node's Raft view) and `/metrics` (Prometheus
+//! text); HTTPS (HTTP/1.1 or HTTP/2, the node's certificate) when `[tls]` is set. The
+//! dashboard comes in a later issue.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use crate::raft::Replica;
 pub async fn serve(
     listener: TcpListener,
     replica: Arc<Replica>,
+    tls: Option<Arc<crate::tls::NodeTls>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let health = {
@@ -35,9 +37,16 @@ pub async fn serve(
     let app = Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics));
+    let local = listener
+        .local_addr()
+        .map_err(|e| Error::Internal(format!("http: {e}")))?;
     let listener = Capped {
-        listener,
-        slots: Arc::new(tokio::sync::Semaphore::new(limits::HTTP_CONNECTIONS_MAX)),
+        conns: Box::pin(crate::tls::incoming(
+            listener,
+            tls.map(|t| (t, crate::tls::Port::Http)),
+            limits::HTTP_CONNECTIONS_MAX,
+        )),
+        local,
     };
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
@@ -96,11 +105,11 @@ fn metrics_text(replica: &Replica) -> String {
     out
 }
 
-/// The HTTP listener with at most `HTTP_CONNECTIONS_MAX` connections open: one more is closed
-/// at once, so idle connections can't take every file descriptor of the node.
+/// The HTTP listener: connections from [`crate::tls::incoming`] (at most
+/// `HTTP_CONNECTIONS_MAX` open, TLS when configured, idle ones closed).
 struct Capped {
-    listener: tokio::net::TcpListener,
-    slots: Arc<tokio::sync::Semaphore>,
+    conns: std::pin::Pin<Box<dyn futures::Stream<Item = std::io::Result<crate::tls::Conn>> + Send>>,
+    local: std::net::SocketAddr,
 }
 
 impl axum::serve::Listener for Capped {
@@ -108,21 +117,21 @@ impl axum::serve::Listener for Capped {
     type Addr = std::net::SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        use futures::StreamExt;
         loop {
-            match self.listener.accept().await {
-                Ok((tcp, addr)) => match self.slots.clone().try_acquire_owned() {
-                    Ok(slot) => return (crate::tls::Conn::plain(tcp, slot), addr),
-                    Err(_) => drop(tcp),
-                },
-                Err(e) => {
-                    tracing::warn!("http accept: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            match self.conns.next().await {
+                Some(Ok(conn)) => {
+                    let addr = conn.remote_addr().unwrap_or(self.local);
+                    return (conn, addr);
                 }
+                Some(Err(e)) => tracing::warn!("http accept: {e}"),
+                // The stream ends only when its listener task is gone: nothing more comes.
+                None => std::future::pending::<()>().await,
             }
         }
     }
 
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.listener.local_addr()
+        Ok(self.local)
     }
 }

@@ -41,7 +41,7 @@ pub async fn serve_api(
         .serve_with_incoming_shutdown(
             crate::tls::incoming(
                 listener,
-                tls.map(|t| (t, false)),
+                tls.map(|t| (t, crate::tls::Port::Api)),
                 limits::API_CONNECTIONS_MAX,
             ),
             shutdown,
@@ -79,7 +79,7 @@ pub async fn serve_raft(
         .serve_with_incoming_shutdown(
             crate::tls::incoming(
                 listener,
-                tls.map(|t| (t, true)),
+                tls.map(|t| (t, crate::tls::Port::Peer)),
                 limits::PEER_CONNECTIONS_MAX,
             ),
             shutdown,

@@ -462,17 +462,7 @@ pub fn show(out: &Output) -> String {
 
 /// GET `path` from a node's HTTP address; returns the body.
 pub async fn http_get(addr: &str, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr)
+    raftline::tls::http_get(addr, path, None)
         .await
-        .expect("connect http");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.expect("send");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.expect("read");
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default()
+        .unwrap_or_else(|e| panic!("GET {addr}{path}: {e}"))
 }
