@@ -124,3 +124,20 @@ async fn data_dir_of_another_cluster_is_refused() {
     .unwrap();
     assert_refused(&node(&c, "1"), &["belongs to cluster \"test\""]);
 }
+
+/// Every file the CLI and a node read is bounded: `/dev/zero` as a config, a workflow file or a
+/// token file is one line and exit 2, not a process that grows without end.
+#[test]
+fn endless_files_are_refused() {
+    let c = Cluster::new(Settings::default());
+    let zero = "/dev/zero";
+    let out = Command::new(BIN)
+        .args(["node", "--config", zero, "--id", "1"])
+        .output()
+        .expect("run node");
+    assert_refused(&out, &["/dev/zero", "bytes"]);
+    let out = run_cli(c.dir.path(), &["dag", "validate", zero]);
+    assert_refused(&out, &["/dev/zero", "16777216"]);
+    let out = run_cli(c.dir.path(), &["--token-file", zero, "jobs", "list"]);
+    assert_refused(&out, &["/dev/zero"]);
+}

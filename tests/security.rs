@@ -871,3 +871,43 @@ async fn http_port_serves_tls() {
     let plain = raftline::tls::http_get(http, "/health", None).await;
     assert!(plain.is_err(), "plaintext answered: {plain:?}");
 }
+
+/// SIGHUP reloads a node's TLS files without a restart: an expired certificate is refused with
+/// the reason in the log and the node keeps serving with its old one; a good one is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_certificates_and_keeps_the_old_on_a_bad_file() {
+    let c = Cluster::start(Settings {
+        tls: true,
+        ..Settings::default()
+    })
+    .await;
+    let certs = c.dir.path().join("certs");
+    let good = std::fs::read(certs.join("node-1.pem")).unwrap();
+    let good_key = std::fs::read(certs.join("node-1-key.pem")).unwrap();
+    write_expired_cert(&certs, 1);
+    c.signal(1, libc::SIGHUP);
+    common::wait_for(
+        "the refused reload in the log",
+        Duration::from_secs(20),
+        || async {
+            let log = c.log(1);
+            (log.contains("TLS reload failed") && log.contains("expired")).then_some(())
+        },
+    )
+    .await;
+    c.client_of(&[1])
+        .node_status(0)
+        .await
+        .expect("node 1 still serves TLS with its old certificate");
+    std::fs::write(certs.join("node-1.pem"), good).unwrap();
+    std::fs::write(certs.join("node-1-key.pem"), good_key).unwrap();
+    c.signal(1, libc::SIGHUP);
+    common::wait_for("the reload in the log", Duration::from_secs(20), || async {
+        c.log(1).contains("TLS certificates reloaded").then_some(())
+    })
+    .await;
+    c.client_of(&[1])
+        .node_status(0)
+        .await
+        .expect("node 1 serves after the reload");
+}
