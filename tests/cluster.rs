@@ -373,6 +373,24 @@ async fn one_node_left_submits_fail_unavailable_within_bound() {
     .await;
     submit_spread(&c, &c.ids(), "a", 5).await;
     let leader = c.wait_leader(None).await;
+    let out = c.cli(&["cluster", "status"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let https: BTreeMap<u64, String> = c
+        .ids()
+        .into_iter()
+        .map(|id| (id, c.node(id).http.clone()))
+        .collect();
+    let ready = |id: u64| {
+        let http = https[&id].clone();
+        async move { raftline::tls::http_get(&http, "/ready", None).await }
+    };
+    wait_for("every node ready", Duration::from_secs(10), || async {
+        for id in c.ids() {
+            ready(id).await.ok()?;
+        }
+        Some(())
+    })
+    .await;
     // Keep the leader: the hardest case, a leader that has lost its quorum.
     for id in c.ids().into_iter().filter(|id| *id != leader) {
         c.kill9(id);
@@ -399,6 +417,22 @@ async fn one_node_left_submits_fail_unavailable_within_bound() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("unavailable"), "{stderr}");
     assert!(out.stdout.is_empty(), "acknowledged: {}", show(&out));
+
+    // The cut-off leader is not ready, and cluster status says there is no quorum (exit 1).
+    let refused = wait_for(
+        "the lone leader to say it is not ready",
+        Duration::from_secs(10),
+        || async { ready(leader).await.err() },
+    )
+    .await;
+    assert!(refused.to_string().contains("503"), "{refused}");
+    let out = c.cli(&["cluster", "status"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no quorum") || stderr.contains("no leader"),
+        "{stderr}"
+    );
 }
 
 /// Bad requests get INVALID_ARGUMENT naming the field, the CLI exits 2 with one line, and
@@ -718,4 +752,23 @@ async fn snapshot_install_under_writes_and_restart_from_snapshot_keep_the_same_s
     c.wait_applied(restarted, index).await;
     c.wait_same_digest().await;
     assert_readable(&c, restarted, &acked, true).await;
+}
+
+/// The CLI takes its endpoints from RAFTLINE_ADDR (and its token from RAFTLINE_TOKEN) when
+/// run where there is no cluster.toml.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_takes_its_endpoints_from_raftline_addr() {
+    let c = Cluster::start(Settings::default()).await;
+    let elsewhere = tempfile::tempdir().expect("temp dir");
+    let addrs: Vec<String> = c.nodes.iter().map(|n| n.api.clone()).collect();
+    let out = std::process::Command::new(BIN)
+        .args(["cluster", "status", "--json"])
+        .current_dir(elsewhere.path())
+        .env("RAFTLINE_ADDR", addrs.join(","))
+        .env("RAFTLINE_TOKEN", c.access.token.as_deref().expect("token"))
+        .output()
+        .expect("run raftline");
+    assert!(out.status.success(), "{}", show(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["nodes"].as_array().map(Vec::len), Some(3), "{v}");
 }

@@ -51,7 +51,11 @@ fn malformed_config_is_refused_naming_the_key() {
         ),
         (
             good.replace("heartbeat_ms = 50", "heartbeat_ms = \"fast\""),
-            vec!["line 4"],
+            vec!["cluster.heartbeat_ms", "\"fast\"", "not a duration"],
+        ),
+        (
+            good.replace("name = \"test\"", "name = 5"),
+            vec!["line 2", "invalid type"],
         ),
         (
             good.replace("[cluster]", "[cluster"),
@@ -140,4 +144,27 @@ fn endless_files_are_refused() {
     assert_refused(&out, &["/dev/zero", "16777216"]);
     let out = run_cli(c.dir.path(), &["--token-file", zero, "jobs", "list"]);
     assert_refused(&out, &["/dev/zero"]);
+}
+
+/// `RAFTLINE_<SECTION>_<KEY>` overrides a key of the config, and a bad value is refused
+/// naming the key and the variable.
+#[test]
+fn environment_overrides_config_keys() {
+    let c = Cluster::new(Settings::default());
+    let out = Command::new(BIN)
+        .args(["node", "--config"])
+        .arg(&c.config)
+        .args(["--id", "1"])
+        .env("RAFTLINE_CLUSTER_HEARTBEAT_MS", "20d")
+        .output()
+        .expect("run node");
+    assert_refused(&out, &["cluster.heartbeat_ms", "is 1728000000"]);
+    let out = Command::new(BIN)
+        .args(["node", "--config"])
+        .arg(&c.config)
+        .args(["--id", "1"])
+        .env("RAFTLINE_JOBS_OPEN_FILES", "[1]")
+        .output()
+        .expect("run node");
+    assert_refused(&out, &["RAFTLINE_JOBS_OPEN_FILES"]);
 }

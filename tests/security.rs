@@ -634,7 +634,8 @@ async fn certificate_problems_are_one_clear_line() {
 async fn idle_connections_are_closed() {
     use tokio::io::AsyncReadExt;
     let c = Cluster::start(Settings {
-        cluster_extra: "connection_idle_ms = 1500\n".into(),
+        // A human duration, as the config allows.
+        cluster_extra: "connection_idle_ms = \"1500ms\"\n".into(),
         ..Settings::default()
     })
     .await;

@@ -84,5 +84,35 @@ pub async fn cluster_status(addr: &[String], json: bool) -> Result<()> {
             addrs.join(", ")
         )));
     }
+    quorum(best, &replies)
+}
+
+/// Refuses (exit 1) a cluster with no leader, or whose answering voters are no majority.
+fn quorum(
+    best: Option<&pb::NodeStatusResponse>,
+    replies: &[std::result::Result<Result<pb::NodeStatusResponse>, tokio::time::error::Elapsed>],
+) -> Result<()> {
+    let Some(best) = best.filter(|b| b.leader.is_some()) else {
+        return Err(Error::unavailable(
+            "no leader: writes and linearizable reads fail",
+        ));
+    };
+    let voters: Vec<u64> = best
+        .members
+        .iter()
+        .filter(|m| m.voter)
+        .map(|m| m.id)
+        .collect();
+    let answering = replies
+        .iter()
+        .filter_map(|r| r.as_ref().ok()?.as_ref().ok())
+        .filter(|s| voters.contains(&s.id) && s.term == best.term && s.leader == best.leader)
+        .count();
+    if answering * 2 <= voters.len() {
+        return Err(Error::unavailable(format!(
+            "no quorum: {answering} of {} voters answer with this leader and term",
+            voters.len()
+        )));
+    }
     Ok(())
 }

@@ -48,9 +48,9 @@ use worker::WorkerArgs;
 #[derive(Debug, Parser)]
 #[command(name = "raftline", version, about)]
 pub struct Cli {
-    /// API addresses of one or more nodes, comma-separated (default: every api_addr in
-    /// ./cluster.toml).
-    #[arg(long, global = true, value_delimiter = ',')]
+    /// API addresses of one or more nodes, comma-separated (default: RAFTLINE_ADDR, else every
+    /// api_addr in ./cluster.toml).
+    #[arg(long, global = true, value_delimiter = ',', env = "RAFTLINE_ADDR")]
     pub addr: Vec<String>,
     /// API token secret (default: RAFTLINE_TOKEN, --token-file, else the bootstrap token of a
     /// node whose data dir ./cluster.toml names).

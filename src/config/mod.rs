@@ -14,6 +14,7 @@ use crate::machine::job::{validate_name, validate_queue_name};
 use crate::machine::{limits, Rejection, Settings};
 
 pub mod jobs;
+pub mod overrides;
 pub use jobs::{JobLimits, JobsConfig, QueueRule};
 
 /// A configuration error: one line naming the file and key.
@@ -327,7 +328,10 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = crate::files::read_bounded(path, limits::CONFIG_FILE_BYTES_MAX)
             .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
-        let mut raw = RawConfig::parse(&text).map_err(|e| prefix(path, e))?;
+        let env: Vec<(String, String)> = std::env::vars()
+            .filter(|(k, _)| k.starts_with("RAFTLINE_"))
+            .collect();
+        let mut raw = RawConfig::parse_with(&text, &env).map_err(|e| prefix(path, e))?;
         if let Some(dir) = std::env::var_os("RAFTLINE_DATA_DIR") {
             raw.cluster.data_dir = PathBuf::from(dir);
         }
@@ -382,23 +386,64 @@ fn prefix(path: &Path, e: ConfigError) -> ConfigError {
 }
 
 impl RawConfig {
-    /// Parses TOML; the error is one line with the position and toml's message.
+    /// Parses TOML with no environment overrides; see [`RawConfig::parse_with`].
     pub fn parse(text: &str) -> Result<RawConfig, ConfigError> {
-        toml::from_str(text).map_err(|e: toml::de::Error| {
-            let position = e
-                .span()
-                .map(|s| {
-                    let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
-                    format!("line {line}: ")
-                })
-                .unwrap_or_default();
-            ConfigError(format!(
-                "{position}{}",
-                e.message().lines().next().unwrap_or("invalid TOML")
-            ))
-        })
+        RawConfig::parse_with(text, &[])
     }
 
+    /// Parses TOML, applies `env`'s `RAFTLINE_<SECTION>_<KEY>` overrides and reads human
+    /// durations and sizes (`overrides.rs`); an error is one line, with the position in the
+    /// file when the file alone shows it.
+    pub fn parse_with(text: &str, env: &[(String, String)]) -> Result<RawConfig, ConfigError> {
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
+        let applied = overrides::apply(&mut table, env)?;
+        toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| {
+                let plain = RawConfig::parse_plain(text);
+                match plain {
+                    // The file alone has this fault: say where.
+                    Err(located)
+                        if located
+                            .0
+                            .ends_with(e.message().lines().next().unwrap_or("")) =>
+                    {
+                        located
+                    }
+                    _ if applied.is_empty() => {
+                        ConfigError(e.message().lines().next().unwrap_or("invalid").into())
+                    }
+                    _ => ConfigError(format!(
+                        "{} (with {} from the environment)",
+                        e.message().lines().next().unwrap_or("invalid"),
+                        applied.join(", ")
+                    )),
+                }
+            })
+    }
+
+    /// Parses TOML as written, with no overrides.
+    fn parse_plain(text: &str) -> Result<RawConfig, ConfigError> {
+        toml::from_str(text).map_err(|e: toml::de::Error| toml_error(text, &e))
+    }
+}
+
+/// A TOML error in one line, with its position in `text`.
+fn toml_error(text: &str, e: &toml::de::Error) -> ConfigError {
+    let position = e
+        .span()
+        .map(|s| {
+            let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
+            format!("line {line}: ")
+        })
+        .unwrap_or_default();
+    ConfigError(format!(
+        "{position}{}",
+        e.message().lines().next().unwrap_or("invalid TOML")
+    ))
+}
+
+impl RawConfig {
     /// Checks every key and resolves `data_dir` against `base` (the config file's directory).
     pub fn validate(self, base: &Path) -> Result<Config, ConfigError> {
         let settings = check_cluster(&self.cluster)?;

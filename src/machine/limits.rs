@@ -502,3 +502,6 @@ pub const AUDIT_RECORDS_MAX: usize = 10_000;
 
 /// Runs of consecutive job ids by one submitter the audit keeps for `job get`.
 pub const AUDIT_RUNS_MAX: usize = 100_000;
+
+/// `/ready` answers 503 while a node has more than this many log entries not yet applied.
+pub const READY_APPLY_LAG_MAX: u64 = 1_000;

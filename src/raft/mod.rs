@@ -151,6 +151,9 @@ pub struct RaftStatus {
     pub fsyncs: u64,
     /// Microseconds spent in log flushes since start.
     pub fsync_micros: u64,
+    /// This node leads but no majority acknowledged it for longer than the request timeout
+    /// (a leader cut off from its quorum, which writes can't reach).
+    pub leader_without_quorum: bool,
 }
 
 /// Notifications of Raft state changes, see [`Replica::changes`].
@@ -360,6 +363,9 @@ impl Replica {
                 .nodes()
                 .map(|(id, node)| (*id, node.clone(), voters.contains(id)))
                 .collect(),
+            leader_without_quorum: m.state == ServerState::Leader
+                && m.millis_since_quorum_ack
+                    .is_none_or(|ms| u128::from(ms) > self.request_timeout.as_millis()),
             fsyncs: self.log.fsync_count(),
             fsync_micros: self.log.fsync_micros(),
         }

@@ -1,5 +1,8 @@
-//! HTTP on `http_addr`: `/health` (JSON, this node's Raft view) and `/metrics` (Prometheus
-//! text); HTTPS (HTTP/1.1 or HTTP/2, the node's certificate) when `[tls]` is set. The
+//! HTTP on `http_addr`: `/health` (200 while the process serves, with this node's Raft view),
+//! `/ready` (200 when this node can serve: it knows a leader (and, leading, heard a majority
+//! within the request timeout), is a voter and has applied its log to within
+//! `READY_APPLY_LAG_MAX` entries; 503 with the reason otherwise; for load
+//! balancers and Kubernetes) and `/metrics` (Prometheus text); HTTPS (HTTP/1.1 or HTTP/2, the node's certificate) when `[tls]` is set. The
 //! dashboard comes in a later issue.
 
 use std::future::Future;
@@ -33,9 +36,14 @@ pub async fn serve(
             }))
         }
     };
+    let ready = {
+        let replica = replica.clone();
+        move || async move { readiness(&replica) }
+    };
     let metrics = move || async move { metrics_text(&replica) };
     let app = Router::new()
         .route("/health", get(health))
+        .route("/ready", get(ready))
         .route("/metrics", get(metrics));
     let local = listener
         .local_addr()
@@ -52,6 +60,39 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(|e| Error::Internal(format!("http server: {e}")))
+}
+
+/// `/ready`: 200 or 503, with the reason when not ready.
+fn readiness(replica: &Replica) -> (axum::http::StatusCode, axum::Json<serde_json::Value>) {
+    let s = replica.status();
+    let voter = s.members.iter().any(|(id, _, voter)| *id == s.id && *voter);
+    let behind = s.last_log_index.saturating_sub(s.last_applied);
+    let reason = if s.leader.is_none() {
+        Some("no leader known".to_string())
+    } else if s.leader_without_quorum {
+        Some("leads, but no majority has answered it within the request timeout".to_string())
+    } else if !voter {
+        Some("not a voter of the cluster".to_string())
+    } else if behind > limits::READY_APPLY_LAG_MAX {
+        Some(format!("applying its log: {behind} entries behind"))
+    } else {
+        None
+    };
+    let code = if reason.is_some() {
+        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        axum::http::StatusCode::OK
+    };
+    let body = serde_json::json!({
+        "ready": reason.is_none(),
+        "reason": reason,
+        "id": s.id,
+        "state": s.state,
+        "leader": s.leader,
+        "last_applied": s.last_applied,
+        "last_log_index": s.last_log_index,
+    });
+    (code, axum::Json(body))
 }
 
 fn metrics_text(replica: &Replica) -> String {
