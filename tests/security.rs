@@ -743,6 +743,9 @@ async fn writes_are_attributed_to_their_token() {
         shown.contains(&format!("submitted by: ci-bot (token {id})")),
         "{shown}"
     );
+    let out = c.cli(&["job", "get", &jobs[1], "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["submitted_by"]["token_id"], id.as_str(), "{v}");
 
     let entries = |args: &[&str]| -> Vec<serde_json::Value> {
         let out = c.cli(&[&["audit", "list", "--json"][..], args].concat());

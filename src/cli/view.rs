@@ -48,6 +48,10 @@ pub fn job_json(job: &pb::Job) -> serde_json::Value {
         "idempotency_key": job.idempotency_key,
         "lease_token": job.lease_token,
         "lease_worker": job.lease_worker,
+        "submitted_by": (!job.submitted_by_token.is_empty()).then(|| serde_json::json!({
+            "token_id": job.submitted_by_token,
+            "token_name": job.submitted_by_name,
+        })),
     });
     match &job.kind {
         Some(pb::job::Kind::Shell(shell)) => {
