@@ -168,3 +168,46 @@ fn environment_overrides_config_keys() {
         .expect("run node");
     assert_refused(&out, &["RAFTLINE_JOBS_OPEN_FILES"]);
 }
+
+/// A data dir written by a newer build (a higher format in `identity.json`) is refused with
+/// one clear line, before anything else in it is read; a peer call of a newer protocol is
+/// refused with FAILED_PRECONDITION naming both versions, and one without a version (an
+/// earlier build) is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn newer_formats_and_protocols_are_refused() {
+    let mut c = Cluster::start(Settings {
+        nodes: 1,
+        ..Settings::default()
+    })
+    .await;
+    let raft = format!("http://{}", c.node(1).raft);
+    let mut peer = raftline::proto::pb::raft_peer_client::RaftPeerClient::connect(raft)
+        .await
+        .expect("peer port");
+    let hello = || raftline::proto::pb::HelloRequest {
+        cluster: "test".into(),
+        from_id: 9,
+    };
+    let mut newer = tonic::Request::new(hello());
+    newer
+        .metadata_mut()
+        .insert(raftline::raft::PEER_PROTOCOL_HEADER, 99u32.into());
+    let status = peer
+        .hello(newer)
+        .await
+        .expect_err("a newer protocol answered");
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
+    assert!(status.message().contains("protocol 99"), "{status:?}");
+    peer.hello(hello())
+        .await
+        .expect("an earlier build's hello is served");
+
+    assert!(c.stop(1).await.success());
+    let identity = c.node_dir(1).join("identity.json");
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&identity).unwrap()).unwrap();
+    assert_eq!(v["format"], 2, "{v}");
+    v["format"] = 99.into();
+    std::fs::write(&identity, serde_json::to_vec(&v).unwrap()).unwrap();
+    assert_refused(&node(&c, "1"), &["newer raftline", "format 99"]);
+}

@@ -494,7 +494,7 @@ async fn probe(config: &Config, id: u64, tls: Option<&Arc<crate::tls::NodeTls>>)
             };
             let reply = tokio::time::timeout(
                 Duration::from_millis(limits::PROBE_HELLO_TIMEOUT_MS),
-                client.hello(hello),
+                client.hello(crate::raft::peer_request(hello)),
             )
             .await;
             match reply {

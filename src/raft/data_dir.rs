@@ -68,8 +68,17 @@ pub fn open_db(dir: &Path, identity: &Identity) -> Result<sled::Db> {
     }
 }
 
+/// Format of a data dir's layout, written into `identity.json`: 1 for data dirs of earlier
+/// builds (no number), 2 for this build's. Each file also carries its own version (WAL
+/// segments and meta, the snapshot file and the state in it); this one lets a build refuse
+/// a whole data dir written by a newer one before it reads anything else.
+pub const DATA_DIR_FORMAT: u64 = 2;
+
 fn write_identity(path: &Path, identity: &Identity) -> Result<()> {
-    let text = serde_json::to_vec_pretty(identity)
+    let mut value = serde_json::to_value(identity)
+        .map_err(|e| Error::Internal(format!("encoding the identity: {e}")))?;
+    value["format"] = DATA_DIR_FORMAT.into();
+    let text = serde_json::to_vec_pretty(&value)
         .map_err(|e| Error::Internal(format!("encoding the identity: {e}")))?;
     durable::write_atomic(path, &text)
         .map_err(|e| Error::Config(format!("{}: cannot write: {e}", path.display())))
@@ -86,12 +95,25 @@ fn read_identity(path: &Path) -> Result<Option<Identity>> {
             )))
         }
     };
-    serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+    let damaged = |e: serde_json::Error| {
         Error::Config(format!(
             "{}: damaged ({e}); rebuild this node from its peers or a backup",
             path.display()
         ))
-    })
+    };
+    let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(damaged)?;
+    let format = value
+        .get("format")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(1);
+    if format > DATA_DIR_FORMAT {
+        return Err(Error::Config(format!(
+            "{}: written by a newer raftline (data dir format {format}; this build reads 1 to \
+             {DATA_DIR_FORMAT}): run that build or a later one on it",
+            path.display()
+        )));
+    }
+    serde_json::from_value(value).map(Some).map_err(damaged)
 }
 
 /// The identity as an earlier build kept it, in sled's `meta` tree.

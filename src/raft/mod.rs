@@ -183,6 +183,24 @@ enum ForwardReply {
     Unavailable(String),
 }
 
+/// Version of the peer protocol this build speaks (the messages between nodes), sent with
+/// every peer call in the [`PEER_PROTOCOL_HEADER`] metadata; a call without it is from an
+/// earlier build (protocol 1). A node refuses a call of a newer protocol than its own, so an
+/// old node can't misread a new one during a rolling upgrade.
+pub const PEER_PROTOCOL: u32 = 1;
+
+/// The metadata key that carries [`PEER_PROTOCOL`].
+pub const PEER_PROTOCOL_HEADER: &str = "raftline-peer-protocol";
+
+/// A peer call's request, with this build's protocol version.
+pub fn peer_request<T>(message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert(PEER_PROTOCOL_HEADER, PEER_PROTOCOL.into());
+    request
+}
+
 /// One node's Raft replica.
 pub struct Replica {
     id: u64,
@@ -478,7 +496,8 @@ impl Replica {
         let mut client = self.peer(leader)?;
         let data = codec::encode(command)?;
         let wait = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(wait, client.propose(pb::PeerBytes { data })).await {
+        match tokio::time::timeout(wait, client.propose(peer_request(pb::PeerBytes { data }))).await
+        {
             Err(_) => Ok(ForwardReply::Unavailable(
                 self.timed_out("forwarded write").to_string(),
             )),
@@ -536,7 +555,12 @@ impl Replica {
     async fn read_index_remote(&self, leader: u64, deadline: Instant) -> Result<Option<u64>> {
         let mut client = self.peer(leader)?;
         let wait = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(wait, client.read_index(pb::ReadIndexRequest {})).await {
+        match tokio::time::timeout(
+            wait,
+            client.read_index(peer_request(pb::ReadIndexRequest {})),
+        )
+        .await
+        {
             Ok(Ok(reply)) => Ok(Some(reply.into_inner().index)),
             Ok(Err(_)) => Ok(None),
             Err(_) => Err(self.timed_out("read")),

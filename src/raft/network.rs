@@ -102,7 +102,7 @@ impl PeerConnection {
             )))
         })?;
         let data = codec::encode(rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let request = pb::PeerBytes { data };
+        let request = super::peer_request(pb::PeerBytes { data });
         let call = async {
             match method {
                 Method::Append => client.append_entries(request).await,

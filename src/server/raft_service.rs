@@ -27,12 +27,31 @@ impl RaftService {
         }
     }
 
-    fn check_open(&self) -> Result<(), Status> {
+    fn check_open<T>(&self, req: &Request<T>) -> Result<(), Status> {
+        check_protocol(req)?;
         if self.open.load(Ordering::Acquire) {
             Ok(())
         } else {
             Err(Status::unavailable("node is starting"))
         }
+    }
+}
+
+/// Refuses a call of a newer peer protocol than this build's (no header: protocol 1).
+fn check_protocol<T>(req: &Request<T>) -> Result<(), Status> {
+    use crate::raft::{PEER_PROTOCOL, PEER_PROTOCOL_HEADER};
+    let Some(value) = req.metadata().get(PEER_PROTOCOL_HEADER) else {
+        return Ok(());
+    };
+    match value.to_str().ok().and_then(|v| v.parse::<u32>().ok()) {
+        Some(v) if v <= PEER_PROTOCOL => Ok(()),
+        Some(v) => Err(Status::failed_precondition(format!(
+            "a peer speaks protocol {v}; this node speaks 1 to {PEER_PROTOCOL}: upgrade this \
+             node to the peer's build"
+        ))),
+        None => Err(Status::invalid_argument(format!(
+            "{PEER_PROTOCOL_HEADER}: not a protocol number"
+        ))),
     }
 }
 
@@ -47,12 +66,12 @@ impl RaftPeer for RaftService {
         &self,
         req: Request<pb::PeerBytes>,
     ) -> Result<Response<pb::PeerBytes>, Status> {
-        self.check_open()?;
+        self.check_open(&req)?;
         bytes(self.replica.handle_append(&req.into_inner().data).await)
     }
 
     async fn vote(&self, req: Request<pb::PeerBytes>) -> Result<Response<pb::PeerBytes>, Status> {
-        self.check_open()?;
+        self.check_open(&req)?;
         bytes(self.replica.handle_vote(&req.into_inner().data).await)
     }
 
@@ -60,7 +79,7 @@ impl RaftPeer for RaftService {
         &self,
         req: Request<pb::PeerBytes>,
     ) -> Result<Response<pb::PeerBytes>, Status> {
-        self.check_open()?;
+        self.check_open(&req)?;
         bytes(
             self.replica
                 .handle_install_snapshot(&req.into_inner().data)
@@ -72,15 +91,15 @@ impl RaftPeer for RaftService {
         &self,
         req: Request<pb::PeerBytes>,
     ) -> Result<Response<pb::PeerBytes>, Status> {
-        self.check_open()?;
+        self.check_open(&req)?;
         bytes(self.replica.handle_propose(&req.into_inner().data).await)
     }
 
     async fn read_index(
         &self,
-        _req: Request<pb::ReadIndexRequest>,
+        req: Request<pb::ReadIndexRequest>,
     ) -> Result<Response<pb::ReadIndexResponse>, Status> {
-        self.check_open()?;
+        self.check_open(&req)?;
         let index = self.replica.handle_read_index().await?;
         Ok(Response::new(pb::ReadIndexResponse { index }))
     }
@@ -89,6 +108,7 @@ impl RaftPeer for RaftService {
         &self,
         req: Request<pb::HelloRequest>,
     ) -> Result<Response<pb::HelloResponse>, Status> {
+        check_protocol(&req)?;
         let req = req.into_inner();
         let known = self.replica.read(|m| m.node(req.from_id).cloned());
         Ok(Response::new(pb::HelloResponse {
