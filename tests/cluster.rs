@@ -771,4 +771,15 @@ async fn cli_takes_its_endpoints_from_raftline_addr() {
     assert!(out.status.success(), "{}", show(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(v["nodes"].as_array().map(Vec::len), Some(3), "{v}");
+    let members = v["members"].as_array().expect("members");
+    assert_eq!(members.len(), 3, "{v}");
+    assert!(members.iter().all(|m| m["voter"] == true), "{v}");
+    let leaders = members.iter().filter(|m| m["state"] == "leader").count();
+    assert_eq!(leaders, 1, "{v}");
+    for n in &c.nodes {
+        assert!(
+            members.iter().any(|m| m["api_addr"] == n.api.as_str()),
+            "{v}"
+        );
+    }
 }

@@ -60,8 +60,27 @@ pub async fn cluster_status(addr: &[String], json: bool) -> Result<()> {
     }
     let leader = best.and_then(|b| b.leader);
     let term = best.map_or(0, |b| b.term);
+    // The membership as the most recent view has it, each member with its own state.
+    let members: Vec<serde_json::Value> = best
+        .map(|b| b.members.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|m| {
+            let state = nodes
+                .iter()
+                .find(|n| n["id"] == m.id)
+                .and_then(|n| n["state"].as_str())
+                .unwrap_or("unknown");
+            serde_json::json!({
+                "id": m.id, "raft_addr": m.raft_addr, "api_addr": m.api_addr,
+                "state": state, "voter": m.voter,
+            })
+        })
+        .collect();
     if json {
-        let v = serde_json::json!({ "leader": leader, "term": term, "nodes": nodes });
+        let v = serde_json::json!({
+            "leader": leader, "term": term, "nodes": nodes, "members": members,
+        });
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
         println!(
