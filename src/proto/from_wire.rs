@@ -102,11 +102,14 @@ pub fn report(req: &pb::CompleteRequest) -> Result<Report, Error> {
             }
         })
     };
+    // Cut here to what the job keeps (the machine cuts the same way), so a worker's long
+    // output or error does not travel through the log.
+    use crate::machine::job::tail;
     Ok(Report {
         error_class,
         exit_code: req.exit_code,
-        error: req.error.clone(),
-        output_tail: req.output_tail.clone(),
+        error: tail(&req.error, limits::ERROR_BYTES_MAX),
+        output_tail: tail(&req.output_tail, limits::OUTPUT_TAIL_BYTES_MAX),
     })
 }
 
@@ -385,6 +388,21 @@ pub fn schedule_op(req: &pb::ControlScheduleRequest) -> Result<ScheduleOp, Error
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A worker's long output and error are cut to what the job keeps before they are
+    /// proposed.
+    #[test]
+    fn reports_are_cut_at_the_edge() {
+        let req = pb::CompleteRequest {
+            output_tail: "o".repeat(limits::OUTPUT_TAIL_BYTES_MAX * 3),
+            error: "e".repeat(limits::ERROR_BYTES_MAX * 3),
+            error_class: "transient".into(),
+            ..Default::default()
+        };
+        let r = report(&req).unwrap();
+        assert_eq!(r.output_tail.len(), limits::OUTPUT_TAIL_BYTES_MAX);
+        assert_eq!(r.error.len(), limits::ERROR_BYTES_MAX);
+    }
 
     /// A page limit of 0 is the default, the maximum is allowed, above it is refused naming
     /// `limit` (never silently cut).
