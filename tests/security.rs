@@ -915,3 +915,71 @@ async fn sighup_reloads_certificates_and_keeps_the_old_on_a_bad_file() {
         .await
         .expect("node 1 serves after the reload");
 }
+
+/// Large messages in flight on a node's peer port share one budget: two senders that claim
+/// 200 MiB each and then stall hold 400 of its 512 MiB, a third claim waits and gets
+/// RESOURCE_EXHAUSTED instead of more memory, and the cluster keeps replicating meanwhile
+/// (small messages never wait).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_peer_messages_share_a_budget() {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let c = Cluster::start(Settings::default()).await;
+    let raft = c.node(1).raft.clone();
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{raft}"))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("peer port");
+    let claim = |mib: u32| {
+        let mut header = vec![0u8];
+        header.extend_from_slice(&(mib << 20).to_be_bytes());
+        let frames = futures::stream::once(async move {
+            Ok::<_, std::convert::Infallible>(http_body::Frame::data(bytes::Bytes::from(header)))
+        })
+        .chain(futures::stream::pending());
+        http::Request::post("/raftline.v1.RaftPeer/AppendEntries")
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(tonic::body::Body::new(http_body_util::StreamBody::new(
+                frames,
+            )))
+            .expect("request")
+    };
+    use futures::StreamExt;
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..3 {
+        let (channel, req) = (channel.clone(), claim(200));
+        calls.spawn(async move {
+            let reply = channel.oneshot(req).await.map_err(|e| e.to_string())?;
+            let (head, body) = reply.into_parts();
+            let trailers = body
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?
+                .trailers()
+                .cloned()
+                .unwrap_or_default();
+            tonic::Status::from_header_map(&head.headers)
+                .or_else(|| tonic::Status::from_header_map(&trailers))
+                .ok_or_else(|| "no grpc-status".to_string())
+        });
+    }
+    // While the budget is taken, the cluster still commits.
+    c.client()
+        .submit(common::shell_job("q", &["true"]))
+        .await
+        .expect("a submit while large messages stall");
+    let refused = tokio::time::timeout(Duration::from_secs(30), calls.join_next())
+        .await
+        .expect("a claim past the budget is answered")
+        .expect("a call")
+        .expect("join")
+        .expect("a status");
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(
+        refused.message().contains("PEER_INFLIGHT_BYTES_MAX"),
+        "{refused:?}"
+    );
+    calls.abort_all();
+}

@@ -505,3 +505,14 @@ pub const AUDIT_RUNS_MAX: usize = 100_000;
 
 /// `/ready` answers 503 while a node has more than this many log entries not yet applied.
 pub const READY_APPLY_LAG_MAX: u64 = 1_000;
+
+/// Bytes of large messages (over `PEER_BUDGET_FROM_BYTES`) one node receives on its peer port
+/// at once (`server/peer_budget.rs`): twice the largest message, so a catch-up batch and a
+/// snapshot chunk fit together.
+pub const PEER_INFLIGHT_BYTES_MAX: usize = 2 * PEER_MESSAGE_BYTES_MAX;
+
+/// Peer messages up to this size never wait for the budget (votes, heartbeats, steady appends).
+pub const PEER_BUDGET_FROM_BYTES: u64 = 1 << 20;
+
+/// Longest wait of a large peer message for room in the budget before RESOURCE_EXHAUSTED.
+pub const PEER_BUDGET_WAIT_MS: u64 = 10_000;

@@ -7,6 +7,7 @@
 pub mod api;
 pub mod auth;
 pub mod http;
+pub mod peer_budget;
 pub mod raft_service;
 
 use std::future::Future;
@@ -74,7 +75,9 @@ pub async fn serve_raft(
     let service = RaftPeerServer::new(raft_service::RaftService::new(replica, cluster, open))
         .max_decoding_message_size(limits::PEER_MESSAGE_BYTES_MAX)
         .max_encoding_message_size(limits::PEER_MESSAGE_BYTES_MAX);
-    let router = builder().add_service(service);
+    let router = builder()
+        .layer(peer_budget::BudgetLayer::default())
+        .add_service(service);
     let served = router
         .serve_with_incoming_shutdown(
             crate::tls::incoming(
