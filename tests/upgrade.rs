@@ -11,19 +11,6 @@ use std::time::Duration;
 use common::*;
 use raftline::proto::pb;
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
 async fn check_state(c: &Cluster) {
     let client = c.client();
     let jobs = wait_for("the old jobs", Duration::from_secs(20), || async {

@@ -466,3 +466,17 @@ pub async fn http_get(addr: &str, path: &str) -> String {
         .await
         .unwrap_or_else(|e| panic!("GET {addr}{path}: {e}"))
 }
+
+/// Copies the directory tree `from` into `to` (created).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
