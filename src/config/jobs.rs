@@ -6,7 +6,9 @@
 use serde::Deserialize;
 
 use super::ConfigError;
-use crate::machine::limits;
+use crate::machine::auth::validate_pattern;
+use crate::machine::job::validate_name;
+use crate::machine::{limits, Rejection};
 
 /// `[jobs]` as written.
 #[derive(Debug, Clone, Deserialize)]
@@ -124,22 +126,23 @@ impl Default for JobsConfig {
     }
 }
 
-/// Checks a user name or uid as written in `run_as`.
+/// Checks a user name or uid as written in `run_as`: a name of `[A-Za-z0-9_.-]` that does not
+/// start with `-`.
 pub fn check_user(key: &str, user: &str) -> Result<(), ConfigError> {
-    let ok = !user.is_empty()
-        && user.len() <= limits::USER_NAME_BYTES_MAX
-        && user
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
-        && !user.starts_with('-');
-    if ok {
-        Ok(())
-    } else {
-        Err(ConfigError(format!(
-            "{key}: {user:?} is not a user name or uid ([A-Za-z0-9_.-], 1 to {} bytes)",
-            limits::USER_NAME_BYTES_MAX
-        )))
+    let refuse = |message: String| {
+        ConfigError(format!(
+            "{key}: {user:?} is not a user name or uid: {message}"
+        ))
+    };
+    if let Err(Rejection::Invalid { message, .. }) =
+        validate_name("", user, limits::USER_NAME_BYTES_MAX)
+    {
+        return Err(refuse(message));
     }
+    if user.starts_with('-') {
+        return Err(refuse("must not start with -".into()));
+    }
+    Ok(())
 }
 
 impl RawJobs {
@@ -225,17 +228,10 @@ impl RawJobs {
 
 fn check_rule(i: usize, rule: RawJobQueue) -> Result<QueueRule, ConfigError> {
     let key = format!("jobs.queue[{i}]");
-    let pattern_ok = !rule.queues.is_empty()
-        && rule.queues.len() <= limits::QUEUE_NAME_BYTES_MAX
-        && rule
-            .queues
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_.-*".contains(&b));
-    if !pattern_ok {
+    if let Err(Rejection::Invalid { message, .. }) = validate_pattern("", &rule.queues) {
         return Err(ConfigError(format!(
-            "{key}.queues: {:?} is not a queue pattern ([A-Za-z0-9_.-] and *, 1 to {} bytes)",
-            rule.queues,
-            limits::QUEUE_NAME_BYTES_MAX
+            "{key}.queues: {:?} is not a queue pattern: {message}",
+            rule.queues
         )));
     }
     if let Some(user) = &rule.run_as {

@@ -92,6 +92,27 @@ impl Token {
     }
 }
 
+/// Checks a queue pattern: a queue name in which `*` may stand for any run of characters
+/// (token queue limits, `[[jobs.queue]]` rules).
+pub fn validate_pattern(field: &str, pattern: &str) -> Result<(), super::Rejection> {
+    if pattern.is_empty() || pattern.len() > limits::QUEUE_NAME_BYTES_MAX {
+        return Err(super::Rejection::invalid(
+            field,
+            format!("must be 1 to {} bytes", limits::QUEUE_NAME_BYTES_MAX),
+        ));
+    }
+    if let Some(c) = pattern
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '*')))
+    {
+        return Err(super::Rejection::invalid(
+            field,
+            format!("has the character {c:?}; allowed are A-Z a-z 0-9 _ . - and *"),
+        ));
+    }
+    Ok(())
+}
+
 /// Whether `name` matches `pattern`, where `*` matches any run of characters.
 pub fn pattern_matches(pattern: &str, name: &str) -> bool {
     let mut parts = pattern.split('*');

@@ -137,14 +137,7 @@ impl Sandbox {
     /// The user a job of `queue` runs as (`None`: the node's own).
     pub fn user_for(&self, queue: &str) -> Option<&Identity> {
         let policy = self.policy.as_ref()?;
-        match policy
-            .rules
-            .iter()
-            .find(|r| pattern_matches(&r.pattern, queue))
-        {
-            Some(rule) => rule.user.as_ref(),
-            None => policy.user.as_ref(),
-        }
+        policy.user_of(policy.rule(queue))
     }
 
     /// Sets up `command` to run `argv` of a job of `queue`; an error says why the queue may
@@ -158,10 +151,7 @@ impl Sandbox {
         let Some(policy) = &self.policy else {
             return Ok(());
         };
-        let rule = policy
-            .rules
-            .iter()
-            .position(|r| pattern_matches(&r.pattern, queue));
+        let rule = policy.rule(queue);
         if let Some(i) = rule {
             if let Some(allowed) = &policy.rules[i].executables {
                 let program = argv.first().map(String::as_str).unwrap_or_default();
@@ -175,7 +165,7 @@ impl Sandbox {
         }
         command.env_clear();
         command.envs(policy.env.iter().map(|(k, v)| (k, v)));
-        if let Some(user) = self.user_for(queue) {
+        if let Some(user) = policy.user_of(rule) {
             command
                 .uid(user.uid)
                 .gid(user.gid)
@@ -190,6 +180,23 @@ impl Sandbox {
             command.pre_exec(move || set_limits(limits));
         }
         Ok(())
+    }
+}
+
+impl Policy {
+    /// The index of the first rule whose pattern matches `queue`.
+    fn rule(&self, queue: &str) -> Option<usize> {
+        self.rules
+            .iter()
+            .position(|r| pattern_matches(&r.pattern, queue))
+    }
+
+    /// The user of the jobs under `rule` (`None`: the node's own).
+    fn user_of(&self, rule: Option<usize>) -> Option<&Identity> {
+        match rule {
+            Some(i) => self.rules[i].user.as_ref(),
+            None => self.user.as_ref(),
+        }
     }
 }
 

@@ -59,6 +59,28 @@ impl ApiService {
         }
     }
 
+    /// A slot for a lease that may wait `wait_ms`; none is needed for one that doesn't wait.
+    /// Refused with RESOURCE_EXHAUSTED when `LEASE_WAITERS_MAX` leases wait already.
+    fn lease_waiter(
+        &self,
+        wait_ms: u64,
+    ) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, Status> {
+        if wait_ms == 0 {
+            return Ok(None);
+        }
+        self.lease_waiters
+            .clone()
+            .try_acquire_owned()
+            .map(Some)
+            .map_err(|_| {
+                Status::resource_exhausted(format!(
+                    "{} long-poll leases are waiting on this node, the limit \
+                     (LEASE_WAITERS_MAX); retry later or lease from another node",
+                    limits::LEASE_WAITERS_MAX
+                ))
+            })
+    }
+
     /// Waits until this node has applied every write committed before the call, unless the
     /// caller accepts a stale read.
     async fn read_barrier(&self, stale: bool) -> Result<(), Status> {
@@ -121,30 +143,6 @@ fn check_queues(caller: &Caller, field: &str, queues: &[String]) -> Result<(), S
         caller.check_queue(&format!("{field}[{i}]"), q)?;
     }
     Ok(())
-}
-
-impl ApiService {
-    /// A slot for a lease that may wait `wait_ms`; none is needed for one that doesn't wait.
-    /// Refused with RESOURCE_EXHAUSTED when `LEASE_WAITERS_MAX` leases wait already.
-    fn lease_waiter(
-        &self,
-        wait_ms: u64,
-    ) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, Status> {
-        if wait_ms == 0 {
-            return Ok(None);
-        }
-        self.lease_waiters
-            .clone()
-            .try_acquire_owned()
-            .map(Some)
-            .map_err(|_| {
-                Status::resource_exhausted(format!(
-                    "{} long-poll leases are waiting on this node, the limit \
-                     (LEASE_WAITERS_MAX); retry later or lease from another node",
-                    limits::LEASE_WAITERS_MAX
-                ))
-            })
-    }
 }
 
 /// `command` as a write of the caller the auth gate let in (`Command::By`), so the audit

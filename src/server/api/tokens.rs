@@ -17,24 +17,9 @@ fn invalid(field: &str, message: impl Into<String>) -> Status {
     .into()
 }
 
-/// Checks a queue pattern: a queue name in which `*` may stand for any run of characters.
+/// Checks a queue pattern (`machine::auth::validate_pattern`).
 pub(crate) fn check_pattern(field: &str, pattern: &str) -> Result<(), Status> {
-    if pattern.is_empty() || pattern.len() > limits::QUEUE_NAME_BYTES_MAX {
-        return Err(invalid(
-            field,
-            format!("must be 1 to {} bytes", limits::QUEUE_NAME_BYTES_MAX),
-        ));
-    }
-    if let Some(c) = pattern
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '*')))
-    {
-        return Err(invalid(
-            field,
-            format!("has the character {c:?}; allowed are A-Z a-z 0-9 _ . - and *"),
-        ));
-    }
-    Ok(())
+    crate::machine::auth::validate_pattern(field, pattern).map_err(|r| Error::from(r).into())
 }
 
 fn info(t: &Token) -> pb::TokenInfo {
