@@ -124,11 +124,16 @@ pub fn cli_token(flag: Option<&str>, file: Option<&Path>) -> Result<Option<Strin
     let Ok(config) = Config::load(config_path) else {
         return Ok(None);
     };
-    Ok(config
+    // The oldest readable one: a node that rejoined with an empty data dir has a new token
+    // that the cluster learns only after it is added.
+    let mut found: Vec<(std::time::SystemTime, PathBuf)> = config
         .nodes
         .iter()
         .map(|n| bootstrap_path(&config, n.id))
-        .find_map(|p| read_token_file(&p).ok()))
+        .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
+        .collect();
+    found.sort();
+    Ok(found.iter().find_map(|(_, p)| read_token_file(p).ok()))
 }
 
 #[cfg(test)]

@@ -125,6 +125,27 @@ pub fn not_sent(status: &tonic::Status) -> bool {
 
 const LEADER_HINT: &str = "raftline-leader";
 
+/// Set on the UNAVAILABLE a node that is not yet a member answers with: it did nothing, so
+/// any call may go to another node.
+const NOT_MEMBER: &str = "raftline-not-member";
+
+/// The refusal of a node that waits to be added to a cluster (`raftline node --join`).
+pub fn not_member_status(id: u64) -> tonic::Status {
+    let mut status = tonic::Status::unavailable(format!(
+        "node {id} is not a member of a cluster yet (it waits for `raftline cluster add \
+         --id {id}`); ask a member"
+    ));
+    status
+        .metadata_mut()
+        .insert(NOT_MEMBER, tonic::metadata::MetadataValue::from_static("1"));
+    status
+}
+
+/// Whether `status` is [`not_member_status`]: nothing was done.
+pub fn not_member(status: &tonic::Status) -> bool {
+    status.metadata().get(NOT_MEMBER).is_some()
+}
+
 /// `message` cut to [`STATUS_MESSAGE_BYTES_MAX`](crate::machine::limits::STATUS_MESSAGE_BYTES_MAX)
 /// bytes at a character boundary, saying so when cut: what a status may carry.
 pub fn bounded(mut message: String) -> String {

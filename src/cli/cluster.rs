@@ -1,5 +1,6 @@
-//! `raftline cluster status`: every node's own view (state, term, leader), asked of each
-//! node directly rather than through failover, so an unreachable node shows as such.
+//! `raftline cluster ...`: `status` asks every node for its own view (state, term, leader),
+//! directly rather than through failover, so an unreachable node shows as such; the
+//! membership changes are in [`super::members`].
 
 use std::time::Duration;
 
@@ -19,28 +20,99 @@ pub enum ClusterCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Add a node (started with `raftline node --join`): it joins as a learner, catches up,
+    /// and becomes a voter; shows progress and returns when done.
+    Add(super::members::AddArgs),
+    /// Remove a node (voter or learner); it may be stopped afterwards.
+    Remove {
+        /// The node's id.
+        #[arg(long)]
+        id: u64,
+    },
+    /// Make a caught-up learner a voter.
+    Promote {
+        /// The node's id.
+        #[arg(long)]
+        id: u64,
+    },
+    /// Make a voter a learner.
+    Demote {
+        /// The node's id.
+        #[arg(long)]
+        id: u64,
+    },
+    /// Make another voter the leader (writes pause for at most a moment).
+    TransferLeader {
+        /// The new leader's id.
+        #[arg(long)]
+        to: u64,
+    },
 }
 
-/// Runs `raftline cluster status`.
-pub async fn cluster_status(addr: &[String], json: bool) -> Result<()> {
-    let targets = targets(addr)?;
-    let addrs: Vec<&str> = targets.iter().map(|(_, a)| a.as_str()).collect();
-    let client = super::connect::client_of(&addrs)?;
+/// Runs `raftline cluster ...`.
+pub async fn run(addr: &[String], command: ClusterCmd) -> Result<()> {
+    use super::members;
+    match command {
+        ClusterCmd::Status { json } => cluster_status(addr, json).await,
+        ClusterCmd::Add(args) => members::add(addr, args).await,
+        ClusterCmd::Remove { id } => members::change(addr, "remove", id).await,
+        ClusterCmd::Promote { id } => members::change(addr, "promote", id).await,
+        ClusterCmd::Demote { id } => members::change(addr, "demote", id).await,
+        ClusterCmd::TransferLeader { to } => members::change(addr, "transfer_leader", to).await,
+    }
+}
+
+type Reply = std::result::Result<Result<pb::NodeStatusResponse>, tokio::time::error::Elapsed>;
+
+/// Asks each of `addrs` for its own status, at once, each within a bound.
+async fn ask(addrs: &[String]) -> Result<Vec<Reply>> {
+    let client = super::connect::client_of(addrs)?;
     let timeout = Duration::from_millis(CLI_NODE_STATUS_MS_MAX);
     let calls = (0..client.len()).map(|i| {
         let client = &client;
         async move { tokio::time::timeout(timeout, client.node_status(i)).await }
     });
-    let replies = futures::future::join_all(calls).await;
-    let mut nodes = Vec::new();
+    Ok(futures::future::join_all(calls).await)
+}
+
+/// The reply with the newest view: the highest term, one that knows a leader first.
+fn newest(replies: &[Reply]) -> Option<&pb::NodeStatusResponse> {
     let mut best: Option<&pb::NodeStatusResponse> = None;
+    for s in replies
+        .iter()
+        .filter_map(|r| r.as_ref().ok()?.as_ref().ok())
+    {
+        if best.is_none_or(|b| s.term > b.term || (s.term == b.term && s.leader.is_some())) {
+            best = Some(s);
+        }
+    }
+    best
+}
+
+/// Runs `raftline cluster status`: asks the given nodes (or the config's), then every member
+/// of the newest membership they report that was not among them (nodes added at runtime).
+pub async fn cluster_status(addr: &[String], json: bool) -> Result<()> {
+    let mut targets = targets(addr)?;
+    let mut addrs: Vec<String> = targets.iter().map(|(_, a)| a.clone()).collect();
+    let mut replies = ask(&addrs).await?;
+    let extra: Vec<(Option<u64>, String)> = newest(&replies)
+        .map(|b| b.members.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .filter(|m| !addrs.contains(&m.api_addr))
+        .map(|m| (Some(m.id), m.api_addr.clone()))
+        .collect();
+    if !extra.is_empty() {
+        let more: Vec<String> = extra.iter().map(|(_, a)| a.clone()).collect();
+        replies.extend(ask(&more).await?);
+        addrs.extend(more);
+        targets.extend(extra);
+    }
+    let best = newest(&replies);
+    let mut nodes = Vec::new();
     for ((id, api_addr), reply) in targets.iter().zip(&replies) {
         match reply {
             Ok(Ok(s)) => {
-                if best.is_none_or(|b| s.term > b.term || (s.term == b.term && s.leader.is_some()))
-                {
-                    best = Some(s);
-                }
                 nodes.push(serde_json::json!({
                     "id": s.id,
                     "api_addr": api_addr,
@@ -49,6 +121,15 @@ pub async fn cluster_status(addr: &[String], json: bool) -> Result<()> {
                     "term": s.term,
                     "leader": s.leader,
                 }));
+            }
+            Ok(Err(e @ (Error::Unauthenticated(_) | Error::PermissionDenied(_)))) => {
+                nodes.push(serde_json::json!({
+                    "id": id,
+                    "api_addr": api_addr,
+                    "state": "refused",
+                    "error": e.to_string(),
+                    "last_applied": null,
+                }))
             }
             _ => nodes.push(serde_json::json!({
                 "id": id,
@@ -107,10 +188,7 @@ pub async fn cluster_status(addr: &[String], json: bool) -> Result<()> {
 }
 
 /// Refuses (exit 1) a cluster with no leader, or whose answering voters are no majority.
-fn quorum(
-    best: Option<&pb::NodeStatusResponse>,
-    replies: &[std::result::Result<Result<pb::NodeStatusResponse>, tokio::time::error::Elapsed>],
-) -> Result<()> {
+fn quorum(best: Option<&pb::NodeStatusResponse>, replies: &[Reply]) -> Result<()> {
     let Some(best) = best.filter(|b| b.leader.is_some()) else {
         return Err(Error::unavailable(
             "no leader: writes and linearizable reads fail",

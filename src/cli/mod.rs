@@ -17,6 +17,7 @@ pub mod cluster;
 pub mod connect;
 pub mod dag;
 pub mod jobs;
+pub mod members;
 pub mod node;
 pub mod page;
 pub mod parse;
@@ -72,14 +73,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
     /// Run one node of the cluster.
-    Node {
-        /// Cluster config file.
-        #[arg(long, default_value = "cluster.toml")]
-        config: PathBuf,
-        /// This node's id (a `[[node]]` id in the config).
-        #[arg(long)]
-        id: u64,
-    },
+    Node(node::NodeArgs),
     /// Start every node of the config on this machine, as child processes; Ctrl-C stops them.
     Up {
         /// Cluster config file.
@@ -192,11 +186,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         ca_file: cli.ca_file.clone(),
     });
     match cli.command {
-        Cmd::Node { config, id } => node::run(&config, id).await,
+        Cmd::Node(args) => node::run(args).await,
         Cmd::Up { config } => up::run(&config).await,
-        Cmd::Cluster {
-            command: ClusterCmd::Status { json },
-        } => cluster::cluster_status(addr, json).await,
+        Cmd::Cluster { command } => cluster::run(addr, command).await,
         Cmd::Submit(args) => jobs::submit(addr, *args).await,
         Cmd::Job { command } => jobs::job(addr, command).await,
         Cmd::Jobs { command } => jobs::jobs(addr, command).await,

@@ -1,15 +1,114 @@
-//! `raftline node`: loads the config, checks this node is in it, and runs the node until
-//! SIGTERM or SIGINT (see [`crate::node`]).
+//! `raftline node`: loads the config, checks this node is in it (or, with `--join`, describes
+//! it from the command line), and runs the node until SIGTERM or SIGINT (see [`crate::node`]).
 
-use std::path::Path;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use super::signal::shutdown_signal;
-use crate::config::Config;
-use crate::error::Result;
+use crate::config::{Config, NodeConfig};
+use crate::error::{Error, Result};
 
-/// Runs `raftline node --config PATH --id ID`.
-pub async fn run(config: &Path, id: u64) -> Result<()> {
-    let config = Config::load(config)?;
-    config.node(id)?;
-    crate::node::run(config, id, shutdown_signal()).await
+/// `raftline node ...`
+#[derive(Debug, clap::Args)]
+pub struct NodeArgs {
+    /// Cluster config file (the seed list; the cluster's settings, auth and TLS).
+    #[arg(long, default_value = "cluster.toml")]
+    pub config: PathBuf,
+    /// This node's id (a `[[node]]` id in the config, or a new id with `--join`).
+    #[arg(long)]
+    pub id: u64,
+    /// Join a running cluster: the API address (host:port) of one of its nodes. The node
+    /// starts with an empty data dir and waits, as a non-member, until `raftline cluster add`
+    /// brings it in. Restart it with the same command line.
+    #[arg(long)]
+    pub join: Option<String>,
+    /// This node's peer address, when it is not in the config.
+    #[arg(long, requires = "join")]
+    pub raft_addr: Option<SocketAddr>,
+    /// This node's API address, when it is not in the config.
+    #[arg(long, requires = "join")]
+    pub api_addr: Option<SocketAddr>,
+    /// This node's HTTP address, when it is not in the config.
+    #[arg(long, requires = "join")]
+    pub http_addr: Option<SocketAddr>,
+    /// This node's data directory (default: `node-ID` in the config's data_dir).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Adds the node the flags describe to `config`, refusing one that contradicts it.
+fn describe(config: &mut Config, args: &NodeArgs) -> Result<()> {
+    if let Some(dir) = &args.data_dir {
+        let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
+        config.node_dirs.insert(args.id, dir);
+    }
+    let (raft, api, http) = match (args.raft_addr, args.api_addr, args.http_addr) {
+        (None, None, None) => {
+            config.node(args.id)?;
+            return Ok(());
+        }
+        (Some(r), Some(a), Some(h)) => (r, a, h),
+        _ => {
+            return Err(Error::Config(
+                "--raft-addr, --api-addr and --http-addr go together: give all three".into(),
+            ))
+        }
+    };
+    if let Ok(known) = config.node(args.id) {
+        if (known.raft_addr, known.api_addr, known.http_addr) != (raft, api, http) {
+            return Err(Error::Config(format!(
+                "--id {}: the config names this node with other addresses (raft {}, api {}, \
+                 http {})",
+                args.id, known.raft_addr, known.api_addr, known.http_addr
+            )));
+        }
+        return Ok(());
+    }
+    for n in &config.nodes {
+        for addr in [raft, api, http] {
+            if [n.raft_addr, n.api_addr, n.http_addr].contains(&addr) {
+                return Err(Error::Config(format!(
+                    "{addr} is node {}'s address in the config",
+                    n.id
+                )));
+            }
+        }
+    }
+    if raft == api || raft == http || api == http {
+        return Err(Error::Config(
+            "--raft-addr, --api-addr and --http-addr must differ".into(),
+        ));
+    }
+    if args.id == 0 {
+        return Err(Error::Config("--id must be 1 or more".into()));
+    }
+    config.nodes.push(NodeConfig {
+        id: args.id,
+        raft_addr: raft,
+        raft_listen_addr: raft,
+        api_addr: api,
+        http_addr: http,
+        queues: Vec::new(),
+        capabilities: Vec::new(),
+        run_as: None,
+    });
+    config.nodes.sort_by_key(|n| n.id);
+    Ok(())
+}
+
+/// Runs `raftline node`.
+pub async fn run(args: NodeArgs) -> Result<()> {
+    let mut config = Config::load(&args.config)?;
+    describe(&mut config, &args)?;
+    let join = match args.join {
+        Some(addr) => {
+            let mut access = super::connect::access()?;
+            if let Some(tls) = &config.tls {
+                access.ca_file = Some(tls.ca_file.clone());
+            }
+            Some(crate::node::Join { addr, access })
+        }
+        None => None,
+    };
+    crate::node::run(config, args.id, join, shutdown_signal()).await
 }

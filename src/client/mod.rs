@@ -121,6 +121,7 @@ impl Client {
                 }
                 Err(status) => {
                     let retry = not_sent(&status)
+                        || crate::error::not_member(&status)
                         || (idempotent && status.code() == tonic::Code::Unavailable);
                     if !retry {
                         return Err(status.into());
@@ -477,6 +478,20 @@ impl Client {
             })
             .await?;
         Ok(reply.entries)
+    }
+
+    /// Changes the membership, or reads the leader's view of it (action `progress`), admin.
+    pub async fn change_membership(
+        &self,
+        req: pb::ChangeMembershipRequest,
+    ) -> Result<pb::ChangeMembershipResponse> {
+        fits(&req)?;
+        let idempotent = matches!(req.action.as_str(), "progress" | "add" | "promote");
+        self.call(idempotent, |mut c| {
+            let req = req.clone();
+            async move { c.change_membership(req).await }
+        })
+        .await
     }
 
     /// Reads a job, linearizable unless `stale`.

@@ -4,7 +4,7 @@
 //! Every node of a cluster reads the same file. Each error names the key at fault in one line,
 //! e.g. `cluster.toml: node[2].api_addr: "127.0.0.1:70001" is not an address (ip:port)`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -321,6 +321,8 @@ pub struct Config {
     pub connection_idle_ms: u64,
     /// How shell jobs run.
     pub jobs: JobsConfig,
+    /// Data directories given on the command line (`node --data-dir`), by node id.
+    pub node_dirs: BTreeMap<u64, PathBuf>,
 }
 
 impl Config {
@@ -365,6 +367,9 @@ impl Config {
 
     /// Data directory of node `id`.
     pub fn node_dir(&self, id: u64) -> PathBuf {
+        if let Some(dir) = self.node_dirs.get(&id) {
+            return dir.clone();
+        }
         self.data_dir.join(format!("node-{id}"))
     }
 }
@@ -505,6 +510,7 @@ impl RawConfig {
             insecure: c.insecure,
             connection_idle_ms: c.connection_idle_ms,
             jobs,
+            node_dirs: BTreeMap::new(),
         })
     }
 }

@@ -419,6 +419,20 @@ pub const PROBE_ROUND_PAUSE_MS: u64 = 100;
 /// The start-up probe lasts this many election timeouts: long enough for peers starting at
 /// the same time to answer.
 pub const PROBE_ELECTION_TIMEOUTS: u64 = 4;
+/// Most members (voters and learners) a cluster may have; `cluster add` refuses more.
+pub const MEMBERS_MAX: usize = 64;
+/// A learner is made a voter only when at most this many entries behind the leader, so the
+/// new voter does not stall commits while it catches up.
+pub const PROMOTE_LAG_MAX: u64 = 1_000;
+/// A membership change (a learner's catch-up by snapshot included) may take this many request
+/// timeouts before the caller is told the outcome is unknown.
+pub const MEMBERSHIP_TIMEOUTS: u32 = 4;
+/// During a leadership transfer the other voters hold their elections for this many leases
+/// (`election_timeout_max_ms` each), at most [`TRANSFER_HOLD_MS_MAX`]; each ends its hold by
+/// itself, so a leader that dies mid-transfer cannot leave the cluster unable to elect.
+pub const TRANSFER_HOLD_LEASES: u64 = 4;
+/// Longest election hold during a leadership transfer.
+pub const TRANSFER_HOLD_MS_MAX: u64 = 60_000;
 /// Longest sleep of the leader's ticker between checks (a new deadline also wakes it).
 pub const TICKER_CHECK_MS: u64 = 1_000;
 /// Ticker pause after a failed proposal or a tick that did no work.

@@ -434,6 +434,11 @@ impl Machine {
         self.nodes.get(node_id)
     }
 
+    /// Forgets the runs of every node not in `members` (applied with a membership entry).
+    pub fn forget_nodes_outside(&mut self, members: &std::collections::BTreeSet<u64>) {
+        self.nodes.retain(members);
+    }
+
     /// A workflow by id.
     pub fn workflow(&self, id: WorkflowId) -> Option<&Workflow> {
         self.workflows.get(id)

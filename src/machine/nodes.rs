@@ -39,6 +39,11 @@ impl Nodes {
         self.records.iter()
     }
 
+    /// Keeps only the records of `members`.
+    pub(super) fn retain(&mut self, members: &std::collections::BTreeSet<u64>) {
+        self.records.retain(|id, _| members.contains(id));
+    }
+
     /// Records a node's new run (`incarnation`).
     pub(super) fn register(
         &mut self,

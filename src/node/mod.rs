@@ -18,10 +18,16 @@
 //! the whole stop is bounded too. Raft stopping on a fatal error (a full or failing disk)
 //! stops the node the same way, and it exits non-zero saying why (a full disk by name).
 //!
+//! A node started with `--join ADDR` is not in the seed list: before anything else it asks the
+//! node at ADDR for the membership, refuses addresses that clash with a member's (or an id
+//! that is a member at other addresses), probes the members' peer ports as above, and never
+//! forms a cluster: it waits, answering peers, until `raftline cluster add` makes it a learner.
+//!
 //! CAVEATS: a node whose disk was lost while *every* peer is unreachable cannot tell that it
 //! ran before and will start as new; the window between a node's first vote and its first
 //! registration being applied is likewise unprotected. Replacing a lost disk is a membership
-//! change under a new id (a later issue).
+//! change: `cluster remove` (the members then forget the id), then a new node, under a new id
+//! or the same one, with `--join`.
 
 pub mod executor;
 pub mod sandbox;
@@ -139,8 +145,23 @@ fn job_sandbox(config: &Config, me: &crate::config::NodeConfig) -> Result<sandbo
     Ok(sandbox)
 }
 
-/// Runs node `id` of `config` until `shutdown` completes.
-pub async fn run(config: Config, id: u64, shutdown: impl Future<Output = ()>) -> Result<()> {
+/// How a node outside the seed list reaches the cluster it joins.
+#[derive(Debug, Clone)]
+pub struct Join {
+    /// The API address (`host:port`) of a member.
+    pub addr: String,
+    /// The token and CA to ask it with.
+    pub access: crate::client::Access,
+}
+
+/// Runs node `id` of `config` until `shutdown` completes; with `join`, as a node that waits to
+/// be added to the running cluster a member of which is at `join.addr`.
+pub async fn run(
+    config: Config,
+    id: u64,
+    join: Option<Join>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
     let me = config.node(id)?.clone();
     let sandbox = job_sandbox(&config, &me)?;
     crate::tls::set_connection_idle(std::time::Duration::from_millis(config.connection_idle_ms));
@@ -177,7 +198,7 @@ pub async fn run(config: Config, id: u64, shutdown: impl Future<Output = ()>) ->
     let plan = if replica.is_initialized().await {
         None
     } else {
-        match probe(&config, id, tls.as_ref()).await {
+        match decide(&config, id, join.as_ref(), tls.as_ref()).await {
             Ok(plan) => Some(plan),
             Err(e) => {
                 let _ = stop_tx.send(true);
@@ -472,19 +493,123 @@ async fn propose_until_committed(replica: &Replica, command: Command) {
     }
 }
 
-/// Asks every peer about the cluster. Returns the plan, or an error when this node must not
-/// start. Waits for every peer's answer up to a bound; unreachable peers count as fresh.
-async fn probe(config: &Config, id: u64, tls: Option<&Arc<crate::tls::NodeTls>>) -> Result<Plan> {
+/// What a node without Raft state does: a seed node probes the other seeds; a joining node
+/// checks its place in the membership the join address reports, probes the members, and
+/// always waits to be added.
+async fn decide(
+    config: &Config,
+    id: u64,
+    join: Option<&Join>,
+    tls: Option<&Arc<crate::tls::NodeTls>>,
+) -> Result<Plan> {
+    let Some(join) = join else {
+        let seeds = config
+            .nodes
+            .iter()
+            .filter(|n| n.id != id)
+            .map(|n| Peer {
+                id: n.id,
+                raft_addr: n.raft_addr.to_string(),
+            })
+            .collect();
+        return probe(config, id, seeds, tls).await;
+    };
+    let members = join_check(config, id, join).await?;
+    probe(config, id, members, tls).await?;
+    Ok(Plan::Join)
+}
+
+/// A peer the start-up probe asks.
+struct Peer {
+    id: u64,
+    raft_addr: String,
+}
+
+/// Asks the node at `join.addr` for the membership (retrying within the probe's bound) and
+/// checks that this node fits in it. Returns the other members' peer addresses.
+async fn join_check(config: &Config, id: u64, join: &Join) -> Result<Vec<Peer>> {
+    let me = config.node(id)?;
+    let client = crate::client::Client::with_access(&[join.addr.as_str()], &join.access)?;
     let deadline = Instant::now()
         + Duration::from_millis(config.election_timeout_max_ms * limits::PROBE_ELECTION_TIMEOUTS);
-    let mut pending: Vec<_> = config.nodes.iter().filter(|n| n.id != id).collect();
+    let status = loop {
+        match client.node_status(0).await {
+            Ok(status) => break status,
+            Err(Error::Unauthenticated(m) | Error::PermissionDenied(m)) => {
+                return Err(Error::Config(format!(
+                    "--join {}: the node refused the membership query ({m}); give a token \
+                     with read access in RAFTLINE_TOKEN or --token",
+                    join.addr
+                )))
+            }
+            Err(e) if Instant::now() >= deadline => {
+                return Err(Error::Config(format!(
+                    "--join {}: cannot ask it for the membership: {e}",
+                    join.addr
+                )))
+            }
+            Err(e) => {
+                tracing::info!("--join {}: {e}; retrying", join.addr);
+                tokio::time::sleep(Duration::from_millis(limits::PROBE_ROUND_PAUSE_MS)).await;
+            }
+        }
+    };
+    if status.cluster != config.name {
+        return Err(Error::Config(format!(
+            "--join {}: that node belongs to cluster {:?}, not {:?}",
+            join.addr, status.cluster, config.name
+        )));
+    }
+    let mine = [me.raft_addr.to_string(), me.api_addr.to_string()];
+    for m in &status.members {
+        let theirs = [m.raft_addr.clone(), m.api_addr.clone()];
+        if m.id == id && theirs != mine {
+            return Err(Error::Config(format!(
+                "node {id} is a member at raft {} api {}; start it with those addresses, or \
+                 remove it first (raftline cluster remove --id {id})",
+                m.raft_addr, m.api_addr
+            )));
+        }
+        if m.id != id && mine.iter().any(|a| theirs.contains(a)) {
+            return Err(Error::Config(format!(
+                "node {id}'s addresses clash with member {} (raft {} api {})",
+                m.id, m.raft_addr, m.api_addr
+            )));
+        }
+    }
+    tracing::info!(
+        node = id,
+        members = status.members.len(),
+        "joining: waiting for `raftline cluster add --id {id}`"
+    );
+    Ok(status
+        .members
+        .into_iter()
+        .filter(|m| m.id != id)
+        .map(|m| Peer {
+            id: m.id,
+            raft_addr: m.raft_addr,
+        })
+        .collect())
+}
+
+/// Asks every peer about the cluster. Returns the plan, or an error when this node must not
+/// start. Waits for every peer's answer up to a bound; unreachable peers count as fresh.
+async fn probe(
+    config: &Config,
+    id: u64,
+    peers: Vec<Peer>,
+    tls: Option<&Arc<crate::tls::NodeTls>>,
+) -> Result<Plan> {
+    let deadline = Instant::now()
+        + Duration::from_millis(config.election_timeout_max_ms * limits::PROBE_ELECTION_TIMEOUTS);
+    let mut pending = peers;
     let mut initialized = Vec::new();
     let local_ip = config.peer_source_ip(id);
     while !pending.is_empty() && Instant::now() < deadline {
         let mut still = Vec::new();
         for peer in pending {
-            let Some(mut client) =
-                raft::network::peer_client(&peer.raft_addr.to_string(), local_ip, tls)
+            let Some(mut client) = raft::network::peer_client(&peer.raft_addr, local_ip, tls)
             else {
                 continue;
             };
@@ -512,7 +637,9 @@ async fn probe(config: &Config, id: u64, tls: Option<&Arc<crate::tls::NodeTls>>)
                              {id} has run in this cluster before (first seen at {} ms): its vote \
                              and log were lost. Starting it would let it vote twice in a term \
                              and elect a second leader, so it refuses. Restore its data dir, or \
-                             replace it with a new node id through a membership change.",
+                             replace it: `raftline cluster remove --id {id}`, then start it \
+                             with `--join` and `raftline cluster add` it (same id or a new \
+                             one).",
                             config.node_dir(id).display(),
                             peer.id,
                             reply.caller_first_registered_ms

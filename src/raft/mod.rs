@@ -24,6 +24,7 @@ mod cold_store;
 mod data_dir;
 pub mod durable;
 mod lease;
+pub mod membership;
 mod migrate;
 pub mod network;
 pub mod snapshot_file;
@@ -51,6 +52,7 @@ use state_machine::{SharedApplied, StateMachineStore};
 use wal_store::WalLogStore;
 
 pub use data_dir::{open_db, Identity, IDENTITY_FILE};
+pub use membership::{Change, MemberView, Progress};
 
 /// A cluster member's addresses, stored in Raft membership entries.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -208,8 +210,17 @@ pub struct Replica {
     applied: SharedApplied,
     log: WalLogStore,
     request_timeout: Duration,
-    peers: BTreeMap<u64, Option<RaftPeerClient<Channel>>>,
+    election_timeout_max: u64,
+    /// Clients of the other members, by id, with the raft address each was made for; the
+    /// addresses come from the membership, so they follow runtime changes.
+    peers: std::sync::Mutex<BTreeMap<u64, (String, RaftPeerClient<Channel>)>>,
+    local_ip: Option<std::net::IpAddr>,
+    tls: Option<Arc<crate::tls::NodeTls>>,
     batcher: tokio::sync::mpsc::Sender<batcher::Pending>,
+    /// Set while this leader hands over leadership: new writes wait (`membership.rs`).
+    hold_writes: std::sync::atomic::AtomicBool,
+    /// Generation of this node's latest election hold (`membership.rs`).
+    election_hold: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Replica {
@@ -256,17 +267,6 @@ impl Replica {
         let raft = Raft::new(id, Arc::new(raft_config), network, log.clone(), sm)
             .await
             .map_err(|e| Error::Internal(format!("starting raft: {e}")))?;
-        let peers = config
-            .nodes
-            .iter()
-            .filter(|n| n.id != id)
-            .map(|n| {
-                (
-                    n.id,
-                    network::peer_client(&n.raft_addr.to_string(), local_ip, tls.as_ref()),
-                )
-            })
-            .collect();
         let request_timeout = Duration::from_millis(config.request_timeout_ms);
         let batcher = batcher::spawn(raft.clone(), request_timeout);
         tokio::spawn(snapshot_by_log_bytes(
@@ -282,7 +282,12 @@ impl Replica {
             applied,
             log,
             request_timeout,
-            peers,
+            election_timeout_max: config.election_timeout_max_ms,
+            peers: std::sync::Mutex::new(BTreeMap::new()),
+            local_ip,
+            tls,
+            hold_writes: std::sync::atomic::AtomicBool::new(false),
+            election_hold: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         }))
     }
 
@@ -325,6 +330,15 @@ impl Replica {
         f(&self.applied.read().expect("state lock poisoned").machine)
     }
 
+    /// Whether this node has a membership yet: false while a node started with `--join`
+    /// waits to be added.
+    pub fn has_membership(&self) -> bool {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        let has = m.membership_config.membership().nodes().next().is_some();
+        has
+    }
+
     /// Whether this node is the leader, as far as it knows.
     pub fn is_leader(&self) -> bool {
         self.raft.metrics().borrow().current_leader == Some(self.id)
@@ -356,6 +370,11 @@ impl Replica {
         ))
     }
 
+    /// The cluster's name (`[cluster] name`).
+    pub fn cluster_name(&self) -> &str {
+        &self.raft.config().cluster_name
+    }
+
     /// This node's metrics.
     pub fn status(&self) -> RaftStatus {
         let m = self.raft.metrics().borrow().clone();
@@ -367,6 +386,12 @@ impl Replica {
             ServerState::Shutdown => "shutdown",
         };
         let membership = m.membership_config.membership();
+        // Started with `--join` and not added yet.
+        let state = if membership.nodes().next().is_none() {
+            "joining"
+        } else {
+            state
+        };
         let voters: std::collections::BTreeSet<u64> = membership.voter_ids().collect();
         RaftStatus {
             id: self.id,
@@ -461,6 +486,10 @@ impl Replica {
 
     /// Proposes through the batcher (see [`batcher`]); waits for the outcome until `deadline`.
     async fn propose_local(&self, command: Command, deadline: Instant) -> ForwardReply {
+        if self.hold_writes.load(std::sync::atomic::Ordering::Acquire) {
+            // Handing over leadership: the caller waits and asks the next leader.
+            return ForwardReply::NotLeader;
+        }
         let (reply, outcome) = tokio::sync::oneshot::channel();
         let pending = batcher::Pending { command, reply };
         let wait = deadline.saturating_duration_since(Instant::now());
@@ -480,11 +509,31 @@ impl Replica {
         }
     }
 
+    /// A client of member `id`, at the raft address the latest membership gives it.
     fn peer(&self, id: u64) -> Result<RaftPeerClient<Channel>> {
-        self.peers
-            .get(&id)
-            .and_then(|c| c.clone())
-            .ok_or_else(|| Error::Internal(format!("leader {id} is not in this node's config")))
+        let addr = {
+            let metrics = self.raft.metrics();
+            let m = metrics.borrow();
+            m.membership_config
+                .membership()
+                .get_node(&id)
+                .map(|n| n.raft_addr.clone())
+        };
+        let addr = addr.ok_or_else(|| {
+            Error::unavailable(format!(
+                "node {id} is not in this node's view of the membership"
+            ))
+        })?;
+        let mut peers = self.peers.lock().expect("peers lock");
+        if let Some((known, client)) = peers.get(&id) {
+            if *known == addr {
+                return Ok(client.clone());
+            }
+        }
+        let client = network::peer_client(&addr, self.local_ip, self.tls.as_ref())
+            .ok_or_else(|| Error::Internal(format!("node {id}: raft_addr {addr} is not valid")))?;
+        peers.insert(id, (addr, client.clone()));
+        Ok(client)
     }
 
     async fn forward(

@@ -287,6 +287,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     applied.machine.apply_at(entry.log_id.index, &proposal)
                 }
                 EntryPayload::Membership(m) => {
+                    // A removed node is forgotten, so a node of the same id may join again
+                    // later with an empty disk (it must be added like any new node).
+                    let members: std::collections::BTreeSet<u64> =
+                        m.nodes().map(|(id, _)| *id).collect();
+                    applied.machine.forget_nodes_outside(&members);
                     applied.membership = StoredMembership::new(Some(entry.log_id), m);
                     Response::Internal
                 }

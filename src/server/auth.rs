@@ -78,6 +78,7 @@ pub const METHODS: &[(&str, &[Role])] = &[
     ("ListTokens", ADMIN),
     ("RevokeToken", ADMIN),
     ("ListAudit", ADMIN),
+    ("ChangeMembership", ADMIN),
 ];
 
 tokio::task_local! {
@@ -170,6 +171,14 @@ impl Gate {
             let message = crate::error::bounded(format!("no method {path:?}"));
             return Err(Status::unimplemented(message));
         };
+        if !self.replica.has_membership() {
+            // A node waiting to be added holds no state and no tokens: it says so to every
+            // call but its own status, which `cluster status` shows to anyone.
+            if method == "NodeStatus" {
+                return Ok(Caller(None));
+            }
+            return Err(crate::error::not_member_status(self.replica.id()));
+        }
         if !self.enabled {
             return Ok(Caller(None));
         }

@@ -104,6 +104,11 @@ impl RaftPeer for RaftService {
         Ok(Response::new(pb::ReadIndexResponse { index }))
     }
 
+    async fn manage(&self, req: Request<pb::PeerBytes>) -> Result<Response<pb::PeerBytes>, Status> {
+        self.check_open(&req)?;
+        bytes(self.replica.handle_manage(&req.into_inner().data).await)
+    }
+
     async fn hello(
         &self,
         req: Request<pb::HelloRequest>,

@@ -38,6 +38,7 @@ macro_rules! propose_expect {
 mod events;
 mod jobs;
 mod locks;
+mod members;
 mod schedules;
 mod tokens;
 mod workers;
@@ -240,9 +241,10 @@ fn node_status(service: &ApiService, with_digest: bool) -> Result<pb::NodeStatus
                 raft_addr: node.raft_addr,
                 api_addr: node.api_addr,
                 voter,
+                matched_index: None,
             })
             .collect(),
-        cluster: String::new(),
+        cluster: service.replica.cluster_name().to_string(),
         digest,
         digest_applied,
     })
@@ -650,5 +652,14 @@ impl pb::api_server::Api for ApiService {
         let caller = caller(&req)?;
         caller.check_all_queues("audit")?;
         reply(tokens::list_audit(self, req.into_inner()).await)
+    }
+
+    async fn change_membership(
+        &self,
+        req: Request<pb::ChangeMembershipRequest>,
+    ) -> Result<Response<pb::ChangeMembershipResponse>, Status> {
+        let caller = caller(&req)?;
+        caller.check_all_queues("membership")?;
+        reply(members::change_membership(self, req.into_inner()).await)
     }
 }
