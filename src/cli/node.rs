@@ -106,6 +106,13 @@ pub async fn run(args: NodeArgs) -> Result<()> {
             if let Some(tls) = &config.tls {
                 access.ca_file = Some(tls.ca_file.clone());
             }
+            // A bootstrap token shared by every node (`[auth] bootstrap_token_file`) is
+            // known to the cluster already; a node's own new one is not.
+            if access.token.is_none() {
+                if let Some(path) = &config.bootstrap_token_file {
+                    access.token = crate::access::read_token_file(path).ok();
+                }
+            }
             Some(crate::node::Join { addr, access })
         }
         None => None,

@@ -80,6 +80,8 @@ pub struct Cluster {
     pub nodes: Vec<NodeAddrs>,
     procs: BTreeMap<u64, Child>,
     node_env: Vec<(String, String)>,
+    /// Nodes outside the config, started with `--join` at the given API address.
+    joins: BTreeMap<u64, String>,
     /// The admin token (the shared bootstrap token) and CA clients use.
     pub access: Access,
 }
@@ -185,6 +187,7 @@ impl Cluster {
             nodes,
             procs: BTreeMap::new(),
             node_env: settings.node_env,
+            joins: BTreeMap::new(),
             access: Access {
                 token: Some(token),
                 ca_file,
@@ -244,6 +247,19 @@ impl Cluster {
             .args(["node", "--config"])
             .arg(&self.config)
             .args(["--id", &id.to_string()])
+            .args(self.joins.get(&id).map_or(Vec::new(), |join| {
+                let n = self.node(id);
+                vec![
+                    "--join".to_string(),
+                    join.clone(),
+                    "--raft-addr".into(),
+                    n.raft.clone(),
+                    "--api-addr".into(),
+                    n.api.clone(),
+                    "--http-addr".into(),
+                    n.http.clone(),
+                ]
+            }))
             .env("RAFTLINE_LOG", "info,openraft=warn")
             .envs(self.node_env.iter().map(|(k, v)| (k, v)))
             .stdout(log.try_clone().unwrap())
@@ -251,6 +267,22 @@ impl Cluster {
             .spawn()
             .expect("spawn node");
         self.procs.insert(id, child);
+    }
+
+    /// Starts node `id`, not in the config, with `raftline node --join JOIN` and its own
+    /// addresses (new free ports the first time, the same ones on a later call).
+    pub fn spawn_joining(&mut self, id: u64, join: &str) -> NodeAddrs {
+        if !self.nodes.iter().any(|n| n.id == id) {
+            self.nodes.push(NodeAddrs {
+                id,
+                raft: format!("127.0.0.1:{}", free_port()),
+                api: format!("127.0.0.1:{}", free_port()),
+                http: format!("127.0.0.1:{}", free_port()),
+            });
+        }
+        self.joins.insert(id, join.to_string());
+        self.spawn(id);
+        self.node(id).clone()
     }
 
     /// `kill -9` of node `id`.
