@@ -102,7 +102,7 @@ impl Replica {
         loop {
             let leader = self.leader(deadline).await?;
             let reply = if leader == self.id {
-                self.change_local(&change).await
+                self.change_bounded(&change).await
             } else {
                 self.forward_manage(leader, &Manage::Change(change.clone()), deadline)
                     .await?
@@ -239,7 +239,7 @@ impl Replica {
             )?),
             Ask::Manage(Manage::Change(change)) => {
                 let reply = if self.is_leader() {
-                    self.change_local(&change).await
+                    self.change_bounded(&change).await
                 } else {
                     ManageReply::NotLeader
                 };
@@ -282,6 +282,20 @@ impl Replica {
                 raft.runtime_config().elect(true);
             }
         });
+    }
+
+    /// [`Self::change_local`] within the membership timeout: a change that cannot reach a
+    /// majority of the old and the new voters does not commit, and the caller hears so.
+    async fn change_bounded(&self, change: &Change) -> ManageReply {
+        let limit = self.membership_timeout();
+        match tokio::time::timeout(limit, self.change_local(change)).await {
+            Ok(reply) => reply,
+            Err(_) => ManageReply::Failed(format!(
+                "the change did not commit within {} ms (is a majority of the old and the new \
+                 voters reachable?); it may still commit",
+                limit.as_millis()
+            )),
+        }
     }
 
     /// Carries out `change` on this node, the leader.
