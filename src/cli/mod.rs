@@ -25,6 +25,7 @@ pub mod queues;
 pub mod resources;
 pub mod schedules;
 pub mod signal;
+pub mod snapshot;
 pub mod tokens;
 pub mod up;
 pub mod view;
@@ -79,6 +80,12 @@ pub enum Cmd {
         /// Cluster config file.
         #[arg(long, default_value = "cluster.toml")]
         config: PathBuf,
+    },
+    /// Backups: save a consistent snapshot, restore one into a new cluster.
+    Snapshot {
+        /// Subcommand.
+        #[command(subcommand)]
+        command: snapshot::SnapshotCmd,
     },
     /// Cluster-wide commands.
     Cluster {
@@ -189,6 +196,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Cmd::Node(args) => node::run(args).await,
         Cmd::Up { config } => up::run(&config).await,
         Cmd::Cluster { command } => cluster::run(addr, command).await,
+        Cmd::Snapshot { command } => snapshot::run(addr, command).await,
         Cmd::Submit(args) => jobs::submit(addr, *args).await,
         Cmd::Job { command } => jobs::job(addr, command).await,
         Cmd::Jobs { command } => jobs::jobs(addr, command).await,

@@ -494,6 +494,14 @@ impl Client {
         .await
     }
 
+    /// Starts a backup: the stream of the snapshot's chunks (admin).
+    pub async fn save_snapshot(&self) -> Result<tonic::Streaming<pb::SnapshotChunk>> {
+        self.call(true, |mut c| async move {
+            c.save_snapshot(pb::SaveSnapshotRequest {}).await
+        })
+        .await
+    }
+
     /// Reads a job, linearizable unless `stale`.
     pub async fn job(&self, id: u64, stale: bool) -> Result<pb::Job> {
         self.call(true, |mut c| async move {

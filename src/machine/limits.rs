@@ -530,3 +530,9 @@ pub const PEER_BUDGET_FROM_BYTES: u64 = 1 << 20;
 
 /// Longest wait of a large peer message for room in the budget before RESOURCE_EXHAUSTED.
 pub const PEER_BUDGET_WAIT_MS: u64 = 10_000;
+
+/// How long `snapshot save` waits for the node to take a snapshot at the read index.
+pub const BACKUP_SNAPSHOT_MS_MAX: u64 = 10 * 60 * 1000;
+/// Size of one chunk of a streamed backup (`SaveSnapshot`).
+pub const BACKUP_CHUNK_BYTES: usize = 1 << 20;
+const _: () = assert!(BACKUP_CHUNK_BYTES < API_MESSAGE_BYTES_MAX);

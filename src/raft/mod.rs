@@ -19,6 +19,7 @@
 // helpers return it as is rather than boxing it twice.
 #![allow(clippy::result_large_err)]
 
+pub mod backup;
 mod batcher;
 mod cold_store;
 mod data_dir;
@@ -221,6 +222,8 @@ pub struct Replica {
     hold_writes: std::sync::atomic::AtomicBool,
     /// Generation of this node's latest election hold (`membership.rs`).
     election_hold: Arc<std::sync::atomic::AtomicU64>,
+    /// This node's data dir.
+    dir: std::path::PathBuf,
 }
 
 impl Replica {
@@ -288,6 +291,7 @@ impl Replica {
             tls,
             hold_writes: std::sync::atomic::AtomicBool::new(false),
             election_hold: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            dir: config.node_dir(id),
         }))
     }
 

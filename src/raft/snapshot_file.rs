@@ -187,6 +187,30 @@ fn verify(path: &Path) -> Result<(u32, u64), String> {
     Ok((version, len))
 }
 
+/// The meta and payload length of the snapshot file open as `file`, read from its start
+/// (the checksum is not checked here: a restore checks it); leaves `file` at its start.
+pub fn peek(file: &mut File) -> Result<(Meta, u64), String> {
+    let mut head = [0u8; HEADER_BYTES as usize];
+    file.read_exact(&mut head)
+        .map_err(|e| format!("cannot read the header: {e}"))?;
+    if &head[..8] != MAGIC {
+        return Err("not a raftline snapshot file".into());
+    }
+    let version = u32::from_le_bytes(head[8..12].try_into().expect("4 bytes"));
+    if !(2..=VERSION).contains(&version) {
+        return Err(format!(
+            "snapshot file version {version}; a backup needs 2 to {VERSION} (wait for the next \
+             snapshot)"
+        ));
+    }
+    let len = u64::from_le_bytes(head[12..20].try_into().expect("8 bytes"));
+    let meta: Meta = codec::decode_from(&mut BufReader::new(&mut *file))
+        .map_err(|e| format!("the snapshot's meta does not decode: {e}"))?;
+    file.seek(SeekFrom::Start(0))
+        .map_err(|e| format!("cannot seek: {e}"))?;
+    Ok((meta, HEADER_BYTES + len))
+}
+
 /// Reads the cold copy of a version 3 file into `cold` (emptied first).
 fn read_cold(reader: &mut impl Read, cold: &Cold) -> Result<(), String> {
     cold.clear();

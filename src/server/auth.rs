@@ -79,6 +79,7 @@ pub const METHODS: &[(&str, &[Role])] = &[
     ("RevokeToken", ADMIN),
     ("ListAudit", ADMIN),
     ("ChangeMembership", ADMIN),
+    ("SaveSnapshot", ADMIN),
 ];
 
 tokio::task_local! {

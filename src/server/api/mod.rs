@@ -35,6 +35,7 @@ macro_rules! propose_expect {
     };
 }
 
+mod backup;
 mod events;
 mod jobs;
 mod locks;
@@ -661,5 +662,16 @@ impl pb::api_server::Api for ApiService {
         let caller = caller(&req)?;
         caller.check_all_queues("membership")?;
         reply(members::change_membership(self, req.into_inner()).await)
+    }
+
+    type SaveSnapshotStream = backup::ChunkStream;
+
+    async fn save_snapshot(
+        &self,
+        req: Request<pb::SaveSnapshotRequest>,
+    ) -> Result<Response<Self::SaveSnapshotStream>, Status> {
+        let caller = caller(&req)?;
+        caller.check_all_queues("snapshot")?;
+        Ok(Response::new(backup::save_snapshot(self).await?))
     }
 }

@@ -1,0 +1,140 @@
+//! `raftline snapshot save FILE` and `raftline snapshot restore FILE --config cluster.toml`
+//! (backups; the format is in `raft/backup.rs`).
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use clap::Subcommand;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::raft::backup::{self, BackupHeader};
+
+/// `raftline snapshot ...`
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCmd {
+    /// Save a consistent snapshot of the cluster's state (every write acknowledged before the
+    /// command began) to FILE.
+    Save {
+        /// The backup file to write (replaced atomically when complete).
+        file: PathBuf,
+    },
+    /// Seed the (empty) data dirs of every node of a config from a backup: a new cluster with
+    /// the backup's state. Then start the nodes.
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+        /// The new cluster's config.
+        #[arg(long, default_value = "cluster.toml")]
+        config: PathBuf,
+    },
+}
+
+/// Runs `raftline snapshot ...`.
+pub async fn run(addr: &[String], command: SnapshotCmd) -> Result<()> {
+    match command {
+        SnapshotCmd::Save { file } => save(addr, &file).await,
+        SnapshotCmd::Restore { file, config } => {
+            let config = Config::load(&config)?;
+            let r = backup::restore(&config, &file).await?;
+            println!(
+                "restored index {} (term {}) of cluster {:?} into {} data dirs of cluster {:?}; \
+                 start the nodes (raftline up, or raftline node --id N on each machine)",
+                r.header.index,
+                r.header.term,
+                r.header.cluster,
+                r.dirs.len(),
+                config.name
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Progress on stderr: one line redrawn on a terminal, a line per tenth otherwise.
+struct Progress {
+    total: u64,
+    shown: u64,
+    tty: bool,
+}
+
+impl Progress {
+    fn show(&mut self, done: u64) {
+        let tenth = (done * 10).checked_div(self.total).unwrap_or(10);
+        if self.tty {
+            let pct = (done * 100).checked_div(self.total).unwrap_or(100);
+            let bar = "#".repeat(tenth as usize * 3);
+            eprint!("\r[{bar:<30}] {pct:>3}% {done} of {} bytes", self.total);
+        } else if tenth > self.shown || done == self.total {
+            eprintln!("{done} of {} bytes", self.total);
+        }
+        self.shown = tenth;
+    }
+}
+
+async fn save(addr: &[String], file: &Path) -> Result<()> {
+    let client = super::connect::client(addr)?;
+    let mut stream = client.save_snapshot().await?;
+    let mut tmp = file.as_os_str().to_owned();
+    tmp.push(".partial");
+    let tmp = PathBuf::from(tmp);
+    let io = |e: std::io::Error| Error::Config(format!("{}: {e}", tmp.display()));
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(io)?);
+    let mut header: Option<BackupHeader> = None;
+    let mut done = 0u64;
+    let mut progress = Progress {
+        total: 0,
+        shown: 0,
+        tty: std::io::stderr().is_terminal(),
+    };
+    while let Some(chunk) = stream.message().await.map_err(Error::from)? {
+        if header.is_none() {
+            let h = BackupHeader {
+                cluster: chunk.cluster.clone(),
+                index: chunk.index,
+                term: chunk.term,
+                snapshot_bytes: chunk.total_bytes,
+            };
+            out.write_all(&h.encode()).map_err(io)?;
+            progress.total = h.snapshot_bytes;
+            eprintln!(
+                "snapshot of cluster {:?} at index {} (term {}), {} bytes",
+                h.cluster, h.index, h.term, h.snapshot_bytes
+            );
+            header = Some(h);
+        }
+        done += chunk.data.len() as u64;
+        if done > progress.total {
+            break;
+        }
+        out.write_all(&chunk.data).map_err(io)?;
+        progress.show(done);
+    }
+    if progress.tty {
+        eprintln!();
+    }
+    let Some(header) = header else {
+        return Err(Error::unavailable("the node sent no snapshot"));
+    };
+    if done != header.snapshot_bytes {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::unavailable(format!(
+            "the stream ended after {done} of {} bytes; nothing saved",
+            header.snapshot_bytes
+        )));
+    }
+    let out = out.into_inner().map_err(|e| io(e.into_error()))?;
+    out.sync_all().map_err(io)?;
+    drop(out);
+    std::fs::rename(&tmp, file).map_err(io)?;
+    let parent = file.parent().filter(|p| !p.as_os_str().is_empty());
+    crate::raft::durable::sync_dir(parent.unwrap_or(Path::new("."))).map_err(io)?;
+    println!(
+        "saved {}: cluster {:?}, index {}, term {}",
+        file.display(),
+        header.cluster,
+        header.index,
+        header.term
+    );
+    Ok(())
+}
