@@ -324,6 +324,39 @@ impl Cluster {
 
     /// Starts node `id` with extra environment variables (e.g. a faked clock).
     pub fn start_with(&mut self, id: u64, env: &[(String, String)]) -> Result<(), String> {
+        self.spawn(id, env, &[])
+    }
+
+    /// Starts node `id` with `--join` the API address of node `via`: as a node that waits,
+    /// with an empty data dir, to be added.
+    pub fn start_joining(&mut self, id: u64, via: u64) -> Result<(), String> {
+        let join = self.nodes[(via - 1) as usize].api();
+        let env: Vec<(String, String)> = self
+            .access
+            .token
+            .iter()
+            .map(|t| ("RAFTLINE_TOKEN".to_string(), t.clone()))
+            .collect();
+        self.spawn(id, &env, &["--join".to_string(), join])
+    }
+
+    /// Empties node `id`'s data dir (kept itself: it may be a mountpoint), as a dead disk
+    /// replaced by a new one would.
+    pub fn wipe(&self, id: u64) -> Result<(), String> {
+        let dir = self.dir.join("data").join(format!("node-{id}"));
+        for entry in std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))? {
+            let path = entry.map_err(|e| e.to_string())?.path();
+            let gone = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            gone.map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        Ok(())
+    }
+
+    fn spawn(&mut self, id: u64, env: &[(String, String)], args: &[String]) -> Result<(), String> {
         if self.procs.contains_key(&id) {
             return Ok(());
         }
@@ -338,6 +371,7 @@ impl Cluster {
             .args(["node", "--config"])
             .arg(self.dir.join("cluster.toml"))
             .args(["--id", &id.to_string()])
+            .args(args)
             .env("RAFTLINE_LOG", "info,openraft=warn")
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())

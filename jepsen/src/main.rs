@@ -40,7 +40,8 @@ struct Args {
     /// First port (each node uses three on its own loopback address 127.0.1.N).
     #[arg(long, default_value_t = 17100)]
     base_port: u16,
-    /// Run every workload against partition, kill and pause alone, and against all three.
+    /// Run every workload against partition, kill and pause alone, and against all three
+    /// with membership changes (member) between them.
     /// Not lose-unsynced: it needs FUSE, so it is asked for by name (CI does).
     #[arg(long)]
     all: bool,
@@ -101,7 +102,7 @@ fn plans(args: &Args) -> Result<Vec<Plan>, String> {
         }
         all.push(plan(
             workload,
-            vec![Kind::Partition, Kind::Kill, Kind::Pause],
+            vec![Kind::Partition, Kind::Kill, Kind::Pause, Kind::Member],
         ));
     }
     Ok(all)

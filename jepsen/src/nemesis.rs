@@ -8,8 +8,11 @@
 //! restart, or a node restarted with its wall clock off by 5-60 s (libfaketime; the leader
 //! stamps proposals with its clock, so a skewed leader moves state-machine time), or a power
 //! loss (`lose-unsynced`: `kill -9` of a node, a majority or every node, then every write
-//! their data dirs had not synced is dropped by lossyfs before they restart). Each fault is
-//! healed before the next; every start and end is logged.
+//! their data dirs had not synced is dropped by lossyfs before they restart), or a membership
+//! change (`member`: leadership transferred, or a node replaced: `kill -9`, its data dir
+//! emptied, removed, started empty with `--join`, added back and promoted). Each fault is
+//! healed before the next (a replacement a fault cut short is finished at the next `member`
+//! step, and at the end); every start and end is logged.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -39,6 +42,9 @@ pub enum Kind {
     Clock,
     /// kill -9 of one node, a majority or all, and their unsynced writes dropped (lossyfs).
     LoseUnsynced,
+    /// A membership change: leadership transferred, or a node replaced (kill -9, its data dir
+    /// emptied, removed, started again empty with `--join`, added back and promoted).
+    Member,
 }
 
 impl Kind {
@@ -52,9 +58,10 @@ impl Kind {
             "restart" => Ok(Kind::Restart),
             "clock" => Ok(Kind::Clock),
             "lose-unsynced" => Ok(Kind::LoseUnsynced),
+            "member" => Ok(Kind::Member),
             other => Err(format!(
                 "unknown nemesis {other:?} (partition, kill, pause, lossy, restart, clock, \
-                 lose-unsynced)"
+                 lose-unsynced, member)"
             )),
         }
     }
@@ -69,6 +76,7 @@ impl Kind {
             Kind::Restart => "restart",
             Kind::Clock => "clock",
             Kind::LoseUnsynced => "lose-unsynced",
+            Kind::Member => "member",
         }
     }
 }
@@ -262,6 +270,7 @@ async fn apply_fault(
             }
             "rolling restart of every node".to_string()
         }
+        Kind::Member => member(cluster, rng, ids, target).await,
         Kind::Pause => {
             cluster.lock().await.pause(target, true);
             tokio::time::sleep(hold).await;
@@ -272,6 +281,110 @@ async fn apply_fault(
             )
         }
     }
+}
+
+fn request(action: &str, node_id: u64) -> raftline::proto::pb::ChangeMembershipRequest {
+    raftline::proto::pb::ChangeMembershipRequest {
+        action: action.into(),
+        node_id,
+        ..Default::default()
+    }
+}
+
+/// How long one membership step may take before the nemesis gives up on it.
+const MEMBER_STEP: Duration = Duration::from_secs(20);
+
+/// Adds node `id` (running with `--join`, or as a removed member) back, and promotes it.
+async fn add_back(cluster: &Arc<Mutex<Cluster>>, id: u64) -> Result<(), String> {
+    let (admin, node) = {
+        let c = cluster.lock().await;
+        (c.client(), c.nodes[(id - 1) as usize].clone())
+    };
+    let mut add = request("add", id);
+    add.raft_addr = format!("{}:{}", node.ip, node.raft_port);
+    add.api_addr = node.api();
+    let deadline = Instant::now() + MEMBER_STEP;
+    loop {
+        match admin.change_membership(add.clone()).await {
+            Ok(_) => break,
+            Err(e) if Instant::now() >= deadline => return Err(format!("add {id}: {e}")),
+            Err(_) => tokio::time::sleep(Duration::from_millis(300)).await,
+        }
+    }
+    raftline::cli::members::catch_up_and_promote(&admin, id, Instant::now() + MEMBER_STEP)
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("promote {id}: {e}"))
+}
+
+/// Adds back, as voters, the nodes of `ids` an unfinished replacement left out.
+async fn readd_missing(cluster: &Arc<Mutex<Cluster>>, ids: &[u64]) -> Vec<String> {
+    let admin = cluster.lock().await.client();
+    let mut said = Vec::new();
+    let deadline = Instant::now() + MEMBER_STEP;
+    let view = loop {
+        match admin.change_membership(request("progress", 0)).await {
+            Ok(view) => break view,
+            Err(e) if Instant::now() >= deadline => {
+                said.push(format!("membership unreadable: {e}"));
+                return said;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(300)).await,
+        }
+    };
+    for id in ids {
+        if !view.members.iter().any(|m| m.id == *id && m.voter) {
+            let r = add_back(cluster, *id).await;
+            said.push(format!("node {id} re-added: {r:?}"));
+        }
+    }
+    said
+}
+
+/// One membership change (see [`Kind::Member`]). Any node left out by an earlier one that
+/// did not finish (a partition, a kill) is added back first.
+async fn member(
+    cluster: &Arc<Mutex<Cluster>>,
+    rng: &mut ChaCha8Rng,
+    ids: &[u64],
+    target: u64,
+) -> String {
+    let admin = cluster.lock().await.client();
+    let mut said = readd_missing(cluster, ids).await;
+    if rng.random_bool(0.5) {
+        let others: Vec<u64> = ids.iter().copied().filter(|i| *i != target).collect();
+        let to = others[rng.random_range(0..others.len())];
+        let r = admin
+            .change_membership(request("transfer_leader", to))
+            .await
+            .map(|v| v.leader);
+        said.push(format!("transfer leadership to node {to}: {r:?}"));
+        return said.join("; ");
+    }
+    let via = ids.iter().copied().find(|i| *i != target).unwrap_or(target);
+    let wiped = {
+        let mut c = cluster.lock().await;
+        c.kill(target);
+        c.wipe(target)
+    };
+    let deadline = Instant::now() + MEMBER_STEP;
+    let removed = loop {
+        match admin.change_membership(request("remove", target)).await {
+            Ok(_) => break Ok(()),
+            Err(e) if Instant::now() >= deadline => break Err(e.to_string()),
+            Err(_) => tokio::time::sleep(Duration::from_millis(300)).await,
+        }
+    };
+    let started = cluster.lock().await.start_joining(target, via);
+    let added = match (&wiped, &removed, &started) {
+        (Ok(()), Ok(()), Ok(())) => add_back(cluster, target).await,
+        _ => Err("skipped".into()),
+    };
+    said.push(format!(
+        "replace node {target}: kill -9, wipe {wiped:?}, remove {removed:?}, start --join \
+         {started:?}, add and promote {added:?}"
+    ));
+    said.join("; ")
 }
 
 /// Runs faults until `until`, then heals everything. Returns the faults applied.
@@ -347,6 +460,12 @@ pub async fn run(
     }
     if let Some(net) = &net {
         let _ = net.heal();
+    }
+    if kinds.contains(&Kind::Member) || script.iter().any(|s| s.kind == Kind::Member) {
+        let ids = cluster.lock().await.ids();
+        for what in readd_missing(&cluster, &ids).await {
+            eprintln!("nemesis: after the run: {what}");
+        }
     }
     faults
 }

@@ -102,7 +102,7 @@ fn member(reply: &pb::ChangeMembershipResponse, id: u64) -> Option<&pb::Member> 
 
 /// Reads node `id`'s progress until it is close enough to the leader, then promotes it,
 /// retrying a refusal (it fell back behind) until `deadline`.
-async fn catch_up_and_promote(
+pub async fn catch_up_and_promote(
     client: &Client,
     id: u64,
     deadline: Instant,
