@@ -151,6 +151,12 @@ async fn backup_under_load_restores_every_acked_job_with_its_state() {
         acked_before_save.len(),
         String::from_utf8_lossy(&out.stdout).trim()
     );
+    let audit = a.cli(&["audit", "list", "--limit", "1000"]);
+    assert!(
+        show(&audit).contains("SaveSnapshot"),
+        "the backup is not in the audit: {}",
+        show(&audit)
+    );
     let mut states = Vec::new();
     for id in &acked_before_save {
         states.push((*id, client.job(*id, false).await.expect("job").state));

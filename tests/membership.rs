@@ -265,4 +265,11 @@ async fn membership_grow_transfer_shrink_replace_under_load() {
         .map(|m| m["id"].as_u64().expect("id"))
         .collect();
     assert_eq!(listed, vec![3, 4, 5]);
+    let audit = cli_ok(&c, &["audit", "list", "--limit", "1000"]);
+    for change in ["Remove { id: 3 }", "Add { id: 3"] {
+        assert!(
+            audit.contains("ChangeMembership") && audit.contains(change),
+            "the audit lacks {change}: {audit}"
+        );
+    }
 }

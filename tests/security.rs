@@ -97,6 +97,8 @@ async fn call(channel: &Channel, token: Option<&str>, method: &str) -> Code {
         "ListTokens" => list_tokens(pb::ListTokensRequest),
         "RevokeToken" => revoke_token(pb::RevokeTokenRequest),
         "ListAudit" => list_audit(pb::ListAuditRequest),
+        "ChangeMembership" => change_membership(pb::ChangeMembershipRequest),
+        "SaveSnapshot" => save_snapshot(pb::SaveSnapshotRequest),
     );
     match result {
         Ok(()) => Code::Ok,
@@ -419,7 +421,15 @@ async fn large_jobs_list_in_pages_by_bytes() {
             kind: Some(pb::submit_request::Kind::Payload(payload.clone())),
             ..Default::default()
         };
-        ids.push(client.submit(req).await.expect("submit"));
+        match client.submit(req).await {
+            Ok(id) => ids.push(id),
+            Err(e) => {
+                for id in c.ids() {
+                    eprintln!("--- node {id}\n{}", c.log(id));
+                }
+                panic!("submit: {e}");
+            }
+        }
     }
     let mut seen = Vec::new();
     let mut after = 0;

@@ -170,6 +170,14 @@ impl Command {
             Command::BootstrapToken { .. } => "BootstrapToken",
             Command::TouchTokens(_) => "TouchTokens",
             Command::By { command, .. } => command.action(),
+            Command::Operation {
+                kind: super::command::Operation::ChangeMembership,
+                ..
+            } => "ChangeMembership",
+            Command::Operation {
+                kind: super::command::Operation::SaveSnapshot,
+                ..
+            } => "SaveSnapshot",
         }
     }
 
@@ -209,6 +217,7 @@ impl Command {
             Command::CreateToken(t) => format!("token {} ({}, {})", t.id, t.name, t.role.name()),
             Command::RevokeToken { id } => format!("token {id}"),
             Command::By { command, .. } => command.target(),
+            Command::Operation { target, .. } => target.clone(),
             _ => String::new(),
         }
     }

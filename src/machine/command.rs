@@ -136,6 +136,7 @@ pub enum Command {
         /// Fencing token of the lease.
         token: u64,
         /// Opaque progress data.
+        #[serde(with = "crate::machine::codec::bytes")]
         data: Vec<u8>,
     },
     /// Hand a leased job back without counting the attempt (worker shutting down).
@@ -250,6 +251,7 @@ pub enum Command {
         /// Deduplication key.
         dedup_key: String,
         /// Payload handed to the started work.
+        #[serde(with = "crate::machine::codec::bytes")]
         payload: Vec<u8>,
     },
     /// A durable timer: emit an event at `due_ms`, or `delay_ms` from now.
@@ -263,6 +265,7 @@ pub enum Command {
         /// The event's dedup key.
         dedup_key: String,
         /// The event's payload.
+        #[serde(with = "crate::machine::codec::bytes")]
         payload: Vec<u8>,
     },
     /// Cancel a pending timer.
@@ -300,6 +303,23 @@ pub enum Command {
         /// What it asked for.
         command: Box<Command>,
     },
+    /// An operation carried out outside the state machine (a membership change, a backup),
+    /// proposed once it is done so the audit records who did it; changes nothing else.
+    Operation {
+        /// Which.
+        kind: Operation,
+        /// What it applied to (`add node 4 ...`), at most `OPERATION_TARGET_BYTES_MAX`.
+        target: String,
+    },
+}
+
+/// Operations the audit records (see [`Command::Operation`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Operation {
+    /// `ChangeMembership` (not its `progress` reads).
+    ChangeMembership,
+    /// `SaveSnapshot`.
+    SaveSnapshot,
 }
 
 impl Command {
@@ -324,6 +344,14 @@ impl Command {
             other => Rejection::invalid("command", format!("{other:?}")),
         };
         match self {
+            Command::Operation { target, .. }
+                if target.len() > limits::OPERATION_TARGET_BYTES_MAX =>
+            {
+                Err(Rejection::invalid(
+                    "target",
+                    format!("at most {} bytes", limits::OPERATION_TARGET_BYTES_MAX),
+                ))
+            }
             Command::PauseQueue { queue, .. } => validate_queue_name("queue", queue),
             Command::SetQueuePolicy { queue, policy } => {
                 validate_queue_name("queue", queue)?;
@@ -433,6 +461,7 @@ pub struct Grant {
     /// The job's definition.
     pub spec: JobSpec,
     /// The checkpoint stored by an earlier attempt.
+    #[serde(with = "crate::machine::codec::opt_bytes")]
     pub checkpoint: Option<Vec<u8>>,
 }
 

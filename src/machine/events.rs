@@ -83,6 +83,7 @@ pub struct Timer {
     /// The event's dedup key.
     pub dedup_key: String,
     /// The event's payload.
+    #[serde(with = "crate::machine::codec::bytes")]
     pub payload: Vec<u8>,
     /// State-machine time of creation.
     pub created_ms: u64,

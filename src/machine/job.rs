@@ -27,6 +27,7 @@ pub enum JobKind {
     /// An opaque payload for an external worker that leases jobs over gRPC.
     External {
         /// Bytes handed to the worker as is.
+        #[serde(with = "crate::machine::codec::bytes")]
         payload: Vec<u8>,
     },
 }
@@ -337,6 +338,7 @@ pub struct Job {
     /// The live lease, exactly when `leased`.
     pub lease: Option<Lease>,
     /// The last checkpoint a worker stored, handed to the next attempt.
+    #[serde(with = "crate::machine::codec::opt_bytes")]
     pub checkpoint: Option<Vec<u8>>,
     /// When the job reached a terminal state.
     pub finished_ms: Option<u64>,

@@ -536,3 +536,6 @@ pub const BACKUP_SNAPSHOT_MS_MAX: u64 = 10 * 60 * 1000;
 /// Size of one chunk of a streamed backup (`SaveSnapshot`).
 pub const BACKUP_CHUNK_BYTES: usize = 1 << 20;
 const _: () = assert!(BACKUP_CHUNK_BYTES < API_MESSAGE_BYTES_MAX);
+
+/// Longest description an audited operation (`Command::Operation`) carries.
+pub const OPERATION_TARGET_BYTES_MAX: usize = 512;

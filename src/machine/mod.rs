@@ -96,7 +96,8 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 
 pub use command::{
-    Command, Grant, JobChanges, Proposal, Rejection, Report, Response, Settings, WorkerRef,
+    Command, Grant, JobChanges, Operation, Proposal, Rejection, Report, Response, Settings,
+    WorkerRef,
 };
 pub use index::{Index, QueueStats};
 pub use job::{
@@ -259,6 +260,7 @@ impl Machine {
             Command::RevokeToken { id } => self.auth.revoke(id),
             Command::BootstrapToken { node_id, hash } => self.auth.bootstrap(ctx, *node_id, hash),
             Command::TouchTokens(used) => self.auth.touch(used),
+            Command::Operation { .. } => Response::Ok,
             Command::By { by, command } => {
                 let response = match &**command {
                     Command::By { .. } | Command::Batch(_) => {

@@ -20,6 +20,8 @@ const CHUNKS_AHEAD: usize = 4;
 /// Takes the snapshot, then streams its file in chunks: the first carries the header fields.
 pub(super) async fn save_snapshot(service: &ApiService) -> Result<ChunkStream, Status> {
     let (header, mut file) = service.replica.backup_snapshot().await?;
+    let what = format!("snapshot at index {} term {}", header.index, header.term);
+    super::audit_operation(service, crate::machine::Operation::SaveSnapshot, what).await;
     let (tx, rx) = tokio::sync::mpsc::channel(CHUNKS_AHEAD);
     tokio::task::spawn_blocking(move || {
         let mut first = Some(pb::SnapshotChunk {

@@ -7,6 +7,7 @@ use tonic::Status;
 
 use super::ApiService;
 use crate::error::Error;
+use crate::machine::Operation;
 use crate::proto::pb;
 use crate::raft::{Change, PeerNode, Progress};
 
@@ -96,7 +97,12 @@ pub(super) async fn change_membership(
     req: pb::ChangeMembershipRequest,
 ) -> Result<pb::ChangeMembershipResponse, Status> {
     let progress = match change(&req)? {
-        Some(change) => service.replica.change_membership(change).await?,
+        Some(change) => {
+            let done = service.replica.change_membership(change.clone()).await?;
+            let what = format!("{change:?}");
+            super::audit_operation(service, Operation::ChangeMembership, what).await;
+            done
+        }
         None => service.replica.progress().await?,
     };
     Ok(response(progress))

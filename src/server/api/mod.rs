@@ -188,6 +188,26 @@ fn attribute(command: Command, by: &Principal) -> Command {
     }
 }
 
+/// Records an operation done outside the state machine in the audit, as the caller's. The
+/// operation is done: failing to record it is logged, not returned.
+pub(super) async fn audit_operation(
+    service: &ApiService,
+    kind: crate::machine::Operation,
+    mut target: String,
+) {
+    if target.len() > limits::OPERATION_TARGET_BYTES_MAX {
+        let mut end = limits::OPERATION_TARGET_BYTES_MAX;
+        while !target.is_char_boundary(end) {
+            end -= 1;
+        }
+        target.truncate(end);
+    }
+    let command = attributed(Command::Operation { kind, target });
+    if let Err(e) = service.replica.propose(command).await {
+        tracing::warn!("{kind:?} done, but not recorded in the audit: {e}");
+    }
+}
+
 /// Maps a machine response that is not the expected one: a rejection becomes its error.
 fn unexpected(response: Applied) -> Status {
     match response {
