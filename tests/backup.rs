@@ -6,12 +6,9 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{run_cli, shell_job, show, wait_for, Cluster, Settings};
-use raftline::client::Client;
+use common::{run_cli, shell_job, show, wait_for, Cluster, Load, Settings};
 
 /// A queue no node runs: its jobs stay ready.
 const HELD: &str = "held";
@@ -106,31 +103,15 @@ async fn backup_under_load_restores_every_acked_job_with_its_state() {
     }
 
     // Clients keep submitting while the backup is taken.
-    let acked = Arc::new(Mutex::new(before.clone()));
-    let stop = Arc::new(AtomicBool::new(false));
+    let load = Load::start(&a, 4, HELD);
     let addrs: Vec<String> = a.nodes.iter().map(|n| n.api.clone()).collect();
-    let load: Vec<_> = (0..4)
-        .map(|w| {
-            let (acked, stop) = (acked.clone(), stop.clone());
-            let client = Client::with_access(&addrs, &a.access).expect("client");
-            tokio::spawn(async move {
-                let mut n = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    n += 1;
-                    let job = shell_job(HELD, &["load", &format!("{w}-{n}")]);
-                    if let Ok(id) = client.submit(job).await {
-                        acked.lock().unwrap().push(id);
-                    }
-                }
-            })
-        })
-        .collect();
     wait_for("load", Duration::from_secs(20), || async {
-        (acked.lock().unwrap().len() > before.len() + 50).then_some(())
+        (load.acked().len() > 50).then_some(())
     })
     .await;
     let file = a.dir.path().join("backup.snap");
-    let acked_before_save = acked.lock().unwrap().clone();
+    let mut acked_before_save = before.clone();
+    acked_before_save.extend(load.acked());
     let save = {
         let (dir, addr, file) = (a.dir.path().to_path_buf(), addrs.join(","), file.clone());
         tokio::task::spawn_blocking(move || {
@@ -142,10 +123,7 @@ async fn backup_under_load_restores_every_acked_job_with_its_state() {
     };
     let out = save.await.unwrap();
     assert!(out.status.success(), "snapshot save: {}", show(&out));
-    stop.store(true, Ordering::Relaxed);
-    for l in load {
-        l.await.unwrap();
-    }
+    load.stop().await;
     eprintln!(
         "backup: {} jobs acknowledged before the save, {}",
         acked_before_save.len(),

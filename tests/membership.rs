@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use common::{shell_job, show, wait_for, Cluster, Settings};
 use raftline::client::Client;
-use raftline::proto::pb;
 use tokio::sync::watch;
 
 /// Concurrent submitters.
@@ -61,24 +60,7 @@ async fn every_acked_job_everywhere(c: &Cluster, acked: &Mutex<Vec<u64>>, step: 
         c.wait_applied(node, index).await;
     }
     for node in c.running() {
-        let client = c.client_of(&[node]);
-        let mut held = std::collections::BTreeSet::new();
-        loop {
-            let page = client
-                .list_jobs(pb::ListJobsRequest {
-                    queue: "m".into(),
-                    after_id: held.last().copied().unwrap_or(0),
-                    limit: 1000,
-                    stale: true,
-                    ..Default::default()
-                })
-                .await
-                .expect("list jobs");
-            if page.is_empty() {
-                break;
-            }
-            held.extend(page.iter().map(|j| j.id));
-        }
+        let held = c.job_ids_on(node, "m").await;
         let missing: Vec<&u64> = ids.iter().filter(|id| !held.contains(id)).collect();
         assert!(
             missing.is_empty(),

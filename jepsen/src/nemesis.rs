@@ -270,7 +270,7 @@ async fn apply_fault(
             }
             "rolling restart of every node".to_string()
         }
-        Kind::Member => member(cluster, rng, ids, target).await,
+        Kind::Member => member(cluster, rng, ids, target, target_leader).await,
         Kind::Pause => {
             cluster.lock().await.pause(target, true);
             tokio::time::sleep(hold).await;
@@ -341,17 +341,20 @@ async fn readd_missing(cluster: &Arc<Mutex<Cluster>>, ids: &[u64]) -> Vec<String
     said
 }
 
-/// One membership change (see [`Kind::Member`]). Any node left out by an earlier one that
-/// did not finish (a partition, a kill) is added back first.
+/// One membership change (see [`Kind::Member`]): the leader as target is replaced; another
+/// target is replaced or leadership moves away from it, by the seeded PRNG. Any node left out
+/// by an earlier change that did not finish (a partition, a kill) is added back first.
 async fn member(
     cluster: &Arc<Mutex<Cluster>>,
     rng: &mut ChaCha8Rng,
     ids: &[u64],
     target: u64,
+    target_leader: bool,
 ) -> String {
     let admin = cluster.lock().await.client();
     let mut said = readd_missing(cluster, ids).await;
-    if rng.random_bool(0.5) {
+    // The leader as target is always replaced; a random node, half the time.
+    if !target_leader && rng.random_bool(0.5) {
         let others: Vec<u64> = ids.iter().copied().filter(|i| *i != target).collect();
         let to = others[rng.random_range(0..others.len())];
         let r = admin

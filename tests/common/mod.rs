@@ -512,3 +512,79 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+impl Cluster {
+    /// The ids of every job node `id` holds (of `queue`, or all with ""), read page by page
+    /// from its own state.
+    pub async fn job_ids_on(&self, id: u64, queue: &str) -> std::collections::BTreeSet<u64> {
+        let client = self.client_of(&[id]);
+        let mut held = std::collections::BTreeSet::new();
+        loop {
+            let page = client
+                .list_jobs(pb::ListJobsRequest {
+                    queue: queue.into(),
+                    after_id: held.last().copied().unwrap_or(0),
+                    limit: 1000,
+                    stale: true,
+                    ..Default::default()
+                })
+                .await
+                .expect("list jobs");
+            if page.is_empty() {
+                return held;
+            }
+            held.extend(page.iter().map(|j| j.id));
+        }
+    }
+}
+
+/// Clients submitting shell jobs to one queue, one after another each, through any of the
+/// cluster's nodes, until stopped; the id of every acknowledged job is recorded.
+pub struct Load {
+    acked: std::sync::Arc<std::sync::Mutex<Vec<u64>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    /// Starts `writers` clients submitting to `queue`.
+    pub fn start(c: &Cluster, writers: usize, queue: &str) -> Load {
+        let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let addrs: Vec<String> = c.nodes.iter().map(|n| n.api.clone()).collect();
+        let tasks = (0..writers)
+            .map(|w| {
+                let (acked, stop) = (acked.clone(), stop.clone());
+                let client = Client::with_access(&addrs, &c.access).expect("client");
+                let queue = queue.to_string();
+                tokio::spawn(async move {
+                    let mut n = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        n += 1;
+                        let job = shell_job(&queue, &["true", &format!("{w}-{n}")]);
+                        match client.submit(job).await {
+                            Ok(id) => acked.lock().unwrap().push(id),
+                            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                        }
+                    }
+                })
+            })
+            .collect();
+        Load { acked, stop, tasks }
+    }
+
+    /// The ids acknowledged so far.
+    pub fn acked(&self) -> Vec<u64> {
+        self.acked.lock().unwrap().clone()
+    }
+
+    /// Stops the clients; returns every id acknowledged.
+    pub async fn stop(self) -> Vec<u64> {
+        self.stop.store(true, Ordering::Relaxed);
+        for task in self.tasks {
+            task.await.expect("load client");
+        }
+        let acked = self.acked.lock().unwrap().clone();
+        acked
+    }
+}
