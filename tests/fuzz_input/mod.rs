@@ -274,9 +274,19 @@ fn mutate(rng: &mut ChaCha8Rng, seed: &[u8]) -> (Vec<u8>, &'static str) {
     (b, how)
 }
 
-/// A random method of the table.
+/// Methods the fuzz leaves out: `SaveSnapshot` takes and streams a whole snapshot on every
+/// call, which can outlast the fuzz's 2 s call deadline on a loaded machine; its request is
+/// empty, and `tests/backup.rs` and `tests/security.rs` (every method, every role) cover it.
+pub const NOT_FUZZED: &[&str] = &["SaveSnapshot"];
+
+/// A random method of the table (not one of [`NOT_FUZZED`]).
 fn method(rng: &mut ChaCha8Rng) -> &'static str {
-    METHODS[rng.random_range(0..METHODS.len())].0
+    loop {
+        let m = METHODS[rng.random_range(0..METHODS.len())].0;
+        if !NOT_FUZZED.contains(&m) {
+            return m;
+        }
+    }
 }
 
 /// `n` cases on random methods, a third each: random bytes; a message of the method's own
