@@ -41,10 +41,14 @@ pub async fn run(b: &mut Bench, total: u64, producers: usize, workers: usize) {
     let stop = Arc::new(AtomicBool::new(false));
     let submitted = Arc::new(AtomicU64::new(0));
     let finished = Arc::new(AtomicU64::new(0));
+    // Refused submit calls, and the last reason: a churn that stalls says why.
+    let refused = Arc::new(AtomicU64::new(0));
+    let last_refusal = Arc::new(std::sync::Mutex::new(String::new()));
     let mut tasks = Vec::new();
     for p in 0..producers {
         let client = b.clients[p % b.clients.len()].clone();
         let (stop, submitted, finished) = (stop.clone(), submitted.clone(), finished.clone());
+        let (refused, last_refusal) = (refused.clone(), last_refusal.clone());
         tasks.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) && submitted.load(Ordering::Relaxed) < total {
                 let open = submitted.load(Ordering::Relaxed) - finished.load(Ordering::Relaxed);
@@ -59,8 +63,15 @@ pub async fn run(b: &mut Bench, total: u64, producers: usize, workers: usize) {
                         ..Default::default()
                     })
                     .collect();
-                if let Ok(r) = client.submit_batch(jobs).await {
-                    submitted.fetch_add(r.len() as u64, Ordering::Relaxed);
+                match client.submit_batch(jobs).await {
+                    Ok(r) => {
+                        submitted.fetch_add(r.len() as u64, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        refused.fetch_add(1, Ordering::Relaxed);
+                        *last_refusal.lock().expect("refusal") = e.to_string();
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
                 }
             }
         }));
@@ -88,10 +99,18 @@ pub async fn run(b: &mut Bench, total: u64, producers: usize, workers: usize) {
     let mut per_sec = Vec::new();
     let mut peak = Vec::<u64>::new();
     let mut last = 0;
+    let mut last_at = Instant::now();
+    // Ticks a second apart on the clock, not a sleep after each look: on a loaded box a sleep
+    // wakes late, and counting each wake-up as a second overstated the rates.
+    let mut second = tokio::time::interval(Duration::from_secs(1));
+    second.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    second.tick().await;
     while finished.load(Ordering::Relaxed) < total {
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        second.tick().await;
         let now = finished.load(Ordering::Relaxed);
-        per_sec.push(now - last);
+        let took = last_at.elapsed().as_secs_f64().max(1e-3);
+        last_at = Instant::now();
+        per_sec.push(((now - last) as f64 / took) as u64);
         last = now;
         let rss = rss_per_node(b);
         if peak.len() < rss.len() {
@@ -106,18 +125,28 @@ pub async fn run(b: &mut Bench, total: u64, producers: usize, workers: usize) {
                 .await
                 .map_or(0, |s| s.snapshot_index);
             println!(
-                "churn      {:>5} s  finished {now:>10}  last 30 s {:>7.0} jobs/s  RSS per node {}  snapshot at {snapshot}",
-                per_sec.len(),
+                "churn      {:>5.0} s  finished {now:>10}  last 30 s {:>7.0} jobs/s  RSS per node {}  snapshot at {snapshot}",
+                started.elapsed().as_secs_f64(),
                 per_sec[per_sec.len() - 30..].iter().sum::<u64>() as f64 / 30.0,
                 rss.iter().map(|r| mib(*r)).collect::<Vec<_>>().join(" / "),
             );
+            let n = refused.swap(0, Ordering::Relaxed);
+            if n > 0 {
+                let why = last_refusal.lock().expect("refusal").clone();
+                println!("churn      {n} submit calls refused in the last 30 s, the last: {why}");
+            }
         }
     }
     stop.store(true, Ordering::Relaxed);
     for t in tasks {
         let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
     }
-    let elapsed = started.elapsed().as_secs_f64();
+    report(b, total, started.elapsed().as_secs_f64(), &per_sec, &peak);
+}
+
+/// Prints the run's summary (the slowest seconds of the steady state against the median, the
+/// peak resident memory per node) and records it.
+fn report(b: &mut Bench, total: u64, elapsed: f64, per_sec: &[u64], peak: &[u64]) {
     // The first and last seconds ramp up and drain; the rest is the steady state.
     let steady: Vec<u64> = per_sec
         .iter()

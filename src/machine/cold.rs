@@ -35,7 +35,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::codec;
-use super::job::{Job, JobId};
+use super::job::{Job, JobId, JobState};
 
 /// Bytes of the version suffix of every key.
 const VERSION_BYTES: usize = 8;
@@ -47,6 +47,48 @@ const GARBAGE: u8 = b'g';
 /// Value tags.
 const REMOVED: u8 = 0;
 const PRESENT: u8 = 1;
+
+/// What removing a finished job from the counters needs, kept as the payload of its purge
+/// entry so a retention purge doesn't read and decode the whole job: `[state][deadline
+/// missed][queue]`. Purge entries written before it (an empty payload) are read the long way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PurgeNote {
+    /// The job's (terminal) state.
+    pub state: JobState,
+    /// Whether it missed its SLA deadline.
+    pub deadline_missed: bool,
+    /// Its queue.
+    pub queue: String,
+}
+
+impl PurgeNote {
+    /// The note of `job`.
+    pub fn of(job: &Job) -> PurgeNote {
+        PurgeNote {
+            state: job.state,
+            deadline_missed: job.deadline_missed,
+            queue: job.spec.queue.clone(),
+        }
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(2 + self.queue.len());
+        bytes.push(self.state as u8);
+        bytes.push(u8::from(self.deadline_missed));
+        bytes.extend_from_slice(self.queue.as_bytes());
+        bytes
+    }
+
+    fn decode(bytes: &[u8]) -> Option<PurgeNote> {
+        let (&state, rest) = bytes.split_first()?;
+        let (&missed, queue) = rest.split_first()?;
+        Some(PurgeNote {
+            state: *JobState::ALL.get(usize::from(state))?,
+            deadline_missed: missed == 1,
+            queue: String::from_utf8(queue.to_vec()).ok()?,
+        })
+    }
+}
 
 /// An ordered byte map, the store under the cold tier (sled on a node, memory in tests).
 /// An I/O error is fatal to the node: implementations panic with the cause.
@@ -289,9 +331,16 @@ impl Cold {
         self.write(&job_key(id), at, bytes.as_deref());
     }
 
-    /// Adds or removes `(at_ms, id)` in the purge set at index `at`.
-    pub fn set_purge(&self, at_ms: u64, id: JobId, at: u64, present: bool) {
-        self.write(&purge_key(at_ms, id), at, present.then_some(&[][..]));
+    /// Adds `(at_ms, id)` to the purge set at index `at`, with the job's note, or removes it.
+    pub fn set_purge(&self, at_ms: u64, id: JobId, at: u64, note: Option<&PurgeNote>) {
+        let bytes = note.map(PurgeNote::encode);
+        self.write(&purge_key(at_ms, id), at, bytes.as_deref());
+    }
+
+    /// The note of `(at_ms, id)` in the purge set as of `at`: `None` when it isn't there or
+    /// was written without one.
+    pub fn purge_note(&self, at_ms: u64, id: JobId, at: u64) -> Option<PurgeNote> {
+        PurgeNote::decode(&self.read(&purge_key(at_ms, id), at)?)
     }
 
     /// Adds or removes job `id` in the dead set of `queue` at index `at`.
@@ -490,17 +539,34 @@ mod tests {
         j
     }
 
+    /// A purge note round-trips; a purge entry without one (an older build's) reads as none.
+    #[test]
+    fn purge_notes_round_trip_and_old_entries_have_none() {
+        let cold = Cold::in_memory();
+        let mut dead = job(4, "x");
+        dead.state = JobState::Dead;
+        dead.deadline_missed = true;
+        dead.spec.queue = "emails.é".into();
+        let note = PurgeNote::of(&dead);
+        cold.set_purge(9, 4, 1, Some(&note));
+        assert_eq!(cold.purge_note(9, 4, 1), Some(note));
+        cold.write(&purge_key(9, 5), 1, Some(&[]));
+        assert_eq!(cold.purge_first((9, 5), 1), Some((9, 5)));
+        assert_eq!(cold.purge_note(9, 5, 1), None);
+    }
+
     /// Reads see the newest version at or below their index; removals hide older versions;
     /// collecting at a horizon changes no view at or after it.
     #[test]
     fn views_by_index_and_collection_keep_them() {
         let cold = Cold::in_memory();
         let _copy = cold.promise_copy();
+        let note = PurgeNote::of(&job(7, "a"));
         cold.put_job(7, 10, Some(&job(7, "a")));
-        cold.set_purge(500, 7, 10, true);
+        cold.set_purge(500, 7, 10, Some(&note));
         cold.set_dead("q", 7, 10, true);
         cold.put_job(7, 20, None);
-        cold.set_purge(500, 7, 20, false);
+        cold.set_purge(500, 7, 20, None);
         cold.set_dead("q", 7, 20, false);
         cold.put_job(7, 30, Some(&job(7, "b")));
         assert!(cold.job(7, 9).is_none());
@@ -509,6 +575,8 @@ mod tests {
         assert_eq!(cold.job(7, 30).unwrap().error.as_deref(), Some("b"));
         assert_eq!(cold.purge_first((0, 0), 15), Some((500, 7)));
         assert_eq!(cold.purge_first((0, 0), 25), None);
+        assert_eq!(cold.purge_note(500, 7, 15), Some(note));
+        assert_eq!(cold.purge_note(500, 7, 25), None);
         assert_eq!(cold.dead(None, None, 15, 10), vec![("q".to_string(), 7)]);
         assert!(cold.dead(Some("q"), None, 25, 10).is_empty());
         let views: Vec<u64> = [20, 25, 30, 40].map(|at| cold.digest(at)).to_vec();
@@ -525,11 +593,12 @@ mod tests {
     fn removals_without_a_promised_copy_delete_outright() {
         let (kept, deleted) = (Cold::in_memory(), Cold::in_memory());
         let _copy = kept.promise_copy();
+        let note = PurgeNote::of(&job(3, "a"));
         for cold in [&kept, &deleted] {
             cold.put_job(3, 5, Some(&job(3, "a")));
-            cold.set_purge(100, 3, 5, true);
+            cold.set_purge(100, 3, 5, Some(&note));
             cold.put_job(3, 8, None);
-            cold.set_purge(100, 3, 8, false);
+            cold.set_purge(100, 3, 8, None);
             cold.put_job(3, 12, Some(&job(3, "b")));
         }
         assert_eq!(deleted.entries(), 1);

@@ -24,6 +24,12 @@ impl QueueStats {
     pub fn total(&self) -> u64 {
         self.counts.iter().sum()
     }
+
+    /// Unfinished jobs of the queue (scheduled, ready, leased): what `QUEUE_JOBS_MAX` bounds.
+    /// Finished jobs wait out their retention in the cold tier and take no room here.
+    pub fn live(&self) -> u64 {
+        self.counts[..JobState::Succeeded as usize].iter().sum()
+    }
 }
 
 /// The indexes.
@@ -76,13 +82,17 @@ impl Index {
 
     /// Takes a job counted by [`Index::add_counts`] out of its queue's counters.
     pub fn remove_counts(&mut self, job: &Job) {
-        let queue = &job.spec.queue;
+        self.remove_counts_of(&job.spec.queue, job.state, job.deadline_missed);
+    }
+
+    /// [`Index::remove_counts`] of a job known by its queue, state and missed deadline.
+    pub fn remove_counts_of(&mut self, queue: &str, state: JobState, deadline_missed: bool) {
         let stats = self
             .queues
             .get_mut(queue)
             .expect("queue stats of an indexed job");
-        stats.counts[job.state as usize] -= 1;
-        stats.deadline_missed -= u64::from(job.deadline_missed);
+        stats.counts[state as usize] -= 1;
+        stats.deadline_missed -= u64::from(deadline_missed);
         if stats.total() == 0 {
             self.queues.remove(queue);
         }

@@ -158,7 +158,9 @@ pub const DELAY_MS_MAX: u64 = 366 * 24 * 3_600_000;
 pub const BACKOFF_MS_MAX: u64 = 24 * 3_600_000;
 /// See [`BACKOFF_MS_MAX`].
 pub const BACKOFF_FACTOR_MAX: u32 = 10;
-/// Jobs one queue may hold; past it submits to that queue get RESOURCE_EXHAUSTED.
+/// Unfinished jobs (scheduled, ready, leased) one queue may hold; past it submits to that
+/// queue get RESOURCE_EXHAUSTED. Finished jobs waiting out their retention don't count: with
+/// the default 7-day retention a queue finishing 2 jobs a second would otherwise fill up.
 pub const QUEUE_JOBS_MAX: u64 = 1_000_000;
 /// Distinct queues with jobs or settings.
 pub const QUEUES_MAX: usize = 10_000;
@@ -437,6 +439,9 @@ pub const TRANSFER_HOLD_MS_MAX: u64 = 60_000;
 pub const TICKER_CHECK_MS: u64 = 1_000;
 /// Ticker pause after a failed proposal or a tick that did no work.
 pub const TICKER_RETRY_MS: u64 = 100;
+/// Ticks the leader's ticker has proposed and not yet seen answered, while the last answered
+/// one did a full `TICK_WORK_MAX` (a backlog); one otherwise.
+pub const TICKS_IN_FLIGHT_MAX: usize = 4;
 
 /// Page size of a list call whose `limit` is 0.
 pub const LIST_LIMIT_DEFAULT: u32 = 100;

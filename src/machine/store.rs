@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::cold::Cold;
+use super::cold::{Cold, PurgeNote};
 use super::job::{Job, JobId};
 
 /// Every job record, by id.
@@ -153,7 +153,7 @@ impl JobRecords {
         let cold = self.cold.as_ref().expect("retire without a cold tier");
         cold.put_job(job.id, self.at, Some(job));
         if let Some(t) = job.purge_at_ms {
-            cold.set_purge(t, job.id, self.at, true);
+            cold.set_purge(t, job.id, self.at, Some(&PurgeNote::of(job)));
             let entry = (t, job.id);
             if self.cold_purge_first.is_none_or(|first| entry < first) {
                 self.cold_purge_first = Some(entry);
@@ -166,19 +166,41 @@ impl JobRecords {
 
     /// Takes a finished job out of the cold tier (removed there as of the index applied).
     pub(super) fn take_cold(&mut self, id: JobId) -> Option<Job> {
-        let cold = self.cold.as_ref()?;
+        let cold = self.cold.clone()?;
         let job = cold.job(id, self.at)?;
         cold.put_job(id, self.at, None);
         if let Some(t) = job.purge_at_ms {
-            cold.set_purge(t, id, self.at, false);
-            if self.cold_purge_first == Some((t, id)) {
-                self.cold_purge_first = cold.purge_first((t, id.saturating_add(1)), self.at);
-            }
+            self.unpurge(t, id);
         }
         if job.state == super::job::JobState::Dead {
             cold.set_dead(&job.spec.queue, id, self.at, false);
         }
         Some(job)
+    }
+
+    /// Removes `(t, id)` from the cold purge set, moving the cached first entry on.
+    fn unpurge(&mut self, t: u64, id: JobId) {
+        let Some(cold) = self.cold.as_ref() else {
+            return;
+        };
+        cold.set_purge(t, id, self.at, None);
+        if self.cold_purge_first == Some((t, id)) {
+            self.cold_purge_first = cold.purge_first((t, id.saturating_add(1)), self.at);
+        }
+    }
+
+    /// Purges job `id`, due at `t`, from the cold tier by its purge note, without reading
+    /// the job: the note, or `None` when the entry has none (written by an older build; then
+    /// nothing is changed and the caller takes the job the long way).
+    pub(super) fn purge_cold(&mut self, t: u64, id: JobId) -> Option<PurgeNote> {
+        let cold = self.cold.clone()?;
+        let note = cold.purge_note(t, id, self.at)?;
+        cold.put_job(id, self.at, None);
+        if note.state == super::job::JobState::Dead {
+            cold.set_dead(&note.queue, id, self.at, false);
+        }
+        self.unpurge(t, id);
+        Some(note)
     }
 
     /// The first `(purge time, job)` in the cold tier.

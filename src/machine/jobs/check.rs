@@ -52,9 +52,9 @@ impl Jobs {
             )));
         }
         let stats = self.stats(&spec.queue);
-        if stats.total() >= limits::QUEUE_JOBS_MAX {
+        if stats.live() >= limits::QUEUE_JOBS_MAX {
             return Err(exhausted(format!(
-                "queue {} holds {} jobs, the limit (QUEUE_JOBS_MAX)",
+                "queue {} holds {} unfinished jobs, the limit (QUEUE_JOBS_MAX)",
                 spec.queue,
                 limits::QUEUE_JOBS_MAX
             )));
@@ -193,5 +193,43 @@ impl Jobs {
             tokens.windows(2).all(|w| w[0] < w[1]),
             "job {id} tokens not increasing"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::super::index::QueueStats;
+    use super::*;
+
+    fn room_in(counts: [u64; 6]) -> Result<(), Response> {
+        let mut jobs = Jobs::new();
+        jobs.index.queues.insert(
+            "q".into(),
+            QueueStats {
+                counts,
+                deadline_missed: 0,
+            },
+        );
+        jobs.check_room(&JobSpec::shell("q", &["true"]))
+    }
+
+    /// `QUEUE_JOBS_MAX` bounds a queue's unfinished jobs: finished ones waiting out their
+    /// retention (7 days by default) take no room, so a busy queue never fills up with them.
+    #[test]
+    fn queue_room_counts_unfinished_jobs_only() {
+        let max = limits::QUEUE_JOBS_MAX;
+        assert!(room_in([0, 0, 0, max, max, max]).is_ok());
+        assert!(room_in([1, max / 2, max / 2 - 2, max, 0, 0]).is_ok());
+        for counts in [
+            [max, 0, 0, 0, 0, 0],
+            [0, max, 0, 0, 0, 0],
+            [1, max / 2, max / 2 - 1, 0, 0, 0],
+        ] {
+            let refused = room_in(counts).expect_err("a full queue refuses");
+            assert!(
+                format!("{refused:?}").contains("QUEUE_JOBS_MAX"),
+                "{refused:?}"
+            );
+        }
     }
 }

@@ -164,6 +164,19 @@ impl Jobs {
         }
     }
 
+    /// Removes job `id` whose retention ended at `t`: from the cold tier by its purge note
+    /// when it is there (the job itself is not read), otherwise as [`Jobs::remove`].
+    fn purge(&mut self, t: u64, id: JobId) {
+        if self.records.hot(id).is_none() {
+            if let Some(note) = self.records.purge_cold(t, id) {
+                self.index
+                    .remove_counts_of(&note.queue, note.state, note.deadline_missed);
+                return;
+            }
+        }
+        self.remove(id);
+    }
+
     /// Sets the event-chain depth of a job started by an event.
     pub(super) fn set_depth(&mut self, id: JobId, depth: u8) {
         self.records
@@ -711,7 +724,7 @@ impl Jobs {
             );
         } else if let Some(&(_, id)) = self.index.deadlines.first().filter(|(t, _)| *t <= now) {
             self.update(id, |job| job.deadline_missed = true);
-        } else if let Some((_, id)) = [
+        } else if let Some((t, id)) = [
             self.index.purge.first().copied(),
             self.records.cold_purge_first(),
         ]
@@ -720,7 +733,7 @@ impl Jobs {
         .min()
         .filter(|(t, _)| *t <= now)
         {
-            self.remove(id);
+            self.purge(t, id);
         } else {
             return false;
         }
