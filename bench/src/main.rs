@@ -1,7 +1,7 @@
 //! `raftline-bench`: throughput, latency and failover figures for raftline, measured the way
 //! peer systems are measured, on the same machine.
 //!
-//! `cargo run --release -p raftline-bench -- [floor|w1|w2|w3|scale|dag|all|peers|security|churn] [--addr A]
+//! `cargo run --release -p raftline-bench -- [floor|w1|w2|w3|scale|dag|rest|all|peers|security|churn] [--addr A]
 //! [--secs S]`.
 //! Without `--addr` it starts a fresh 3-node cluster of the release binary in a temp dir on
 //! loopback (nodes on 127.0.1.N). Prints a table and appends JSON lines to
@@ -25,6 +25,8 @@
 //!   installed binaries beside raftline's cluster, in alternating rounds, printed as ratios
 //!   (`peers.rs` says what each shape is on each system).
 //!
+//! - rest: submit over the REST API against gRPC submit, 16 clients, alternating rounds
+//!   (`rest.rs`).
 //! - security: W1 and W2 with auth and TLS on (this cluster) against a second cluster with
 //!   both off, in alternating rounds, printed as ratios (`security.rs`).
 //!
@@ -45,13 +47,14 @@ use raftline_jepsen::cluster::{raftline_bin, Cluster};
 
 mod churn;
 mod peers;
+mod rest;
 mod security;
 
 /// Benchmarks for raftline.
 #[derive(Debug, Parser)]
 #[command(name = "raftline-bench")]
 struct Args {
-    /// floor, w1, w2, w3, scale, dag, all (every one of these), or peers, security or churn
+    /// floor, w1, w2, w3, scale, dag, rest, all (every one of these), or peers, security or churn
     /// (not in all).
     #[arg(default_value = "all")]
     section: String,
@@ -929,6 +932,9 @@ async fn sections(b: &mut Bench, args: &Args, dir: &std::path::Path) {
     }
     if args.section == "security" {
         security::run(b, dir, args.base_port + 30, secs, args.rounds).await;
+    }
+    if all || args.section == "rest" {
+        rest::run(b, 16, secs, if quick { 1 } else { args.rounds }).await;
     }
     if args.section == "churn" {
         churn::run(b, if quick { 20_000 } else { args.jobs }, 4, 8).await;

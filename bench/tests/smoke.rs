@@ -30,6 +30,8 @@ fn quick_run_prints_every_section() {
         "scale      submits/s",
         "DAG        step done",
         "DAG        86-step release plan",
+        "REST vs gRPC submit  round 1  clients 16",
+        "rest: rest_vs_grpc=",
     ] {
         assert!(
             stdout.contains(section),

@@ -182,6 +182,8 @@ pub enum Cmd {
     /// Run an external worker: lease jobs over the API and run them. Shell jobs run their own
     /// argv; external jobs run CMD with their payload on stdin.
     Worker(WorkerArgs),
+    /// Print the REST API's OpenAPI 3.1 document (what every node serves at /v1/openapi.json).
+    Openapi,
 }
 
 /// Runs a parsed command line.
@@ -213,5 +215,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         Cmd::Token { command } => tokens::token(addr, command).await,
         Cmd::Certs { command } => tokens::certs(command),
         Cmd::Audit { command } => tokens::audit(addr, command).await,
+        Cmd::Openapi => {
+            print!("{}", crate::server::rest::openapi::text());
+            Ok(())
+        }
     }
 }

@@ -51,8 +51,15 @@ pub const LIST_PAGE_BYTES_MAX: usize = 2 << 20;
 pub const CONFIG_FILE_BYTES_MAX: u64 = 1 << 20;
 /// Bytes of a workflow file the CLI reads.
 pub const WORKFLOW_FILE_BYTES_MAX: u64 = 16 << 20;
-/// Connections a node's HTTP port (`/health`, `/metrics`) holds open at once.
+/// Connections a node's HTTP port (`/health`, `/metrics`, the REST API) holds open at once.
 pub const HTTP_CONNECTIONS_MAX: usize = 64;
+/// Bytes of a REST request body (JSON). Twice the gRPC message limit, for JSON's larger
+/// spelling (base64 payloads, field names); the message it becomes must still fit
+/// `API_MESSAGE_BYTES_MAX`.
+pub const REST_BODY_BYTES_MAX: usize = 2 * API_MESSAGE_BYTES_MAX;
+/// Depth of nested JSON objects and arrays in a REST body (serde_json's own recursion limit is
+/// 128; the API's deepest message nests 4).
+pub const REST_JSON_DEPTH_MAX: usize = 32;
 
 /// API tokens (`machine/auth.rs`), bootstrap tokens included.
 pub const TOKENS_MAX: usize = 10_000;

@@ -395,16 +395,18 @@ where
         tokio::spawn(reload_on_sighup(tls.clone(), stopped()));
     }
     tokio::spawn(api_gate.clone().report_use(stopped()));
+    let api_service = server::api_service(replica.clone(), api_gate);
     let api = tokio::spawn(server::serve_api(
         api_listener,
         replica.clone(),
-        api_gate,
+        api_service.clone(),
         tls.cloned(),
         stopped(),
     ));
     let http = tokio::spawn(server::http::serve(
         http_listener,
         replica.clone(),
+        api_service,
         tls.cloned(),
         stopped(),
     ));

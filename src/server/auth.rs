@@ -331,6 +331,10 @@ pub struct Authed<S> {
     gate: Arc<Gate>,
 }
 
+impl<S: tonic::server::NamedService> tonic::server::NamedService for Authed<S> {
+    const NAME: &'static str = S::NAME;
+}
+
 impl<S, B> tower::Service<http::Request<B>> for Authed<S>
 where
     S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,

@@ -1,4 +1,4 @@
-//! HTTP on `http_addr`: `/health` (200 while the process serves, with this node's Raft view),
+//! HTTP on `http_addr`: the REST API under `/v1/` ([`super::rest`]), `/health` (200 while the process serves, with this node's Raft view),
 //! `/ready` (200 when this node can serve: it knows a leader (and, leading, heard a majority
 //! within the request timeout), is a voter and has applied its log to within
 //! `READY_APPLY_LAG_MAX` entries; 503 with the reason otherwise; for load
@@ -20,6 +20,7 @@ use crate::raft::Replica;
 pub async fn serve(
     listener: TcpListener,
     replica: Arc<Replica>,
+    api: super::rest::ApiCall,
     tls: Option<Arc<crate::tls::NodeTls>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
@@ -41,10 +42,22 @@ pub async fn serve(
         move || async move { readiness(&replica) }
     };
     let metrics = move || async move { metrics_text(&replica) };
+    let rest = move |method: axum::http::Method,
+                     uri: axum::http::Uri,
+                     headers: axum::http::HeaderMap,
+                     body: axum::body::Bytes| {
+        super::rest::handle(api.clone(), method, uri, headers, body)
+    };
+    let openapi = || async { axum::Json(super::rest::openapi::document()) };
     let app = Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
-        .route("/metrics", get(metrics));
+        .route("/metrics", get(metrics))
+        .route("/v1/openapi.json", get(openapi))
+        .route("/v1/{*path}", axum::routing::any(rest))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            limits::REST_BODY_BYTES_MAX,
+        ));
     let local = listener
         .local_addr()
         .map_err(|e| Error::Internal(format!("http: {e}")))?;
@@ -62,12 +75,12 @@ pub async fn serve(
         .map_err(|e| Error::Internal(format!("http server: {e}")))
 }
 
-/// `/ready`: 200 or 503, with the reason when not ready.
-fn readiness(replica: &Replica) -> (axum::http::StatusCode, axum::Json<serde_json::Value>) {
+/// Why this node is not ready to serve, or `None` when it is (`/ready`, gRPC health).
+pub fn readiness_reason(replica: &Replica) -> Option<String> {
     let s = replica.status();
     let voter = s.members.iter().any(|(id, _, voter)| *id == s.id && *voter);
     let behind = s.last_log_index.saturating_sub(s.last_applied);
-    let reason = if s.leader.is_none() {
+    if s.leader.is_none() {
         Some("no leader known".to_string())
     } else if s.leader_without_quorum {
         Some("leads, but no majority has answered it within the request timeout".to_string())
@@ -77,7 +90,13 @@ fn readiness(replica: &Replica) -> (axum::http::StatusCode, axum::Json<serde_jso
         Some(format!("applying its log: {behind} entries behind"))
     } else {
         None
-    };
+    }
+}
+
+/// `/ready`: 200 or 503, with the reason when not ready.
+fn readiness(replica: &Replica) -> (axum::http::StatusCode, axum::Json<serde_json::Value>) {
+    let reason = readiness_reason(replica);
+    let s = replica.status();
     let code = if reason.is_some() {
         axum::http::StatusCode::SERVICE_UNAVAILABLE
     } else {
