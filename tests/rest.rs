@@ -623,3 +623,168 @@ async fn grpc_health_and_reflection_need_no_token() {
         .expect_err("no token");
     assert_eq!(refused.code(), tonic::Code::Unauthenticated);
 }
+
+/// Search by tag, text and creation time, and the cursor: over REST, then through the CLI's
+/// `jobs list` and `jobs export --format csv`.
+#[tokio::test(flavor = "multi_thread")]
+async fn search_filters_by_tag_time_and_text_and_pages_with_a_cursor() {
+    let c = Cluster::start(Settings::default()).await;
+    let mut r = Rest::new(&c, c.wait_leader(None).await);
+    // A paused queue: its shell jobs stay ready, so their states hold still.
+    r.ok("POST", "/v1/queues/{queue}/pause", &["s"], None).await;
+    let submit = |i: usize| {
+        let tags: Vec<&str> = if i % 3 == 0 { vec!["nightly"] } else { vec![] };
+        json!({"queue": "s", "shell": {"argv": ["echo", format!("build-{i}")]}, "tags": tags})
+    };
+    let batch =
+        |range: std::ops::Range<usize>| json!({"jobs": range.map(submit).collect::<Vec<_>>()});
+    r.ok("POST", "/v1/jobs/batch", &[], Some(batch(0..15)))
+        .await;
+    let first = r.ok("GET", "/v1/jobs?queue=s&limit=1000", &[], None).await;
+    let mid = first["jobs"]
+        .as_array()
+        .expect("jobs")
+        .iter()
+        .filter_map(|j| j["created_ms"].as_u64())
+        .max()
+        .expect("a job")
+        + 1;
+    common::wait_for(
+        "the clock to pass the first batch",
+        std::time::Duration::from_secs(5),
+        || async { (raftline::raft::wall_clock_ms() > mid).then_some(()) },
+    )
+    .await;
+    r.ok("POST", "/v1/jobs/batch", &[], Some(batch(15..30)))
+        .await;
+
+    let count = |v: &Value| v["jobs"].as_array().map_or(0, Vec::len);
+    let tagged = r.ok("GET", "/v1/jobs?queue=s&tag=nightly", &[], None).await;
+    assert_eq!(count(&tagged), 10, "{tagged}");
+    let text = r
+        .ok("GET", "/v1/jobs?queue=s&text=BUILD-1", &[], None)
+        .await;
+    assert_eq!(
+        count(&text),
+        11,
+        "build-1 and build-10..19, case ignored: {text}"
+    );
+    let early = r
+        .ok(
+            "GET",
+            &format!("/v1/jobs?queue=s&created_before_ms={mid}"),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(count(&early), 15, "{early}");
+    let late = r
+        .ok(
+            "GET",
+            &format!("/v1/jobs?queue=s&created_after_ms={mid}"),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(count(&late), 15, "{late}");
+    let finished = r
+        .ok("GET", "/v1/jobs?queue=s&finished_after_ms=1", &[], None)
+        .await;
+    assert_eq!(count(&finished), 0, "none finished: {finished}");
+
+    walk_the_cursor(&mut r).await;
+
+    let (code, body) = call_as(
+        &r.addr,
+        Some(&r.token),
+        "GET",
+        "/v1/jobs?created_after_ms=5&created_before_ms=4",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (code, body["error"]["field"].as_str()),
+        (400, Some("created_before_ms")),
+        "{body}"
+    );
+    let long = "x".repeat(300);
+    let (code, body) = call_as(
+        &r.addr,
+        Some(&r.token),
+        "GET",
+        &format!("/v1/jobs?text={long}"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (code, body["error"]["field"].as_str()),
+        (400, Some("text")),
+        "{body}"
+    );
+
+    search_through_the_cli(&c);
+}
+
+/// Pages of 7 over the 30 jobs of queue `s`, following `next_after_id` to its end.
+async fn walk_the_cursor(r: &mut Rest) {
+    let mut after = 0u64;
+    let mut seen = Vec::new();
+    for _ in 0..10 {
+        let page = r
+            .ok(
+                "GET",
+                &format!("/v1/jobs?queue=s&limit=7&after_id={after}"),
+                &[],
+                None,
+            )
+            .await;
+        seen.extend(
+            page["jobs"]
+                .as_array()
+                .expect("jobs")
+                .iter()
+                .filter_map(|j| j["id"].as_u64()),
+        );
+        after = page["next_after_id"].as_u64().expect("cursor");
+        if after == 0 {
+            break;
+        }
+    }
+    assert_eq!(after, 0, "the cursor ends");
+    assert_eq!(seen.len(), 30, "{seen:?}");
+    assert!(
+        seen.windows(2).all(|w| w[0] < w[1]),
+        "id order, no repeats: {seen:?}"
+    );
+}
+
+/// `jobs export --format csv` and `jobs list` with filters, and a bad time flag.
+fn search_through_the_cli(c: &Cluster) {
+    let out = c.cli(&[
+        "jobs", "export", "--queue", "s", "--tag", "nightly", "--format", "csv",
+    ]);
+    assert!(out.status.success(), "{}", common::show(&out));
+    let csv = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 11, "a header and 10 jobs: {csv}");
+    assert!(lines[0].starts_with("id,queue,state"), "{csv}");
+    assert!(
+        lines[1..]
+            .iter()
+            .all(|l| l.contains(",s,ready,") && l.contains("nightly")),
+        "{csv}"
+    );
+    let out = c.cli(&[
+        "jobs", "list", "--queue", "s", "--text", "build-3", "--since", "1h", "--json",
+    ]);
+    assert!(out.status.success(), "{}", common::show(&out));
+    let listed: Value = serde_json::from_slice(&out.stdout).expect("a JSON array");
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    let out = c.cli(&["jobs", "list", "--since", "last tuesday"]);
+    assert_eq!(out.status.code(), Some(2), "{}", common::show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("since"),
+        "{}",
+        common::show(&out)
+    );
+}

@@ -5,7 +5,6 @@
 use clap::Subcommand;
 
 use super::connect::client;
-use super::page::pages;
 use super::parse::{invalid, nonzero, parse_duration, parse_env};
 use super::view;
 use crate::client::Client;
@@ -115,33 +114,6 @@ pub enum JobCmd {
     },
     /// Run a scheduled, dead or cancelled job again now, optionally with new parameters.
     Retry(RetryArgs),
-}
-
-/// `raftline jobs ...`
-#[derive(Debug, Subcommand)]
-pub enum JobsCmd {
-    /// List jobs by id.
-    List {
-        /// Only this queue.
-        #[arg(long)]
-        queue: Option<String>,
-        /// Only this state (scheduled, ready, leased, succeeded, dead, cancelled).
-        #[arg(long)]
-        state: Option<String>,
-        /// At most this many (default 100); above the server's page size (1000) the list is
-        /// read page by page.
-        #[arg(long, default_value_t = 100)]
-        limit: u32,
-        /// Only ids above this (for paging).
-        #[arg(long, default_value_t = 0)]
-        after: u64,
-        /// Read this node's local state.
-        #[arg(long)]
-        stale: bool,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
 }
 
 /// Runs `raftline submit`.
@@ -348,38 +320,12 @@ impl JobsOut {
     }
 }
 
-/// Prints up to `req.limit` jobs matching `req`, paging past the server's page size.
+/// Prints up to `req.limit` jobs matching `req` (100 when 0), following the server's cursor.
 pub async fn list(client: &Client, req: pb::ListJobsRequest, json: bool) -> Result<()> {
-    let mut out = JobsOut::new(json);
-    let fetch = |after_id, limit| {
-        let req = pb::ListJobsRequest {
-            after_id,
-            limit,
-            ..req.clone()
-        };
-        client.list_jobs(req)
+    let limit = if req.limit == 0 {
+        100
+    } else {
+        u64::from(req.limit)
     };
-    pages(req.limit, req.after_id, fetch, |j| j.id, |p| out.page(p)).await?;
-    out.end();
-    Ok(())
-}
-
-/// Runs `raftline jobs ...`.
-pub async fn jobs(addr: &[String], command: JobsCmd) -> Result<()> {
-    let JobsCmd::List {
-        queue,
-        state,
-        limit,
-        after,
-        stale,
-        json,
-    } = command;
-    let req = pb::ListJobsRequest {
-        queue: queue.unwrap_or_default(),
-        state: state.unwrap_or_default(),
-        after_id: after,
-        limit,
-        stale,
-    };
-    list(&client(addr)?, req, json).await
+    super::search::list(client, req, limit, json).await
 }

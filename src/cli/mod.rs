@@ -24,6 +24,7 @@ pub mod parse;
 pub mod queues;
 pub mod resources;
 pub mod schedules;
+pub mod search;
 pub mod signal;
 pub mod snapshot;
 pub mod tokens;
@@ -40,10 +41,11 @@ use clap::{Parser, Subcommand};
 use crate::error::Result;
 use cluster::ClusterCmd;
 use dag::DagCmd;
-use jobs::{JobCmd, JobsCmd, SubmitArgs};
+use jobs::{JobCmd, SubmitArgs};
 use queues::{DlqCmd, QueueCmd};
 use resources::{LockCmd, ResourceCmd};
 use schedules::{EventCmd, ScheduleCmd, TimerCmd, TriggerCmd};
+use search::JobsCmd;
 use worker::WorkerArgs;
 
 /// raftline: a clustered job executor with embedded Raft storage.
@@ -201,7 +203,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Cmd::Snapshot { command } => snapshot::run(addr, command).await,
         Cmd::Submit(args) => jobs::submit(addr, *args).await,
         Cmd::Job { command } => jobs::job(addr, command).await,
-        Cmd::Jobs { command } => jobs::jobs(addr, command).await,
+        Cmd::Jobs { command } => search::jobs(addr, command).await,
         Cmd::Queue { command } => queues::queue(addr, command).await,
         Cmd::Dlq { command } => queues::dlq(addr, command).await,
         Cmd::Dag { command } => dag::dag(addr, command).await,

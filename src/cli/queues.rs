@@ -256,9 +256,8 @@ pub async fn dlq(addr: &[String], command: DlqCmd) -> Result<()> {
             let req = pb::ListJobsRequest {
                 queue: queue.unwrap_or_default(),
                 state: "dead".into(),
-                after_id: 0,
                 limit,
-                stale: false,
+                ..Default::default()
             };
             jobs::list(&client, req, json).await?;
         }

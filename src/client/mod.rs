@@ -510,16 +510,19 @@ impl Client {
         .await
     }
 
-    /// Lists jobs.
+    /// Lists jobs (one page; see [`Client::list_jobs_page`] for the cursor).
     pub async fn list_jobs(&self, req: pb::ListJobsRequest) -> Result<Vec<pb::Job>> {
+        Ok(self.list_jobs_page(req).await?.jobs)
+    }
+
+    /// One page of a job search, with the cursor to go on (`next_after_id`, 0 at the end).
+    pub async fn list_jobs_page(&self, req: pb::ListJobsRequest) -> Result<pb::ListJobsResponse> {
         fits(&req)?;
-        let reply = self
-            .call(true, |mut c| {
-                let req = req.clone();
-                async move { c.list_jobs(req).await }
-            })
-            .await?;
-        Ok(reply.jobs)
+        self.call(true, |mut c| {
+            let req = req.clone();
+            async move { c.list_jobs(req).await }
+        })
+        .await
     }
 
     /// Cancels a job; returns its new state.

@@ -178,6 +178,14 @@ pub const TICK_WORK_MAX: usize = 1_000;
 pub const PURGE_BATCH_MAX: usize = 10_000;
 /// Jobs returned by one list call.
 pub const LIST_LIMIT_MAX: u32 = 1_000;
+/// Jobs a `ListJobs` page looks at for its filter: past them the page ends (perhaps empty)
+/// with a cursor to go on, so a filter that matches few of millions of jobs answers in bounded
+/// time.
+pub const LIST_SCAN_MAX: usize = 100_000;
+/// Bytes of a job search's `text`.
+pub const SEARCH_TEXT_BYTES_MAX: usize = 256;
+/// Latest time a search filter names: 9999-12-31T23:59:59.999Z, in ms.
+pub const FILTER_TIME_MS_MAX: u64 = 253_402_300_799_999;
 /// Longest long-poll wait of a lease request.
 pub const LEASE_WAIT_MS_MAX: u64 = 60_000;
 

@@ -79,6 +79,7 @@ pub mod limits;
 pub mod nodes;
 pub mod resources;
 pub mod schedule;
+pub mod search;
 pub mod store;
 pub mod workflow;
 

@@ -8,6 +8,7 @@ use crate::error::Error;
 use crate::machine::controls::{BreakerConfig, QueuePolicy, Rate};
 use crate::machine::resources::Need;
 use crate::machine::schedule::{CatchUp, Overlap, ScheduleOp, ScheduleSpec, Target};
+use crate::machine::search::JobFilter;
 use crate::machine::{
     limits, Backoff, Condition, Dependency, ErrorClass, FailurePolicy, JobChanges, JobKind,
     JobSpec, JobState, Report, StepSpec, WorkflowOp, WorkflowSpec, WorkflowState,
@@ -123,6 +124,70 @@ pub fn state(name: &str) -> Result<Option<JobState>, Error> {
             "state",
             &format!("{name:?} is not one of scheduled, ready, leased, succeeded, dead, cancelled"),
         )
+    })
+}
+
+/// A job search's conditions (`ListJobs`), checked: the state is known, the tag and text fit
+/// their limits, times are below `FILTER_TIME_MS_MAX` and each range is not empty.
+pub fn job_filter(req: &pb::ListJobsRequest) -> Result<JobFilter, Error> {
+    let text = match req.text.as_str() {
+        "" => None,
+        t if t.len() > limits::SEARCH_TEXT_BYTES_MAX => {
+            return Err(invalid(
+                "text",
+                &format!(
+                    "is {} bytes, the limit is {}",
+                    t.len(),
+                    limits::SEARCH_TEXT_BYTES_MAX
+                ),
+            ))
+        }
+        t => Some(t.to_ascii_lowercase()),
+    };
+    if req.tag.len() > limits::TAG_BYTES_MAX {
+        return Err(invalid(
+            "tag",
+            &format!(
+                "is {} bytes, the limit is {}",
+                req.tag.len(),
+                limits::TAG_BYTES_MAX
+            ),
+        ));
+    }
+    let range = |from_field: &str, from: u64, to_field: &str, to: u64| {
+        for (field, v) in [(from_field, from), (to_field, to)] {
+            if v > limits::FILTER_TIME_MS_MAX {
+                return Err(invalid(
+                    field,
+                    &format!("is {v}, past the year 9999 (FILTER_TIME_MS_MAX)"),
+                ));
+            }
+        }
+        if from != 0 && to != 0 && to <= from {
+            return Err(invalid(
+                to_field,
+                &format!("is {to}, not after {from_field} ({from})"),
+            ));
+        }
+        Ok(((from != 0).then_some(from), (to != 0).then_some(to)))
+    };
+    Ok(JobFilter {
+        queue: (!req.queue.is_empty()).then(|| req.queue.clone()),
+        state: state(&req.state)?,
+        tag: (!req.tag.is_empty()).then(|| req.tag.clone()),
+        created: range(
+            "created_after_ms",
+            req.created_after_ms,
+            "created_before_ms",
+            req.created_before_ms,
+        )?,
+        finished: range(
+            "finished_after_ms",
+            req.finished_after_ms,
+            "finished_before_ms",
+            req.finished_before_ms,
+        )?,
+        text,
     })
 }
 

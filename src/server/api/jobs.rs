@@ -104,16 +104,18 @@ pub(super) async fn list_jobs(
     api: &ApiService,
     req: pb::ListJobsRequest,
 ) -> Result<pb::ListJobsResponse, Status> {
-    let state = from_wire::state(&req.state)?;
+    let filter = from_wire::job_filter(&req)?;
     let limit = from_wire::list_limit(req.limit)?;
-    let queue = (!req.queue.is_empty()).then_some(req.queue.as_str());
     api.read_barrier(req.stale).await?;
-    let jobs = api.replica.read(|m| {
+    let (jobs, next_after_id) = api.replica.read(|m| {
+        let page = m.search(&filter, req.after_id, limit, limits::LIST_SCAN_MAX);
         // A page ends early at LIST_PAGE_BYTES_MAX (one job at least), so jobs with large
-        // payloads page by bytes instead of overflowing the message limit; the caller
-        // continues after the last id.
+        // payloads page by bytes instead of overflowing the message limit; the cursor is then
+        // the last job sent.
         let mut bytes = 0usize;
-        m.list(queue, state, req.after_id, limit)
+        let found = page.jobs.len();
+        let jobs: Vec<pb::Job> = page
+            .jobs
             .into_iter()
             .map(|j| with_submitter(m, to_wire::job(&j)))
             .take_while(|j| {
@@ -121,9 +123,17 @@ pub(super) async fn list_jobs(
                 bytes += prost::Message::encoded_len(j);
                 first || bytes <= limits::LIST_PAGE_BYTES_MAX
             })
-            .collect()
+            .collect();
+        let next = match jobs.last() {
+            Some(last) if jobs.len() < found => Some(last.id),
+            _ => page.next_after,
+        };
+        (jobs, next.unwrap_or(0))
     });
-    Ok(pb::ListJobsResponse { jobs })
+    Ok(pb::ListJobsResponse {
+        jobs,
+        next_after_id,
+    })
 }
 
 pub(super) async fn cancel_job(
