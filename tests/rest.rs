@@ -101,6 +101,7 @@ async fn every_path_answers_with_its_call() {
     let follower = *c.ids().iter().find(|&&i| i != leader).expect("a follower");
     let mut r = Rest::new(&c, follower);
     jobs_and_queues(&mut r).await;
+    bulk(&mut r).await;
     workers(&mut r).await;
     workflows_resources_locks(&mut r).await;
     schedules_events_timers(&mut r).await;
@@ -171,6 +172,82 @@ async fn jobs_and_queues(r: &mut Rest) {
     .await;
     r.ok("POST", "/v1/dead/purge", &[], Some(json!({"queue": "ext"})))
         .await;
+}
+
+/// Bulk cancel by a filter: a dry run counts and changes nothing, the real one changes each
+/// job once, a second finds nothing to change.
+async fn bulk(r: &mut Rest) {
+    let held = json!({"queue": "rest", "shell": {"argv": ["true"]}, "delay_ms": 3_600_000, "tags": ["bulk"]});
+    let three = json!({"jobs": [held.clone(), held.clone(), held]});
+    r.ok("POST", "/v1/jobs/batch", &[], Some(three)).await;
+    let filter = json!({"queue": "rest", "tag": "bulk"});
+    let ask = |dry: bool| Some(json!({"filter": filter, "action": "cancel", "dry_run": dry}));
+    let dry = r.ok("POST", "/v1/jobs/bulk", &[], ask(true)).await;
+    assert_eq!(
+        (dry["matched"].as_u64(), dry["changed"].as_u64()),
+        (Some(3), Some(3)),
+        "{dry}"
+    );
+    let still = r
+        .ok(
+            "GET",
+            "/v1/jobs?queue=rest&tag=bulk&state=scheduled",
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(
+        still["jobs"].as_array().map(Vec::len),
+        Some(3),
+        "a dry run changes nothing"
+    );
+    let done = r.ok("POST", "/v1/jobs/bulk", &[], ask(false)).await;
+    assert_eq!(done["changed"].as_u64(), Some(3), "{done}");
+    let cancelled = r
+        .ok(
+            "GET",
+            "/v1/jobs?queue=rest&tag=bulk&state=cancelled",
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(
+        cancelled["jobs"].as_array().map(Vec::len),
+        Some(3),
+        "{cancelled}"
+    );
+    let again = r.ok("POST", "/v1/jobs/bulk", &[], ask(false)).await;
+    assert_eq!(
+        (again["changed"].as_u64(), again["skipped"].as_u64()),
+        (Some(0), Some(3)),
+        "{again}"
+    );
+    let (code, bad) = r
+        .call(
+            "POST",
+            "/v1/jobs/bulk",
+            &[],
+            Some(json!({"filter": filter, "action": "explode"})),
+        )
+        .await;
+    assert_eq!(
+        (code, bad["error"]["field"].as_str()),
+        (400, Some("action")),
+        "{bad}"
+    );
+    let (code, bad) = r
+        .call(
+            "POST",
+            "/v1/jobs/bulk",
+            &[],
+            Some(json!({"filter": {"state": "gone"}, "action": "retry"})),
+        )
+        .await;
+    assert_eq!(
+        (code, bad["error"]["field"].as_str()),
+        (400, Some("filter.state")),
+        "{bad}"
+    );
 }
 
 async fn workers(r: &mut Rest) {
@@ -723,6 +800,7 @@ async fn search_filters_by_tag_time_and_text_and_pages_with_a_cursor() {
     );
 
     search_through_the_cli(&c);
+    requeue_every_dead_job_of_a_queue(&c, &mut r).await;
 }
 
 /// Pages of 7 over the 30 jobs of queue `s`, following `next_after_id` to its end.
@@ -785,6 +863,59 @@ fn search_through_the_cli(c: &Cluster) {
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("since"),
         "{}",
+        common::show(&out)
+    );
+}
+
+/// `dlq requeue --all --queue Q`: a dry run counts, the real one requeues each dead job.
+async fn requeue_every_dead_job_of_a_queue(c: &Cluster, r: &mut Rest) {
+    let failing = json!({"queue": "d", "shell": {"argv": ["false"]}, "max_attempts": 1});
+    let jobs = json!({"jobs": [failing.clone(), failing.clone(), failing]});
+    r.ok("POST", "/v1/jobs/batch", &[], Some(jobs)).await;
+    let dead = |r: &Rest| {
+        let (addr, token) = (r.addr.clone(), r.token.clone());
+        async move {
+            let (_, v) = call_as(
+                &addr,
+                Some(&token),
+                "GET",
+                "/v1/jobs?queue=d&state=dead",
+                None,
+            )
+            .await;
+            (v["jobs"].as_array().map(Vec::len) == Some(3)).then_some(())
+        }
+    };
+    common::wait_for("3 dead jobs", std::time::Duration::from_secs(30), || {
+        dead(r)
+    })
+    .await;
+    let out = c.cli(&[
+        "dlq",
+        "requeue",
+        "--all",
+        "--queue",
+        "d",
+        "--dry-run",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", common::show(&out));
+    let counted: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(
+        (counted["matched"].as_u64(), counted["changed"].as_u64()),
+        (Some(3), Some(3)),
+        "{counted}"
+    );
+    assert!(dead(r).await.is_some(), "a dry run requeues nothing");
+    let out = c.cli(&["dlq", "requeue", "--all", "--queue", "d", "--json"]);
+    assert!(out.status.success(), "{}", common::show(&out));
+    let done: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(done["changed"].as_u64(), Some(3), "{done}");
+    let out = c.cli(&["dlq", "requeue", "--queue", "d"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "--queue needs --all: {}",
         common::show(&out)
     );
 }

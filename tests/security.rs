@@ -60,6 +60,7 @@ async fn call(channel: &Channel, token: Option<&str>, method: &str) -> Code {
         "ListJobs" => list_jobs(pb::ListJobsRequest),
         "CancelJob" => cancel_job(pb::JobRef),
         "RetryJob" => retry_job(pb::RetryJobRequest),
+        "BulkJobs" => bulk_jobs(pb::BulkJobsRequest),
         "PauseQueue" => pause_queue(pb::QueueRef),
         "ResumeQueue" => resume_queue(pb::QueueRef),
         "GetQueue" => get_queue(pb::QueueRef),

@@ -76,8 +76,9 @@ pub enum DlqCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Run a dead job again with a fresh attempt budget, optionally with new parameters.
-    Requeue(RetryArgs),
+    /// Run a dead job again with a fresh attempt budget, optionally with new parameters; with
+    /// `--all`, every dead job (of `--queue`) as is, in calls of up to 10,000.
+    Requeue(DlqRequeueArgs),
     /// Remove dead jobs.
     Purge {
         /// Only this queue.
@@ -87,6 +88,38 @@ pub enum DlqCmd {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `raftline dlq requeue`: one job, or `--all`.
+#[derive(Debug, clap::Args)]
+pub struct DlqRequeueArgs {
+    /// Job id (or --all).
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub id: Option<u64>,
+    /// Every dead job (of --queue when given).
+    #[arg(long)]
+    pub all: bool,
+    /// With --all: only this queue.
+    #[arg(long, requires = "all")]
+    pub queue: Option<String>,
+    /// With --all: count, change nothing.
+    #[arg(long, requires = "all")]
+    pub dry_run: bool,
+    /// New priority.
+    #[arg(long, conflicts_with = "all")]
+    pub priority: Option<u32>,
+    /// New attempt budget.
+    #[arg(long, conflicts_with = "all")]
+    pub max_attempts: Option<u32>,
+    /// Environment variable K=V to set (repeatable).
+    #[arg(long, conflicts_with = "all")]
+    pub env: Vec<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// New command and arguments.
+    #[arg(last = true, value_name = "CMD", conflicts_with = "all")]
+    pub argv: Vec<String>,
 }
 
 /// Parses `N/s`, `N/min`, `N/h`, `N/d` or `off` into (count, period ms).
@@ -261,7 +294,23 @@ pub async fn dlq(addr: &[String], command: DlqCmd) -> Result<()> {
             };
             jobs::list(&client, req, json).await?;
         }
-        DlqCmd::Requeue(a) => {
+        DlqCmd::Requeue(d) if d.all => {
+            let filter = super::search::FilterArgs {
+                queue: d.queue,
+                state: Some("dead".into()),
+                ..Default::default()
+            };
+            super::search::bulk(&client, filter.request()?, "retry", d.dry_run, d.json).await?;
+        }
+        DlqCmd::Requeue(d) => {
+            let a = RetryArgs {
+                id: d.id.unwrap_or_default(),
+                priority: d.priority,
+                max_attempts: d.max_attempts,
+                env: d.env,
+                json: d.json,
+                argv: d.argv,
+            };
             let job = client.job(a.id, false).await?;
             if job.state != "dead" {
                 return Err(Error::FailedPrecondition(format!(

@@ -28,6 +28,22 @@ pub enum JobsCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Retry or cancel every job the filter keeps: one replicated command per 10,000 jobs.
+    /// `jobs bulk retry --queue build --state dead`, `jobs bulk cancel --tag nightly --state
+    /// scheduled --dry-run`.
+    Bulk {
+        /// retry or cancel.
+        action: String,
+        /// Which jobs.
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Count what would change; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write every job the filter keeps to stdout, as JSON lines (default) or CSV.
     Export {
         /// Which jobs.
@@ -172,6 +188,12 @@ pub async fn jobs(addr: &[String], command: JobsCmd) -> Result<()> {
             format,
             limit,
         } => export(&client(addr)?, filter.request()?, &format, limit).await,
+        JobsCmd::Bulk {
+            action,
+            filter,
+            dry_run,
+            json,
+        } => bulk(&client(addr)?, filter.request()?, &action, dry_run, json).await,
     }
 }
 
@@ -186,6 +208,50 @@ pub async fn list(client: &Client, req: pb::ListJobsRequest, limit: u64, json: b
     out.end();
     Ok(())
 }
+
+/// Runs a bulk action over every job `filter` keeps, call after call while the server says
+/// more match; prints the totals.
+pub async fn bulk(
+    client: &Client,
+    filter: pb::ListJobsRequest,
+    action: &str,
+    dry_run: bool,
+    json: bool,
+) -> Result<()> {
+    let (mut matched, mut changed, mut skipped) = (0u64, 0u64, 0u64);
+    let mut calls = 0u32;
+    loop {
+        let req = pb::BulkJobsRequest {
+            filter: Some(filter.clone()),
+            action: action.to_string(),
+            dry_run,
+        };
+        let reply = client.bulk_jobs(req).await?;
+        matched += reply.matched;
+        changed += reply.changed;
+        skipped += reply.skipped;
+        calls += 1;
+        // A dry run changes nothing, so a second call would count the same jobs again; a call
+        // that changed nothing would find them again too.
+        if !reply.more || dry_run || reply.changed == 0 || calls >= BULK_CALLS_MAX {
+            break;
+        }
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"action": action, "dry_run": dry_run, "matched": matched,
+                "changed": changed, "skipped": skipped})
+        );
+    } else {
+        let verb = if dry_run { "would change" } else { "changed" };
+        println!("{action}: {matched} matched, {changed} {verb}, {skipped} skipped");
+    }
+    Ok(())
+}
+
+/// Calls one `jobs bulk` makes (of up to 10,000 jobs each) before it stops.
+const BULK_CALLS_MAX: u32 = 1_000;
 
 /// The CSV columns of an export.
 const CSV_COLUMNS: [&str; 12] = [

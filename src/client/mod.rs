@@ -525,6 +525,17 @@ impl Client {
         .await
     }
 
+    /// Retries or cancels every job a filter keeps (one call, up to 10,000 jobs). Not retried
+    /// on an unknown outcome: a second call finds what the first left.
+    pub async fn bulk_jobs(&self, req: pb::BulkJobsRequest) -> Result<pb::BulkJobsResponse> {
+        fits(&req)?;
+        self.call(false, |mut c| {
+            let req = req.clone();
+            async move { c.bulk_jobs(req).await }
+        })
+        .await
+    }
+
     /// Cancels a job; returns its new state.
     pub async fn cancel(&self, id: u64) -> Result<String> {
         let reply = self

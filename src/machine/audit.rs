@@ -145,6 +145,7 @@ impl Command {
             Command::Release { .. } => "Release",
             Command::Cancel { .. } => "Cancel",
             Command::Requeue { .. } => "Requeue",
+            Command::BulkJobs { .. } => "BulkJobs",
             Command::PauseQueue { paused: true, .. } => "PauseQueue",
             Command::PauseQueue { paused: false, .. } => "ResumeQueue",
             Command::PurgeDead { .. } => "PurgeDead",
@@ -186,6 +187,7 @@ impl Command {
         match self {
             Command::Submit { spec, .. } => spec.queue.clone(),
             Command::Cancel { job_id } | Command::Requeue { job_id, .. } => format!("job {job_id}"),
+            Command::BulkJobs { action, ids } => format!("{action:?} of {} jobs", ids.len()),
             Command::PauseQueue { queue, .. } | Command::SetQueuePolicy { queue, .. } => {
                 format!("queue {queue}")
             }

@@ -159,6 +159,14 @@ pub enum Command {
         /// New parameters.
         changes: JobChanges,
     },
+    /// Retry or cancel each of `ids` (found by a filter when proposed): a job the action no
+    /// longer applies to is skipped.
+    BulkJobs {
+        /// What to do to each.
+        action: BulkAction,
+        /// The jobs, at most `BULK_JOBS_MAX`.
+        ids: Vec<JobId>,
+    },
     /// Stop (or resume) leasing from a queue; running jobs finish.
     PauseQueue {
         /// The queue.
@@ -353,6 +361,9 @@ impl Command {
                 ))
             }
             Command::PauseQueue { queue, .. } => validate_queue_name("queue", queue),
+            Command::BulkJobs { ids, .. } => {
+                in_range("ids", ids.len() as u64, 1, limits::BULK_JOBS_MAX as u64)
+            }
             Command::SetQueuePolicy { queue, policy } => {
                 validate_queue_name("queue", queue)?;
                 policy.validate().map_err(rejected)
@@ -445,6 +456,35 @@ impl Command {
     }
 }
 
+/// What a bulk operation does to each job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BulkAction {
+    /// Run again now (as `Requeue` without changes).
+    Retry,
+    /// Cancel (as `Cancel`).
+    Cancel,
+}
+
+impl BulkAction {
+    /// `retry` or `cancel`.
+    pub fn parse(name: &str) -> Option<BulkAction> {
+        match name {
+            "retry" => Some(BulkAction::Retry),
+            "cancel" => Some(BulkAction::Cancel),
+            _ => None,
+        }
+    }
+
+    /// Whether the action takes a job in `state`.
+    pub fn takes(self, state: super::JobState) -> bool {
+        use super::JobState::{Cancelled, Dead, Leased, Ready, Scheduled};
+        match self {
+            BulkAction::Retry => matches!(state, Scheduled | Dead | Cancelled),
+            BulkAction::Cancel => matches!(state, Scheduled | Ready | Leased),
+        }
+    }
+}
+
 /// A job granted by a lease.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Grant {
@@ -498,6 +538,13 @@ pub enum Response {
     },
     /// Queue settings changed, or settings replaced.
     Ok,
+    /// A bulk operation: the jobs changed, and how many were skipped.
+    Bulk {
+        /// Changed, in the order given.
+        changed: Vec<JobId>,
+        /// Not in a state the action takes.
+        skipped: u64,
+    },
     /// Dead jobs removed.
     Purged {
         /// How many.

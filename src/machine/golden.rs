@@ -333,6 +333,9 @@ fn print_response(response: &Response, out: &mut String) {
             format!("Submitted job {id}{dup}")
         }
         Response::NodeRegistered { released } => format!("NodeRegistered released={released}"),
+        Response::Bulk { changed, skipped } => {
+            format!("Bulk changed={changed:?} skipped={skipped}")
+        }
         Response::Leased(grants) => {
             let items = grants.iter().map(|g| {
                 format!(

@@ -176,6 +176,10 @@ pub const QUEUES_MAX: usize = 10_000;
 pub const TICK_WORK_MAX: usize = 1_000;
 /// Dead jobs removed by one purge command.
 pub const PURGE_BATCH_MAX: usize = 10_000;
+/// Jobs one bulk retry or cancel changes (`BulkJobs`: one log entry of at most this many ids).
+pub const BULK_JOBS_MAX: usize = 10_000;
+/// Jobs a bulk operation's filter looks at in one call.
+pub const BULK_SCAN_MAX: usize = 1_000_000;
 /// Jobs returned by one list call.
 pub const LIST_LIMIT_MAX: u32 = 1_000;
 /// Jobs a `ListJobs` page looks at for its filter: past them the page ends (perhaps empty)

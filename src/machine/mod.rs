@@ -97,8 +97,8 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 
 pub use command::{
-    Command, Grant, JobChanges, Operation, Proposal, Rejection, Report, Response, Settings,
-    WorkerRef,
+    BulkAction, Command, Grant, JobChanges, Operation, Proposal, Rejection, Report, Response,
+    Settings, WorkerRef,
 };
 pub use index::{Index, QueueStats};
 pub use job::{
@@ -218,6 +218,7 @@ impl Machine {
             } => self.jobs.checkpoint(*job_id, *token, data),
             Command::Release { job_id, token } => self.jobs.release(ctx, *job_id, *token),
             Command::Cancel { job_id } => self.cancel_job(*job_id),
+            Command::BulkJobs { action, ids } => self.bulk_jobs(*action, ids),
             Command::Requeue { job_id, changes } => self.jobs.requeue(ctx, *job_id, changes),
             Command::PauseQueue { queue, paused } => self.pause_queue(queue, *paused),
             Command::PurgeDead { queue } => self.jobs.purge_dead(queue.as_deref()),

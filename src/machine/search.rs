@@ -117,6 +117,33 @@ impl Machine {
     }
 }
 
+impl Machine {
+    /// Applies a bulk retry or cancel: each job in turn, as its own command would.
+    pub(super) fn bulk_jobs(
+        &mut self,
+        action: super::command::BulkAction,
+        ids: &[JobId],
+    ) -> super::Response {
+        use super::Response;
+        let mut changed = Vec::new();
+        let mut skipped = 0;
+        for &id in ids {
+            let outcome = match action {
+                super::command::BulkAction::Retry => {
+                    let ctx = self.ctx();
+                    self.jobs.requeue(ctx, id, &super::JobChanges::default())
+                }
+                super::command::BulkAction::Cancel => self.cancel_job(id),
+            };
+            match outcome {
+                Response::Done { .. } | Response::Completed { .. } => changed.push(id),
+                _ => skipped += 1,
+            }
+        }
+        Response::Bulk { changed, skipped }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

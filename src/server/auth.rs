@@ -41,6 +41,7 @@ pub const METHODS: &[(&str, &[Role])] = &[
     ("ListJobs", READ),
     ("CancelJob", OPERATE),
     ("RetryJob", OPERATE),
+    ("BulkJobs", OPERATE),
     ("PauseQueue", OPERATE),
     ("ResumeQueue", OPERATE),
     ("GetQueue", READ),

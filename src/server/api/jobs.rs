@@ -6,7 +6,7 @@ use tonic::Status;
 use super::{check_range, item_error, ApiService};
 use crate::error::Error;
 use crate::machine::job::validate_queue_name;
-use crate::machine::{limits, Command, Response as Applied};
+use crate::machine::{limits, BulkAction, Command, Response as Applied};
 use crate::proto::{from_wire, pb, to_wire};
 
 /// A submit request checked and turned into its command; nothing is proposed.
@@ -133,6 +133,67 @@ pub(super) async fn list_jobs(
     Ok(pb::ListJobsResponse {
         jobs,
         next_after_id,
+    })
+}
+
+/// `BulkJobs`: finds the jobs on this node's state after a read barrier (every write committed
+/// before the call is seen), keeps those the action takes, and proposes them as one command;
+/// a job that changed state in between is skipped when the command applies.
+pub(super) async fn bulk_jobs(
+    api: &ApiService,
+    req: pb::BulkJobsRequest,
+) -> Result<pb::BulkJobsResponse, Status> {
+    let action = BulkAction::parse(&req.action).ok_or_else(|| {
+        Status::invalid_argument(crate::error::bounded(format!(
+            "action: {:?} is not retry or cancel",
+            req.action
+        )))
+    })?;
+    let filter = from_wire::job_filter(&req.filter.clone().unwrap_or_default())
+        .map_err(|e| Status::from(e.within("filter.")))?;
+    api.read_barrier(false).await?;
+    let (matched, ids, more) = api.replica.read(|m| {
+        let (mut matched, mut ids, mut after, mut scanned) = (0u64, Vec::new(), 0, 0);
+        loop {
+            let room = limits::BULK_JOBS_MAX - ids.len();
+            let page = m.search(&filter, after, room, limits::LIST_SCAN_MAX);
+            scanned += limits::LIST_SCAN_MAX;
+            matched += page.jobs.len() as u64;
+            ids.extend(
+                page.jobs
+                    .iter()
+                    .filter(|j| action.takes(j.state))
+                    .map(|j| j.id),
+            );
+            match page.next_after {
+                Some(next)
+                    if ids.len() < limits::BULK_JOBS_MAX && scanned < limits::BULK_SCAN_MAX =>
+                {
+                    after = next;
+                }
+                next => return (matched, ids, next.is_some()),
+            }
+        }
+    });
+    let skipped_before = matched - ids.len() as u64;
+    if req.dry_run || ids.is_empty() {
+        return Ok(pb::BulkJobsResponse {
+            matched,
+            changed: ids.len() as u64,
+            skipped: skipped_before,
+            ids,
+            more,
+        });
+    }
+    let command = Command::BulkJobs { action, ids };
+    let (changed, skipped) = propose_expect!(api, command,
+        Applied::Bulk { changed, skipped } => (changed, skipped));
+    Ok(pb::BulkJobsResponse {
+        matched,
+        changed: changed.len() as u64,
+        skipped: skipped_before + skipped,
+        ids: changed,
+        more,
     })
 }
 

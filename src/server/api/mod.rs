@@ -332,6 +332,21 @@ impl pb::api_server::Api for ApiService {
         reply(jobs::retry_job(self, req.into_inner()).await)
     }
 
+    async fn bulk_jobs(
+        &self,
+        req: Request<pb::BulkJobsRequest>,
+    ) -> Result<Response<pb::BulkJobsResponse>, Status> {
+        let caller = caller(&req)?;
+        let queue = req
+            .get_ref()
+            .filter
+            .as_ref()
+            .map(|f| f.queue.clone())
+            .unwrap_or_default();
+        check_queue_filter(&caller, &queue)?;
+        reply(jobs::bulk_jobs(self, req.into_inner()).await)
+    }
+
     async fn pause_queue(
         &self,
         req: Request<pb::QueueRef>,

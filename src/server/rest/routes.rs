@@ -47,6 +47,12 @@ pub const V1: &[Route] = &[
     r("GET", "/v1/jobs/{id}", "GetJob", "Get a job"),
     r("POST", "/v1/jobs/{id}/cancel", "CancelJob", "Cancel a job"),
     r("POST", "/v1/jobs/{id}/retry", "RetryJob", "Run a job again"),
+    r(
+        "POST",
+        "/v1/jobs/bulk",
+        "BulkJobs",
+        "Retry or cancel every job a filter keeps",
+    ),
     r("GET", "/v1/queues", "ListQueues", "List queues"),
     r("GET", "/v1/queues/{queue}", "GetQueue", "Get a queue"),
     r(
