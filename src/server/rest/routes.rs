@@ -305,12 +305,12 @@ fn matches(
     Some((literals, params))
 }
 
-/// A path segment with `%XX` escapes decoded (a queue named `a b` is `/v1/queues/a%20b`).
+/// A path segment with `%XX` escapes decoded (a queue named `a b` is `/v1/queues/a%20b`); a
+/// segment that does not decode to UTF-8 keeps its raw text (the call's checks then refuse it).
 fn percent_decode(segment: &str) -> String {
-    form_urlencoded::parse(format!("x={}", segment.replace('+', "%2B")).as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default()
+    percent_encoding::percent_decode_str(segment)
+        .decode_utf8()
+        .map_or_else(|_| segment.to_string(), |s| s.into_owned())
 }
 
 #[cfg(test)]
@@ -331,6 +331,10 @@ mod tests {
             panic!("queue");
         };
         assert_eq!(m.params[0].1, "a b/c");
+        let Match::Found(m) = find(V1, "GET", "/v1/queues/a&b=c+d") else {
+            panic!("queue");
+        };
+        assert_eq!(m.params[0].1, "a&b=c+d", "& = + are themselves in a path");
         assert!(matches!(
             find(V1, "DELETE", "/v1/jobs"),
             Match::WrongMethod(_)
