@@ -355,7 +355,8 @@ impl Machine {
         usize::try_from(self.jobs.total()).unwrap_or(usize::MAX)
     }
 
-    /// Jobs in id order after `after`, filtered by queue and state, at most `limit`.
+    /// Jobs in id order after `after`, filtered by queue and state, at most `limit` (a
+    /// [`Machine::search`] without a scan bound).
     pub fn list(
         &self,
         queue: Option<&str>,
@@ -363,20 +364,12 @@ impl Machine {
         after: JobId,
         limit: usize,
     ) -> Vec<Cow<'_, Job>> {
-        if let (Some(q), Some(JobState::Dead)) = (queue, state) {
-            return self
-                .jobs
-                .dead(Some(q), Some((q, after)), limit)
-                .into_iter()
-                .filter_map(|(_, id)| self.jobs.get(id))
-                .collect();
-        }
-        self.jobs
-            .after(after)
-            .filter(|j| queue.is_none_or(|q| j.spec.queue == q))
-            .filter(|j| state.is_none_or(|s| j.state == s))
-            .take(limit)
-            .collect()
+        let filter = search::JobFilter {
+            queue: queue.map(str::to_string),
+            state,
+            ..Default::default()
+        };
+        self.search(&filter, after, limit, usize::MAX).jobs
     }
 
     /// Ready jobs of a queue, in the order they would be leased.
