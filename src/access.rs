@@ -42,6 +42,11 @@ pub fn new_secret() -> Result<String> {
     Ok(format!("{SECRET_PREFIX}{}", hex(&random::<32>()?)))
 }
 
+/// A new webhook signing secret: `whsec_` and 64 hex digits.
+pub fn new_webhook_secret() -> Result<String> {
+    Ok(format!("whsec_{}", hex(&random::<32>()?)))
+}
+
 /// A new public token id: 16 hex digits.
 pub fn new_id() -> Result<String> {
     Ok(hex(&random::<8>()?))

@@ -106,6 +106,7 @@ async fn every_path_answers_with_its_call() {
     workflows_resources_locks(&mut r).await;
     schedules_events_timers(&mut r).await;
     cluster_tokens_audit(&mut r).await;
+    webhooks(&mut r).await;
 
     let missing: Vec<String> = V1
         .iter()
@@ -222,6 +223,12 @@ async fn bulk(r: &mut Rest) {
         (Some(0), Some(3)),
         "{again}"
     );
+    // Purge: the finished (here cancelled) jobs are removed now, not at their retention.
+    let purge = Some(json!({"filter": filter, "action": "purge"}));
+    let purged = r.ok("POST", "/v1/jobs/bulk", &[], purge).await;
+    assert_eq!(purged["changed"].as_u64(), Some(3), "{purged}");
+    let gone = r.ok("GET", "/v1/jobs?queue=rest&tag=bulk", &[], None).await;
+    assert_eq!(gone["jobs"].as_array().map(Vec::len), Some(0), "{gone}");
     let (code, bad) = r
         .call(
             "POST",
@@ -492,6 +499,52 @@ async fn cluster_tokens_audit(r: &mut Rest) {
     let doc: Value = serde_json::from_str(&doc).expect("OpenAPI JSON");
     let paths: BTreeSet<&str> = V1.iter().map(|r| r.path).collect();
     assert_eq!(doc["paths"].as_object().map(|p| p.len()), Some(paths.len()));
+}
+
+/// Webhooks: create (a bad URL names the field), list, test, deliveries, delete. Delivery
+/// itself is `tests/webhooks.rs`.
+async fn webhooks(r: &mut Rest) {
+    let (code, body) = r
+        .call(
+            "POST",
+            "/v1/webhooks",
+            &[],
+            Some(json!({"url": "gopher://x/", "topics": ["job.dead"]})),
+        )
+        .await;
+    assert_eq!(
+        (code, body["error"]["field"].as_str()),
+        (400, Some("url")),
+        "{body}"
+    );
+    let created = r
+        .ok(
+            "POST",
+            "/v1/webhooks",
+            &[],
+            Some(json!({"url": "http://127.0.0.1:9/hook", "topics": ["*"]})),
+        )
+        .await;
+    assert!(
+        created["secret"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("whsec_")),
+        "{created}"
+    );
+    let id = created["webhook"]["id"].as_u64().expect("id").to_string();
+    let list = r.ok("GET", "/v1/webhooks", &[], None).await;
+    assert_eq!(list["webhooks"].as_array().map(Vec::len), Some(1), "{list}");
+    let test = r.ok("POST", "/v1/webhooks/{id}/test", &[&id], None).await;
+    assert!(test["delivery_id"].as_u64().is_some(), "{test}");
+    let d = r
+        .ok("GET", "/v1/webhooks/{id}/deliveries", &[&id], None)
+        .await;
+    assert_eq!(d["deliveries"][0]["topic"], "webhook.test", "{d}");
+    r.ok("DELETE", "/v1/webhooks/{id}", &[&id], None).await;
+    let (code, _) = r
+        .call("GET", "/v1/webhooks/{id}/deliveries", &[&id], None)
+        .await;
+    assert_eq!(code, 404);
 }
 
 async fn call_as(

@@ -100,6 +100,11 @@ async fn call(channel: &Channel, token: Option<&str>, method: &str) -> Code {
         "ListAudit" => list_audit(pb::ListAuditRequest),
         "ChangeMembership" => change_membership(pb::ChangeMembershipRequest),
         "SaveSnapshot" => save_snapshot(pb::SaveSnapshotRequest),
+        "CreateWebhook" => create_webhook(pb::CreateWebhookRequest),
+        "ListWebhooks" => list_webhooks(pb::ListWebhooksRequest),
+        "DeleteWebhook" => delete_webhook(pb::WebhookRef),
+        "TestWebhook" => test_webhook(pb::WebhookRef),
+        "ListWebhookDeliveries" => list_webhook_deliveries(pb::ListWebhookDeliveriesRequest),
     );
     match result {
         Ok(()) => Code::Ok,

@@ -30,6 +30,7 @@ pub mod snapshot;
 pub mod tokens;
 pub mod up;
 pub mod view;
+pub mod webhooks;
 pub mod worker;
 pub mod workflow_file;
 pub mod workflow_view;
@@ -175,6 +176,12 @@ pub enum Cmd {
         #[command(subcommand)]
         command: tokens::AuditCmd,
     },
+    /// Webhooks: events POSTed to a URL, signed, retried, logged.
+    Webhook {
+        /// Subcommand.
+        #[command(subcommand)]
+        command: webhooks::WebhookCmd,
+    },
     /// TLS certificates for a cluster.
     Certs {
         /// Subcommand.
@@ -216,6 +223,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Cmd::Worker(args) => worker::run(addr, args).await,
         Cmd::Token { command } => tokens::token(addr, command).await,
         Cmd::Certs { command } => tokens::certs(command),
+        Cmd::Webhook { command } => webhooks::webhook(addr, command).await,
         Cmd::Audit { command } => tokens::audit(addr, command).await,
         Cmd::Openapi => {
             print!("{}", crate::server::rest::openapi::text());

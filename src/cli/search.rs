@@ -28,11 +28,11 @@ pub enum JobsCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Retry or cancel every job the filter keeps: one replicated command per 10,000 jobs.
-    /// `jobs bulk retry --queue build --state dead`, `jobs bulk cancel --tag nightly --state
-    /// scheduled --dry-run`.
+    /// Retry, cancel or purge every job the filter keeps: one replicated command per 10,000
+    /// jobs. `jobs bulk retry --queue build --state dead`, `jobs bulk cancel --tag nightly
+    /// --state scheduled --dry-run`, `jobs bulk purge --queue build --finished-until 1d`.
     Bulk {
-        /// retry or cancel.
+        /// retry, cancel or purge (finished jobs only).
         action: String,
         /// Which jobs.
         #[command(flatten)]

@@ -13,6 +13,7 @@
 //! the error type and the limits.
 
 pub mod retry;
+mod webhooks;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;

@@ -319,6 +319,29 @@ pub enum Command {
         /// What it applied to (`add node 4 ...`), at most `OPERATION_TARGET_BYTES_MAX`.
         target: String,
     },
+    /// Creates a webhook (`webhooks.rs`).
+    CreateWebhook {
+        /// Where deliveries are POSTed.
+        url: String,
+        /// Topics it wants, or `*`.
+        topics: Vec<String>,
+        /// The signing secret (chosen by the API node when the caller gave none).
+        secret: String,
+        /// Attempts per delivery.
+        max_attempts: u32,
+    },
+    /// Deletes a webhook and its deliveries.
+    DeleteWebhook {
+        /// The webhook.
+        id: super::webhooks::WebhookId,
+    },
+    /// Queues a `webhook.test` delivery to a webhook.
+    TestWebhook {
+        /// The webhook.
+        id: super::webhooks::WebhookId,
+    },
+    /// The outcome of one delivery attempt, proposed by the leader's deliverer.
+    WebhookAttempt(super::webhooks::AttemptOutcome),
 }
 
 /// Operations the audit records (see [`Command::Operation`]).
@@ -419,6 +442,13 @@ impl Command {
                 payload,
                 ..
             } => super::events::Events::check_event(topic, dedup_key, payload).map_err(rejected),
+            Command::CreateWebhook {
+                url,
+                topics,
+                secret,
+                max_attempts,
+            } => super::webhooks::Webhooks::check(url, topics, secret, *max_attempts)
+                .map_err(rejected),
             _ => Ok(()),
         }
     }
@@ -463,24 +493,28 @@ pub enum BulkAction {
     Retry,
     /// Cancel (as `Cancel`).
     Cancel,
+    /// Remove a finished job now instead of at the end of its retention.
+    Purge,
 }
 
 impl BulkAction {
-    /// `retry` or `cancel`.
+    /// `retry`, `cancel` or `purge`.
     pub fn parse(name: &str) -> Option<BulkAction> {
         match name {
             "retry" => Some(BulkAction::Retry),
             "cancel" => Some(BulkAction::Cancel),
+            "purge" => Some(BulkAction::Purge),
             _ => None,
         }
     }
 
     /// Whether the action takes a job in `state`.
     pub fn takes(self, state: super::JobState) -> bool {
-        use super::JobState::{Cancelled, Dead, Leased, Ready, Scheduled};
+        use super::JobState::{Cancelled, Dead, Leased, Ready, Scheduled, Succeeded};
         match self {
             BulkAction::Retry => matches!(state, Scheduled | Dead | Cancelled),
             BulkAction::Cancel => matches!(state, Scheduled | Ready | Leased),
+            BulkAction::Purge => matches!(state, Succeeded | Dead | Cancelled),
         }
     }
 }
@@ -617,6 +651,16 @@ pub enum Response {
     Internal,
     /// The command was refused and changed nothing.
     Rejected(Rejection),
+    /// A webhook was created.
+    WebhookCreated {
+        /// Its id.
+        id: super::webhooks::WebhookId,
+    },
+    /// A delivery was queued (`webhook test`).
+    WebhookQueued {
+        /// Its id.
+        delivery: super::webhooks::DeliveryId,
+    },
 }
 
 /// Why a command was refused.

@@ -44,6 +44,11 @@ pub enum Effect {
         /// Its terminal state.
         state: JobState,
     },
+    /// A job's deadline passed before it finished.
+    DeadlineMissed {
+        /// The job.
+        id: JobId,
+    },
     /// A workflow reached a terminal state.
     WorkflowEnded {
         /// The workflow.
@@ -84,14 +89,18 @@ impl Machine {
                     return;
                 }
                 let queue = self.jobs.get(id).expect("job").spec.queue.clone();
+                let was = self.controls.policy(&queue).map(|c| c.breaker);
                 self.controls.outcome(ctx, &queue, id, ok);
+                self.notify_breaker(&queue, was);
             }
+            Effect::DeadlineMissed { id } => self.notify_sla(id),
             Effect::JobFinished { id, state } => {
                 let job = self.jobs.get(id).expect("finished job");
                 let (step, depth) = (job.step, job.depth);
                 if let Some(link) = step {
                     self.step_job_finished(link, id);
                 }
+                self.notify_job(&format!("job.{}", state.name()), id);
                 // No allocation on the hot path unless someone subscribed to a topic.
                 if self.events.has_topics() {
                     let now = ctx.now_ms;
@@ -103,6 +112,7 @@ impl Machine {
                 }
             }
             Effect::WorkflowEnded { id, state, depth } => {
+                self.notify_workflow(&format!("workflow.{}", state.name()), id);
                 let now = ctx.now_ms;
                 self.transition_event(
                     &format!("workflow.{}", state.name()),

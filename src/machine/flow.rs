@@ -438,10 +438,13 @@ impl Machine {
             return r;
         }
         match self.fire_event(topic, key, payload, 0) {
-            Some(started) => Response::Emitted {
-                started,
-                duplicate: false,
-            },
+            Some(started) => {
+                self.notify_event(topic, key, payload);
+                Response::Emitted {
+                    started,
+                    duplicate: false,
+                }
+            }
             None => Response::Emitted {
                 started: Started::default(),
                 duplicate: true,
@@ -485,7 +488,12 @@ impl Machine {
     }
 
     fn fire_timer(&mut self, t: Timer) {
-        self.fire_event(&t.topic, &t.dedup_key, &t.payload, 0);
+        if self
+            .fire_event(&t.topic, &t.dedup_key, &t.payload, 0)
+            .is_some()
+        {
+            self.notify_event(&t.topic, &t.dedup_key, &t.payload);
+        }
     }
 
     pub(super) fn create_timer(
@@ -569,9 +577,10 @@ impl Machine {
             self.start_run(id, tick, false, false);
             return true;
         }
-        let Some((id, due, next)) = self.schedules.take_due(self.ctx()) else {
+        let Some((id, due, next, missed)) = self.schedules.take_due(self.ctx()) else {
             return false;
         };
+        self.notify_schedule_missed(id, missed);
         for tick in due {
             let start = !self.run_unfinished(id) || self.schedules.overlap(self.ctx(), id, tick);
             if start {

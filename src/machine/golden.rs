@@ -371,6 +371,8 @@ fn print_response(response: &Response, out: &mut String) {
         }
         Response::ScheduleChanged { started } => format!("ScheduleChanged started {started}"),
         Response::TriggerCreated { id } => format!("TriggerCreated {id}"),
+        Response::WebhookCreated { id } => format!("WebhookCreated {id}"),
+        Response::WebhookQueued { delivery } => format!("WebhookQueued {delivery}"),
         Response::TimerCreated { id, due_ms } => format!("TimerCreated {id} due {due_ms}"),
         Response::Emitted { started, duplicate } => {
             format!("Emitted {started:?} duplicate {duplicate}")

@@ -563,3 +563,37 @@ const _: () = assert!(BACKUP_CHUNK_BYTES < API_MESSAGE_BYTES_MAX);
 
 /// Longest description an audited operation (`Command::Operation`) carries.
 pub const OPERATION_TARGET_BYTES_MAX: usize = 512;
+
+/// Webhooks the cluster holds (`raftline webhook create`).
+pub const WEBHOOKS_MAX: usize = 64;
+/// Topics one webhook subscribes to.
+pub const WEBHOOK_TOPICS_MAX: usize = 32;
+/// Bytes of a webhook's URL.
+pub const WEBHOOK_URL_BYTES_MAX: usize = 2_048;
+/// Bytes of a webhook's signing secret: at least this many ...
+pub const WEBHOOK_SECRET_BYTES_MIN: usize = 16;
+/// ... and at most this many.
+pub const WEBHOOK_SECRET_BYTES_MAX: usize = 256;
+/// Attempts of one delivery when the webhook names none.
+pub const WEBHOOK_ATTEMPTS_DEFAULT: u32 = 3;
+/// Most attempts a webhook may ask for per delivery.
+pub const WEBHOOK_ATTEMPTS_MAX: u32 = 10;
+/// Deliveries waiting to be made, over every webhook: an event that finds the outbox full is
+/// not queued and counted in its webhook's `dropped` (a receiver down for hours can't grow the
+/// replicated state without bound).
+pub const WEBHOOK_PENDING_MAX: usize = 10_000;
+/// Ended deliveries (delivered or failed) kept per webhook for `webhook deliveries`.
+pub const WEBHOOK_LOG_MAX: usize = 100;
+/// Wait before the second attempt of a delivery; each later one waits 5 times longer ...
+pub const WEBHOOK_BACKOFF_MS: u64 = 1_000;
+/// ... up to this long.
+pub const WEBHOOK_BACKOFF_MS_MAX: u64 = 300_000;
+/// How long one POST may take (connect, send, answer) before it counts as failed.
+pub const WEBHOOK_TIMEOUT_MS: u64 = 10_000;
+/// POSTs the leader has in flight at once, over every webhook.
+pub const WEBHOOK_IN_FLIGHT_MAX: usize = 32;
+/// Bytes of a failed attempt's error kept in the delivery log.
+pub const WEBHOOK_ERROR_BYTES_MAX: usize = 512;
+/// Bytes of an emitted event's payload a delivery carries (base64); a larger one is left out
+/// and only its size is given.
+pub const WEBHOOK_PAYLOAD_BYTES_MAX: usize = 4 * 1024;

@@ -77,10 +77,12 @@ pub mod jobs;
 pub mod keys;
 pub mod limits;
 pub mod nodes;
+mod notify;
 pub mod resources;
 pub mod schedule;
 pub mod search;
 pub mod store;
+pub mod webhooks;
 pub mod workflow;
 
 #[cfg(test)]
@@ -138,6 +140,9 @@ pub struct Machine {
     /// Who made which write. Encoded after the tokens (format 9).
     #[serde(skip)]
     audit: audit::Audit,
+    /// Webhooks and their outbox. Encoded after the audit (format 10).
+    #[serde(skip)]
+    webhooks: webhooks::Webhooks,
 }
 
 impl Machine {
@@ -148,6 +153,7 @@ impl Machine {
             workflows: workflow::Workflows::new(),
             schedules: schedule::Schedules::new(),
             events: events::Events::new(),
+            webhooks: webhooks::Webhooks::new(),
             ..Machine::default()
         }
     }
@@ -263,6 +269,10 @@ impl Machine {
             Command::BootstrapToken { node_id, hash } => self.auth.bootstrap(ctx, *node_id, hash),
             Command::TouchTokens(used) => self.auth.touch(used),
             Command::Operation { .. } => Response::Ok,
+            Command::CreateWebhook { .. }
+            | Command::DeleteWebhook { .. }
+            | Command::TestWebhook { .. }
+            | Command::WebhookAttempt(_) => self.webhook_command(command),
             Command::By { by, command } => {
                 let response = match &**command {
                     Command::By { .. } | Command::Batch(_) => {
@@ -519,6 +529,7 @@ impl Machine {
         self.events.check_invariants();
         self.auth.check_invariants();
         self.audit.check_invariants();
+        self.webhooks.check_invariants();
     }
 
     /// Who made which write.
@@ -533,7 +544,13 @@ impl Machine {
 
     /// Encodes the state for a snapshot.
     pub fn encode(&self) -> Result<Vec<u8>, crate::machine::codec::CodecError> {
-        crate::machine::codec::encode(&(SNAPSHOT_FORMAT, self, &self.auth, &self.audit))
+        crate::machine::codec::encode(&(
+            SNAPSHOT_FORMAT,
+            self,
+            &self.auth,
+            &self.audit,
+            &self.webhooks,
+        ))
     }
 
     /// Encodes the state for a snapshot into `writer` as it goes, the same bytes as
@@ -543,7 +560,13 @@ impl Machine {
         writer: &mut impl std::io::Write,
     ) -> Result<usize, crate::machine::codec::CodecError> {
         crate::machine::codec::encode_into(
-            &(SNAPSHOT_FORMAT, self, &self.auth, &self.audit),
+            &(
+                SNAPSHOT_FORMAT,
+                self,
+                &self.auth,
+                &self.audit,
+                &self.webhooks,
+            ),
             writer,
         )
     }
@@ -592,6 +615,11 @@ impl Machine {
         if format >= 9 {
             machine.audit = decode_from(reader)?;
         }
+        machine.webhooks = if format >= 10 {
+            decode_from(reader)?
+        } else {
+            webhooks::Webhooks::new()
+        };
         if let Some((tier, at)) = cold {
             machine.attach_cold(tier, at);
         }
@@ -601,8 +629,9 @@ impl Machine {
 }
 
 /// Version of the snapshot encoding; bumped on every incompatible change to [`Machine`]
-/// (7: state grouped by subsystem; 8: API tokens after it; 9: the audit after them).
-const SNAPSHOT_FORMAT: u32 = 9;
+/// (7: state grouped by subsystem; 8: API tokens after it; 9: the audit after them;
+/// 10: webhooks after the audit).
+const SNAPSHOT_FORMAT: u32 = 10;
 
 /// Oldest snapshot encoding this build reads.
 const SNAPSHOT_FORMAT_OLDEST: u32 = 7;

@@ -571,7 +571,7 @@ impl Schedules {
     pub(super) fn take_due(
         &mut self,
         ctx: Ctx,
-    ) -> Option<(ScheduleId, VecDeque<u64>, Option<u64>)> {
+    ) -> Option<(ScheduleId, VecDeque<u64>, Option<u64>, usize)> {
         let now = ctx.now_ms;
         let &(first, id) = self.due.first().filter(|(t, _)| *t <= now)?;
         self.due.remove(&(first, id));
@@ -601,6 +601,7 @@ impl Schedules {
         };
         let skip = due.len().saturating_sub(keep);
         let skipped: Vec<u64> = due.drain(..skip).collect();
+        let missed = skipped.len() + usize::from(beyond);
         let s = self.by_id.get_mut(&id).expect("schedule");
         if beyond {
             s.record(
@@ -626,7 +627,7 @@ impl Schedules {
             );
         }
         s.next_fire_ms = next;
-        Some((id, due, next))
+        Some((id, due, next, missed))
     }
 
     /// Puts a schedule taken by [`Schedules::take_due`] back in the due index at its next

@@ -134,6 +134,7 @@ impl Machine {
                     self.jobs.requeue(ctx, id, &super::JobChanges::default())
                 }
                 super::command::BulkAction::Cancel => self.cancel_job(id),
+                super::command::BulkAction::Purge => self.jobs.purge_finished(id),
             };
             match outcome {
                 Response::Done { .. } | Response::Completed { .. } => changed.push(id),

@@ -33,6 +33,7 @@ pub mod executor;
 pub mod sandbox;
 mod shell;
 pub mod ticker;
+pub mod webhooks;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -232,6 +233,9 @@ pub async fn run(
         config.resources.clone(),
         stopped(),
     ));
+    // Ends with the stop signal, like the ticker; nothing to hand back (an attempt cut off is
+    // made again by the next leader).
+    tokio::spawn(webhooks::run(replica.clone(), stopped()));
     let (executor_stop, executor) = spawn_executor(&config, &me, &replica, incarnation, sandbox);
     announce(&me, &dir);
 

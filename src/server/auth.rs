@@ -81,6 +81,13 @@ pub const METHODS: &[(&str, &[Role])] = &[
     ("ListAudit", ADMIN),
     ("ChangeMembership", ADMIN),
     ("SaveSnapshot", ADMIN),
+    // The leader POSTs wherever a webhook's URL says, signed with its secret: admin only. A
+    // URL may itself hold a credential (chat webhooks do), so reading them is for operators.
+    ("CreateWebhook", ADMIN),
+    ("DeleteWebhook", ADMIN),
+    ("ListWebhooks", OPERATE),
+    ("TestWebhook", OPERATE),
+    ("ListWebhookDeliveries", OPERATE),
 ];
 
 tokio::task_local! {

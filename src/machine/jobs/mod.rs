@@ -164,6 +164,19 @@ impl Jobs {
         }
     }
 
+    /// Removes a finished job now (a bulk purge); `Done` with the state it had, or a
+    /// rejection for a job that is unknown or not finished.
+    pub(super) fn purge_finished(&mut self, id: JobId) -> Response {
+        let Some(state) = self.get(id).map(|j| j.state) else {
+            return Response::Rejected(Rejection::NotFound { job_id: id });
+        };
+        if !state.is_terminal() {
+            return precondition(format!("job {id} is {}, not finished", state.name()));
+        }
+        self.remove(id);
+        Response::Done { state }
+    }
+
     /// Removes job `id` whose retention ended at `t`: from the cold tier by its purge note
     /// when it is there (the job itself is not read), otherwise as [`Jobs::remove`].
     fn purge(&mut self, t: u64, id: JobId) {
@@ -724,6 +737,7 @@ impl Jobs {
             );
         } else if let Some(&(_, id)) = self.index.deadlines.first().filter(|(t, _)| *t <= now) {
             self.update(id, |job| job.deadline_missed = true);
+            fx.push(Effect::DeadlineMissed { id });
         } else if let Some((t, id)) = [
             self.index.purge.first().copied(),
             self.records.cold_purge_first(),

@@ -145,7 +145,7 @@ pub(super) async fn bulk_jobs(
 ) -> Result<pb::BulkJobsResponse, Status> {
     let action = BulkAction::parse(&req.action).ok_or_else(|| {
         Status::invalid_argument(crate::error::bounded(format!(
-            "action: {:?} is not retry or cancel",
+            "action: {:?} is not retry, cancel or purge",
             req.action
         )))
     })?;

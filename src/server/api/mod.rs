@@ -42,6 +42,7 @@ mod locks;
 mod members;
 mod schedules;
 mod tokens;
+mod webhooks;
 mod workers;
 mod workflows;
 
@@ -708,5 +709,44 @@ impl pb::api_server::Api for ApiService {
         let caller = caller(&req)?;
         caller.check_all_queues("snapshot")?;
         Ok(Response::new(backup::save_snapshot(self).await?))
+    }
+    async fn create_webhook(
+        &self,
+        req: Request<pb::CreateWebhookRequest>,
+    ) -> Result<Response<pb::CreateWebhookResponse>, Status> {
+        caller(&req)?.check_all_queues("token")?;
+        reply(webhooks::create_webhook(self, req.into_inner()).await)
+    }
+
+    async fn list_webhooks(
+        &self,
+        req: Request<pb::ListWebhooksRequest>,
+    ) -> Result<Response<pb::ListWebhooksResponse>, Status> {
+        caller(&req)?.check_all_queues("token")?;
+        reply(webhooks::list_webhooks(self, req.into_inner()).await)
+    }
+
+    async fn delete_webhook(
+        &self,
+        req: Request<pb::WebhookRef>,
+    ) -> Result<Response<pb::DeleteWebhookResponse>, Status> {
+        caller(&req)?.check_all_queues("token")?;
+        reply(webhooks::delete_webhook(self, req.into_inner()).await)
+    }
+
+    async fn test_webhook(
+        &self,
+        req: Request<pb::WebhookRef>,
+    ) -> Result<Response<pb::TestWebhookResponse>, Status> {
+        caller(&req)?.check_all_queues("token")?;
+        reply(webhooks::test_webhook(self, req.into_inner()).await)
+    }
+
+    async fn list_webhook_deliveries(
+        &self,
+        req: Request<pb::ListWebhookDeliveriesRequest>,
+    ) -> Result<Response<pb::ListWebhookDeliveriesResponse>, Status> {
+        caller(&req)?.check_all_queues("token")?;
+        reply(webhooks::list_deliveries(self, req.into_inner()).await)
     }
 }

@@ -228,6 +228,26 @@ pub const V1: &[Route] = &[
         "SaveSnapshot",
         "A backup, as JSON lines of snapshot chunks",
     ),
+    r("POST", "/v1/webhooks", "CreateWebhook", "Create a webhook"),
+    r("GET", "/v1/webhooks", "ListWebhooks", "List webhooks"),
+    r(
+        "DELETE",
+        "/v1/webhooks/{id}",
+        "DeleteWebhook",
+        "Delete a webhook",
+    ),
+    r(
+        "POST",
+        "/v1/webhooks/{id}/test",
+        "TestWebhook",
+        "Send a webhook.test delivery",
+    ),
+    r(
+        "GET",
+        "/v1/webhooks/{id}/deliveries",
+        "ListWebhookDeliveries",
+        "A webhook's deliveries",
+    ),
 ];
 
 /// A matched route and the path's `{field}` values.
