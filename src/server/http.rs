@@ -41,6 +41,7 @@ pub async fn serve(
         let replica = replica.clone();
         move || async move { readiness(&replica) }
     };
+    let dashboard = super::dashboard::router(api.clone(), replica.clone());
     let metrics = move || async move { metrics_text(&replica) };
     let rest = move |method: axum::http::Method,
                      uri: axum::http::Uri,
@@ -55,6 +56,7 @@ pub async fn serve(
         .route("/metrics", get(metrics))
         .route("/v1/openapi.json", get(openapi))
         .route("/v1/{*path}", axum::routing::any(rest))
+        .merge(dashboard)
         .layer(axum::extract::DefaultBodyLimit::max(
             limits::REST_BODY_BYTES_MAX,
         ));

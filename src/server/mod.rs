@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod dashboard;
 pub mod http;
 pub mod peer_budget;
 pub mod raft_service;
