@@ -18,6 +18,7 @@ pub mod config;
 pub mod error;
 pub mod files;
 pub mod machine;
+pub mod metrics;
 pub mod node;
 pub mod proto;
 pub mod raft;

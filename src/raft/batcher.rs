@@ -98,6 +98,9 @@ async fn write(raft: &Raft<TypeConfig>, batch: Vec<Pending>, timeout: Duration) 
         };
         parts.push((span, p.reply));
     }
+    crate::metrics::EVENTS
+        .batch_commands
+        .observe(commands.len() as f64);
     let command = if single {
         commands.pop().unwrap_or(Command::Batch(Vec::new()))
     } else {

@@ -155,6 +155,38 @@ impl Replica {
         self.request_timeout * limits::MEMBERSHIP_TIMEOUTS
     }
 
+    /// Entries each other member lags behind this leader's log (its matched index against the
+    /// last log index; the whole log when nothing is matched yet); empty on a follower.
+    pub fn replication_lag(&self) -> Vec<(u64, u64)> {
+        let Some(p) = self.local_progress() else {
+            return Vec::new();
+        };
+        p.members
+            .iter()
+            .filter(|m| m.id != self.id)
+            .map(|m| {
+                (
+                    m.id,
+                    p.last_log_index.saturating_sub(m.matched.unwrap_or(0)),
+                )
+            })
+            .collect()
+    }
+
+    /// Bytes on disk of this node's Raft log (its WAL segments) and of its snapshot file.
+    pub fn disk_bytes(&self) -> (u64, u64) {
+        let wal = std::fs::read_dir(self.dir.join("wal"))
+            .map(|dir| {
+                dir.filter_map(|e| e.ok()?.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0);
+        let snapshot =
+            std::fs::metadata(self.dir.join(super::snapshot_file::FILE)).map_or(0, |m| m.len());
+        (wal, snapshot)
+    }
+
     /// This node's view when it is the leader.
     fn local_progress(&self) -> Option<Progress> {
         let m = self.raft.metrics().borrow().clone();

@@ -25,7 +25,7 @@ use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 use super::snapshot_file::{self, Meta};
 use super::{cold_store, PeerNode, TypeConfig};
 use crate::machine::cold::Cold;
-use crate::machine::{Machine, Response};
+use crate::machine::{Command, Machine, Response};
 
 type NodeId = u64;
 
@@ -284,7 +284,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             let response = match entry.payload {
                 EntryPayload::Blank => Response::Internal,
                 EntryPayload::Normal(proposal) => {
-                    applied.machine.apply_at(entry.log_id.index, &proposal)
+                    let mut ending = Vec::new();
+                    attempts_ending(&applied.machine, &proposal.command, &mut ending);
+                    let response = applied.machine.apply_at(entry.log_id.index, &proposal);
+                    observe(&applied.machine, &proposal.command, &response, &ending);
+                    response
                 }
                 EntryPayload::Membership(m) => {
                     // A removed node is forgotten, so a node of the same id may join again
@@ -374,5 +378,77 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         &mut self,
     ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
         self.open_current().await
+    }
+}
+
+/// The attempts a proposal's Complete commands will end: (job, queue, start time), read off
+/// the state before the apply (a leased job is in memory; one whose token is stale is left
+/// out, as its Complete will be refused).
+fn attempts_ending(machine: &Machine, command: &Command, out: &mut Vec<(u64, String, u64)>) {
+    match command {
+        Command::Batch(commands) => {
+            for c in commands {
+                attempts_ending(machine, c, out);
+            }
+        }
+        Command::By { command, .. } => attempts_ending(machine, command, out),
+        Command::Complete { job_id, token, .. } => {
+            if let Some(job) = machine.job(*job_id) {
+                let current = job.lease.as_ref().is_some_and(|l| l.token == *token);
+                if let (true, Some(a)) = (current, job.attempts.last()) {
+                    out.push((*job_id, job.spec.queue.clone(), a.started_ms));
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Counts an applied proposal's commands by kind, the run time of the attempts it ended and
+/// the wait of the jobs it leased for the first time (`crate::metrics`).
+fn observe(
+    machine: &Machine,
+    command: &Command,
+    response: &Response,
+    ending: &[(u64, String, u64)],
+) {
+    use crate::metrics::{label, EVENTS};
+    match (command, response) {
+        (Command::Batch(commands), Response::Batch(responses)) => {
+            for (c, r) in commands.iter().zip(responses) {
+                observe(machine, c, r, ending);
+            }
+            return;
+        }
+        (Command::By { command, .. }, r) => return observe(machine, command, r, ending),
+        _ => {}
+    }
+    EVENTS
+        .applied
+        .get_or_create(&label("command", command.action()))
+        .inc();
+    let now = machine.now_ms();
+    match (command, response) {
+        (Command::Complete { job_id, .. }, Response::Completed { .. }) => {
+            if let Some((_, queue, started)) = ending.iter().find(|(id, ..)| id == job_id) {
+                let secs = now.saturating_sub(*started) as f64 / 1000.0;
+                EVENTS
+                    .job_run_seconds
+                    .get_or_create(&label("queue", queue))
+                    .observe(secs);
+            }
+        }
+        (Command::Lease { .. }, Response::Leased(grants)) => {
+            for g in grants.iter().filter(|g| g.attempt == 1) {
+                if let Some(job) = machine.job(g.job_id) {
+                    let secs = now.saturating_sub(job.run_at_ms) as f64 / 1000.0;
+                    EVENTS
+                        .job_wait_seconds
+                        .get_or_create(&label("queue", &job.spec.queue))
+                        .observe(secs);
+                }
+            }
+        }
+        _ => {}
     }
 }

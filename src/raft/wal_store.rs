@@ -86,9 +86,13 @@ struct Syncs {
 
 impl Syncs {
     fn record(&self, started: Instant) {
+        let took = started.elapsed();
         self.count.fetch_add(1, Ordering::Relaxed);
         self.micros
-            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+        crate::metrics::EVENTS
+            .fsync_seconds
+            .observe(took.as_secs_f64());
     }
 }
 

@@ -357,12 +357,37 @@ where
     }
 
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        let started = std::time::Instant::now();
+        let rpc = req.uri().path().rsplit('/').next().unwrap_or("");
+        let rpc: &'static str = METHODS
+            .iter()
+            .find(|(m, _)| *m == rpc)
+            .map_or("other", |(m, _)| m);
+        let answered = move |response: &http::Response<tonic::body::Body>| {
+            // An error is a trailers-only reply: its code is in the headers.
+            let code = response
+                .headers()
+                .get("grpc-status")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<i32>().ok())
+                .map_or(tonic::Code::Ok, tonic::Code::from_i32);
+            crate::metrics::EVENTS.api_call(rpc, &format!("{code:?}"), started.elapsed());
+        };
         match self.gate.check(req.uri().path(), req.headers()) {
             Ok(caller) => {
                 req.extensions_mut().insert(caller.clone());
-                Box::pin(CALLER.scope(caller, self.inner.call(req)))
+                let call = CALLER.scope(caller, self.inner.call(req));
+                Box::pin(async move {
+                    let response = call.await?;
+                    answered(&response);
+                    Ok(response)
+                })
             }
-            Err(status) => Box::pin(async move { Ok(status.into_http()) }),
+            Err(status) => {
+                let response = status.into_http();
+                answered(&response);
+                Box::pin(async move { Ok(response) })
+            }
         }
     }
 }

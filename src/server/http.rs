@@ -42,7 +42,7 @@ pub async fn serve(
         move || async move { readiness(&replica) }
     };
     let dashboard = super::dashboard::router(api.clone(), replica.clone());
-    let metrics = move || async move { metrics_text(&replica) };
+    let metrics = move || async move { super::metrics::text(&replica) };
     let rest = move |method: axum::http::Method,
                      uri: axum::http::Uri,
                      headers: axum::http::HeaderMap,
@@ -114,57 +114,6 @@ fn readiness(replica: &Replica) -> (axum::http::StatusCode, axum::Json<serde_jso
         "last_log_index": s.last_log_index,
     });
     (code, axum::Json(body))
-}
-
-fn metrics_text(replica: &Replica) -> String {
-    let s = replica.status();
-    let jobs = replica.read(|m| m.job_count());
-    let gauges = [
-        ("raftline_raft_term", "Current Raft term.", s.term),
-        (
-            "raftline_raft_is_leader",
-            "1 if this node is the leader.",
-            u64::from(s.state == "leader"),
-        ),
-        (
-            "raftline_raft_last_applied",
-            "Index of the last applied entry.",
-            s.last_applied,
-        ),
-        (
-            "raftline_raft_last_log_index",
-            "Index of the last log entry.",
-            s.last_log_index,
-        ),
-        (
-            "raftline_raft_snapshot_index",
-            "Index covered by the last snapshot.",
-            s.snapshot_index,
-        ),
-        (
-            "raftline_jobs",
-            "Jobs held in the state machine.",
-            jobs as u64,
-        ),
-    ];
-    let mut out = String::new();
-    for (name, help, value) in gauges {
-        out.push_str(&format!(
-            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
-        ));
-    }
-    out.push_str(&format!(
-        "# HELP raftline_log_fsyncs_total fsyncs of the Raft log and vote.\n\
-         # TYPE raftline_log_fsyncs_total counter\nraftline_log_fsyncs_total {}\n",
-        s.fsyncs
-    ));
-    out.push_str(&format!(
-        "# HELP raftline_log_flush_seconds_total Time spent flushing the Raft log to disk \
-         (log flushes only; divide by the fsync count for a mean).\n\
-         # TYPE raftline_log_flush_seconds_total counter\nraftline_log_flush_seconds_total {:.6}\n",
-        s.fsync_micros as f64 / 1e6
-    ));
-    out
 }
 
 /// The HTTP listener: connections from [`crate::tls::incoming`] (at most

@@ -8,6 +8,7 @@ pub mod api;
 pub mod auth;
 pub mod dashboard;
 pub mod http;
+pub mod metrics;
 pub mod peer_budget;
 pub mod raft_service;
 pub mod rest;

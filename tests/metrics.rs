@@ -1,0 +1,150 @@
+//! `/metrics` on a real 3-node cluster after a scripted run, read with a Prometheus text-format
+//! parser: every metric family is there with its labels, and the job counts by queue and state
+//! are the API's.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::{http_get, wait_for, Cluster, Settings};
+
+/// The samples of one scrape: (name, labels) to value.
+type Samples = BTreeMap<(String, BTreeMap<String, String>), f64>;
+
+fn parse(text: &str) -> Samples {
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("Prometheus text format");
+    scrape
+        .samples
+        .into_iter()
+        .map(|s| {
+            let value = match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                prometheus_parse::Value::Histogram(h) => {
+                    h.iter().map(|b| b.count).fold(0.0, f64::max)
+                }
+                prometheus_parse::Value::Summary(_) => f64::NAN,
+            };
+            let labels = s
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            ((s.metric, labels), value)
+        })
+        .collect()
+}
+
+fn get(samples: &Samples, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let labels = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    samples.get(&(name.to_string(), labels)).copied()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_match_the_api_after_a_scripted_run() {
+    let c = Cluster::start(Settings::default()).await;
+    let client = c.client();
+    let mut ids = Vec::new();
+    for i in 0..12 {
+        let argv: &[&str] = if i % 4 == 0 { &["false"] } else { &["true"] };
+        let mut req = common::shell_job("metered", argv);
+        req.max_attempts = 1;
+        ids.push(client.submit(req).await.unwrap());
+    }
+    wait_for("every job finished", Duration::from_secs(60), || async {
+        for id in &ids {
+            let job = client.job(*id, false).await.ok()?;
+            if !matches!(job.state.as_str(), "succeeded" | "dead") {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+    let out = c.cli(&["queue", "pause", "metered"]);
+    assert!(out.status.success(), "{}", common::show(&out));
+    let leader = c.wait_leader(None).await;
+    let index = c.status(leader).await.unwrap().last_applied;
+    c.wait_applied(leader, index).await;
+
+    let samples = parse(&http_get(&c.node(leader).http, "/metrics").await);
+    let count = |state: &str| {
+        get(
+            &samples,
+            "raftline_jobs",
+            &[("queue", "metered"), ("state", state)],
+        )
+    };
+    assert_eq!(count("succeeded"), Some(9.0));
+    assert_eq!(count("dead"), Some(3.0));
+    assert_eq!(count("ready"), Some(0.0));
+    assert_eq!(
+        get(&samples, "raftline_queue_paused", &[("queue", "metered")]),
+        Some(1.0)
+    );
+    assert_eq!(get(&samples, "raftline_raft_is_leader", &[]), Some(1.0));
+    assert_eq!(
+        get(
+            &samples,
+            "raftline_sla_missed_jobs",
+            &[("queue", "metered")]
+        ),
+        Some(0.0)
+    );
+    let applied = get(&samples, "raftline_raft_last_applied", &[]).unwrap();
+    assert!(applied >= index as f64, "{applied} < {index}");
+    let submits = get(
+        &samples,
+        "raftline_applied_commands_total",
+        &[("command", "Submit")],
+    );
+    assert!(submits.is_some_and(|n| n >= 12.0), "{submits:?}");
+
+    let names: std::collections::BTreeSet<&str> = samples.keys().map(|(n, _)| n.as_str()).collect();
+    for family in [
+        "raftline_api_calls_total",
+        "raftline_api_call_seconds_count",
+        "raftline_log_fsync_seconds_count",
+        "raftline_batch_commands_count",
+        "raftline_job_run_seconds_count",
+        "raftline_job_wait_seconds_count",
+        "raftline_raft_term",
+        "raftline_raft_last_log_index",
+        "raftline_raft_snapshot_index",
+        "raftline_replication_lag_entries",
+        "raftline_log_bytes",
+        "raftline_snapshot_bytes",
+        "raftline_log_fsyncs",
+        "raftline_jobs_held",
+    ] {
+        assert!(names.contains(family), "no {family} in {names:?}");
+    }
+    for peer in c.ids().into_iter().filter(|id| *id != leader) {
+        let lag = get(
+            &samples,
+            "raftline_replication_lag_entries",
+            &[("peer", &peer.to_string())],
+        );
+        assert!(lag.is_some(), "no lag for node {peer}");
+    }
+    let runs = get(
+        &samples,
+        "raftline_job_run_seconds_count",
+        &[("queue", "metered")],
+    );
+    assert_eq!(runs, Some(12.0), "12 attempts ended");
+    // API calls are counted where they arrive: over every node, the submits made above.
+    let mut submit_ok = 0.0;
+    for id in c.ids() {
+        let node = parse(&http_get(&c.node(id).http, "/metrics").await);
+        let rpc = [("rpc", "Submit"), ("code", "Ok")];
+        submit_ok += get(&node, "raftline_api_calls_total", &rpc).unwrap_or(0.0);
+    }
+    assert!(submit_ok >= 12.0, "{submit_ok} submits counted");
+}
