@@ -28,13 +28,7 @@ fn main() -> ExitCode {
         }
     }
     let default_filter = if node { "info,openraft=warn" } else { "warn" };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RAFTLINE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    raftline::logging::init(default_filter, cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -45,6 +39,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    runtime.spawn(raftline::logging::report_suppressed());
     let outcome = runtime.block_on(raftline::cli::run(cli));
     // Dropping the runtime would wait for every blocking task, and one stuck in a sync on a
     // failing disk would keep the process up forever: give them a bound.

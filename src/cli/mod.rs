@@ -53,6 +53,16 @@ use worker::WorkerArgs;
 #[derive(Debug, Parser)]
 #[command(name = "raftline", version, about)]
 pub struct Cli {
+    /// Log lines as text or JSON (one object per line), on stderr; RAFTLINE_LOG picks what
+    /// is logged (e.g. `info,raftline::node=debug`).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "RAFTLINE_LOG_FORMAT"
+    )]
+    pub log_format: crate::logging::LogFormat,
     /// API addresses of one or more nodes, comma-separated (default: RAFTLINE_ADDR, else every
     /// api_addr in ./cluster.toml).
     #[arg(long, global = true, value_delimiter = ',', env = "RAFTLINE_ADDR")]

@@ -25,6 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
+use tracing::Instrument;
 
 use super::shell::{self, Ended, Kill};
 use crate::client::Client;
@@ -300,6 +301,14 @@ pub async fn run<B: Backend>(
             leased = backend.lease(free.max(1), LEASE_WAIT), if free > 0 => match leased {
                 Ok(jobs) => {
                     for job in jobs {
+                        // What an attempt logs carries its job, queue, attempt and token.
+                        let span = tracing::info_span!(
+                            "attempt",
+                            job = job.job_id,
+                            queue = %job.queue,
+                            attempt = job.attempt,
+                            token = job.token
+                        );
                         let (kill, killed) = watch::channel(Kill::No);
                         table.lock().expect("worker table").insert(
                             job.job_id,
@@ -313,7 +322,7 @@ pub async fn run<B: Backend>(
                             killed,
                             table.clone(),
                             finished.clone(),
-                        ));
+                        ).instrument(span));
                     }
                 }
                 Err(e @ (Error::Unauthenticated(_)

@@ -117,6 +117,9 @@ fn builder() -> tonic::transport::Server {
         .http2_keepalive_interval(Some(ping))
         .http2_keepalive_timeout(Some(ping))
         .http2_max_pending_accept_reset_streams(Some(limits::PENDING_RESET_STREAMS_MAX))
+        // One span per call: what a call logs carries the RPC (`--log-format json` puts it in
+        // each line's `span`).
+        .trace_fn(|req| tracing::info_span!("rpc", path = %req.uri().path()))
 }
 
 /// Serves the internal peer service until `shutdown` completes.
