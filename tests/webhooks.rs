@@ -249,3 +249,87 @@ async fn receiver_up(c: &Cluster, receiver: &Receiver, hook: u64) {
     assert!(out.status.success(), "{}", common::show(&out));
     assert!(client.list_webhooks().await.unwrap().is_empty());
 }
+
+/// Alerts are events: a killed follower raises `node.down` for webhooks and triggers (a job
+/// started with the event as payload), its return raises `node.up`, and callers can't emit
+/// those topics themselves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn node_down_and_up_are_alerts_for_webhooks_and_triggers() {
+    let mut c = Cluster::start(Settings::default()).await;
+    let receiver = Receiver::default();
+    let url = receiver.start().await;
+    let out = c.cli(&[
+        "webhook",
+        "create",
+        "--url",
+        &url,
+        "--topics",
+        "node.down,node.up",
+        "--secret",
+        SECRET,
+    ]);
+    assert!(out.status.success(), "{}", common::show(&out));
+    let out = c.cli(&[
+        "trigger",
+        "create",
+        "--topic",
+        "node.down",
+        "--queue",
+        "alerts",
+        "--",
+        "sh",
+        "-c",
+        "echo \"$RAFTLINE_EVENT_PAYLOAD\"",
+    ]);
+    assert!(out.status.success(), "{}", common::show(&out));
+    let out = c.cli(&["event", "emit", "node.down", "--dedup-key", "x"]);
+    assert_eq!(out.status.code(), Some(2), "{}", common::show(&out));
+
+    let leader = c.wait_leader(None).await;
+    let victim = *c.ids().iter().find(|&&i| i != leader).expect("a follower");
+    c.kill9(victim);
+    let topics = |r: &Receiver| -> Vec<(String, u64)> {
+        r.got()
+            .iter()
+            .filter_map(|g| serde_json::from_str::<Value>(&g.body).ok())
+            .map(|v| {
+                let topic = v["topic"].as_str().unwrap_or("").to_string();
+                (topic, v["data"]["node_id"].as_u64().unwrap_or(0))
+            })
+            .collect()
+    };
+    wait_for("node.down delivered", Duration::from_secs(30), || async {
+        topics(&receiver)
+            .contains(&("node.down".to_string(), victim))
+            .then_some(())
+    })
+    .await;
+    let client = c.client();
+    let job = wait_for("the trigger's job ran", Duration::from_secs(30), || async {
+        let req = pb::ListJobsRequest {
+            queue: "alerts".into(),
+            ..Default::default()
+        };
+        let jobs = client.list_jobs(req).await.ok()?;
+        jobs.into_iter().find(|j| j.state == "succeeded")
+    })
+    .await;
+    let output: String = job.attempts.iter().map(|a| a.output_tail.as_str()).collect();
+    assert!(
+        output.contains(&format!("\"node_id\":{victim}")),
+        "{output}"
+    );
+
+    c.spawn(victim);
+    wait_for("node.up delivered", Duration::from_secs(30), || async {
+        topics(&receiver)
+            .contains(&("node.up".to_string(), victim))
+            .then_some(())
+    })
+    .await;
+    let downs = topics(&receiver)
+        .iter()
+        .filter(|t| t.0 == "node.down")
+        .count();
+    assert_eq!(downs, 1, "one outage, one node.down");
+}

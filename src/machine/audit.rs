@@ -174,6 +174,7 @@ impl Command {
             Command::DeleteWebhook { .. } => "DeleteWebhook",
             Command::TestWebhook { .. } => "TestWebhook",
             Command::WebhookAttempt(_) => "WebhookAttempt",
+            Command::NodeHealth { .. } => "NodeHealth",
             Command::By { command, .. } => command.action(),
             Command::Operation {
                 kind: super::command::Operation::ChangeMembership,

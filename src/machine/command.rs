@@ -342,6 +342,13 @@ pub enum Command {
     },
     /// The outcome of one delivery attempt, proposed by the leader's deliverer.
     WebhookAttempt(super::webhooks::AttemptOutcome),
+    /// The leader stopped hearing a member (`down`), or hears it again (`alerts.rs`).
+    NodeHealth {
+        /// The member.
+        node_id: u64,
+        /// Down or back up.
+        down: bool,
+    },
 }
 
 /// Operations the audit records (see [`Command::Operation`]).

@@ -222,6 +222,12 @@ impl Events {
                 "job.* and workflow.* are emitted by the cluster on transitions",
             ));
         }
+        if super::alerts::TOPICS.contains(&topic) {
+            return Err(invalid(
+                "topic",
+                format!("{topic} is an alert the cluster raises itself"),
+            ));
+        }
         Ok(())
     }
 

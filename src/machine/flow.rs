@@ -454,7 +454,13 @@ impl Machine {
 
     /// Starts the subscribers of `topic` unless `(topic, key)` was seen within the window
     /// (`None` then). `depth` is the depth of the work that caused the event.
-    fn fire_event(&mut self, topic: &str, key: &str, payload: &[u8], depth: u8) -> Option<Started> {
+    pub(super) fn fire_event(
+        &mut self,
+        topic: &str,
+        key: &str,
+        payload: &[u8],
+        depth: u8,
+    ) -> Option<Started> {
         let targets = self.events.claim(self.ctx(), topic, key, payload)?;
         let mut started = Started::default();
         for (trigger, target) in targets {

@@ -597,3 +597,7 @@ pub const WEBHOOK_ERROR_BYTES_MAX: usize = 512;
 /// Bytes of an emitted event's payload a delivery carries (base64); a larger one is left out
 /// and only its size is given.
 pub const WEBHOOK_PAYLOAD_BYTES_MAX: usize = 4 * 1024;
+
+/// A leader that has not heard a member answer its heartbeats for this long reports it down
+/// (`node.down`); it must itself have led this long first.
+pub const NODE_DOWN_MS: u64 = 5_000;

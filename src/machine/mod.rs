@@ -61,6 +61,7 @@
 //! No cold tier yet (`store.rs`). Due times sit in one index per subsystem; `next_due` takes
 //! the minimum of their first entries rather than keeping one merged index.
 
+pub mod alerts;
 pub mod audit;
 pub mod auth;
 pub mod backoff;
@@ -140,9 +141,12 @@ pub struct Machine {
     /// Who made which write. Encoded after the tokens (format 9).
     #[serde(skip)]
     audit: audit::Audit,
-    /// Webhooks and their outbox. Encoded after the audit (format 10).
+    /// Webhooks and their outbox, then nodes reported down. Encoded after the audit (format
+    /// 10).
     #[serde(skip)]
     webhooks: webhooks::Webhooks,
+    #[serde(skip)]
+    alerts: alerts::Alerts,
 }
 
 impl Machine {
@@ -272,7 +276,8 @@ impl Machine {
             Command::CreateWebhook { .. }
             | Command::DeleteWebhook { .. }
             | Command::TestWebhook { .. }
-            | Command::WebhookAttempt(_) => self.webhook_command(command),
+            | Command::WebhookAttempt(_)
+            | Command::NodeHealth { .. } => self.webhook_command(command),
             Command::By { by, command } => {
                 let response = match &**command {
                     Command::By { .. } | Command::Batch(_) => {
@@ -530,6 +535,7 @@ impl Machine {
         self.auth.check_invariants();
         self.audit.check_invariants();
         self.webhooks.check_invariants();
+        self.alerts.check_invariants();
     }
 
     /// Who made which write.
@@ -550,6 +556,7 @@ impl Machine {
             &self.auth,
             &self.audit,
             &self.webhooks,
+            &self.alerts,
         ))
     }
 
@@ -566,6 +573,7 @@ impl Machine {
                 &self.auth,
                 &self.audit,
                 &self.webhooks,
+                &self.alerts,
             ),
             writer,
         )
@@ -615,10 +623,10 @@ impl Machine {
         if format >= 9 {
             machine.audit = decode_from(reader)?;
         }
-        machine.webhooks = if format >= 10 {
-            decode_from(reader)?
+        (machine.webhooks, machine.alerts) = if format >= 10 {
+            (decode_from(reader)?, decode_from(reader)?)
         } else {
-            webhooks::Webhooks::new()
+            (webhooks::Webhooks::new(), alerts::Alerts::default())
         };
         if let Some((tier, at)) = cold {
             machine.attach_cold(tier, at);

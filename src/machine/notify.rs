@@ -1,5 +1,8 @@
-//! What the machine tells webhooks: the webhook commands, and the data of each topic's event,
-//! built only when some webhook wants the topic (no allocation on the hot path otherwise).
+//! What the machine tells webhooks and triggers: the webhook commands, the data of each topic's
+//! event, built only when some webhook or trigger wants the topic (no allocation on the hot
+//! path otherwise), and the alerts (`alerts.rs`): `node.down`, `node.up`, `sla.missed`,
+//! `breaker.opened`, `schedule.missed` start the triggers of their topic too, with the event's
+//! data as JSON for payload.
 
 use base64::Engine as _;
 use serde_json::json;
@@ -27,6 +30,10 @@ impl Machine {
             Command::DeleteWebhook { id } => self.webhooks.delete(*id),
             Command::TestWebhook { id } => self.webhooks.test(ctx, *id),
             Command::WebhookAttempt(outcome) => self.webhooks.attempt(ctx, outcome),
+            Command::NodeHealth { node_id, down } => {
+                self.node_health(*node_id, *down);
+                Response::Ok
+            }
             other => unreachable!("not a webhook command: {other:?}"),
         }
     }
@@ -99,7 +106,7 @@ impl Machine {
         let now = self.controls.policy(queue).map(|c| c.breaker);
         let opened = matches!(now, Some(BreakerState::Open { .. }))
             && !matches!(was, Some(BreakerState::Open { .. }));
-        if !opened || !self.webhooks.wants("breaker.opened") {
+        if !opened || !self.alert_wanted("breaker.opened") {
             return;
         }
         let until = match now {
@@ -107,13 +114,13 @@ impl Machine {
             _ => 0,
         };
         let data = json!({ "queue": queue, "until_ms": until });
-        let ctx = self.ctx();
-        self.webhooks.notify(ctx, "breaker.opened", &data);
+        let key = format!("breaker:{queue}:{}", self.now_ms);
+        self.alert("breaker.opened", &key, &data, 0);
     }
 
     /// A job's deadline passed before it finished.
     pub(super) fn notify_sla(&mut self, id: JobId) {
-        if !self.webhooks.wants("sla.missed") {
+        if !self.alert_wanted("sla.missed") {
             return;
         }
         let Some(job) = self.jobs.get(id) else {
@@ -125,8 +132,8 @@ impl Machine {
             "state": job.state.name(),
             "deadline_ms": job.spec.deadline_ms,
         });
-        let ctx = self.ctx();
-        self.webhooks.notify(ctx, "sla.missed", &data);
+        let depth = job.depth;
+        self.alert("sla.missed", &format!("sla:{id}"), &data, depth);
     }
 
     /// Ticks of a schedule came due while no Tick could run and its catch-up policy skipped
@@ -136,12 +143,53 @@ impl Machine {
         id: super::schedule::ScheduleId,
         missed: usize,
     ) {
-        if missed == 0 || !self.webhooks.wants("schedule.missed") {
+        if missed == 0 || !self.alert_wanted("schedule.missed") {
             return;
         }
         let name = self.schedules.get(id).map(|s| s.spec.name.clone());
         let data = json!({ "schedule_id": id, "name": name, "missed": missed });
+        let key = format!("schedule:{id}:{}", self.now_ms);
+        self.alert("schedule.missed", &key, &data, 0);
+    }
+
+    /// Whether a webhook or a trigger wants an alert's topic.
+    fn alert_wanted(&self, topic: &str) -> bool {
+        self.webhooks.wants(topic) || self.events.has_topic(topic)
+    }
+
+    /// Raises an alert: a webhook delivery, and the topic's triggers started with the data as
+    /// payload (`key` deduplicates it; `depth` bounds chains, as for transitions).
+    fn alert(&mut self, topic: &str, key: &str, data: &serde_json::Value, depth: u8) {
         let ctx = self.ctx();
-        self.webhooks.notify(ctx, "schedule.missed", &data);
+        self.webhooks.notify(ctx, topic, data);
+        if depth < limits::TRIGGER_DEPTH_MAX && self.events.has_topic(topic) {
+            self.fire_event(topic, key, data.to_string().as_bytes(), depth);
+        }
+    }
+
+    /// A member's health as the leader sees it: `node.down` for a new outage, `node.up` when
+    /// a down member answers again; nothing when the report changes nothing.
+    fn node_health(&mut self, node: u64, down: bool) {
+        let now = self.now_ms;
+        let Some(since) = self.alerts.set(node, down, now) else {
+            return;
+        };
+        let (topic, data) = if down {
+            ("node.down", json!({ "node_id": node, "since_ms": since }))
+        } else {
+            let gone = now.saturating_sub(since);
+            (
+                "node.up",
+                json!({ "node_id": node, "down_since_ms": since, "down_ms": gone }),
+            )
+        };
+        if self.alert_wanted(topic) {
+            self.alert(topic, &format!("node:{node}:{topic}:{since}"), &data, 0);
+        }
+    }
+
+    /// Nodes the leader reported down, with the time of the report.
+    pub fn nodes_down(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.alerts.down()
     }
 }

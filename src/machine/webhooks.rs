@@ -40,7 +40,9 @@ pub type WebhookId = u64;
 pub type DeliveryId = u64;
 
 /// Topics the cluster emits itself, besides those given to `emit`.
-pub const SYSTEM_TOPICS: [&str; 9] = [
+pub const SYSTEM_TOPICS: [&str; 11] = [
+    "node.down",
+    "node.up",
     "job.succeeded",
     "job.dead",
     "job.cancelled",

@@ -32,6 +32,7 @@
 pub mod executor;
 pub mod sandbox;
 mod shell;
+pub mod alerts;
 pub mod ticker;
 pub mod webhooks;
 
@@ -236,6 +237,7 @@ pub async fn run(
     // Ends with the stop signal, like the ticker; nothing to hand back (an attempt cut off is
     // made again by the next leader).
     tokio::spawn(webhooks::run(replica.clone(), stopped()));
+    tokio::spawn(alerts::run(replica.clone(), stopped()));
     let (executor_stop, executor) = spawn_executor(&config, &me, &replica, incarnation, sandbox);
     announce(&me, &dir);
 

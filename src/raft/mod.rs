@@ -224,6 +224,8 @@ pub struct Replica {
     election_hold: Arc<std::sync::atomic::AtomicU64>,
     /// This node's data dir.
     dir: std::path::PathBuf,
+    /// When each peer last answered this node's appends.
+    heard: network::Heard,
 }
 
 impl Replica {
@@ -263,9 +265,11 @@ impl Replica {
         })?;
         let applied = sm.applied();
         let local_ip = config.peer_source_ip(id);
+        let heard = network::Heard::default();
         let network = network::Network {
             local_ip,
             tls: tls.clone(),
+            heard: heard.clone(),
         };
         let raft = Raft::new(id, Arc::new(raft_config), network, log.clone(), sm)
             .await
@@ -292,6 +296,7 @@ impl Replica {
             hold_writes: std::sync::atomic::AtomicBool::new(false),
             election_hold: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             dir: config.node_dir(id),
+            heard,
         }))
     }
 
@@ -377,6 +382,13 @@ impl Replica {
     /// The cluster's name (`[cluster] name`).
     pub fn cluster_name(&self) -> &str {
         &self.raft.config().cluster_name
+    }
+
+    /// How long ago each peer last answered this node's appends (as leader: heartbeats every
+    /// `heartbeat_ms`); a peer never heard from is absent.
+    pub fn peers_heard(&self) -> BTreeMap<u64, Duration> {
+        let heard = self.heard.lock().unwrap_or_else(|e| e.into_inner());
+        heard.iter().map(|(id, at)| (*id, at.elapsed())).collect()
     }
 
     /// This node's metrics.

@@ -36,7 +36,13 @@ pub struct Network {
     pub local_ip: Option<IpAddr>,
     /// Mutual TLS to peers, when on.
     pub tls: Option<Arc<NodeTls>>,
+    /// When each peer last answered an append (heartbeats included): a leader's view of who
+    /// is up (`node/alerts.rs`).
+    pub heard: Heard,
 }
+
+/// When each peer last answered an append, by node id.
+pub type Heard = Arc<std::sync::Mutex<std::collections::BTreeMap<NodeId, std::time::Instant>>>;
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerConnection;
@@ -45,6 +51,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
         PeerConnection {
             target,
             client: peer_client(&node.raft_addr, self.local_ip, self.tls.as_ref()),
+            heard: self.heard.clone(),
         }
     }
 }
@@ -82,6 +89,7 @@ pub fn peer_client(
 pub struct PeerConnection {
     target: NodeId,
     client: Option<RaftPeerClient<Channel>>,
+    heard: Heard,
 }
 
 impl PeerConnection {
@@ -164,6 +172,10 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         let cut = cut_to_bytes(&mut rpc.entries, crate::machine::limits::APPEND_BYTES_MAX);
         let last = rpc.entries.last().map(|e| e.log_id);
         let reply = self.call(&rpc, &option, Method::Append).await?;
+        self.heard
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(self.target, std::time::Instant::now());
         Ok(match reply {
             AppendEntriesResponse::Success if cut => AppendEntriesResponse::PartialSuccess(last),
             other => other,
