@@ -590,7 +590,7 @@ async fn submit_batch_and_complete_and_lease() {
         states,
         [
             ("succeeded", ""),
-            ("", "FailedPrecondition"),
+            ("", "FAILED_PRECONDITION"),
             ("succeeded", "")
         ],
         "{reply:?}"

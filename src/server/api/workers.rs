@@ -151,7 +151,7 @@ fn completion_result(c: &pb::CompleteRequest, response: Applied) -> pb::Completi
             pb::CompletionResult {
                 job_id: c.job_id,
                 state: String::new(),
-                error_code: format!("{:?}", status.code()),
+                error_code: crate::server::rest::code_name(status.code()),
                 error: status.message().to_string(),
             }
         }

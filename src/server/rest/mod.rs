@@ -435,7 +435,7 @@ pub fn http_status(code: Code) -> StatusCode {
 }
 
 /// The gRPC code's name as the error body's `status` (`INVALID_ARGUMENT`).
-fn code_name(code: Code) -> String {
+pub(crate) fn code_name(code: Code) -> String {
     format!("{code:?}")
         .chars()
         .enumerate()

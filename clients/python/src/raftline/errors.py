@@ -63,8 +63,8 @@ _BY_STATUS = {
     "UNAVAILABLE": Unavailable,
 }
 
-# CompletionResult.error_code is the tonic code's Debug name ("FailedPrecondition"), while the
-# proto's comment says the gRPC name ("FAILED_PRECONDITION"); accept both.
+# CompletionResult.error_code is the gRPC name ("FAILED_PRECONDITION"); servers before the
+# webhooks release sent the tonic code's Debug name ("FailedPrecondition"): accept both.
 _CAMEL = {
     "InvalidArgument": "INVALID_ARGUMENT",
     "FailedPrecondition": "FAILED_PRECONDITION",
