@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{http_get, wait_for, Cluster, Settings};
+use common::{http_get, Cluster, Settings};
 
 /// The samples of one scrape: (name, labels) to value.
 type Samples = BTreeMap<(String, BTreeMap<String, String>), f64>;
@@ -57,16 +57,7 @@ async fn metrics_match_the_api_after_a_scripted_run() {
         req.max_attempts = 1;
         ids.push(client.submit(req).await.unwrap());
     }
-    wait_for("every job finished", Duration::from_secs(60), || async {
-        for id in &ids {
-            let job = client.job(*id, false).await.ok()?;
-            if !matches!(job.state.as_str(), "succeeded" | "dead") {
-                return None;
-            }
-        }
-        Some(())
-    })
-    .await;
+    common::wait_finished(&client, &ids, Duration::from_secs(60)).await;
     let out = c.cli(&["queue", "pause", "metered"]);
     assert!(out.status.success(), "{}", common::show(&out));
     let leader = c.wait_leader(None).await;

@@ -145,16 +145,8 @@ async fn pending_events_survive_a_leader_kill_signed_and_deduplicable() {
         req.max_attempts = 1;
         ids.insert(client.submit(req).await.unwrap());
     }
-    wait_for("every job finished", Duration::from_secs(60), || async {
-        for id in &ids {
-            let job = client.job(*id, false).await.ok()?;
-            if !matches!(job.state.as_str(), "succeeded" | "dead") {
-                return None;
-            }
-        }
-        Some(())
-    })
-    .await;
+    let all: Vec<u64> = ids.iter().copied().collect();
+    common::wait_finished(&client, &all, Duration::from_secs(60)).await;
     wait_for("a delivery in flight", Duration::from_secs(20), || async {
         (!receiver.got().is_empty()).then_some(())
     })
@@ -314,7 +306,11 @@ async fn node_down_and_up_are_alerts_for_webhooks_and_triggers() {
         jobs.into_iter().find(|j| j.state == "succeeded")
     })
     .await;
-    let output: String = job.attempts.iter().map(|a| a.output_tail.as_str()).collect();
+    let output: String = job
+        .attempts
+        .iter()
+        .map(|a| a.output_tail.as_str())
+        .collect();
     assert!(
         output.contains(&format!("\"node_id\":{victim}")),
         "{output}"

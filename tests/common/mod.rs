@@ -451,6 +451,22 @@ impl Drop for Cluster {
     }
 }
 
+/// Waits until every job of `ids` is finished (succeeded, dead or cancelled), reading through
+/// `client`.
+#[allow(dead_code)]
+pub async fn wait_finished(client: &Client, ids: &[u64], timeout: Duration) {
+    wait_for("every job finished", timeout, || async {
+        for id in ids {
+            let job = client.job(*id, false).await.ok()?;
+            if !matches!(job.state.as_str(), "succeeded" | "dead" | "cancelled") {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+}
+
 /// Runs the CLI in `dir` and returns its output.
 pub fn run_cli(dir: &Path, args: &[&str]) -> Output {
     Command::new(BIN)
