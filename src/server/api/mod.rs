@@ -255,17 +255,26 @@ fn node_status(service: &ApiService, with_digest: bool) -> Result<pb::NodeStatus
         last_log_index: s.last_log_index,
         snapshot_index: s.snapshot_index,
         purged_index: s.purged_index,
-        members: s
-            .members
-            .into_iter()
-            .map(|(id, node, voter)| pb::Member {
-                id,
-                raft_addr: node.raft_addr,
-                api_addr: node.api_addr,
-                voter,
-                matched_index: None,
-            })
-            .collect(),
+        members: {
+            // The leader knows how far each member's log matches its own.
+            let lag: std::collections::BTreeMap<u64, u64> =
+                service.replica.replication_lag().into_iter().collect();
+            let leading = s.leader == Some(s.id);
+            s.members
+                .into_iter()
+                .map(|(id, node, voter)| pb::Member {
+                    id,
+                    raft_addr: node.raft_addr,
+                    api_addr: node.api_addr,
+                    voter,
+                    matched_index: match lag.get(&id) {
+                        Some(behind) => Some(s.last_log_index.saturating_sub(*behind)),
+                        None if leading && id == s.id => Some(s.last_log_index),
+                        None => None,
+                    },
+                })
+                .collect()
+        },
         cluster: service.replica.cluster_name().to_string(),
         digest,
         digest_applied,
