@@ -498,7 +498,7 @@ async fn bad_requests_are_refused_and_write_nothing() {
     }
     let jobs = |s: &str| {
         s.lines()
-            .find_map(|l| l.strip_prefix("raftline_jobs "))
+            .find_map(|l| l.strip_prefix("raftline_jobs_held "))
             .map(String::from)
     };
     let metrics = http_get(&c.node(leader).http, "/metrics").await;

@@ -28,24 +28,36 @@ pub enum ClusterCmd {
         /// The node's id.
         #[arg(long)]
         id: u64,
+        /// Print JSON: the change and the membership it left.
+        #[arg(long)]
+        json: bool,
     },
     /// Make a caught-up learner a voter.
     Promote {
         /// The node's id.
         #[arg(long)]
         id: u64,
+        /// Print JSON: the change and the membership it left.
+        #[arg(long)]
+        json: bool,
     },
     /// Make a voter a learner.
     Demote {
         /// The node's id.
         #[arg(long)]
         id: u64,
+        /// Print JSON: the change and the membership it left.
+        #[arg(long)]
+        json: bool,
     },
     /// Make another voter the leader (writes pause for at most a moment).
     TransferLeader {
         /// The new leader's id.
         #[arg(long)]
         to: u64,
+        /// Print JSON: the change and the membership it left.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -55,10 +67,12 @@ pub async fn run(addr: &[String], command: ClusterCmd) -> Result<()> {
     match command {
         ClusterCmd::Status { json } => cluster_status(addr, json).await,
         ClusterCmd::Add(args) => members::add(addr, args).await,
-        ClusterCmd::Remove { id } => members::change(addr, "remove", id).await,
-        ClusterCmd::Promote { id } => members::change(addr, "promote", id).await,
-        ClusterCmd::Demote { id } => members::change(addr, "demote", id).await,
-        ClusterCmd::TransferLeader { to } => members::change(addr, "transfer_leader", to).await,
+        ClusterCmd::Remove { id, json } => members::change(addr, "remove", id, json).await,
+        ClusterCmd::Promote { id, json } => members::change(addr, "promote", id, json).await,
+        ClusterCmd::Demote { id, json } => members::change(addr, "demote", id, json).await,
+        ClusterCmd::TransferLeader { to, json } => {
+            members::change(addr, "transfer_leader", to, json).await
+        }
     }
 }
 

@@ -24,6 +24,9 @@ pub enum DagCmd {
     Validate {
         /// Workflow file (.toml or .json).
         file: PathBuf,
+        /// Print JSON: the workflow as parsed (name, policy, steps and their dependencies).
+        #[arg(long)]
+        json: bool,
     },
     /// Start a workflow from a file; prints its id.
     Submit {
@@ -54,6 +57,10 @@ pub enum DagCmd {
         /// text | dot | mermaid
         #[arg(long, default_value = "text")]
         format: String,
+        /// Print JSON: the workflow as `dag get --json` prints it, with the chosen format's
+        /// rendering under "rendered".
+        #[arg(long)]
+        json: bool,
     },
     /// List workflows.
     List {
@@ -75,16 +82,25 @@ pub enum DagCmd {
     Cancel {
         /// Workflow id.
         id: u64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Start no new steps until resumed (running steps finish).
     Pause {
         /// Workflow id.
         id: u64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Resume a paused workflow.
     Resume {
         /// Workflow id.
         id: u64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Run a failed or cancelled step again, re-opening the steps it blocked.
     Retry {
@@ -92,6 +108,9 @@ pub enum DagCmd {
         id: u64,
         /// Step name.
         step: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Skip a step not started (or failed): dependents treat it as succeeded.
     Skip {
@@ -99,21 +118,37 @@ pub enum DagCmd {
         id: u64,
         /// Step name.
         step: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
 /// Runs `raftline dag ...`.
 pub async fn dag(addr: &[String], command: DagCmd) -> Result<()> {
-    let control = |id: u64, op: &'static str, step: String| async move {
+    let control = |id: u64, op: &'static str, step: String, json: bool| async move {
         let state = client(addr)?.control_workflow(id, op, &step).await?;
-        println!("workflow {id}: {state}");
+        if json {
+            let step = (!step.is_empty()).then_some(step);
+            let v = serde_json::json!({ "id": id, "op": op, "step": step, "state": state });
+            println!("{v}");
+        } else {
+            println!("workflow {id}: {state}");
+        }
         Ok(())
     };
     match command {
-        DagCmd::Validate { file } => {
+        DagCmd::Validate { file, json } => {
             let req = workflow_file::load(&file)?;
             workflow_file::check(&req)?;
             let edges: usize = req.steps.iter().map(|s| s.depends_on.len()).sum();
+            if json {
+                let mut v = view::spec_json(&req);
+                v["file"] = file.display().to_string().into();
+                v["valid"] = true.into();
+                println!("{v}");
+                return Ok(());
+            }
             println!(
                 "{}: valid workflow {:?}, {} steps, {edges} dependencies",
                 file.display(),
@@ -132,7 +167,7 @@ pub async fn dag(addr: &[String], command: DagCmd) -> Result<()> {
             }
             Ok(())
         }
-        DagCmd::Show { id, format } => {
+        DagCmd::Show { id, format, json } => {
             let render: fn(&pb::Workflow) -> String = match format.as_str() {
                 "text" => view::text,
                 "dot" => view::dot,
@@ -145,7 +180,14 @@ pub async fn dag(addr: &[String], command: DagCmd) -> Result<()> {
                 }
             };
             let w = client(addr)?.workflow(id, false).await?;
-            print!("{}", render(&w));
+            if json {
+                let mut v = view::json(&w);
+                v["format"] = format.into();
+                v["rendered"] = render(&w).into();
+                println!("{v}");
+            } else {
+                print!("{}", render(&w));
+            }
             Ok(())
         }
         DagCmd::List {
@@ -154,11 +196,11 @@ pub async fn dag(addr: &[String], command: DagCmd) -> Result<()> {
             limit,
             json,
         } => list(addr, state, after, limit, json).await,
-        DagCmd::Cancel { id } => control(id, "cancel", String::new()).await,
-        DagCmd::Pause { id } => control(id, "pause", String::new()).await,
-        DagCmd::Resume { id } => control(id, "resume", String::new()).await,
-        DagCmd::Retry { id, step } => control(id, "retry", step).await,
-        DagCmd::Skip { id, step } => control(id, "skip", step).await,
+        DagCmd::Cancel { id, json } => control(id, "cancel", String::new(), json).await,
+        DagCmd::Pause { id, json } => control(id, "pause", String::new(), json).await,
+        DagCmd::Resume { id, json } => control(id, "resume", String::new(), json).await,
+        DagCmd::Retry { id, step, json } => control(id, "retry", step, json).await,
+        DagCmd::Skip { id, step, json } => control(id, "skip", step, json).await,
     }
 }
 

@@ -5,7 +5,7 @@
 use clap::Subcommand;
 
 use super::connect::client;
-use super::parse::{invalid, nonzero, parse_duration, parse_env};
+use super::parse::{invalid, nonzero, parse_duration, parse_env, parse_time};
 use super::view;
 use crate::client::Client;
 use crate::error::Result;
@@ -24,9 +24,9 @@ pub struct SubmitArgs {
     /// Start after this long (e.g. 30s, 5m, 1h, 250ms).
     #[arg(long, allow_hyphen_values = true)]
     pub delay: Option<String>,
-    /// Start at this time, in ms since the Unix epoch.
+    /// Start at this time: RFC 3339 (2026-12-01T08:00:00Z) or ms since the Unix epoch.
     #[arg(long)]
-    pub run_at: Option<u64>,
+    pub run_at: Option<String>,
     /// Attempts before dead letters (default 3).
     #[arg(long)]
     pub max_attempts: Option<u32>,
@@ -114,6 +114,29 @@ pub enum JobCmd {
     },
     /// Run a scheduled, dead or cancelled job again now, optionally with new parameters.
     Retry(RetryArgs),
+    /// Wait until a job ends, then show it as `get` does; exit 0 when it succeeded, 1 when it
+    /// ended dead or cancelled or the timeout passed first.
+    Wait {
+        /// Job id.
+        id: u64,
+        /// Give up after this long (e.g. 30s, 1h30m; at most 24h).
+        #[arg(long, default_value = "10m")]
+        timeout: String,
+        /// Print JSON (the job, as `get --json`).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Each attempt's output: attempt number, node, worker, exit code, then its output tail.
+    Logs {
+        /// Job id.
+        id: u64,
+        /// Keep reading until the job ends, printing attempts and outputs as they appear.
+        #[arg(long, short)]
+        follow: bool,
+        /// Print JSON (one object per attempt, per line).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Runs `raftline submit`.
@@ -147,7 +170,11 @@ pub async fn submit(addr: &[String], a: SubmitArgs) -> Result<()> {
             .map(|d| parse_duration("delay", d))
             .transpose()?
             .unwrap_or(0),
-        run_at_ms: a.run_at,
+        run_at_ms: a
+            .run_at
+            .as_deref()
+            .map(|t| parse_time("run_at", t))
+            .transpose()?,
         max_attempts: a.max_attempts.unwrap_or(0),
         backoff: None,
         timeout_ms,
@@ -221,11 +248,18 @@ pub async fn job(addr: &[String], command: JobCmd) -> Result<()> {
             let state = client.retry(retry_request(&a)?).await?;
             print_state(a.id, &state, a.json);
         }
+        JobCmd::Wait { id, timeout, json } => {
+            return super::watch::wait(&client, id, &timeout, json).await
+        }
+        JobCmd::Logs { id, follow, json } => {
+            return super::watch::logs(&client, id, follow, json).await
+        }
     }
     Ok(())
 }
 
-fn print_job(job: &pb::Job) {
+/// Prints a job for people: its state, command, attempts and the end of each one's output.
+pub fn print_job(job: &pb::Job) {
     let what = match &job.kind {
         Some(pb::job::Kind::Shell(s)) => s.argv.join(" "),
         Some(pb::job::Kind::Payload(p)) => format!("external payload, {} bytes", p.len()),

@@ -37,6 +37,9 @@ pub struct AddArgs {
     /// How long to wait for it to catch up, e.g. `10m` (at most 24h).
     #[arg(long, default_value = "10m")]
     pub timeout: String,
+    /// Print JSON: the change and the membership it left (progress stays on stderr).
+    #[arg(long)]
+    pub json: bool,
 }
 
 fn request(action: &str, node_id: u64) -> pb::ChangeMembershipRequest {
@@ -47,15 +50,34 @@ fn request(action: &str, node_id: u64) -> pb::ChangeMembershipRequest {
     }
 }
 
-/// Prints the membership a change left.
-fn print_members(reply: &pb::ChangeMembershipResponse) {
+/// Prints the membership a change left: lines, or one JSON object naming the change.
+fn print_members(reply: &pb::ChangeMembershipResponse, action: &str, id: u64, json: bool) {
+    let behind = |m: &pb::Member| {
+        m.matched_index
+            .map(|i| reply.leader_last_log_index.saturating_sub(i))
+    };
+    if json {
+        let members: Vec<serde_json::Value> = reply
+            .members
+            .iter()
+            .map(|m| {
+                serde_json::json!({
+                    "id": m.id, "raft_addr": m.raft_addr, "api_addr": m.api_addr,
+                    "voter": m.voter, "behind": behind(m),
+                })
+            })
+            .collect();
+        let v = serde_json::json!({
+            "action": action, "node_id": id, "leader": reply.leader,
+            "leader_last_log_index": reply.leader_last_log_index, "members": members,
+        });
+        println!("{v}");
+        return;
+    }
     println!("leader: {}", reply.leader);
     for m in &reply.members {
         let role = if m.voter { "voter" } else { "learner" };
-        let lag = m
-            .matched_index
-            .map(|i| reply.leader_last_log_index.saturating_sub(i).to_string())
-            .unwrap_or_else(|| "?".into());
+        let lag = behind(m).map_or_else(|| "?".into(), |n| n.to_string());
         println!(
             "  node {:<4} raft {:<22} api {:<22} {role:<8} behind {lag}",
             m.id, m.raft_addr, m.api_addr
@@ -87,12 +109,12 @@ pub async fn add(addr: &[String], args: AddArgs) -> Result<()> {
     let reply = client.change_membership(req).await?;
     eprintln!("node {} added as a learner", args.id);
     if args.no_promote || member(&reply, args.id).is_some_and(|m| m.voter) {
-        print_members(&reply);
+        print_members(&reply, "add", args.id, args.json);
         return Ok(());
     }
     let reply = catch_up_and_promote(&client, args.id, Instant::now() + timeout).await?;
     eprintln!("node {} is a voter", args.id);
-    print_members(&reply);
+    print_members(&reply, "add", args.id, args.json);
     Ok(())
 }
 
@@ -152,7 +174,7 @@ pub async fn catch_up_and_promote(
 }
 
 /// Runs `raftline cluster remove|promote|demote|transfer-leader` (`action` as the API names it).
-pub async fn change(addr: &[String], action: &str, id: u64) -> Result<()> {
+pub async fn change(addr: &[String], action: &str, id: u64, json: bool) -> Result<()> {
     let client = client(addr)?;
     let reply = client.change_membership(request(action, id)).await?;
     match action {
@@ -160,6 +182,6 @@ pub async fn change(addr: &[String], action: &str, id: u64) -> Result<()> {
         "transfer_leader" => eprintln!("node {} leads", reply.leader),
         _ => eprintln!("node {id}: done"),
     }
-    print_members(&reply);
+    print_members(&reply, action, id, json);
     Ok(())
 }

@@ -1,14 +1,18 @@
 //! The command line: one binary for nodes, the local launcher and the client commands.
 //!
 //! This file holds the top of the command tree ([`Cli`], [`Cmd`]) and [`run`], which hands
-//! each command to its group's file: [`jobs`] (submit, job, jobs), [`queues`] (queue, dlq),
-//! [`dag`] (workflows, with [`workflow_file`] and [`workflow_view`]), [`resources`]
-//! (resource, lock), [`schedules`] (schedule, trigger, event, timer), [`cluster`],
-//! [`worker`], [`up`] and [`node`]. Below the groups sit the shared pieces: [`connect`] (which
-//! nodes to talk to), [`parse`] (flag values), [`page`] (lists longer than a server page),
-//! [`view`] (JSON output) and [`signal`]. The groups use those and [`crate::client`]; nothing
-//! below a group imports it, and the one group another uses is [`jobs`] (dead letters are
-//! listed and requeued as jobs are).
+//! each command to its group's file: [`jobs`] (submit, job, jobs), [`watch`] (job wait, job
+//! logs), [`queues`] (queue, dlq), [`dag`] (workflows, with [`workflow_file`] and
+//! [`workflow_view`]), [`resources`] (resource, lock), [`schedules`] (schedule, trigger, event,
+//! timer), [`cluster`], [`worker`], [`up`] and [`node`]. Below the groups sit the shared
+//! pieces: [`connect`] (which nodes to talk to), [`parse`] (flag values), [`page`] (lists
+//! longer than a server page), [`view`] (JSON output) and [`signal`]. The groups use those and
+//! [`crate::client`]; nothing below a group imports it, and the one group another uses is
+//! [`jobs`] (dead letters are listed and requeued as jobs are; `job wait` prints as `job get`).
+//!
+//! Every leaf command takes `--json`: a result printed as one JSON object (lists as the shape
+//! their command documents: an array, or one object per line), so scripts never parse text;
+//! human output is unchanged without it, and errors stay one line on stderr either way.
 //!
 //! Exit codes: 0 success; 2 usage or invalid input (bad flag, INVALID_ARGUMENT, bad config);
 //! 1 any other failure (cluster unavailable, not found, I/O).
@@ -30,6 +34,7 @@ pub mod snapshot;
 pub mod tokens;
 pub mod up;
 pub mod view;
+pub mod watch;
 pub mod webhooks;
 pub mod worker;
 pub mod workflow_file;
@@ -93,6 +98,9 @@ pub enum Cmd {
         /// Cluster config file.
         #[arg(long, default_value = "cluster.toml")]
         config: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Backups: save a consistent snapshot, restore one into a new cluster.
     Snapshot {
@@ -202,7 +210,11 @@ pub enum Cmd {
     /// argv; external jobs run CMD with their payload on stdin.
     Worker(WorkerArgs),
     /// Print the REST API's OpenAPI 3.1 document (what every node serves at /v1/openapi.json).
-    Openapi,
+    Openapi {
+        /// Print JSON (the document is JSON either way).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Runs a parsed command line.
@@ -215,7 +227,7 @@ pub async fn run(cli: Cli) -> Result<()> {
     });
     match cli.command {
         Cmd::Node(args) => node::run(args).await,
-        Cmd::Up { config } => up::run(&config).await,
+        Cmd::Up { config, json } => up::run(&config, json).await,
         Cmd::Cluster { command } => cluster::run(addr, command).await,
         Cmd::Snapshot { command } => snapshot::run(addr, command).await,
         Cmd::Submit(args) => jobs::submit(addr, *args).await,
@@ -235,7 +247,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Cmd::Certs { command } => tokens::certs(command),
         Cmd::Webhook { command } => webhooks::webhook(addr, command).await,
         Cmd::Audit { command } => tokens::audit(addr, command).await,
-        Cmd::Openapi => {
+        Cmd::Openapi { json: _ } => {
             print!("{}", crate::server::rest::openapi::text());
             Ok(())
         }

@@ -34,6 +34,9 @@ pub struct NodeArgs {
     /// This node's data directory (default: `node-ID` in the config's data_dir).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Print JSON: one object announcing the node (id, pid, addresses, data dir) on start.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Adds the node the flags describe to `config`, refusing one that contradicts it.
@@ -117,5 +120,27 @@ pub async fn run(args: NodeArgs) -> Result<()> {
         }
         None => None,
     };
+    if args.json {
+        announce(&config, args.id)?;
+    }
     crate::node::run(config, args.id, join, shutdown_signal()).await
+}
+
+/// Prints the node's start announcement as one JSON object; its log goes to stderr, so there
+/// is no log file to name (`raftline up` names the one it redirects to).
+fn announce(config: &Config, id: u64) -> Result<()> {
+    let node = config.node(id)?;
+    println!(
+        "{}",
+        serde_json::json!({
+            "id": id,
+            "pid": std::process::id(),
+            "raft_addr": node.raft_addr.to_string(),
+            "api_addr": node.api_addr.to_string(),
+            "http_addr": node.http_addr.to_string(),
+            "data_dir": config.node_dir(id).display().to_string(),
+            "log_file": null,
+        })
+    );
+    Ok(())
 }

@@ -64,7 +64,7 @@ pub enum LockCmd {
         /// Resource name.
         name: String,
         /// Fencing token of the grant (`--token` is the API token).
-        #[arg(long = "fencing-token")]
+        #[arg(long = "fencing-token", id = "fencing_token")]
         token: u64,
         /// New time to live from now.
         #[arg(long, default_value = "30s")]
@@ -78,8 +78,11 @@ pub enum LockCmd {
         /// Resource name.
         name: String,
         /// Fencing token of the grant (`--token` is the API token).
-        #[arg(long = "fencing-token")]
+        #[arg(long = "fencing-token", id = "fencing_token")]
         token: u64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -164,9 +167,14 @@ pub async fn lock(addr: &[String], command: LockCmd) -> Result<()> {
             let ttl = parse_duration("ttl", &ttl)?;
             print(&client.renew_lock(&name, token, ttl).await?, json, &name);
         }
-        LockCmd::Release { name, token } => {
+        LockCmd::Release { name, token, json } => {
             client.release_lock(&name, token).await?;
-            println!("{name}: released token {token}");
+            if json {
+                let v = serde_json::json!({ "resource": name, "token": token, "released": true });
+                println!("{v}");
+            } else {
+                println!("{name}: released token {token}");
+            }
         }
     }
     Ok(())

@@ -89,21 +89,33 @@ pub enum ScheduleCmd {
     Pause {
         /// Name or id.
         schedule: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Tick again from now.
     Resume {
         /// Name or id.
         schedule: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Start a run now.
     Trigger {
         /// Name or id.
         schedule: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Remove a schedule (its runs stay).
     Delete {
         /// Name or id.
         schedule: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Run every tick of a past range that has not run.
     Backfill {
@@ -115,6 +127,9 @@ pub enum ScheduleCmd {
         /// Last instant (ms since the epoch or RFC 3339).
         #[arg(long)]
         to: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -157,13 +172,23 @@ pub enum TimerCmd {
         /// Payload of the event.
         #[arg(long, default_value = "")]
         payload: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Pending timers.
-    List,
+    List {
+        /// Print JSON (one array).
+        #[arg(long)]
+        json: bool,
+    },
     /// Cancel a pending timer.
     Cancel {
         /// Timer id.
         id: u64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -176,16 +201,26 @@ pub enum TriggerCmd {
         /// Topic.
         #[arg(long)]
         topic: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
         /// What it runs.
         #[command(flatten)]
         target: TargetArgs,
     },
     /// Every trigger.
-    List,
+    List {
+        /// Print JSON (one array).
+        #[arg(long)]
+        json: bool,
+    },
     /// Remove a trigger.
     Delete {
         /// Trigger id.
         id: u64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -289,7 +324,7 @@ pub async fn schedule(addr: &[String], command: ScheduleCmd) -> Result<()> {
         from_ms,
         to_ms,
     };
-    let (req, label) = match command {
+    let (req, label, json) = match command {
         ScheduleCmd::Create(args) => {
             let ScheduleCreateArgs {
                 name,
@@ -333,11 +368,24 @@ pub async fn schedule(addr: &[String], command: ScheduleCmd) -> Result<()> {
             print_schedule(&client.schedule(r.id, &r.name).await?, json, true);
             return Ok(());
         }
-        ScheduleCmd::Pause { schedule } => (control(&schedule, "pause", 0, 0), "paused"),
-        ScheduleCmd::Resume { schedule } => (control(&schedule, "resume", 0, 0), "resumed"),
-        ScheduleCmd::Trigger { schedule } => (control(&schedule, "trigger", 0, 0), "triggered"),
-        ScheduleCmd::Delete { schedule } => (control(&schedule, "delete", 0, 0), "deleted"),
-        ScheduleCmd::Backfill { schedule, from, to } => (
+        ScheduleCmd::Pause { schedule, json } => {
+            (control(&schedule, "pause", 0, 0), "paused", json)
+        }
+        ScheduleCmd::Resume { schedule, json } => {
+            (control(&schedule, "resume", 0, 0), "resumed", json)
+        }
+        ScheduleCmd::Trigger { schedule, json } => {
+            (control(&schedule, "trigger", 0, 0), "triggered", json)
+        }
+        ScheduleCmd::Delete { schedule, json } => {
+            (control(&schedule, "delete", 0, 0), "deleted", json)
+        }
+        ScheduleCmd::Backfill {
+            schedule,
+            from,
+            to,
+            json,
+        } => (
             control(
                 &schedule,
                 "backfill",
@@ -345,13 +393,22 @@ pub async fn schedule(addr: &[String], command: ScheduleCmd) -> Result<()> {
                 parse_time("to", &to)?,
             ),
             "backfilled",
+            json,
         ),
     };
+    let op = req.op.clone();
     let reply = client.control_schedule(req).await?;
-    println!(
-        "schedule {}: {label}, {} runs started",
-        reply.id, reply.started
-    );
+    if json {
+        let v = serde_json::json!({
+            "id": reply.id, "op": op, "state": label, "started": reply.started,
+        });
+        println!("{v}");
+    } else {
+        println!(
+            "schedule {}: {label}, {} runs started",
+            reply.id, reply.started
+        );
+    }
     Ok(())
 }
 
@@ -385,6 +442,22 @@ pub async fn event(addr: &[String], command: EventCmd) -> Result<()> {
     Ok(())
 }
 
+/// A timer as JSON for the CLI (`created_ms` is null where the reply leaves it out: 0).
+fn timer_json(t: &pb::TimerInfo) -> serde_json::Value {
+    serde_json::json!({
+        "id": t.id, "due_ms": t.due_ms, "topic": t.topic, "dedup_key": t.dedup_key,
+        "created_ms": (t.created_ms != 0).then_some(t.created_ms),
+    })
+}
+
+/// A trigger as JSON for the CLI.
+fn trigger_json(t: &pb::TriggerInfo) -> serde_json::Value {
+    serde_json::json!({
+        "id": t.id, "topic": t.topic, "target": t.target, "fired": t.fired,
+        "created_ms": (t.created_ms != 0).then_some(t.created_ms),
+    })
+}
+
 /// Runs `raftline timer ...`.
 pub async fn timer(addr: &[String], command: TimerCmd) -> Result<()> {
     let client = client(addr)?;
@@ -395,6 +468,7 @@ pub async fn timer(addr: &[String], command: TimerCmd) -> Result<()> {
             at,
             after,
             payload,
+            json,
         } => {
             let (due_ms, delay_ms) = match (at, after) {
                 (Some(at), None) => (Some(parse_time("at", &at)?), 0),
@@ -410,19 +484,33 @@ pub async fn timer(addr: &[String], command: TimerCmd) -> Result<()> {
                     payload: payload.into_bytes(),
                 })
                 .await?;
-            println!("timer {}: emits {} at {}", t.id, t.topic, t.due_ms);
-        }
-        TimerCmd::List => {
-            for t in client.timers().await? {
-                println!(
-                    "{:>6}  due {}  {}  key {}",
-                    t.id, t.due_ms, t.topic, t.dedup_key
-                );
+            if json {
+                println!("{}", timer_json(&t));
+            } else {
+                println!("timer {}: emits {} at {}", t.id, t.topic, t.due_ms);
             }
         }
-        TimerCmd::Cancel { id } => {
+        TimerCmd::List { json } => {
+            let timers = client.timers().await?;
+            if json {
+                let list: Vec<_> = timers.iter().map(timer_json).collect();
+                println!("{}", serde_json::Value::Array(list));
+            } else {
+                for t in &timers {
+                    println!(
+                        "{:>6}  due {}  {}  key {}",
+                        t.id, t.due_ms, t.topic, t.dedup_key
+                    );
+                }
+            }
+        }
+        TimerCmd::Cancel { id, json } => {
             client.cancel_timer(id).await?;
-            println!("timer {id}: cancelled");
+            if json {
+                println!("{}", serde_json::json!({ "id": id, "state": "cancelled" }));
+            } else {
+                println!("timer {id}: cancelled");
+            }
         }
     }
     Ok(())
@@ -432,7 +520,11 @@ pub async fn timer(addr: &[String], command: TimerCmd) -> Result<()> {
 pub async fn trigger(addr: &[String], command: TriggerCmd) -> Result<()> {
     let client = client(addr)?;
     match command {
-        TriggerCmd::Create { topic, target: t } => {
+        TriggerCmd::Create {
+            topic,
+            json,
+            target: t,
+        } => {
             let target = match target(t)? {
                 RunTarget::Job(j) => pb::create_trigger_request::Target::Job(*j),
                 RunTarget::Workflow(w) => pb::create_trigger_request::Target::Workflow(w),
@@ -443,19 +535,33 @@ pub async fn trigger(addr: &[String], command: TriggerCmd) -> Result<()> {
                     target: Some(target),
                 })
                 .await?;
-            println!("trigger {} on {}: {}", t.id, t.topic, t.target);
-        }
-        TriggerCmd::List => {
-            for t in client.triggers().await? {
-                println!(
-                    "{:>4}  {:<24} fired {:>5}  {}",
-                    t.id, t.topic, t.fired, t.target
-                );
+            if json {
+                println!("{}", trigger_json(&t));
+            } else {
+                println!("trigger {} on {}: {}", t.id, t.topic, t.target);
             }
         }
-        TriggerCmd::Delete { id } => {
+        TriggerCmd::List { json } => {
+            let triggers = client.triggers().await?;
+            if json {
+                let list: Vec<_> = triggers.iter().map(trigger_json).collect();
+                println!("{}", serde_json::Value::Array(list));
+            } else {
+                for t in &triggers {
+                    println!(
+                        "{:>4}  {:<24} fired {:>5}  {}",
+                        t.id, t.topic, t.fired, t.target
+                    );
+                }
+            }
+        }
+        TriggerCmd::Delete { id, json } => {
             client.delete_trigger(id).await?;
-            println!("trigger {id}: deleted");
+            if json {
+                println!("{}", serde_json::json!({ "id": id, "state": "deleted" }));
+            } else {
+                println!("trigger {id}: deleted");
+            }
         }
     }
     Ok(())

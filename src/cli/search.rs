@@ -55,6 +55,9 @@ pub enum JobsCmd {
         /// At most this many (default: all).
         #[arg(long)]
         limit: Option<u64>,
+        /// Print JSON: the same as `--format jsonl` (one job per line).
+        #[arg(long, conflicts_with = "format")]
+        json: bool,
     },
 }
 
@@ -187,7 +190,11 @@ pub async fn jobs(addr: &[String], command: JobsCmd) -> Result<()> {
             filter,
             format,
             limit,
-        } => export(&client(addr)?, filter.request()?, &format, limit).await,
+            json,
+        } => {
+            let format = if json { "jsonl" } else { format.as_str() };
+            export(&client(addr)?, filter.request()?, format, limit).await
+        }
         JobsCmd::Bulk {
             action,
             filter,

@@ -18,6 +18,9 @@ pub enum SnapshotCmd {
     Save {
         /// The backup file to write (replaced atomically when complete).
         file: PathBuf,
+        /// Print JSON: the file, cluster, index, term and bytes saved.
+        #[arg(long)]
+        json: bool,
     },
     /// Seed the (empty) data dirs of every node of a config from a backup: a new cluster with
     /// the backup's state. Then start the nodes.
@@ -27,16 +30,33 @@ pub enum SnapshotCmd {
         /// The new cluster's config.
         #[arg(long, default_value = "cluster.toml")]
         config: PathBuf,
+        /// Print JSON: the file, index, term, bytes and the data dirs seeded.
+        #[arg(long)]
+        json: bool,
     },
 }
 
 /// Runs `raftline snapshot ...`.
 pub async fn run(addr: &[String], command: SnapshotCmd) -> Result<()> {
     match command {
-        SnapshotCmd::Save { file } => save(addr, &file).await,
-        SnapshotCmd::Restore { file, config } => {
+        SnapshotCmd::Save { file, json } => save(addr, &file, json).await,
+        SnapshotCmd::Restore { file, config, json } => {
             let config = Config::load(&config)?;
             let r = backup::restore(&config, &file).await?;
+            if json {
+                let dirs: Vec<String> = r.dirs.iter().map(|d| d.display().to_string()).collect();
+                let v = serde_json::json!({
+                    "file": file.display().to_string(),
+                    "cluster": r.header.cluster,
+                    "index": r.header.index,
+                    "term": r.header.term,
+                    "bytes": r.header.snapshot_bytes,
+                    "into_cluster": config.name,
+                    "dirs": dirs,
+                });
+                println!("{v}");
+                return Ok(());
+            }
             println!(
                 "restored index {} (term {}) of cluster {:?} into {} data dirs of cluster {:?}; \
                  start the nodes (raftline up, or raftline node --id N on each machine)",
@@ -72,7 +92,7 @@ impl Progress {
     }
 }
 
-async fn save(addr: &[String], file: &Path) -> Result<()> {
+async fn save(addr: &[String], file: &Path, json: bool) -> Result<()> {
     let client = super::connect::client(addr)?;
     let mut stream = client.save_snapshot().await?;
     let mut tmp = file.as_os_str().to_owned();
@@ -129,6 +149,17 @@ async fn save(addr: &[String], file: &Path) -> Result<()> {
     std::fs::rename(&tmp, file).map_err(io)?;
     let parent = file.parent().filter(|p| !p.as_os_str().is_empty());
     crate::raft::durable::sync_dir(parent.unwrap_or(Path::new("."))).map_err(io)?;
+    if json {
+        let v = serde_json::json!({
+            "file": file.display().to_string(),
+            "cluster": header.cluster,
+            "index": header.index,
+            "term": header.term,
+            "bytes": header.snapshot_bytes,
+        });
+        println!("{v}");
+        return Ok(());
+    }
     println!(
         "saved {}: cluster {:?}, index {}, term {}",
         file.display(),

@@ -42,6 +42,9 @@ pub enum TokenCmd {
     Revoke {
         /// Token id (from `token list`).
         id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -119,6 +122,9 @@ pub enum CertsCmd {
         /// config).
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Print JSON: the directory and the files written.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -183,9 +189,13 @@ pub async fn token(addr: &[String], command: TokenCmd) -> Result<()> {
                 }
             }
         }
-        TokenCmd::Revoke { id } => {
+        TokenCmd::Revoke { id, json } => {
             client.revoke_token(&id).await?;
-            println!("token {id} revoked");
+            if json {
+                println!("{}", serde_json::json!({ "id": id, "state": "revoked" }));
+            } else {
+                println!("token {id} revoked");
+            }
         }
     }
     Ok(())
@@ -193,7 +203,7 @@ pub async fn token(addr: &[String], command: TokenCmd) -> Result<()> {
 
 /// Runs `raftline certs ...`.
 pub fn certs(command: CertsCmd) -> Result<()> {
-    let CertsCmd::Init { config, dir } = command;
+    let CertsCmd::Init { config, dir, json } = command;
     let cfg = Config::load(&config).map_err(|e| Error::Config(e.0))?;
     let base = config
         .parent()
@@ -216,7 +226,18 @@ pub fn certs(command: CertsCmd) -> Result<()> {
             (n.id, ips)
         })
         .collect();
-    for path in crate::tls::init_certs(&dir, &nodes)? {
+    let written = crate::tls::init_certs(&dir, &nodes)?;
+    if json {
+        let files: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
+        let v = serde_json::json!({
+            "dir": dir.display().to_string(),
+            "files": files,
+            "tls_configured": cfg.tls.is_some(),
+        });
+        println!("{v}");
+        return Ok(());
+    }
+    for path in written {
         println!("wrote {}", path.display());
     }
     if cfg.tls.is_none() {

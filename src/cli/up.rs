@@ -4,6 +4,9 @@
 //! gracefully (SIGTERM, then SIGKILL after a bound). A node that exits is reported and the
 //! others go on; restart it by hand with `raftline node --config ... --id N`. Children are
 //! started with a parent-death signal, so they never outlive a killed launcher.
+//!
+//! With `--json`, stdout carries one JSON object per node as it starts (id, pid, addresses,
+//! data dir, log file) and nothing else; the launcher's other lines go to stderr.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -19,8 +22,15 @@ use crate::machine::limits;
 /// How long nodes get to stop after SIGTERM before they are killed.
 const STOP_TIMEOUT: Duration = Duration::from_millis(limits::UP_STOP_MS_MAX);
 
+/// Prints a launcher line: on stdout, or on stderr when stdout is JSON.
+macro_rules! say {
+    ($json:expr, $($arg:tt)*) => {
+        if $json { eprintln!($($arg)*) } else { println!($($arg)*) }
+    };
+}
+
 /// Runs `raftline up`.
-pub async fn run(config_path: &Path) -> Result<()> {
+pub async fn run(config_path: &Path, json: bool) -> Result<()> {
     let config = Config::load(config_path)?;
     let config_path = std::path::absolute(config_path).map_err(|e| Error::Config(e.to_string()))?;
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
@@ -33,7 +43,8 @@ pub async fn run(config_path: &Path) -> Result<()> {
         .map_err(|e| Error::Internal(format!("cannot find this executable: {e}")))?;
     let (exit_tx, mut exit_rx) = mpsc::channel(config.nodes.len());
     let mut pids = Vec::new();
-    println!(
+    say!(
+        json,
         "raftline up: cluster {:?}, {} nodes",
         config.name,
         config.nodes.len()
@@ -43,26 +54,23 @@ pub async fn run(config_path: &Path) -> Result<()> {
         let child = spawn(&exe, &config_path, node.id, &log_path)?;
         let pid = child.id().unwrap_or(0);
         pids.push((node.id, pid));
-        println!(
-            "  node {}  pid {pid:<7}  api {}  raft {}  http {}  log {}",
-            node.id,
-            node.api_addr,
-            node.raft_addr,
-            node.http_addr,
-            log_path.display()
-        );
+        announce(&config, node, pid, &log_path, json);
         tokio::spawn(watch(node.id, child, exit_tx.clone()));
     }
     drop(exit_tx);
     if config.auth_enabled {
         if let Some(first) = config.nodes.first() {
-            println!(
+            say!(
+                json,
                 "  admin token: {} (owner-only; the CLI in this directory reads it by itself)",
                 crate::access::bootstrap_path(&config, first.id).display()
             );
         }
     }
-    println!("Ctrl-C stops every node. In another terminal: raftline cluster status");
+    say!(
+        json,
+        "Ctrl-C stops every node. In another terminal: raftline cluster status"
+    );
 
     let mut running = pids.len();
     let shutdown = super::signal::shutdown_signal();
@@ -73,9 +81,9 @@ pub async fn run(config_path: &Path) -> Result<()> {
             exited = exit_rx.recv() => match exited {
                 Some((id, status)) => {
                     running -= 1;
-                    println!("raftline up: node {id} exited ({status})");
+                    say!(json, "raftline up: node {id} exited ({status})");
                     if running == 0 {
-                        println!("raftline up: every node has exited");
+                        say!(json, "raftline up: every node has exited");
                         return Ok(());
                     }
                 }
@@ -83,7 +91,7 @@ pub async fn run(config_path: &Path) -> Result<()> {
             }
         }
     }
-    println!("raftline up: stopping {running} nodes");
+    say!(json, "raftline up: stopping {running} nodes");
     for (_, pid) in &pids {
         // SAFETY: plain kill(2) on a pid this process started; an exited child is harmless.
         unsafe {
@@ -95,7 +103,7 @@ pub async fn run(config_path: &Path) -> Result<()> {
             match exit_rx.recv().await {
                 Some((id, status)) => {
                     running -= 1;
-                    println!("raftline up: node {id} stopped ({status})");
+                    say!(json, "raftline up: node {id} stopped ({status})");
                 }
                 None => break,
             }
@@ -111,9 +119,37 @@ pub async fn run(config_path: &Path) -> Result<()> {
                 libc::kill(*pid as libc::pid_t, libc::SIGKILL);
             }
         }
-        println!("raftline up: killed nodes that did not stop within {STOP_TIMEOUT:?}");
+        say!(
+            json,
+            "raftline up: killed nodes that did not stop within {STOP_TIMEOUT:?}"
+        );
     }
     Ok(())
+}
+
+/// Prints one started node: a line, or a JSON object.
+fn announce(config: &Config, node: &crate::config::NodeConfig, pid: u32, log: &Path, json: bool) {
+    if json {
+        let v = serde_json::json!({
+            "id": node.id,
+            "pid": (pid != 0).then_some(pid),
+            "raft_addr": node.raft_addr.to_string(),
+            "api_addr": node.api_addr.to_string(),
+            "http_addr": node.http_addr.to_string(),
+            "data_dir": config.node_dir(node.id).display().to_string(),
+            "log_file": log.display().to_string(),
+        });
+        println!("{v}");
+    } else {
+        println!(
+            "  node {}  pid {pid:<7}  api {}  raft {}  http {}  log {}",
+            node.id,
+            node.api_addr,
+            node.raft_addr,
+            node.http_addr,
+            log.display()
+        );
+    }
 }
 
 /// Starts `raftline node --config CONFIG --id ID` with its output appended to `log_path`; it

@@ -39,11 +39,17 @@ pub enum WebhookCmd {
     Delete {
         /// Webhook id.
         id: u64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Queue a `webhook.test` delivery; prints its delivery id.
     Test {
         /// Webhook id.
         id: u64,
+        /// Print JSON: the webhook and the delivery id.
+        #[arg(long)]
+        json: bool,
     },
     /// A webhook's deliveries: pending first, then the last ended ones, newest first.
     Deliveries {
@@ -123,13 +129,22 @@ pub async fn webhook(addr: &[String], command: WebhookCmd) -> Result<()> {
                 }
             }
         }
-        WebhookCmd::Delete { id } => {
+        WebhookCmd::Delete { id, json } => {
             client.delete_webhook(id).await?;
-            println!("webhook {id} deleted");
+            if json {
+                println!("{}", serde_json::json!({ "id": id, "state": "deleted" }));
+            } else {
+                println!("webhook {id} deleted");
+            }
         }
-        WebhookCmd::Test { id } => {
+        WebhookCmd::Test { id, json } => {
             let delivery = client.test_webhook(id).await?;
-            println!("delivery {delivery} queued (see `raftline webhook deliveries {id}`)");
+            if json {
+                let v = serde_json::json!({ "webhook_id": id, "delivery_id": delivery });
+                println!("{v}");
+            } else {
+                println!("delivery {delivery} queued (see `raftline webhook deliveries {id}`)");
+            }
         }
         WebhookCmd::Deliveries { id, limit, json } => {
             for d in client.webhook_deliveries(id, limit).await? {

@@ -296,3 +296,38 @@ pub fn json(w: &pb::Workflow) -> serde_json::Value {
         "steps": steps,
     })
 }
+
+/// A workflow file as parsed and checked (`dag validate --json`): its name, policy, and each
+/// step with its queue, command and dependencies.
+pub fn spec_json(req: &pb::SubmitWorkflowRequest) -> serde_json::Value {
+    let steps: Vec<serde_json::Value> = req
+        .steps
+        .iter()
+        .map(|s| {
+            let job = s.job.as_ref();
+            let argv = job.and_then(|j| match &j.kind {
+                Some(pb::submit_request::Kind::Shell(sh)) => Some(sh.argv.clone()),
+                _ => None,
+            });
+            serde_json::json!({
+                "name": s.name,
+                "queue": job.map(|j| j.queue.as_str()),
+                "argv": argv,
+                "depends_on": s.depends_on.iter().map(|d| serde_json::json!({
+                    "step": d.step,
+                    "condition": d.condition,
+                })).collect::<Vec<_>>(),
+                "has_compensation": s.compensate.is_some(),
+            })
+        })
+        .collect();
+    let dependencies: usize = req.steps.iter().map(|s| s.depends_on.len()).sum();
+    serde_json::json!({
+        "name": req.name,
+        "failure_policy": req.failure_policy,
+        "max_parallel": req.max_parallel,
+        "step_count": req.steps.len(),
+        "dependencies": dependencies,
+        "steps": steps,
+    })
+}
