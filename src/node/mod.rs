@@ -29,10 +29,10 @@
 //! change: `cluster remove` (the members then forget the id), then a new node, under a new id
 //! or the same one, with `--join`.
 
+pub mod alerts;
 pub mod executor;
 pub mod sandbox;
 mod shell;
-pub mod alerts;
 pub mod ticker;
 pub mod webhooks;
 
