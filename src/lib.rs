@@ -17,6 +17,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod files;
+pub mod import;
 pub mod logging;
 pub mod machine;
 pub mod metrics;

@@ -194,6 +194,13 @@ pub enum Cmd {
         #[command(subcommand)]
         command: tokens::AuditCmd,
     },
+    /// Move pending work in from another job system: `raftline import redis --url URL
+    /// --from list:KEY|stream:KEY[:GROUP]|bullmq:QUEUE[@PREFIX] --queue Q` (idempotent).
+    Import {
+        /// Subcommand.
+        #[command(subcommand)]
+        command: crate::import::ImportCmd,
+    },
     /// Webhooks: events POSTed to a URL, signed, retried, logged.
     Webhook {
         /// Subcommand.
@@ -246,6 +253,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Cmd::Token { command } => tokens::token(addr, command).await,
         Cmd::Certs { command } => tokens::certs(command),
         Cmd::Webhook { command } => webhooks::webhook(addr, command).await,
+        Cmd::Import { command } => crate::import::run(&connect::client(addr)?, command).await,
         Cmd::Audit { command } => tokens::audit(addr, command).await,
         Cmd::Openapi { json: _ } => {
             print!("{}", crate::server::rest::openapi::text());
