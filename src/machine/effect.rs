@@ -100,7 +100,10 @@ impl Machine {
                 if let Some(link) = step {
                     self.step_job_finished(link, id);
                 }
-                self.notify_job(&format!("job.{}", state.name()), id);
+                // No allocation on the hot path unless a webhook exists.
+                if !self.webhooks().is_empty() {
+                    self.notify_job(&format!("job.{}", state.name()), id);
+                }
                 // No allocation on the hot path unless someone subscribed to a topic.
                 if self.events.has_topics() {
                     let now = ctx.now_ms;

@@ -175,6 +175,11 @@ impl Webhooks {
         }
     }
 
+    /// Whether no webhook exists.
+    pub fn is_empty(&self) -> bool {
+        self.hooks.is_empty()
+    }
+
     /// Webhooks in id order.
     pub fn hooks(&self) -> impl Iterator<Item = &Webhook> {
         self.hooks.values()
