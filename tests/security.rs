@@ -702,9 +702,12 @@ async fn long_poll_leases_per_node_are_capped() {
     // Two connections: each carries at most STREAMS_PER_CONNECTION_MAX streams.
     let clients = [Arc::new(c.client_of(&[1])), Arc::new(c.client_of(&[1]))];
     let mut parked = tokio::task::JoinSet::new();
+    // Parked for the longest wait a lease may ask (60 s), longer than the probe's deadline
+    // below: under load the last of them may take seconds to park, and the cap must still be
+    // full when the probe asks.
     for i in 0..max {
         let client = clients[i % 2].clone();
-        let req = request(20_000);
+        let req = request(60_000);
         parked.spawn(async move { client.lease(req).await });
     }
     let probe = c.client_of(&[1]);
