@@ -206,6 +206,14 @@ impl Webhooks {
         pending.chain(ended).take(limit).collect()
     }
 
+    /// Pending deliveries of one webhook.
+    pub fn pending_of(&self, id: WebhookId) -> u64 {
+        self.due
+            .iter()
+            .filter(|(_, d)| self.deliveries[d].hook == id)
+            .count() as u64
+    }
+
     /// Deliveries due by `now_ms` (oldest due first), skipping those `busy` holds, at most
     /// `limit`; and the earliest due time of the rest, if any.
     pub fn due(

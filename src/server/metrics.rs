@@ -189,13 +189,7 @@ fn schedules(r: &mut Registry, m: &Machine) {
 
 fn webhooks(r: &mut Registry, m: &Machine) {
     let mut rows = vec![];
-    let pending = |id: u64| {
-        m.webhooks()
-            .deliveries_of(id, usize::MAX)
-            .iter()
-            .filter(|d| d.state == crate::machine::webhooks::DeliveryState::Pending)
-            .count() as u64
-    };
+    let pending = |id: u64| m.webhooks().pending_of(id);
     for w in m.webhooks().hooks() {
         let id = w.id.to_string();
         for (state, n) in [

@@ -11,12 +11,7 @@ use crate::machine::{limits, Command, Response as Applied};
 use crate::proto::pb;
 
 fn info(m: &crate::machine::Machine, w: &Webhook) -> pb::WebhookInfo {
-    let pending = m
-        .webhooks()
-        .deliveries_of(w.id, limits::WEBHOOK_PENDING_MAX)
-        .iter()
-        .filter(|d| d.state == crate::machine::webhooks::DeliveryState::Pending)
-        .count() as u64;
+    let pending = m.webhooks().pending_of(w.id);
     pb::WebhookInfo {
         id: w.id,
         url: w.url.clone(),
