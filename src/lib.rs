@@ -22,6 +22,9 @@ pub mod logging;
 pub mod machine;
 pub mod metrics;
 pub mod node;
+#[cfg(feature = "otlp")]
+pub mod otlp;
+pub mod progress;
 pub mod proto;
 pub mod raft;
 pub mod server;

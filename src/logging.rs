@@ -1,7 +1,8 @@
 //! Logs: `RAFTLINE_LOG` picks what is logged (`EnvFilter` directives, e.g.
 //! `info,raftline::node=debug`; default `info,openraft=warn` for nodes, `warn` for the CLI),
 //! `--log-format text|json` (or `RAFTLINE_LOG_FORMAT`) how: one line per event, JSON lines for a
-//! log pipeline, always on stderr.
+//! log pipeline, always on stderr. Spans can also go to an OpenTelemetry collector over OTLP
+//! (`crate::otlp`, cargo feature `otlp`, on when `OTEL_EXPORTER_OTLP_ENDPOINT` is set).
 //!
 //! Repeated warnings and errors are rate-limited per call site: at most `LOG_BURST` in each
 //! `LOG_WINDOW_MS`; the rest are counted, and one line per call site says how many were
@@ -89,7 +90,8 @@ impl<S> Filter<S> for RateLimit {
     }
 }
 
-/// Installs the global subscriber.
+/// Installs the global subscriber (and, with the `otlp` feature and `OTEL_EXPORTER_OTLP_ENDPOINT`
+/// set, span export: `crate::otlp`; call it inside the tokio runtime then).
 pub fn init(default_filter: &str, format: LogFormat) {
     let filter =
         EnvFilter::try_from_env("RAFTLINE_LOG").unwrap_or_else(|_| EnvFilter::new(default_filter));
@@ -107,7 +109,12 @@ pub fn init(default_filter: &str, format: LogFormat) {
             .with_line_number(true)
             .boxed(),
     };
+    #[cfg(feature = "otlp")]
+    let otel = crate::otlp::layer();
+    #[cfg(not(feature = "otlp"))]
+    let otel: Option<Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync>> = None;
     let _ = tracing_subscriber::registry()
+        .with(otel)
         .with(fmt.with_filter(filter).with_filter(RateLimit))
         .try_init();
 }

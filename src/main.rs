@@ -28,7 +28,6 @@ fn main() -> ExitCode {
         }
     }
     let default_filter = if node { "info,openraft=warn" } else { "warn" };
-    raftline::logging::init(default_filter, cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -39,15 +38,22 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    {
+        // Inside the runtime: span export (feature `otlp`) makes its gRPC channel on it.
+        let _inside = runtime.enter();
+        raftline::logging::init(default_filter, cli.log_format);
+    }
     runtime.spawn(raftline::logging::report_suppressed());
     let outcome = runtime.block_on(raftline::cli::run(cli));
+    #[cfg(feature = "otlp")]
+    raftline::otlp::shutdown();
     // Dropping the runtime would wait for every blocking task, and one stuck in a sync on a
     // failing disk would keep the process up forever: give them a bound.
     runtime.shutdown_timeout(std::time::Duration::from_millis(RUNTIME_STOP_MS));
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("{}", raftline::cli::color::error_line(&e));
             ExitCode::from(e.exit_code() as u8)
         }
     }

@@ -45,6 +45,12 @@ pub struct Events {
     pub job_run_seconds: Histograms,
     /// Wait of jobs from ready to their first lease, by queue.
     pub job_wait_seconds: Histograms,
+    /// Leases that came back short while a queue had ready jobs its policy held back, by
+    /// queue and the part of the policy (`rate`, `concurrency`, `breaker`).
+    pub lease_refusals: Family<Labels, Counter>,
+    /// API calls refused because the caller's token was over its calls-per-second limit, by
+    /// token id (bounded by `TOKENS_MAX`; the bootstrap token is `admin`).
+    pub api_rate_limited: Family<Labels, Counter>,
 }
 
 /// The one set of event metrics.
@@ -56,6 +62,8 @@ pub static EVENTS: LazyLock<Events> = LazyLock::new(|| Events {
     applied: Family::default(),
     job_run_seconds: Family::new_with_constructor(job_time),
     job_wait_seconds: Family::new_with_constructor(job_time),
+    lease_refusals: Family::default(),
+    api_rate_limited: Family::default(),
 });
 
 /// One label.
@@ -112,6 +120,17 @@ impl Events {
             "raftline_job_wait_seconds",
             "Wait of jobs from ready to their first lease, by queue",
             self.job_wait_seconds.clone(),
+        );
+        r.register(
+            "raftline_lease_refusals",
+            "Leases that came back short while the queue had ready jobs its policy held back, \
+             by queue and reason (rate, concurrency, breaker)",
+            self.lease_refusals.clone(),
+        );
+        r.register(
+            "raftline_api_rate_limited",
+            "API calls refused for a token over its calls-per-second limit, by token id",
+            self.api_rate_limited.clone(),
         );
     }
 }

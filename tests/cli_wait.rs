@@ -140,7 +140,7 @@ async fn logs_follow_prints_each_attempts_output() {
     );
 
     let out = c.cli(&["job", "logs", &id.to_string(), "--json"]);
-    let lines = json_lines(&out);
+    let lines = json_of(&out).as_array().cloned().unwrap_or_default();
     assert_eq!(lines.len(), 1, "{}", show(&out));
     let a = &lines[0];
     assert_eq!(
@@ -168,7 +168,7 @@ async fn logs_follow_prints_each_attempts_output() {
             "echo try; exit 4",
         ],
     );
-    let out = c.cli(&["job", "logs", &twice.to_string(), "--follow", "--json"]);
+    let out = c.cli(&["job", "logs", &twice.to_string(), "--follow", "--jsonl"]);
     let ended: Vec<_> = json_lines(&out)
         .into_iter()
         .filter(|a| a["result"] != "running")
@@ -255,9 +255,17 @@ async fn times_take_rfc3339_and_durations_1h30m() {
         "{list}"
     );
 
-    let out = c.cli(&["jobs", "export", "--queue", "t", "--json"]);
+    let out = c.cli(&["jobs", "export", "--queue", "t", "--jsonl"]);
     let ids: Vec<_> = json_lines(&out).iter().map(|j| j["id"].as_u64()).collect();
     assert_eq!(ids, [Some(id), Some(delayed)], "{}", show(&out));
+    let out = json_of(&c.cli(&["jobs", "export", "--queue", "t", "--json"]));
+    let ids: Vec<_> = out
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_u64())
+        .collect();
+    assert_eq!(ids, [Some(id), Some(delayed)], "{out}");
 }
 
 /// Control and list commands print one JSON value with `--json`: triggers, schedules, locks,

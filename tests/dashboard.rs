@@ -1,6 +1,8 @@
 //! The web dashboard (issue 18) in a real headless Chromium against a real 3-node cluster: each
 //! page loads and shows what the REST API says, a job's state change reaches the screen within
-//! a second of its commit, a dead job requeued from the page runs again, and 401/403 are shown.
+//! a second of its commit, a dead job requeued from the page runs again, a queue policy edited
+//! and a workflow controlled from the page reach the cluster (and a bad policy does not), a
+//! viewer sees no action buttons, and 401/403 are shown.
 //! The browser is driven over the DevTools protocol; each page's screenshot is saved to
 //! `target/screenshots/`, and with `RAFTLINE_UPDATE_SCREENSHOTS=1` to `docs/screenshots/` for
 //! the README. Without a Chromium binary the browser tests are skipped with a printed reason
@@ -15,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use common::{http_call, wait_for, Cluster, Settings};
 use futures::{SinkExt, StreamExt};
+use raftline::machine::limits::QUEUE_CONCURRENCY_MAX;
 use raftline::server::dashboard::changes::STREAMS_MAX;
 use serde_json::{json, Value};
 use tokio::io::AsyncBufReadExt;
@@ -349,7 +352,7 @@ async fn dashboard_served_and_guarded() {
     assert!(headers
         .iter()
         .any(|(k, v)| k == "content-type" && v.starts_with("text/html")));
-    for asset in ["/ui/app.js", "/ui/app.css"] {
+    for asset in ["/ui/app.js", "/ui/controls.js", "/ui/app.css"] {
         let (status, _, body) = http_call(&addr, "GET", asset, None, None).await;
         assert_eq!(status, 200, "{asset}");
         assert!(body.len() > 1_000, "{asset}: {} bytes", body.len());
@@ -402,7 +405,8 @@ async fn open_stream(addr: &str, token: &str) -> (tokio::net::TcpStream, String)
 async fn dashboard_pages_in_chromium() {
     // Every page against a cluster that ran jobs, a workflow, a schedule and the rest: the DOM
     // shows the API's counts and states; a job's completion reaches the screen within a second
-    // of its commit; dead jobs requeued from the page (one, then a queue's all) run again.
+    // of its commit; dead jobs requeued from the page (one, then a queue's all) run again; a
+    // queue policy set and a workflow controlled from the page hold in the cluster.
     let Some(binary) = chromium() else {
         println!("SKIPPED dashboard_pages_in_chromium: no chromium binary (apt-get install chromium, or set RAFTLINE_CHROMIUM)");
         return;
@@ -434,6 +438,7 @@ async fn dashboard_pages_in_chromium() {
     pages_cluster_and_queues(&mut b, &rest).await;
     pages_jobs(&mut b, &rest, &fixture).await;
     pages_workflow(&mut b, &rest, fixture.workflow).await;
+    workflow_control_from_page(&mut b, &rest, &flag).await;
     pages_others(&mut b, &rest).await;
     let ms = live_update(&mut b, &rest).await;
     println!("commit to screen: {ms} ms");
@@ -598,8 +603,9 @@ async fn pages_cluster_and_queues(b: &mut Browser, rest: &Rest) {
         Value::Array(rows.collect())
     })
     .await;
-    b.screenshot("queues").await;
     queue_pause_and_export(b, rest).await;
+    queue_policy_from_page(b, rest).await;
+    b.screenshot("queues").await;
 }
 
 /// Pause and resume a queue from the page; the Queues table exported as CSV and JSON (the
@@ -970,8 +976,8 @@ async fn requeue_from_page(b: &mut Browser, rest: &Rest, fixture: &Fixture, flag
     .await;
 }
 
-/// A viewer token can look but not pause a queue (403 on screen); a wrong token gets 401 and
-/// the sign-in form.
+/// A viewer token sees the queues and their policies but no action button; it gets a 403 on
+/// screen where it may not read (webhooks); a wrong token gets 401 and the sign-in form.
 async fn refusals_shown(b: &mut Browser, rest: &Rest) {
     let viewer = rest
         .ok(
@@ -985,12 +991,33 @@ async fn refusals_shown(b: &mut Browser, rest: &Rest) {
         .to_string();
     let url = format!("http://{}/#token={viewer}&view=/queues", rest.addr);
     b.call("Page.navigate", json!({ "url": url })).await;
-    // Clicked once the page holds the viewer's token: the click's call is made with it.
-    b.click_when(
-        &format!("sessionStorage.getItem('raftline.token') === '{viewer}'"),
-        "button[data-action=pause]",
+    // Rendered for the viewer: its token taken, its role probed, the rows drawn after that.
+    b.wait(
+        "the queues for the viewer",
+        &format!(
+            "sessionStorage.getItem('raftline.token') === '{viewer}' && \
+             document.body.dataset.operate === '0' && document.body.dataset.view === 'queues' && \
+             document.querySelector('tr[data-queue=limited]')"
+        ),
     )
     .await;
+    let seen = b
+        .eval(
+            "({policy: document.querySelector('tr[data-queue=limited] [data-col=policy]').textContent, \
+              concurrency: document.querySelector('tr[data-queue=limited]').dataset.concurrency, \
+              buttons: document.querySelectorAll('#body button[data-action]:not([data-action=export])').length})",
+        )
+        .await;
+    assert_eq!(seen["buttons"], 0, "no action buttons for a viewer: {seen}");
+    assert_eq!(seen["concurrency"], "2", "{seen}");
+    assert!(
+        seen["policy"]
+            .as_str()
+            .is_some_and(|p| p.contains("concurrency 2") && p.contains("breaker >50% of 20")),
+        "{seen}"
+    );
+    // ListWebhooks is for operators: the view's read is refused.
+    b.eval("location.hash = '#/webhooks'").await;
     b.wait(
         "403 on screen",
         "document.querySelector('#error').dataset.status === '403' && !document.querySelector('#error').hidden",
@@ -1004,4 +1031,297 @@ async fn refusals_shown(b: &mut Browser, rest: &Rest) {
         "document.querySelector('#error').dataset.status === '401' && !document.querySelector('#login').hidden",
     )
     .await;
+}
+
+/// The six numbers of a queue's policy, as the API says them.
+fn policy_of(q: &Value) -> Value {
+    json!([
+        q["rate_count"],
+        q["rate_per_ms"],
+        q["concurrency"],
+        q["breaker_threshold_pct"],
+        q["breaker_window"],
+        q["breaker_cooldown_ms"]
+    ])
+}
+
+/// Sets fields of the policy dialog's form.
+async fn fill(b: &mut Browser, fields: &[(&str, &str)]) {
+    let sets: String = fields
+        .iter()
+        .map(|(name, value)| format!("f.elements[{name:?}].value = {value:?}; "))
+        .collect();
+    b.eval(&format!(
+        "(() => {{ const f = document.querySelector('#policy-form'); {sets}return true; }})()"
+    ))
+    .await;
+}
+
+/// A queue's rate limit, concurrency and breaker set from the Queues page: the dialog opens
+/// with what the cluster holds and follows it live while open; a save reaches the cluster and
+/// the row; a value the page can tell is wrong is refused without a call, and one only the
+/// server knows is out of range (over `QUEUE_CONCURRENCY_MAX`) shows the server's
+/// INVALID_ARGUMENT naming the field and changes nothing; 0 turns a part off.
+async fn queue_policy_from_page(b: &mut Browser, rest: &Rest) {
+    // A queue of one job no worker takes (a payload), so it is listed.
+    rest.ok(
+        "POST",
+        "/v1/jobs",
+        Some(json!({"queue": "limited", "payload": ""})),
+    )
+    .await;
+    b.show("#/queues").await;
+    let open = "document.querySelector('#policy-dialog').open";
+    let now = "document.querySelector('#policy-dialog').dataset.now";
+    let edit = "tr[data-queue=limited] button[data-action=policy]";
+    let row = "document.querySelector('tr[data-queue=limited]')";
+    let held = || async {
+        let q = rest.ok("GET", "/v1/queues/limited", None).await;
+        policy_of(&q)
+    };
+    b.click(edit).await;
+    b.wait("the policy dialog", open).await;
+    let shown: Value =
+        serde_json::from_str(b.eval(now).await.as_str().expect("now")).expect("json");
+    assert_eq!(shown, held().await, "the dialog shows the cluster's");
+    assert_eq!(shown, json!([0, 0, 0, 0, 0, 0]), "no policy yet");
+
+    fill(
+        b,
+        &[
+            ("rate_count", "5"),
+            ("rate_per_s", "60"),
+            ("concurrency", "3"),
+            ("breaker_threshold_pct", "50"),
+            ("breaker_window", "20"),
+            ("breaker_cooldown_s", "45"),
+        ],
+    )
+    .await;
+    b.click("#policy-save").await;
+    wait_for("the policy in the cluster", PAGE_TIMEOUT, || async {
+        let q = rest.ok("GET", "/v1/queues/limited", None).await;
+        (policy_of(&q) == json!([5, 60_000, 3, 50, 20, 45_000]) && q["breaker_state"] == "closed")
+            .then_some(())
+    })
+    .await;
+    b.wait(
+        "the new policy on the row, the dialog closed",
+        &format!(
+            "!{open} && {row}.dataset.rate === '5/60000' && {row}.dataset.concurrency === '3' \
+             && {row}.dataset.breaker === '50/20/45000' \
+             && {row}.querySelector('[data-col=breaker]').textContent.startsWith('closed')"
+        ),
+    )
+    .await;
+
+    // Open again; another operator's change (over REST) reaches the open dialog and the row.
+    b.click(edit).await;
+    b.wait("the policy dialog again", open).await;
+    let other = json!({"rate_count": 5, "rate_per_ms": 60_000, "concurrency": 2,
+        "breaker_threshold_pct": 50, "breaker_window": 20, "breaker_cooldown_ms": 45_000});
+    rest.ok("PUT", "/v1/queues/limited/policy", Some(other))
+        .await;
+    let want = json!([5, 60_000, 2, 50, 20, 45_000]);
+    b.wait(
+        "the other change in the open dialog",
+        &format!("{now} === '{want}' && {row}.dataset.concurrency === '2'"),
+    )
+    .await;
+
+    policy_refused(b).await;
+    assert_eq!(held().await, want, "a refused policy changes nothing");
+    assert_eq!(b.eval(&format!("{row}.dataset.concurrency")).await, "2");
+
+    // 0 leases turns the rate limit off and keeps the rest.
+    fill(b, &[("concurrency", "2"), ("rate_count", "0")]).await;
+    b.click("#policy-save").await;
+    let want = json!([0, 0, 2, 50, 20, 45_000]);
+    wait_for("the rate limit off", PAGE_TIMEOUT, || async {
+        (held().await == want).then_some(())
+    })
+    .await;
+    b.wait(
+        "the rate limit off on the row",
+        &format!("!{open} && {row}.dataset.rate === '0/0' && {row}.dataset.concurrency === '2'"),
+    )
+    .await;
+    // Cancel closes the dialog and sends nothing.
+    b.click(edit).await;
+    b.wait("the policy dialog, last time", open).await;
+    b.click("#policy-cancel").await;
+    b.wait("the dialog closed", &format!("!{open}")).await;
+    assert_eq!(b.eval("window.puts").await, 2);
+}
+
+/// In the open policy dialog: a value the page can tell is wrong is refused without a call;
+/// one only the server knows is out of range (over `QUEUE_CONCURRENCY_MAX`) is sent and the
+/// server's INVALID_ARGUMENT, naming the field, is shown; the dialog stays open. Counts the
+/// page's PUTs in `window.puts` from here on.
+async fn policy_refused(b: &mut Browser) {
+    let open = "document.querySelector('#policy-dialog').open";
+    // The page's own check: no call is made (PUTs counted where the page makes them).
+    b.eval(
+        "(() => { window.puts = 0; const f = window.fetch; window.fetch = (u, i) => { \
+         if (i && i.method === 'PUT') window.puts++; return f(u, i); }; return true; })()",
+    )
+    .await;
+    let error = "document.querySelector('#policy-error')";
+    fill(b, &[("concurrency", "-1")]).await;
+    b.click("#policy-save").await;
+    let text = b
+        .wait(
+            "the page's refusal",
+            &format!("!{error}.hidden && {error}.dataset.source === 'page' && {error}.textContent"),
+        )
+        .await;
+    assert!(
+        text.as_str().is_some_and(|t| t.starts_with("concurrency:")),
+        "{text}"
+    );
+    assert_eq!(b.eval("window.puts").await, 0, "nothing sent: {text}");
+
+    // The server's check: its INVALID_ARGUMENT, naming the field, in the dialog.
+    let over = (QUEUE_CONCURRENCY_MAX + 1).to_string();
+    fill(b, &[("concurrency", &over)]).await;
+    b.click("#policy-save").await;
+    let text = b
+        .wait(
+            "the server's refusal",
+            &format!(
+                "!{error}.hidden && {error}.dataset.source === 'server' && \
+                 {error}.dataset.status === '400' && {error}.dataset.field === 'concurrency' && \
+                 {error}.textContent"
+            ),
+        )
+        .await;
+    let text = text.as_str().unwrap_or("").to_string();
+    assert!(
+        text.contains("INVALID_ARGUMENT") && text.contains("concurrency") && text.contains(&over),
+        "{text}"
+    );
+    assert_eq!(b.eval("window.puts").await, 1);
+    assert_eq!(b.eval(open).await, true, "the dialog stays open: {text}");
+    b.screenshot("policy").await;
+}
+
+/// The steps of the workflow on screen: `[[name, state], ...]`.
+const STEPS_EXPR: &str =
+    "[...document.querySelectorAll('table[data-table=Steps] tbody tr[data-step]')]\
+    .map(r => [r.dataset.step, r.dataset.state])";
+
+/// The same pairs from the API.
+async fn steps_of(rest: &Rest, id: u64) -> Value {
+    let w = rest.ok("GET", &format!("/v1/workflows/{id}"), None).await;
+    let steps = w["steps"].as_array().expect("steps").iter();
+    Value::Array(steps.map(|s| json!([s["name"], s["state"]])).collect())
+}
+
+/// A running workflow controlled from its page: pause and resume (the API and the page agree
+/// each time); cancel takes two clicks (the first changes nothing) and ends every step; a
+/// failed step's Retry runs it again, to success, and the workflow with it.
+async fn workflow_control_from_page(b: &mut Browser, rest: &Rest, flag: &Path) {
+    let held = json!({"name": "held", "steps": [
+        {"name": "hold", "job": {"queue": "wf", "shell": {"argv": ["sleep", "60"]}}},
+        {"name": "after", "job": {"queue": "wf", "shell": {"argv": ["true"]}},
+         "depends_on": [{"step": "hold"}]},
+    ]});
+    let id = rest.ok("POST", "/v1/workflows", Some(held)).await["id"]
+        .as_u64()
+        .expect("workflow id");
+    b.show(&format!("#/workflow/{id}")).await;
+    b.wait(
+        "the hold step running",
+        "document.querySelector('tr[data-step=hold]').dataset.state === 'running'",
+    )
+    .await;
+    let controls = format!("p[data-workflow=\"{id}\"]");
+    let path = format!("/v1/workflows/{id}");
+    for (op, paused) in [("pause", true), ("resume", false)] {
+        b.click(&format!("{controls} button[data-op={op}]")).await;
+        wait_for(&format!("workflow {op}d"), PAGE_TIMEOUT, || async {
+            let w = rest.ok("GET", &path, None).await;
+            (w["paused"] == paused && w["state"] == "running").then_some(())
+        })
+        .await;
+        b.wait(
+            &format!("workflow {op}d on screen"),
+            &format!("document.querySelector({controls:?}).dataset.paused === '{paused}'"),
+        )
+        .await;
+    }
+    let cancel = format!("{controls} button[data-op=cancel]");
+    b.click(&cancel).await;
+    let armed = b
+        .eval(&format!("document.querySelector({cancel:?}).textContent"))
+        .await;
+    assert!(
+        armed.as_str().unwrap_or("").starts_with("Click again"),
+        "{armed}"
+    );
+    b.screenshot("workflow-control").await;
+    let w = rest.ok("GET", &path, None).await;
+    assert_eq!(w["state"], "running", "one click cancels nothing");
+    b.click(&cancel).await;
+    wait_for("workflow cancelled", PAGE_TIMEOUT, || async {
+        let w = rest.ok("GET", &path, None).await;
+        (w["state"] == "cancelled").then_some(())
+    })
+    .await;
+    b.wait_same("steps after the cancel", STEPS_EXPR, || steps_of(rest, id))
+        .await;
+    assert_eq!(
+        steps_of(rest, id).await,
+        json!([["hold", "cancelled"], ["after", "cancelled"]])
+    );
+    b.wait(
+        "cancelled on screen, no buttons left",
+        &format!(
+            "document.querySelector({controls:?}).dataset.state === 'cancelled' && \
+             document.querySelectorAll('#body button[data-op]').length === 0"
+        ),
+    )
+    .await;
+
+    // A step that fails (the flag file is not there yet) fails the workflow; Retry after the
+    // flag exists runs it again and the rest of the workflow with it.
+    let _ = std::fs::remove_file(flag);
+    let test = format!("test -f {}", flag.display());
+    let checked = json!({"name": "checked", "steps": [
+        {"name": "check", "job": {"queue": "wf", "max_attempts": 1,
+                                  "shell": {"argv": ["sh", "-c", test]}}},
+        {"name": "ship", "job": {"queue": "wf", "shell": {"argv": ["true"]}},
+         "depends_on": [{"step": "check"}]},
+    ]});
+    let id = rest.ok("POST", "/v1/workflows", Some(checked)).await["id"]
+        .as_u64()
+        .expect("workflow id");
+    let path = format!("/v1/workflows/{id}");
+    wait_for("workflow failed", Duration::from_secs(30), || async {
+        let w = rest.ok("GET", &path, None).await;
+        (w["state"] == "failed").then_some(())
+    })
+    .await;
+    b.show(&format!("#/workflow/{id}")).await;
+    std::fs::write(flag, "").expect("flag file");
+    b.click("tr[data-step=check] button[data-op=retry]").await;
+    wait_for(
+        "workflow succeeded after the retry",
+        Duration::from_secs(30),
+        || async {
+            let w = rest.ok("GET", &path, None).await;
+            (w["state"] == "succeeded").then_some(())
+        },
+    )
+    .await;
+    let controls = format!("p[data-workflow=\"{id}\"]");
+    b.wait(
+        "succeeded on screen",
+        &format!("document.querySelector({controls:?}).dataset.state === 'succeeded'"),
+    )
+    .await;
+    b.wait_same("steps after the retry", STEPS_EXPR, || steps_of(rest, id))
+        .await;
+    let w = rest.ok("GET", &path, None).await;
+    assert_eq!(w["steps"][0]["runs"], 2, "check ran twice: {w}");
 }

@@ -1,15 +1,17 @@
 //! `raftline import redis` against a real `redis-server` and a real 3-node cluster: list
 //! elements and Stream entries (with a consumer group, pending entries and `--ack`) become
-//! external jobs with the right payloads, a re-run creates nothing, and bad input (a wrong
-//! type, a missing key, an unknown source kind, an unreachable server) is one clear error
-//! that writes nothing. Skipped, with a printed reason, when no `redis-server` is installed.
+//! external jobs with the right payloads, a re-run creates nothing and resumes behind the
+//! cursor kept in the cluster, `--command-template` makes shell jobs whose argv an item cannot
+//! break out of, `--drain` empties the list through its holding list (one left by a crash
+//! first), and bad input (a wrong type, a missing key, an unknown source kind, a flag that does
+//! not fit the source, an unreachable server) is one clear error that writes nothing. The
+//! crash tests are `import_redis_crash.rs`. Skipped, with a printed reason, when no
+//! `redis-server` is installed.
 
 mod common;
+mod redis_server;
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use common::*;
 use raftline::client::Client;
@@ -17,72 +19,7 @@ use raftline::import::redis::{import, RedisImport};
 use raftline::import::sink::Summary;
 use raftline::proto::pb;
 use raftline::Error;
-
-/// A `redis-server` child on a free port, without persistence, in a temp dir.
-struct Redis {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Redis {
-    /// Starts one, or `None` (after saying why) when the binary is missing.
-    async fn start() -> Option<Redis> {
-        let binary = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"]
-            .into_iter()
-            .find(|p| Path::new(p).exists());
-        let Some(binary) = binary else {
-            eprintln!("SKIPPED: no redis-server binary (apt-get install redis-server)");
-            return None;
-        };
-        let dir = tempfile::tempdir().expect("temp dir");
-        let port = free_port();
-        let child = Command::new(binary)
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn redis-server");
-        let redis = Redis {
-            child,
-            port,
-            _dir: dir,
-        };
-        let url = redis.url();
-        wait_for("redis-server to answer", Duration::from_secs(10), || {
-            let url = url.clone();
-            async move { raftline::import::redis::connect(&url).await.ok() }
-        })
-        .await;
-        Some(redis)
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-
-    /// Runs one command, panicking on an error reply.
-    async fn cmd<T: redis::FromRedisValue>(&self, args: &[&str]) -> T {
-        let mut con = raftline::import::redis::connect(&self.url())
-            .await
-            .expect("connect");
-        let mut cmd = redis::cmd(args[0]);
-        for a in &args[1..] {
-            cmd.arg(*a);
-        }
-        cmd.query_async(&mut con).await.expect("redis command")
-    }
-}
+use redis_server::Redis;
 
 fn args(redis: &Redis, from: &str, queue: &str) -> RedisImport {
     RedisImport {
@@ -91,8 +28,7 @@ fn args(redis: &Redis, from: &str, queue: &str) -> RedisImport {
         queue: queue.into(),
         dry_run: false,
         batch: 2, // small pages, so paging is exercised
-        ack: false,
-        json: false,
+        ..Default::default()
     }
 }
 
@@ -171,27 +107,50 @@ async fn import_redis_list_idempotent() {
         .collect();
     assert_eq!(in_id_order, pushed);
 
+    // The re-run finds the cursor: the 5 elements are checked, not sent again.
     let s = run(&client, &args(&redis, "list:work", "imp"))
         .await
         .expect("re-run");
+    assert_eq!((s.read, s.created, s.behind_cursor), (0, 0, 5), "{s:?}");
+    let mut from_start = args(&redis, "list:work", "imp");
+    from_start.from_start = true;
+    let s = run(&client, &from_start).await.expect("from the start");
     assert_eq!((s.read, s.created, s.already_present), (5, 0, 5), "{s:?}");
 
-    // Producers push at the head: every index shifts, yet only the new elements are new (a
-    // third "a" included: equal elements count as a multiset).
+    // Producers push at the head: every index shifts, yet only the new elements are read and
+    // new (a third "a" included: equal elements count as a multiset, counted behind the
+    // cursor too).
     redis.cmd::<i64>(&["LPUSH", "work", "c", "a"]).await;
     let s = run(&client, &args(&redis, "list:work", "imp"))
         .await
         .expect("third run");
-    assert_eq!((s.read, s.created, s.already_present), (7, 2, 5), "{s:?}");
-    // A worker pops the tail: the rest shift again, and nothing is new.
+    assert_eq!(
+        (s.read, s.created, s.already_present, s.behind_cursor),
+        (2, 2, 0, 5),
+        "{s:?}"
+    );
+    // A worker pops the tail: the cursor no longer matches, the whole list is read again,
+    // and nothing is new.
     redis.cmd::<String>(&["RPOP", "work"]).await;
     let s = run(&client, &args(&redis, "list:work", "imp"))
         .await
         .expect("fourth run");
-    assert_eq!((s.read, s.created, s.already_present), (6, 0, 6), "{s:?}");
+    assert_eq!(
+        (s.read, s.created, s.already_present, s.behind_cursor),
+        (6, 0, 6, 0),
+        "{s:?}"
+    );
     assert_eq!(jobs_of(&client, "imp").await.len(), 7);
+    let cursor = client
+        .get_cursor(&format!(
+            "import:redis:127.0.0.1:{}/0:list:work",
+            redis.port
+        ))
+        .await
+        .expect("cursor");
+    assert!(cursor.value.starts_with(b"6 "), "{cursor:?}");
 
-    // The same through the binary: one JSON summary, nothing new.
+    // The same through the binary from the start: one JSON summary, nothing new.
     let url = args(&redis, "list:work", "imp").url;
     let out = c.cli(&[
         "import",
@@ -203,6 +162,7 @@ async fn import_redis_list_idempotent() {
         "--queue",
         "imp",
         "--json",
+        "--from-start",
     ]);
     assert!(out.status.success(), "{}", show(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a JSON summary");
@@ -277,6 +237,152 @@ async fn import_redis_stream_group_ack() {
         .expect("all");
     assert_eq!((s.read, s.created, s.already_present), (3, 1, 2), "{s:?}");
     assert_eq!(jobs_of(&client, "st").await.len(), 3);
+    // The cursor holds the last entry: a re-run reads nothing, a new entry is all it reads.
+    let s = run(&client, &args(&redis, "stream:ev:s", "st"))
+        .await
+        .expect("again");
+    assert_eq!(s.read, 0, "{s:?}");
+    let fourth: String = redis.cmd(&["XADD", "ev:s", "*", "n", "4"]).await;
+    let s = run(&client, &args(&redis, "stream:ev:s", "st"))
+        .await
+        .expect("the new one");
+    assert_eq!((s.read, s.created), (1, 1), "{s:?}");
+    let cursor = client
+        .get_cursor(&format!(
+            "import:redis:127.0.0.1:{}/0:stream:ev:s",
+            redis.port
+        ))
+        .await
+        .expect("cursor");
+    assert_eq!(cursor.value, fourth.as_bytes());
+    // The group's own run: after its last-delivered id and the cursor, only `fourth`.
+    let s = run(&client, &args(&redis, "stream:ev:s:g", "st"))
+        .await
+        .expect("group again");
+    assert_eq!((s.read, s.created, s.already_present), (1, 0, 1), "{s:?}");
+}
+
+/// The queue's jobs as (idempotency key, argv) of shell jobs.
+async fn shell_jobs_of(client: &Client, queue: &str) -> BTreeMap<String, Vec<String>> {
+    let jobs = client
+        .list_jobs(pb::ListJobsRequest {
+            queue: queue.into(),
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .expect("list jobs");
+    jobs.iter()
+        .map(|j| (j.idempotency_key.clone(), argv_of(j)))
+        .collect()
+}
+
+/// `--command-template`: each list element and each Stream entry becomes a shell job whose
+/// argv is the template with `{}` (the item) and `{FIELD}` replaced inside their words: an
+/// element full of spaces, quotes and `$(...)` stays one argument; an entry without the field
+/// is skipped and counted.
+#[tokio::test(flavor = "multi_thread")]
+async fn import_redis_command_template() {
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let c = Cluster::start(Settings::default()).await;
+    let client = c.client();
+    let nasty = r#"a b; rm -rf / "$(reboot)" --force"#;
+    for e in ["plain", nasty] {
+        redis.cmd::<i64>(&["LPUSH", "mail", e]).await;
+    }
+    let mut a = args(&redis, "list:mail", "tpl");
+    a.command_template = Some(r#"true --to {} 'literal {{x}}'"#.into());
+    let s = run(&client, &a).await.expect("list");
+    assert_eq!(s.created, 2, "{s:?}");
+    let mut argvs: Vec<Vec<String>> = shell_jobs_of(&client, "tpl").await.into_values().collect();
+    argvs.sort();
+    assert_eq!(
+        argvs,
+        vec![
+            vec![
+                "true".to_string(),
+                "--to".into(),
+                nasty.into(),
+                "literal {x}".into()
+            ],
+            vec![
+                "true".to_string(),
+                "--to".into(),
+                "plain".into(),
+                "literal {x}".into()
+            ],
+        ]
+    );
+
+    redis
+        .cmd::<String>(&["XADD", "ev", "*", "to", "x@y", "n", "1"])
+        .await;
+    redis.cmd::<String>(&["XADD", "ev", "*", "n", "2"]).await;
+    let mut a = args(&redis, "stream:ev", "tpl2");
+    a.command_template = Some("true {to} {}".into());
+    let s = run(&client, &a).await.expect("stream");
+    assert_eq!((s.read, s.created, s.skipped_total()), (2, 1, 1), "{s:?}");
+    let jobs = shell_jobs_of(&client, "tpl2").await;
+    let argv = jobs.values().next().expect("one job");
+    assert_eq!(argv, &["true", "x@y", r#"{"n":"1","to":"x@y"}"#]);
+}
+
+/// `--drain` moves every element out of the list and deletes it only once its job exists; a
+/// holding list left by a crashed run (here made by hand: its first element's job was
+/// submitted, the second's not) is imported first with the keys it had, so the first is
+/// answered `duplicate` and nothing is lost; a re-run finds nothing; `--continuous` is tested
+/// in `import_redis_crash.rs`.
+#[tokio::test(flavor = "multi_thread")]
+async fn import_redis_drain() {
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let c = Cluster::start(Settings::default()).await;
+    let client = c.client();
+    let holding = "work:raftline-importing";
+    let batch_id = "00000000000000aa";
+    // The crashed run moved "old1" then "old2" (LMOVE pushes at the holding list's head).
+    redis.cmd::<i64>(&["LPUSH", holding, "old1", "old2"]).await;
+    redis
+        .cmd::<()>(&["SET", "work:raftline-importing:batch", batch_id])
+        .await;
+    client
+        .submit(pb::SubmitRequest {
+            queue: "dr".into(),
+            kind: Some(pb::submit_request::Kind::Payload(b"old1".to_vec())),
+            idempotency_key: format!("list:work:drain:{batch_id}:0"),
+            ..Default::default()
+        })
+        .await
+        .expect("the crashed run's submit");
+    for e in ["a", "b", "a", "c", "d"] {
+        redis.cmd::<i64>(&["LPUSH", "work", e]).await;
+    }
+    let mut a = args(&redis, "list:work", "dr");
+    a.drain = true;
+    let s = run(&client, &a).await.expect("drain");
+    assert_eq!(
+        (s.read, s.created, s.already_present, s.drained),
+        (7, 6, 1, 7),
+        "{s:?}"
+    );
+    for key in ["work", holding, "work:raftline-importing:batch"] {
+        let exists: i64 = redis.cmd(&["EXISTS", key]).await;
+        assert_eq!(exists, 0, "{key} is left");
+    }
+    let jobs = jobs_of(&client, "dr").await;
+    let mut payloads: Vec<&[u8]> = jobs.values().map(|(p, _)| p.as_slice()).collect();
+    payloads.sort();
+    let want: Vec<&[u8]> = vec![b"a", b"a", b"b", b"c", b"d", b"old1", b"old2"];
+    assert_eq!(payloads, want);
+    // Pushed again later, equal content is a new job (draining has no content keys).
+    redis.cmd::<i64>(&["LPUSH", "work", "a"]).await;
+    let s = run(&client, &a).await.expect("drain again");
+    assert_eq!((s.read, s.created), (1, 1), "{s:?}");
+    let s = run(&client, &a).await.expect("nothing left");
+    assert_eq!(s.read, 0, "{s:?}");
 }
 
 /// Bad input is one error naming the key, with exit code 2 (or 1 for an unreachable
@@ -317,6 +423,27 @@ async fn import_redis_bad_input() {
     let e = run(&client, &ack).await.unwrap_err();
     assert_eq!(e.exit_code(), 2, "{e}");
 
+    // Flags that do not fit the source, and a template that would run an item as code,
+    // name their flag.
+    let mut drain = args(&redis, "stream:s", "bad");
+    drain.drain = true;
+    let mut inject = args(&redis, "list:work", "bad");
+    inject.command_template = Some(r#"sh -c "echo {}""#.into());
+    let mut dry = args(&redis, "list:work", "bad");
+    (dry.dry_run, dry.continuous) = (true, true);
+    for (a, field) in [
+        (drain, "drain"),
+        (inject, "command-template"),
+        (dry, "continuous"),
+    ] {
+        match run(&client, &a).await {
+            Err(Error::InvalidArgument { field: f, message }) => {
+                assert_eq!(f, field, "{message}")
+            }
+            other => panic!("{field}: {other:?}"),
+        }
+    }
+
     let mut gone = args(&redis, "list:work", "bad");
     gone.url = format!("redis://127.0.0.1:{}/0", free_port());
     let e = run(&client, &gone).await.unwrap_err();
@@ -331,86 +458,5 @@ async fn import_redis_bad_input() {
     assert!(
         jobs_of(&client, "bad").await.is_empty(),
         "bad input wrote jobs"
-    );
-}
-
-/// A BullMQ 5 queue (tests/fixtures/bullmq/mail.jsonl: its key layout written with plain
-/// commands) lands in the right states: waiting jobs ready at priority 10 with their attempts
-/// left and `jobId`, prioritized ones mapped onto 9..1 in order, a delayed one scheduled at its
-/// run time; failed, completed and garbage jobs are skipped and counted; a re-run creates
-/// nothing; an unknown prefix is a clear error.
-#[tokio::test(flavor = "multi_thread")]
-async fn import_redis_bullmq_states() {
-    let Some(redis) = Redis::start().await else {
-        return;
-    };
-    let c = Cluster::start(Settings::default()).await;
-    let client = c.client();
-    let fixture = include_str!("fixtures/bullmq/mail.jsonl");
-    for line in fixture.lines().filter(|l| !l.trim().is_empty()) {
-        let cmd: Vec<String> = serde_json::from_str(line).expect("fixture line");
-        let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
-        redis.cmd::<redis::Value>(&cmd).await;
-    }
-    // The delayed job's run time as BullMQ scores it (ms * 4096 + a counter), a day from now
-    // so that it stays in the future whenever the test runs.
-    let run_at = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-        + 86_400_000;
-    let score = (run_at * 4096 + 1).to_string();
-    redis
-        .cmd::<i64>(&["ZADD", "bull:mail:delayed", "XX", &score, "5"])
-        .await;
-
-    let s = run(&client, &args(&redis, "bullmq:mail", "mail"))
-        .await
-        .expect("import");
-    assert_eq!((s.read, s.created, s.already_present), (9, 6, 0), "{s:?}");
-    assert_eq!(s.skipped_total(), 3, "{s:?}");
-    let list = client
-        .list_jobs(pb::ListJobsRequest {
-            queue: "mail".into(),
-            limit: 100,
-            ..Default::default()
-        })
-        .await
-        .expect("list");
-    let by_key: BTreeMap<&str, &pb::Job> = list
-        .iter()
-        .map(|j| (j.idempotency_key.as_str(), j))
-        .collect();
-    let job = |id: &str| by_key[format!("bullmq:mail:{id}").as_str()];
-    assert_eq!(
-        job("1").kind,
-        Some(pb::job::Kind::Payload(
-            br#"{"data":{"to":"a"},"id":"1","name":"send"}"#.to_vec()
-        ))
-    );
-    assert_eq!((job("1").priority, job("1").max_attempts), (10, 3));
-    assert_eq!(
-        (job("order-42").state.as_str(), job("order-42").max_attempts),
-        ("ready", 4)
-    );
-    assert_eq!((job("3").priority, job("4").priority), (9, 6));
-    assert_eq!(job("5").state, "scheduled");
-    assert_eq!(job("5").run_at_ms, run_at);
-    // BullMQ order: the oldest waiting job (the list's tail) was submitted first.
-    assert!(job("1").id < job("2").id && job("2").id < job("order-42").id);
-
-    let s = run(&client, &args(&redis, "bullmq:mail", "mail"))
-        .await
-        .expect("re-run");
-    assert_eq!((s.created, s.already_present), (0, 6), "{s:?}");
-
-    let e = run(&client, &args(&redis, "bullmq:mail@nope", "mail"))
-        .await
-        .unwrap_err();
-    assert_eq!(e.exit_code(), 2, "{e}");
-    assert!(
-        e.to_string()
-            .contains("no BullMQ queue \"mail\" under prefix \"nope\""),
-        "{e}"
     );
 }

@@ -621,7 +621,11 @@ async fn submit_batch_and_complete_and_lease() {
     assert_eq!(listed, all[..1250]);
     let out = c.cli(&["jobs", "list", "--limit", "5000"]);
     assert!(out.status.success(), "{}", show(&out));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1300);
+    // A table: its header, then a row per job.
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().count(),
+        1 + 1300
+    );
 
     // A worker concurrency out of range is refused (exit 2, the flag and range named), not
     // clamped.

@@ -139,3 +139,83 @@ async fn metrics_match_the_api_after_a_scripted_run() {
     }
     assert!(submit_ok >= 12.0, "{submit_ok} submits counted");
 }
+
+/// Refusals are counted: a lease held back by a queue's rate limit (by queue and reason) and
+/// API calls refused for a token over its calls-per-second limit (by token).
+#[tokio::test(flavor = "multi_thread")]
+async fn rate_limit_refusals_are_counted() {
+    let c = Cluster::start(Settings {
+        auth_extra: "rate_per_sec = 50\nburst = 50\n".into(),
+        ..Settings::default()
+    })
+    .await;
+    let client = c.client_of(&[1]);
+    client
+        .set_queue_policy(raftline::proto::pb::SetQueuePolicyRequest {
+            queue: "limited".into(),
+            rate_count: 1,
+            rate_per_ms: 3_600_000,
+            ..Default::default()
+        })
+        .await
+        .expect("policy");
+    for _ in 0..3 {
+        let req = raftline::proto::pb::SubmitRequest {
+            queue: "limited".into(),
+            kind: Some(raftline::proto::pb::submit_request::Kind::Payload(
+                b"x".to_vec(),
+            )),
+            ..Default::default()
+        };
+        client.submit(req).await.expect("submit");
+    }
+    let lease = |n: u32, wait_ms: u64| raftline::proto::pb::LeaseRequest {
+        worker_id: "metrics-test".into(),
+        queues: vec!["limited".into()],
+        max: n,
+        wait_ms,
+        ..Default::default()
+    };
+    // The wait covers this node applying the submits.
+    let first = client.lease(lease(3, 10_000)).await.expect("lease");
+    assert_eq!(first.jobs.len(), 1, "one token: one job of three");
+    let second = client.lease(lease(1, 0)).await.expect("lease");
+    assert!(second.jobs.is_empty(), "no token left for an hour");
+
+    // Past the token's burst: at least one call is refused (the cluster's own admin token).
+    let mut refused = 0;
+    for _ in 0..200 {
+        if let Err(raftline::error::Error::ResourceExhausted(_)) = client.queues(true).await {
+            refused += 1;
+        }
+    }
+    assert!(
+        refused > 0,
+        "200 calls in a row past a burst of 50 were all served"
+    );
+
+    // Leases and calls are counted where they arrive: node 1.
+    let samples = common::wait_for(
+        "refusals on node 1's /metrics",
+        Duration::from_secs(10),
+        || async {
+            let s = parse(&http_get(&c.node(1).http, "/metrics").await);
+            let rate = get(
+                &s,
+                "raftline_lease_refusals_total",
+                &[("queue", "limited"), ("reason", "rate")],
+            );
+            rate.is_some_and(|n| n >= 2.0).then_some(s)
+        },
+    )
+    .await;
+    let limited: f64 = samples
+        .iter()
+        .filter(|((name, _), _)| name == "raftline_api_rate_limited_total")
+        .map(|(_, v)| *v)
+        .sum();
+    assert!(
+        limited >= refused as f64,
+        "{limited} counted, {refused} refused"
+    );
+}

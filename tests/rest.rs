@@ -107,6 +107,7 @@ async fn every_path_answers_with_its_call() {
     schedules_events_timers(&mut r).await;
     cluster_tokens_audit(&mut r).await;
     webhooks(&mut r).await;
+    cursors(&mut r).await;
 
     let missing: Vec<String> = V1
         .iter()
@@ -545,6 +546,49 @@ async fn webhooks(r: &mut Rest) {
         .call("GET", "/v1/webhooks/{id}/deliveries", &[&id], None)
         .await;
     assert_eq!(code, 404);
+}
+
+/// Cursors: a missing one reads as version 0, a put answers the new version, a stale
+/// expected version is FAILED_PRECONDITION (400), a name with a space names the field,
+/// and a name with `/` and `:` travels percent-encoded in the path.
+async fn cursors(r: &mut Rest) {
+    let name = "import:redis:h%2F0:list:k";
+    let got = r.ok("GET", "/v1/cursors/{name}", &[name], None).await;
+    assert_eq!(got["version"].as_u64().unwrap_or(0), 0, "{got}");
+    let put = r
+        .ok(
+            "PUT",
+            "/v1/cursors/{name}",
+            &[name],
+            Some(json!({"value": "MTIz", "expected_version": 0})),
+        )
+        .await;
+    assert_eq!(put["version"].as_u64(), Some(1), "{put}");
+    let got = r.ok("GET", "/v1/cursors/{name}", &[name], None).await;
+    assert_eq!(
+        (got["value"].as_str(), got["name"].as_str()),
+        (Some("MTIz"), Some("import:redis:h/0:list:k")),
+        "{got}"
+    );
+    let (code, body) = r
+        .call(
+            "PUT",
+            "/v1/cursors/{name}",
+            &[name],
+            Some(json!({"value": "NDU2", "expected_version": 0})),
+        )
+        .await;
+    assert_eq!(
+        (code, body["error"]["status"].as_str()),
+        (400, Some("FAILED_PRECONDITION")),
+        "{body}"
+    );
+    let (code, body) = r.call("GET", "/v1/cursors/{name}", &["a%20b"], None).await;
+    assert_eq!(
+        (code, body["error"]["field"].as_str()),
+        (400, Some("name")),
+        "{body}"
+    );
 }
 
 async fn call_as(

@@ -105,6 +105,8 @@ async fn call(channel: &Channel, token: Option<&str>, method: &str) -> Code {
         "DeleteWebhook" => delete_webhook(pb::WebhookRef),
         "TestWebhook" => test_webhook(pb::WebhookRef),
         "ListWebhookDeliveries" => list_webhook_deliveries(pb::ListWebhookDeliveriesRequest),
+        "GetCursor" => get_cursor(pb::GetCursorRequest),
+        "PutCursor" => put_cursor(pb::PutCursorRequest),
     );
     match result {
         Ok(()) => Code::Ok,
@@ -228,6 +230,13 @@ async fn queue_limited_token_stays_in_its_queues() {
         (
             "list every queue",
             scoped.list_jobs(pb::ListJobsRequest::default()).await.err(),
+        ),
+        (
+            "move a cursor",
+            scoped
+                .put_cursor("import:redis:h:6379/0:stream:s", b"9-9".to_vec(), None)
+                .await
+                .err(),
         ),
     ];
     for (what, err) in refusals {
@@ -702,27 +711,40 @@ async fn long_poll_leases_per_node_are_capped() {
     // Two connections: each carries at most STREAMS_PER_CONNECTION_MAX streams.
     let clients = [Arc::new(c.client_of(&[1])), Arc::new(c.client_of(&[1]))];
     let mut parked = tokio::task::JoinSet::new();
-    // Parked for the longest wait a lease may ask (60 s), longer than the probe's deadline
-    // below: under load the last of them may take seconds to park, and the cap must still be
-    // full when the probe asks.
-    for i in 0..max {
+    // One more than the cap, each parked for the longest wait a lease may ask (60 s): the
+    // cap parks `max` of them and refuses exactly one, whichever comes last. (A separate
+    // probe raced the parked calls under load: its own short lease took a slot, so a parked
+    // call was the one refused and the probe never was.)
+    let ended = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    for i in 0..=max {
         let client = clients[i % 2].clone();
         let req = request(60_000);
-        parked.spawn(async move { client.lease(req).await });
+        let ended = ended.clone();
+        parked.spawn(async move {
+            let what = match client.lease(req).await {
+                Ok(r) => format!("returned {} jobs", r.jobs.len()),
+                Err(raftline::error::Error::ResourceExhausted(m)) => format!("refused: {m}"),
+                Err(e) => format!("failed: {e}"),
+            };
+            ended.lock().unwrap().push(what);
+        });
     }
-    let probe = c.client_of(&[1]);
-    let refused = common::wait_for(
-        "the cap to refuse a lease",
-        Duration::from_secs(30),
-        || async {
-            match probe.lease(request(1)).await {
-                Err(raftline::error::Error::ResourceExhausted(m)) => Some(m),
-                _ => None,
-            }
-        },
+    let first = common::wait_for(
+        "one of the parked leases to be refused",
+        Duration::from_secs(50),
+        || async { ended.lock().unwrap().first().cloned() },
     )
     .await;
-    assert!(refused.contains("LEASE_WAITERS_MAX"), "{refused}");
+    assert!(
+        first.starts_with("refused: ") && first.contains("LEASE_WAITERS_MAX"),
+        "{first}"
+    );
+    let ended_now = ended.lock().unwrap().clone();
+    assert_eq!(
+        ended_now.len(),
+        1,
+        "only the one past the cap ends: {ended_now:?}"
+    );
     parked.abort_all();
 }
 
@@ -769,10 +791,7 @@ async fn writes_are_attributed_to_their_token() {
     let entries = |args: &[&str]| -> Vec<serde_json::Value> {
         let out = c.cli(&[&["audit", "list", "--json"][..], args].concat());
         assert!(out.status.success(), "{}", common::show(&out));
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("json line"))
-            .collect()
+        serde_json::from_slice(&out.stdout).expect("one JSON array")
     };
     let all = entries(&[]);
     let actions: Vec<&str> = all.iter().map(|e| e["action"].as_str().unwrap()).collect();

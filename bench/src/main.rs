@@ -1,7 +1,7 @@
 //! `raftline-bench`: throughput, latency and failover figures for raftline, measured the way
 //! peer systems are measured, on the same machine.
 //!
-//! `cargo run --release -p raftline-bench -- [floor|w1|w2|w3|scale|dag|rest|all|peers|security|churn] [--addr A]
+//! `cargo run --release -p raftline-bench -- [floor|w1|w2|w3|scale|dag|rest|all|peers|security|churn|import] [--addr A]
 //! [--secs S]`.
 //! Without `--addr` it starts a fresh 3-node cluster of the release binary in a temp dir on
 //! loopback (nodes on 127.0.1.N). Prints a table and appends JSON lines to
@@ -27,6 +27,8 @@
 //!
 //! - rest: submit over the REST API against gRPC submit, 16 clients, alternating rounds
 //!   (`rest.rs`).
+//! - import: `raftline import redis` of a 1,000,000-element list from a local redis-server:
+//!   items/s and the importer's peak RSS, then the same import again (`import.rs`).
 //! - security: W1 and W2 with auth and TLS on (this cluster) against a second cluster with
 //!   both off, in alternating rounds, printed as ratios (`security.rs`).
 //!
@@ -46,6 +48,7 @@ use raftline::proto::pb;
 use raftline_jepsen::cluster::{raftline_bin, Cluster};
 
 mod churn;
+mod import;
 mod peers;
 mod rest;
 mod security;
@@ -54,8 +57,8 @@ mod security;
 #[derive(Debug, Parser)]
 #[command(name = "raftline-bench")]
 struct Args {
-    /// floor, w1, w2, w3, scale, dag, rest, all (every one of these), or peers, security or churn
-    /// (not in all).
+    /// floor, w1, w2, w3, scale, dag, rest, all (every one of these), or peers, security, churn
+    /// or import (not in all).
     #[arg(default_value = "all")]
     section: String,
     /// API addresses of a running cluster (comma-separated); a fresh local cluster otherwise.
@@ -76,6 +79,9 @@ struct Args {
     /// Jobs the churn section puts through.
     #[arg(long, default_value_t = 10_000_000)]
     jobs: u64,
+    /// List elements the import section imports from Redis.
+    #[arg(long, default_value_t = 1_000_000)]
+    import_elements: u64,
 }
 
 const SETTINGS: &str = "heartbeat_ms = 50\nelection_timeout_min_ms = 200\n\
@@ -938,6 +944,10 @@ async fn sections(b: &mut Bench, args: &Args, dir: &std::path::Path) {
     }
     if args.section == "churn" {
         churn::run(b, if quick { 20_000 } else { args.jobs }, 4, 8).await;
+    }
+    if args.section == "import" {
+        let n = if quick { 10_000 } else { args.import_elements };
+        import::run(b, dir, args.base_port + 40, n).await;
     }
 }
 

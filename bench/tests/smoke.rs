@@ -10,6 +10,8 @@ const BASE_PORT: &str = "19400";
 const PEERS_BASE_PORT: &str = "19500";
 /// The security test's cluster; the plain one takes +30.. of it.
 const SECURITY_BASE_PORT: &str = "19600";
+/// The import section's cluster (its redis-server at +40).
+const IMPORT_BASE_PORT: &str = "19700";
 
 #[test]
 fn quick_run_prints_every_section() {
@@ -107,5 +109,33 @@ fn security_quick_run_prints_a_ratio_per_shape() {
             .parse()
             .unwrap_or_else(|_| panic!("no median in {line}"));
         assert!(median > 0.0, "nothing measured on one side: {line}");
+    }
+}
+
+/// The import section imports a list from a real redis-server through the real CLI twice and
+/// prints both runs with the importer's peak RSS (skipped, with its reason, only off CI where
+/// no redis-server is installed).
+#[test]
+fn import_quick_run_prints_both_runs() {
+    let out = Command::new(env!("CARGO_BIN_EXE_raftline-bench"))
+        .args(["import", "--quick", "--base-port", IMPORT_BASE_PORT])
+        .output()
+        .expect("run raftline-bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    if stdout.contains("import     skipped") && std::env::var_os("CI").is_none() {
+        eprintln!("SKIPPED: {stdout}");
+        return;
+    }
+    for line in [
+        "import     first run: 10000 elements",
+        "import     re-run: 10000 elements",
+        "importer peak RSS",
+    ] {
+        assert!(
+            stdout.contains(line),
+            "missing {line:?} in:\n{stdout}\nstderr:\n{stderr}"
+        );
     }
 }

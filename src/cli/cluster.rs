@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::Subcommand;
 
 use super::connect::targets;
+use super::table::{self, Table};
 use crate::error::{Error, Result};
 use crate::machine::limits::CLI_NODE_STATUS_MS_MAX;
 use crate::proto::pb;
@@ -178,19 +179,7 @@ pub async fn cluster_status(addr: &[String], json: bool) -> Result<()> {
         });
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
-        println!(
-            "leader: {}  term: {term}",
-            leader.map_or("none".to_string(), |l| l.to_string())
-        );
-        for n in &nodes {
-            println!(
-                "  node {:<4} {:<22} {:<12} last_applied {}",
-                n["id"].to_string(),
-                n["api_addr"].as_str().unwrap_or(""),
-                n["state"].as_str().unwrap_or(""),
-                n["last_applied"]
-            );
-        }
+        print_status(leader, term, &nodes, &members);
     }
     if replies.iter().all(|r| !matches!(r, Ok(Ok(_)))) {
         return Err(Error::unavailable(format!(
@@ -202,6 +191,47 @@ pub async fn cluster_status(addr: &[String], json: bool) -> Result<()> {
 }
 
 /// Refuses (exit 1) a cluster with no leader, or whose answering voters are no majority.
+/// `cluster status` for people: the leader and term, then a table of the nodes asked (with
+/// their role in the membership).
+fn print_status(
+    leader: Option<u64>,
+    term: u64,
+    nodes: &[serde_json::Value],
+    members: &[serde_json::Value],
+) {
+    println!(
+        "leader: {}  term: {term}",
+        leader.map_or("none".to_string(), |l| l.to_string())
+    );
+    let mut t = Table::new(&["NODE", "API", "STATE", "ROLE", "TERM", "LAST APPLIED"]);
+    for n in nodes {
+        let role = members
+            .iter()
+            .find(|m| m["id"] == n["id"])
+            .map_or("-", |m| {
+                if m["voter"] == true {
+                    "voter"
+                } else {
+                    "learner"
+                }
+            });
+        let state = t.state(n["state"].as_str().unwrap_or(""));
+        let shown = |v: &serde_json::Value| match v {
+            serde_json::Value::Null => "-".to_string(),
+            v => v.to_string(),
+        };
+        t.row(vec![
+            table::num(shown(&n["id"])),
+            table::text(n["api_addr"].as_str().unwrap_or("")),
+            state,
+            table::text(role),
+            table::num(shown(&n["term"])),
+            table::num(shown(&n["last_applied"])),
+        ]);
+    }
+    t.print();
+}
+
 fn quorum(best: Option<&pb::NodeStatusResponse>, replies: &[Reply]) -> Result<()> {
     let Some(best) = best.filter(|b| b.leader.is_some()) else {
         return Err(Error::unavailable(

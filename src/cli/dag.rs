@@ -9,9 +9,11 @@ use clap::Subcommand;
 use super::connect::client;
 use super::page::pages;
 use super::parse::invalid;
+use super::table::{self, Table};
 use super::workflow_file;
 use super::workflow_view as view;
 use crate::error::{Error, Result};
+use crate::progress::Progress;
 use crate::proto::pb;
 
 /// How often `dag submit --wait` reads the workflow to see whether it ended.
@@ -74,7 +76,7 @@ pub enum DagCmd {
         /// read page by page.
         #[arg(long, default_value_t = 0)]
         limit: u32,
-        /// Print JSON lines.
+        /// Print JSON (one array).
         #[arg(long)]
         json: bool,
     },
@@ -133,7 +135,7 @@ pub async fn dag(addr: &[String], command: DagCmd) -> Result<()> {
             let v = serde_json::json!({ "id": id, "op": op, "step": step, "state": state });
             println!("{v}");
         } else {
-            println!("workflow {id}: {state}");
+            println!("workflow {id}: {}", super::color::state(&state));
         }
         Ok(())
     };
@@ -182,8 +184,13 @@ pub async fn dag(addr: &[String], command: DagCmd) -> Result<()> {
             let w = client(addr)?.workflow(id, false).await?;
             if json {
                 let mut v = view::json(&w);
+                let plain = if format == "text" {
+                    view::text_plain
+                } else {
+                    render
+                };
+                v["rendered"] = plain(&w).into();
                 v["format"] = format.into();
-                v["rendered"] = render(&w).into();
                 println!("{v}");
             } else {
                 print!("{}", render(&w));
@@ -219,14 +226,7 @@ async fn submit(addr: &[String], file: &Path, wait: bool, json: bool) -> Result<
         }
         return Ok(());
     }
-    eprintln!("workflow {id} submitted; waiting for it to end");
-    let w = loop {
-        let w = client.workflow(id, false).await?;
-        if matches!(w.state.as_str(), "succeeded" | "failed" | "cancelled") {
-            break w;
-        }
-        tokio::time::sleep(WAIT_POLL).await;
-    };
+    let w = wait_end(&client, id, json).await?;
     if json {
         println!("{}", view::json(&w));
     } else {
@@ -242,7 +242,41 @@ async fn submit(addr: &[String], file: &Path, wait: bool, json: bool) -> Result<
     }
 }
 
-/// Runs `dag list`: a header and one line per workflow, or JSON lines.
+/// Runs `dag list`: a table, or one JSON array.
+/// Waits for workflow `id` to end, with a bar of its steps ended (see [`crate::progress`]).
+async fn wait_end(client: &crate::client::Client, id: u64, json: bool) -> Result<pb::Workflow> {
+    let progress = Progress::steps("steps", 0, json);
+    progress.note(&format!("workflow {id} submitted; waiting for it to end"));
+    loop {
+        let w = match client.workflow(id, false).await {
+            Ok(w) => w,
+            Err(e) => {
+                progress.clear();
+                return Err(e);
+            }
+        };
+        let ended = w
+            .steps
+            .iter()
+            .filter(|s| {
+                matches!(
+                    s.state.as_str(),
+                    "succeeded" | "failed" | "skipped" | "cancelled"
+                )
+            })
+            .count() as u64;
+        if progress.total() != w.steps.len() as u64 {
+            progress.set_total(w.steps.len() as u64);
+        }
+        progress.show(ended);
+        if matches!(w.state.as_str(), "succeeded" | "failed" | "cancelled") {
+            progress.finish();
+            return Ok(w);
+        }
+        tokio::time::sleep(WAIT_POLL).await;
+    }
+}
+
 async fn list(
     addr: &[String],
     state: Option<String>,
@@ -257,14 +291,6 @@ async fn list(
         limit,
         stale: false,
     };
-    // The header comes with the first answer, so a failed call prints only its error.
-    let mut header = !json;
-    let print_header = || {
-        println!(
-            "{:>6}  {:24} {:13} {:>8} {:>9}",
-            "ID", "NAME", "STATE", "RUNNING", "CRIT.PATH"
-        );
-    };
     let fetch = |after_id, limit| {
         let req = pb::ListWorkflowsRequest {
             after_id,
@@ -273,29 +299,51 @@ async fn list(
         };
         client.list_workflows(req)
     };
-    let print = |list: &[pb::Workflow]| {
-        if std::mem::take(&mut header) {
-            print_header();
+    if json {
+        let mut out = super::view::JsonList::new(false);
+        let read = pages(
+            limit,
+            after,
+            fetch,
+            |w| w.id,
+            |list| {
+                list.iter().for_each(|w| out.item(&view::json(w)));
+            },
+        )
+        .await;
+        if read.is_ok() || !out.is_empty() {
+            out.end();
         }
-        for w in list {
-            if json {
-                println!("{}", view::json(w));
-            } else {
-                let paused = if w.paused { " (paused)" } else { "" };
-                println!(
-                    "{:>6}  {:24} {:13} {:>8} {:>8.1}s{paused}",
-                    w.id,
-                    w.name,
-                    w.state,
-                    w.running,
-                    w.critical_path_ms as f64 / 1000.0
-                );
-            }
-        }
-    };
-    pages(limit, after, fetch, |w| w.id, print).await?;
-    if header {
-        print_header();
+        return read;
     }
-    Ok(())
+    let mut t = Table::new(&["ID", "NAME", "STATE", "RUNNING", "CRIT.PATH", "CREATED"]);
+    let read = pages(
+        limit,
+        after,
+        fetch,
+        |w| w.id,
+        |list| {
+            for w in list {
+                let state = if w.paused {
+                    t.state("paused")
+                } else {
+                    t.state(&w.state)
+                };
+                t.row(vec![
+                    table::num(w.id),
+                    table::text(&w.name),
+                    state,
+                    table::num(w.running),
+                    table::num(table::duration(w.critical_path_ms)),
+                    table::text(table::time(w.created_ms)),
+                ]);
+            }
+        },
+    )
+    .await;
+    // A call failing before any answer prints only its error.
+    if read.is_ok() || !t.is_empty() {
+        t.print();
+    }
+    read
 }

@@ -4,8 +4,10 @@
 
 use clap::Subcommand;
 
+use super::color;
 use super::connect::client;
 use super::parse::{invalid, nonzero, parse_duration, parse_env, parse_time};
+use super::table::{self, Table};
 use super::view;
 use crate::client::Client;
 use crate::error::Result;
@@ -133,9 +135,10 @@ pub enum JobCmd {
         /// Keep reading until the job ends, printing attempts and outputs as they appear.
         #[arg(long, short)]
         follow: bool,
-        /// Print JSON (one object per attempt, per line).
-        #[arg(long)]
-        json: bool,
+        /// `--json`: one array of attempts; `--jsonl`: one attempt per line as it appears
+        /// (with `--follow`, an attempt is printed when it starts and again when it ends).
+        #[command(flatten)]
+        format: view::ListFormat,
     },
 }
 
@@ -190,6 +193,7 @@ pub async fn submit(addr: &[String], a: SubmitArgs) -> Result<()> {
         permanent_exit_codes: a.permanent_exit_codes,
         deadline_ms,
         resources: a.resource,
+        dead: None,
     };
     if a.lease_ttl.is_some() && req.lease_ttl_ms < limits::LEASE_TTL_MS_MIN {
         return Err(invalid(
@@ -227,7 +231,7 @@ pub fn print_state(id: u64, state: &str, json: bool) {
     if json {
         println!("{}", serde_json::json!({ "id": id, "state": state }));
     } else {
-        println!("job {id}: {state}");
+        println!("job {id}: {}", color::state(state));
     }
 }
 
@@ -251,8 +255,8 @@ pub async fn job(addr: &[String], command: JobCmd) -> Result<()> {
         JobCmd::Wait { id, timeout, json } => {
             return super::watch::wait(&client, id, &timeout, json).await
         }
-        JobCmd::Logs { id, follow, json } => {
-            return super::watch::logs(&client, id, follow, json).await
+        JobCmd::Logs { id, follow, format } => {
+            return super::watch::logs(&client, id, follow, format).await
         }
     }
     Ok(())
@@ -267,9 +271,19 @@ pub fn print_job(job: &pb::Job) {
     };
     println!(
         "job {}  queue {}  priority {}  {}",
-        job.id, job.queue, job.priority, job.state
+        job.id,
+        job.queue,
+        job.priority,
+        color::state(&job.state)
     );
     println!("  run: {what}");
+    println!("  created: {}", table::time(job.created_ms));
+    if job.run_at_ms > job.created_ms && job.state == "scheduled" {
+        println!("  runs at: {}", table::time(job.run_at_ms));
+    }
+    if let Some(at) = job.finished_ms {
+        println!("  finished: {}", table::time(at));
+    }
     if !job.submitted_by_token.is_empty() {
         println!(
             "  submitted by: {} (token {})",
@@ -291,9 +305,14 @@ pub fn print_job(job: &pb::Job) {
         } else {
             format!(" ({})", a.error_class)
         };
+        let took = a.ended_ms.map_or(String::new(), |end| {
+            format!(" in {}", table::duration(end.saturating_sub(a.started_ms)))
+        });
         println!(
-            "  attempt {}: {}{class}{exit} by {}{node}",
-            a.number, a.result, a.worker
+            "  attempt {}: {}{class}{exit} by {}{node}{took}",
+            a.number,
+            color::state(&a.result),
+            a.worker
         );
         for line in a
             .output_tail
@@ -309,57 +328,79 @@ pub fn print_job(job: &pb::Job) {
     }
 }
 
-/// Prints jobs as they arrive, page by page: one line each, or one JSON array in all.
-pub struct JobsOut {
-    json: bool,
-    started: bool,
+/// Prints jobs as they arrive, page by page: a table once all are in, or JSON as they come
+/// (one array, or one object per line).
+pub enum JobsOut {
+    /// A table for people.
+    Table(Box<Table>),
+    /// JSON.
+    Json(view::JsonList),
 }
 
 impl JobsOut {
-    /// An output that prints JSON when `json`.
-    pub fn new(json: bool) -> JobsOut {
-        JobsOut {
-            json,
-            started: false,
+    /// An output in `format` (a table when no JSON was asked for).
+    pub fn new(format: view::ListFormat) -> JobsOut {
+        if format.any_json() {
+            JobsOut::Json(view::JsonList::new(format.jsonl))
+        } else {
+            JobsOut::Table(Box::new(Table::new(&[
+                "ID", "QUEUE", "STATE", "PRIO", "ATTEMPTS", "CREATED", "COMMAND",
+            ])))
         }
     }
 
-    /// Prints one page of jobs.
+    /// Takes one page of jobs.
     pub fn page(&mut self, jobs: &[pb::Job]) {
         for j in jobs {
-            if self.json {
-                // One compact array over every page, as `serde_json::Value::Array` prints it.
-                let open = if self.started { "," } else { "[" };
-                print!("{open}{}", view::job_json(j));
-                self.started = true;
-                continue;
+            match self {
+                JobsOut::Json(out) => out.item(&view::job_json(j)),
+                JobsOut::Table(t) => {
+                    let what = match &j.kind {
+                        Some(pb::job::Kind::Shell(s)) => s.argv.join(" "),
+                        _ => "(external)".into(),
+                    };
+                    let state = t.state(&j.state);
+                    t.row(vec![
+                        table::num(j.id),
+                        table::text(&j.queue),
+                        state,
+                        table::num(j.priority),
+                        table::text(format!("{}/{}", j.attempts_used, j.max_attempts)),
+                        table::text(table::time(j.created_ms)),
+                        table::text(what),
+                    ]);
+                }
             }
-            let what = match &j.kind {
-                Some(pb::job::Kind::Shell(s)) => s.argv.join(" "),
-                _ => "(external)".into(),
-            };
-            println!(
-                "{:>8}  {:<16} {:<10} p{:<2} attempts {}/{}  {what}",
-                j.id, j.queue, j.state, j.priority, j.attempts_used, j.max_attempts
-            );
         }
     }
 
-    /// Ends the output (closes the JSON array).
+    /// Whether no job came yet.
+    pub fn is_empty(&self) -> bool {
+        match self {
+            JobsOut::Table(t) => t.is_empty(),
+            JobsOut::Json(out) => out.is_empty(),
+        }
+    }
+
+    /// Ends the output: prints the table, or closes the JSON array.
     pub fn end(self) {
-        if self.json {
-            let open = if self.started { "" } else { "[" };
-            println!("{open}]");
+        match self {
+            JobsOut::Table(t) => t.print(),
+            JobsOut::Json(out) => out.end(),
         }
     }
 }
 
 /// Prints up to `req.limit` jobs matching `req` (100 when 0), following the server's cursor.
-pub async fn list(client: &Client, req: pb::ListJobsRequest, json: bool) -> Result<()> {
+pub async fn list(
+    client: &Client,
+    req: pb::ListJobsRequest,
+    format: view::ListFormat,
+) -> Result<()> {
     let limit = if req.limit == 0 {
         100
     } else {
         u64::from(req.limit)
     };
-    super::search::list(client, req, limit, json).await
+    super::search::list(client, req, limit, format).await
 }

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::connect::client;
+use super::table::{self, Table};
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::machine::limits;
@@ -75,14 +76,19 @@ fn print_members(reply: &pb::ChangeMembershipResponse, action: &str, id: u64, js
         return;
     }
     println!("leader: {}", reply.leader);
+    let mut t = Table::new(&["NODE", "RAFT", "API", "ROLE", "BEHIND"]);
     for m in &reply.members {
         let role = if m.voter { "voter" } else { "learner" };
         let lag = behind(m).map_or_else(|| "?".into(), |n| n.to_string());
-        println!(
-            "  node {:<4} raft {:<22} api {:<22} {role:<8} behind {lag}",
-            m.id, m.raft_addr, m.api_addr
-        );
+        t.row(vec![
+            table::num(m.id),
+            table::text(&m.raft_addr),
+            table::text(&m.api_addr),
+            table::text(role),
+            table::num(lag),
+        ]);
     }
+    t.print();
 }
 
 /// Runs `raftline cluster add`.

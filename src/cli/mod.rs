@@ -6,18 +6,27 @@
 //! [`workflow_view`]), [`resources`] (resource, lock), [`schedules`] (schedule, trigger, event,
 //! timer), [`cluster`], [`worker`], [`up`] and [`node`]. Below the groups sit the shared
 //! pieces: [`connect`] (which nodes to talk to), [`parse`] (flag values), [`page`] (lists
-//! longer than a server page), [`view`] (JSON output) and [`signal`]. The groups use those and
-//! [`crate::client`]; nothing below a group imports it, and the one group another uses is
-//! [`jobs`] (dead letters are listed and requeued as jobs are; `job wait` prints as `job get`).
+//! longer than a server page), [`view`] (JSON output), [`table`] and [`color`] (output for
+//! people) and [`signal`]. The groups use those and [`crate::client`] (and
+//! [`crate::progress`] for bars); nothing below a group imports it, and the one group another
+//! uses is [`jobs`] (dead letters are listed and requeued as jobs are; `job wait` prints as
+//! `job get`).
 //!
-//! Every leaf command takes `--json`: a result printed as one JSON object (lists as the shape
-//! their command documents: an array, or one object per line), so scripts never parse text;
-//! human output is unchanged without it, and errors stay one line on stderr either way.
+//! Every leaf command takes `--json`: a result printed as one JSON value, so scripts never
+//! parse text: one object, or for a list ONE array (streamed element by element where the list
+//! is read page by page, so it is complete only once the command ends). Lists worth reading as
+//! a stream (`jobs list`, `jobs export`, `dlq list`, `job logs`) also take `--jsonl`: one
+//! object per line, each line whole as soon as it is printed. Long-running commands that
+//! report events as they happen (`worker`: an attempt ran; `up`: a node started) print JSON
+//! lines with `--json`: there is no end to close an array at. Without either flag, lists are
+//! tables ([`table`]) and states are coloured on a terminal ([`color`], `--color`,
+//! `NO_COLOR`); errors stay one line on stderr either way.
 //!
 //! Exit codes: 0 success; 2 usage or invalid input (bad flag, INVALID_ARGUMENT, bad config);
 //! 1 any other failure (cluster unavailable, not found, I/O).
 
 pub mod cluster;
+pub mod color;
 pub mod connect;
 pub mod dag;
 pub mod jobs;
@@ -31,6 +40,7 @@ pub mod schedules;
 pub mod search;
 pub mod signal;
 pub mod snapshot;
+pub mod table;
 pub mod tokens;
 pub mod up;
 pub mod view;
@@ -83,6 +93,9 @@ pub struct Cli {
     /// else `[tls] ca_file` of ./cluster.toml).
     #[arg(long, global = true)]
     pub ca_file: Option<PathBuf>,
+    /// Colour states and errors: auto (on a terminal, unless NO_COLOR is set), always, never.
+    #[arg(long, global = true, value_enum, default_value = "auto")]
+    pub color: color::ColorChoice,
     /// What to do.
     #[command(subcommand)]
     pub command: Cmd,
@@ -227,6 +240,7 @@ pub enum Cmd {
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> Result<()> {
     let addr = &cli.addr;
+    color::set(cli.color);
     connect::set_access(connect::AccessFlags {
         token: cli.token.clone(),
         token_file: cli.token_file.clone(),

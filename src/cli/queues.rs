@@ -5,6 +5,7 @@ use clap::Subcommand;
 use super::connect::client;
 use super::jobs::{self, print_state, retry_request, RetryArgs};
 use super::parse::{invalid, parse_duration};
+use super::table::{self, Table};
 use super::view;
 use crate::error::{Error, Result};
 use crate::proto::pb;
@@ -72,9 +73,9 @@ pub enum DlqCmd {
         /// At most this many (read page by page above the server's page size).
         #[arg(long, default_value_t = 100)]
         limit: u32,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
+        /// `--json`: one array; `--jsonl`: one job per line.
+        #[command(flatten)]
+        format: view::ListFormat,
     },
     /// Run a dead job again with a fresh attempt budget, optionally with new parameters; with
     /// `--all`, every dead job (of `--queue`) as is, in calls of up to 10,000.
@@ -186,9 +187,32 @@ fn print_queue(q: &pb::QueueInfo, json: bool) {
     if json {
         println!("{}", view::queue_json(q));
     } else {
+        queue_table(std::slice::from_ref(q)).print();
+    }
+}
+
+/// Queues as a table: state, counts by job state, then the limits that are set.
+fn queue_table(queues: &[pb::QueueInfo]) -> Table {
+    let mut t = Table::new(&[
+        "QUEUE",
+        "STATE",
+        "SCHEDULED",
+        "READY",
+        "LEASED",
+        "SUCCEEDED",
+        "DEAD",
+        "CANCELLED",
+        "LATE",
+        "LIMITS",
+    ]);
+    for q in queues {
         let mut limits = Vec::new();
         if q.rate_count > 0 {
-            limits.push(format!("rate {}/{}ms", q.rate_count, q.rate_per_ms));
+            limits.push(format!(
+                "rate {}/{}",
+                q.rate_count,
+                table::duration(q.rate_per_ms)
+            ));
         }
         if q.concurrency > 0 {
             limits.push(format!("concurrency {}", q.concurrency));
@@ -199,23 +223,21 @@ fn print_queue(q: &pb::QueueInfo, json: bool) {
                 q.breaker_state, q.recent_failures, q.recent_outcomes, q.breaker_threshold_pct
             ));
         }
-        if !limits.is_empty() {
-            println!("{:<20} {}", q.queue, limits.join(", "));
-        }
-        println!(
-            "{:<20} {:<7} scheduled {} ready {} leased {} succeeded {} dead {} cancelled {} \
-             deadline_missed {}",
-            q.queue,
-            if q.paused { "paused" } else { "active" },
-            q.scheduled,
-            q.ready,
-            q.leased,
-            q.succeeded,
-            q.dead,
-            q.cancelled,
-            q.deadline_missed
-        );
+        let state = t.state(if q.paused { "paused" } else { "active" });
+        t.row(vec![
+            table::text(&q.queue),
+            state,
+            table::num(q.scheduled),
+            table::num(q.ready),
+            table::num(q.leased),
+            table::num(q.succeeded),
+            table::num(q.dead),
+            table::num(q.cancelled),
+            table::num(q.deadline_missed),
+            table::text(limits.join(", ")),
+        ]);
     }
+    t
 }
 
 /// Runs `raftline queue ...`.
@@ -269,12 +291,9 @@ pub async fn queue(addr: &[String], command: QueueCmd) -> Result<()> {
         QueueCmd::List { json } => {
             let queues = client.queues(false).await?;
             if json {
-                let list: Vec<_> = queues.iter().map(view::queue_json).collect();
-                println!("{}", serde_json::Value::Array(list));
+                view::print_array(queues.iter().map(view::queue_json).collect());
             } else {
-                for q in &queues {
-                    print_queue(q, false);
-                }
+                queue_table(&queues).print();
             }
         }
     }
@@ -285,14 +304,18 @@ pub async fn queue(addr: &[String], command: QueueCmd) -> Result<()> {
 pub async fn dlq(addr: &[String], command: DlqCmd) -> Result<()> {
     let client = client(addr)?;
     match command {
-        DlqCmd::List { queue, limit, json } => {
+        DlqCmd::List {
+            queue,
+            limit,
+            format,
+        } => {
             let req = pb::ListJobsRequest {
                 queue: queue.unwrap_or_default(),
                 state: "dead".into(),
                 limit,
                 ..Default::default()
             };
-            jobs::list(&client, req, json).await?;
+            jobs::list(&client, req, format).await?;
         }
         DlqCmd::Requeue(d) if d.all => {
             let filter = super::search::FilterArgs {

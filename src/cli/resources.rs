@@ -5,8 +5,9 @@ use clap::Subcommand;
 
 use super::connect::client;
 use super::parse::parse_duration;
+use super::table::{self, Table};
 use super::view;
-use crate::error::Result;
+use crate::error::{bounded, Error, Result};
 use crate::proto::pb;
 
 /// `raftline resource ...`
@@ -25,7 +26,7 @@ pub enum ResourceCmd {
     },
     /// Every resource with its holders (jobs and locks) and waiting jobs.
     List {
-        /// Print JSON.
+        /// Print JSON (one array).
         #[arg(long)]
         json: bool,
     },
@@ -90,39 +91,70 @@ pub enum LockCmd {
 pub async fn resource(addr: &[String], command: ResourceCmd) -> Result<()> {
     let client = client(addr)?;
     let show = |list: &[pb::ResourceInfo], json: bool| {
+        if json {
+            view::print_array(list.iter().map(view::resource_json).collect());
+            return;
+        }
+        let mut t = Table::new(&["NAME", "CAPACITY", "HELD", "JOBS", "LOCKS", "WAITING"]);
         for r in list {
-            if json {
-                println!("{}", view::resource_json(r));
-                continue;
-            }
             let locks: Vec<String> = r
                 .locks
                 .iter()
-                .map(|l| format!("{} (token {}, expires {})", l.owner, l.token, l.expires_ms))
+                .map(|l| {
+                    format!(
+                        "{} (token {}, expires {})",
+                        l.owner,
+                        l.token,
+                        table::time(l.expires_ms)
+                    )
+                })
                 .collect();
             let jobs: Vec<String> = r.job_holders.iter().map(|u| u.job_id.to_string()).collect();
             let waiters: Vec<String> = r.waiters.iter().map(|u| u.job_id.to_string()).collect();
-            println!(
-                "{:<24} capacity {:>4}  held {:>4}  jobs [{}]  locks [{}]  waiting [{}]",
-                r.name,
-                r.capacity,
-                r.used_by_jobs as usize + r.locks.len(),
-                jobs.join(","),
-                locks.join(", "),
-                waiters.join(",")
-            );
+            t.row(vec![
+                table::text(&r.name),
+                table::num(r.capacity),
+                table::num(r.used_by_jobs as usize + r.locks.len()),
+                table::text(jobs.join(",")),
+                table::text(locks.join(", ")),
+                table::text(waiters.join(",")),
+            ]);
         }
+        t.print();
+    };
+    let one = |list: Vec<pb::ResourceInfo>, name: &str, json: bool| match list
+        .iter()
+        .find(|r| r.name == name)
+    {
+        Some(r) if json => {
+            println!("{}", view::resource_json(r));
+            Ok(())
+        }
+        Some(r) => {
+            show(std::slice::from_ref(r), false);
+            Ok(())
+        }
+        None => Err(Error::NotFound(format!(
+            "resource {}",
+            bounded(name.into())
+        ))),
     };
     match command {
         ResourceCmd::Set {
             name,
             capacity,
             json,
-        } => show(&[client.set_resource(&name, capacity).await?], json),
-        ResourceCmd::List { json } => show(&client.resources("", false).await?, json),
-        ResourceCmd::Get { name, json } => show(&client.resources(&name, false).await?, json),
+        } => one(
+            vec![client.set_resource(&name, capacity).await?],
+            &name,
+            json,
+        ),
+        ResourceCmd::List { json } => {
+            show(&client.resources("", false).await?, json);
+            Ok(())
+        }
+        ResourceCmd::Get { name, json } => one(client.resources(&name, false).await?, &name, json),
     }
-    Ok(())
 }
 
 /// Runs `raftline lock ...`.
@@ -135,7 +167,11 @@ pub async fn lock(addr: &[String], command: LockCmd) -> Result<()> {
                 serde_json::json!({ "token": g.token, "expires_ms": g.expires_ms })
             );
         } else {
-            println!("{name}: token {} expires {}", g.token, g.expires_ms);
+            println!(
+                "{name}: token {} expires {}",
+                g.token,
+                table::time(g.expires_ms)
+            );
         }
     };
     match command {

@@ -9,6 +9,7 @@ use clap::Subcommand;
 
 use super::connect::client;
 use super::parse::{invalid, parse_duration, parse_time};
+use super::table::{self, Table};
 use super::view;
 use super::workflow_file;
 use crate::error::Result;
@@ -73,7 +74,7 @@ pub enum ScheduleCmd {
     Create(Box<ScheduleCreateArgs>),
     /// Every schedule.
     List {
-        /// Print JSON lines.
+        /// Print JSON (one array).
         #[arg(long)]
         json: bool,
     },
@@ -289,30 +290,50 @@ fn print_schedule(s: &pb::ScheduleInfo, json: bool, history: bool) {
         println!("{}", view::schedule_json(s));
         return;
     }
-    let next = s.next_fire_ms.map_or("-".to_string(), |t| t.to_string());
-    println!(
-        "{:>4}  {:<20} {:<18} {:<16} next {next}{}  runs {}  catch-up {}  overlap {}  {}",
-        s.id,
-        s.name,
-        s.cron,
-        s.tz,
-        if s.paused { " (paused)" } else { "" },
-        s.runs_started,
-        s.catch_up,
-        s.overlap,
-        s.target
-    );
-    if history {
+    schedule_table(std::slice::from_ref(s)).print();
+    if history && !s.history.is_empty() {
+        let mut t = Table::new(&["TICK", "RAN", "HOW", "OUTCOME", "STATE"]);
         for r in &s.history {
             let what = match r.outcome.as_str() {
-                "job" => format!("job {} {}", r.job_id, r.state),
-                "workflow" => format!("workflow {} {}", r.workflow_id, r.state),
+                "job" => format!("job {}", r.job_id),
+                "workflow" => format!("workflow {}", r.workflow_id),
                 other => format!("{other} {}", r.reason),
             };
-            let manual = if r.manual { " (manual)" } else { "" };
-            println!("      tick {}{manual}: {what}", r.tick_ms);
+            let state = t.state(&r.state);
+            t.row(vec![
+                table::text(table::time(r.tick_ms)),
+                table::text(table::time_opt(Some(r.at_ms))),
+                table::text(if r.manual { "manual" } else { "cron" }),
+                table::text(what),
+                state,
+            ]);
         }
+        println!();
+        t.print();
     }
+}
+
+/// Schedules as a table.
+fn schedule_table(list: &[pb::ScheduleInfo]) -> Table {
+    let mut t = Table::new(&[
+        "ID", "NAME", "CRON", "TZ", "STATE", "NEXT", "RUNS", "CATCH-UP", "OVERLAP", "TARGET",
+    ]);
+    for s in list {
+        let state = t.state(if s.paused { "paused" } else { "active" });
+        t.row(vec![
+            table::num(s.id),
+            table::text(&s.name),
+            table::text(&s.cron),
+            table::text(&s.tz),
+            state,
+            table::text(table::time_opt(s.next_fire_ms)),
+            table::num(s.runs_started),
+            table::text(&s.catch_up),
+            table::text(&s.overlap),
+            table::text(&s.target),
+        ]);
+    }
+    t
 }
 
 /// Runs `raftline schedule ...`.
@@ -358,8 +379,11 @@ pub async fn schedule(addr: &[String], command: ScheduleCmd) -> Result<()> {
             return Ok(());
         }
         ScheduleCmd::List { json } => {
-            for s in client.schedules().await? {
-                print_schedule(&s, json, false);
+            let list = client.schedules().await?;
+            if json {
+                view::print_array(list.iter().map(view::schedule_json).collect());
+            } else {
+                schedule_table(&list).print();
             }
             return Ok(());
         }
@@ -487,21 +511,30 @@ pub async fn timer(addr: &[String], command: TimerCmd) -> Result<()> {
             if json {
                 println!("{}", timer_json(&t));
             } else {
-                println!("timer {}: emits {} at {}", t.id, t.topic, t.due_ms);
+                println!(
+                    "timer {}: emits {} at {}",
+                    t.id,
+                    t.topic,
+                    table::time(t.due_ms)
+                );
             }
         }
         TimerCmd::List { json } => {
             let timers = client.timers().await?;
             if json {
-                let list: Vec<_> = timers.iter().map(timer_json).collect();
-                println!("{}", serde_json::Value::Array(list));
+                view::print_array(timers.iter().map(timer_json).collect());
             } else {
+                let mut out = Table::new(&["ID", "DUE", "TOPIC", "KEY", "CREATED"]);
                 for t in &timers {
-                    println!(
-                        "{:>6}  due {}  {}  key {}",
-                        t.id, t.due_ms, t.topic, t.dedup_key
-                    );
+                    out.row(vec![
+                        table::num(t.id),
+                        table::text(table::time(t.due_ms)),
+                        table::text(&t.topic),
+                        table::text(&t.dedup_key),
+                        table::text(table::time_opt(Some(t.created_ms))),
+                    ]);
                 }
+                out.print();
             }
         }
         TimerCmd::Cancel { id, json } => {
@@ -544,15 +577,19 @@ pub async fn trigger(addr: &[String], command: TriggerCmd) -> Result<()> {
         TriggerCmd::List { json } => {
             let triggers = client.triggers().await?;
             if json {
-                let list: Vec<_> = triggers.iter().map(trigger_json).collect();
-                println!("{}", serde_json::Value::Array(list));
+                view::print_array(triggers.iter().map(trigger_json).collect());
             } else {
+                let mut out = Table::new(&["ID", "TOPIC", "FIRED", "CREATED", "TARGET"]);
                 for t in &triggers {
-                    println!(
-                        "{:>4}  {:<24} fired {:>5}  {}",
-                        t.id, t.topic, t.fired, t.target
-                    );
+                    out.row(vec![
+                        table::num(t.id),
+                        table::text(&t.topic),
+                        table::num(t.fired),
+                        table::text(table::time_opt(Some(t.created_ms))),
+                        table::text(&t.target),
+                    ]);
                 }
+                out.print();
             }
         }
         TriggerCmd::Delete { id, json } => {

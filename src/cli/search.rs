@@ -24,9 +24,9 @@ pub enum JobsCmd {
         /// At most this many (default 100), read page by page.
         #[arg(long, default_value_t = 100)]
         limit: u64,
-        /// Print JSON (one array).
-        #[arg(long)]
-        json: bool,
+        /// `--json`: one array; `--jsonl`: one job per line.
+        #[command(flatten)]
+        format: view::ListFormat,
     },
     /// Retry, cancel or purge every job the filter keeps: one replicated command per 10,000
     /// jobs. `jobs bulk retry --queue build --state dead`, `jobs bulk cancel --tag nightly
@@ -44,20 +44,24 @@ pub enum JobsCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Write every job the filter keeps to stdout, as JSON lines (default) or CSV.
+    /// Write every job the filter keeps to stdout, as JSON lines (default), one JSON array
+    /// (`--json`) or CSV.
     Export {
         /// Which jobs.
         #[command(flatten)]
         filter: FilterArgs,
-        /// jsonl or csv.
+        /// jsonl, json (one array) or csv.
         #[arg(long, default_value = "jsonl")]
         format: String,
         /// At most this many (default: all).
         #[arg(long)]
         limit: Option<u64>,
-        /// Print JSON: the same as `--format jsonl` (one job per line).
-        #[arg(long, conflicts_with = "format")]
+        /// Print JSON: one array of every job.
+        #[arg(long, conflicts_with_all = ["format", "jsonl"])]
         json: bool,
+        /// Print JSON lines: the same as `--format jsonl` (one job per line).
+        #[arg(long, conflicts_with = "format")]
+        jsonl: bool,
     },
 }
 
@@ -181,18 +185,23 @@ pub async fn jobs(addr: &[String], command: JobsCmd) -> Result<()> {
         JobsCmd::List {
             filter,
             limit,
-            json,
+            format,
         } => {
             let client = client(addr)?;
-            list(&client, filter.request()?, limit, json).await
+            list(&client, filter.request()?, limit, format).await
         }
         JobsCmd::Export {
             filter,
             format,
             limit,
             json,
+            jsonl,
         } => {
-            let format = if json { "jsonl" } else { format.as_str() };
+            let format = match (json, jsonl) {
+                (true, _) => "json",
+                (_, true) => "jsonl",
+                _ => format.as_str(),
+            };
             export(&client(addr)?, filter.request()?, format, limit).await
         }
         JobsCmd::Bulk {
@@ -204,16 +213,25 @@ pub async fn jobs(addr: &[String], command: JobsCmd) -> Result<()> {
     }
 }
 
-/// Prints up to `limit` jobs matching `req`: one line each, or one JSON array.
-pub async fn list(client: &Client, req: pb::ListJobsRequest, limit: u64, json: bool) -> Result<()> {
-    let mut out = super::jobs::JobsOut::new(json);
-    follow(client, req, Some(limit), |page| {
+/// Prints up to `limit` jobs matching `req`: a table, one JSON array or JSON lines. A call
+/// failing after some jobs came still prints (and closes) what was read, then the error; one
+/// failing before prints only the error.
+pub async fn list(
+    client: &Client,
+    req: pb::ListJobsRequest,
+    limit: u64,
+    format: view::ListFormat,
+) -> Result<()> {
+    let mut out = super::jobs::JobsOut::new(format);
+    let read = follow(client, req, Some(limit), |page| {
         out.page(page);
         Ok(())
     })
-    .await?;
-    out.end();
-    Ok(())
+    .await;
+    if read.is_ok() || !out.is_empty() {
+        out.end();
+    }
+    read
 }
 
 /// Runs a bulk action over every job `filter` keeps, call after call while the server says
@@ -286,16 +304,27 @@ async fn export(
     let io = |e: std::io::Error| Error::Internal(format!("stdout: {e}"));
     let stdout = std::io::stdout();
     match format {
-        "jsonl" => {
+        "jsonl" | "json" => {
+            let array = format == "json";
             let mut out = std::io::BufWriter::new(stdout.lock());
-            follow(client, req, limit, |page| {
+            let mut first = true;
+            let read = follow(client, req, limit, |page| {
                 for j in page {
-                    writeln!(out, "{}", view::job_json(j)).map_err(io)?;
+                    let open = match (array, std::mem::take(&mut first)) {
+                        (true, true) => "[",
+                        (true, false) => ",",
+                        (false, _) => "",
+                    };
+                    writeln!(out, "{open}{}", view::job_json(j)).map_err(io)?;
                 }
                 Ok(())
             })
-            .await?;
-            out.flush().map_err(io)
+            .await;
+            if array && (read.is_ok() || !first) {
+                writeln!(out, "{}]", if first { "[" } else { "" }).map_err(io)?;
+            }
+            out.flush().map_err(io)?;
+            read
         }
         "csv" => {
             let mut out = csv::Writer::from_writer(stdout.lock());
@@ -310,7 +339,10 @@ async fn export(
             .await?;
             out.flush().map_err(io)
         }
-        other => Err(invalid("format", format!("{other:?} is not jsonl or csv"))),
+        other => Err(invalid(
+            "format",
+            format!("{other:?} is not jsonl, json or csv"),
+        )),
     }
 }
 

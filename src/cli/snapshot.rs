@@ -1,13 +1,14 @@
 //! `raftline snapshot save FILE` and `raftline snapshot restore FILE --config cluster.toml`
 //! (backups; the format is in `raft/backup.rs`).
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::progress::Progress;
 use crate::raft::backup::{self, BackupHeader};
 
 /// `raftline snapshot ...`
@@ -71,27 +72,6 @@ pub async fn run(addr: &[String], command: SnapshotCmd) -> Result<()> {
     }
 }
 
-/// Progress on stderr: one line redrawn on a terminal, a line per tenth otherwise.
-struct Progress {
-    total: u64,
-    shown: u64,
-    tty: bool,
-}
-
-impl Progress {
-    fn show(&mut self, done: u64) {
-        let tenth = (done * 10).checked_div(self.total).unwrap_or(10);
-        if self.tty {
-            let pct = (done * 100).checked_div(self.total).unwrap_or(100);
-            let bar = "#".repeat(tenth as usize * 3);
-            eprint!("\r[{bar:<30}] {pct:>3}% {done} of {} bytes", self.total);
-        } else if tenth > self.shown || done == self.total {
-            eprintln!("{done} of {} bytes", self.total);
-        }
-        self.shown = tenth;
-    }
-}
-
 async fn save(addr: &[String], file: &Path, json: bool) -> Result<()> {
     let client = super::connect::client(addr)?;
     let mut stream = client.save_snapshot().await?;
@@ -102,11 +82,7 @@ async fn save(addr: &[String], file: &Path, json: bool) -> Result<()> {
     let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(io)?);
     let mut header: Option<BackupHeader> = None;
     let mut done = 0u64;
-    let mut progress = Progress {
-        total: 0,
-        shown: 0,
-        tty: std::io::stderr().is_terminal(),
-    };
+    let progress = Progress::bytes("received", 0, json);
     while let Some(chunk) = stream.message().await.map_err(Error::from)? {
         if header.is_none() {
             let h = BackupHeader {
@@ -116,23 +92,21 @@ async fn save(addr: &[String], file: &Path, json: bool) -> Result<()> {
                 snapshot_bytes: chunk.total_bytes,
             };
             out.write_all(&h.encode()).map_err(io)?;
-            progress.total = h.snapshot_bytes;
-            eprintln!(
+            progress.set_total(h.snapshot_bytes);
+            progress.note(&format!(
                 "snapshot of cluster {:?} at index {} (term {}), {} bytes",
                 h.cluster, h.index, h.term, h.snapshot_bytes
-            );
+            ));
             header = Some(h);
         }
         done += chunk.data.len() as u64;
-        if done > progress.total {
+        if done > progress.total() {
             break;
         }
         out.write_all(&chunk.data).map_err(io)?;
         progress.show(done);
     }
-    if progress.tty {
-        eprintln!();
-    }
+    progress.finish();
     let Some(header) = header else {
         return Err(Error::unavailable("the node sent no snapshot"));
     };

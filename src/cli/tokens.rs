@@ -6,6 +6,8 @@ use clap::Subcommand;
 
 use super::connect::client;
 use super::parse::parse_duration;
+use super::table::{self, Table};
+use super::view;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::proto::pb;
@@ -34,7 +36,7 @@ pub enum TokenCmd {
     },
     /// Every token (never their secrets).
     List {
-        /// Print JSON lines.
+        /// Print JSON (one array).
         #[arg(long)]
         json: bool,
     },
@@ -59,7 +61,7 @@ pub enum AuditCmd {
         /// Only writes made with this token id (`token list` shows ids).
         #[arg(long, value_name = "TOKEN_ID")]
         by: Option<String>,
-        /// Print JSON lines.
+        /// Print JSON (one array).
         #[arg(long)]
         json: bool,
     },
@@ -81,31 +83,28 @@ pub async fn audit(addr: &[String], command: AuditCmd) -> Result<()> {
             before_seq: 0,
         })
         .await?;
-    for e in entries {
-        if json {
-            let value = serde_json::json!({
+    if json {
+        let list = entries.iter().map(|e| {
+            serde_json::json!({
                 "seq": e.seq, "at_ms": e.at_ms, "token_id": e.token_id,
                 "token_name": e.token_name, "action": e.action, "target": e.target,
-            });
-            println!("{value}");
-        } else {
-            println!(
-                "{:>6}  {}  {:<18} {:<16} {:<16} {}",
-                e.seq,
-                i64::try_from(e.at_ms)
-                    .ok()
-                    .and_then(chrono::DateTime::from_timestamp_millis)
-                    .map_or_else(
-                        || e.at_ms.to_string(),
-                        |t| t.format("%Y-%m-%d %H:%M:%S").to_string()
-                    ),
-                e.token_id,
-                e.token_name,
-                e.action,
-                e.target
-            );
-        }
+            })
+        });
+        view::print_array(list.collect());
+        return Ok(());
     }
+    let mut t = Table::new(&["SEQ", "AT", "TOKEN", "NAME", "ACTION", "TARGET"]);
+    for e in entries {
+        t.row(vec![
+            table::num(e.seq),
+            table::text(table::time(e.at_ms)),
+            table::text(e.token_id),
+            table::text(e.token_name),
+            table::text(e.action),
+            table::text(e.target),
+        ]);
+    }
+    t.print();
     Ok(())
 }
 
@@ -173,21 +172,37 @@ pub async fn token(addr: &[String], command: TokenCmd) -> Result<()> {
             }
         }
         TokenCmd::List { json } => {
-            for t in client.list_tokens().await?.tokens {
-                if json {
-                    println!("{}", token_json(&t));
-                } else {
-                    let queues = if t.queues.is_empty() {
-                        "*".to_string()
-                    } else {
-                        t.queues.join(",")
-                    };
-                    println!(
-                        "{:<18} {:<10} queues {:<16} {}",
-                        t.id, t.role, queues, t.name
-                    );
-                }
+            let tokens = client.list_tokens().await?.tokens;
+            if json {
+                view::print_array(tokens.iter().map(token_json).collect());
+                return Ok(());
             }
+            let mut out = Table::new(&[
+                "ID",
+                "NAME",
+                "ROLE",
+                "QUEUES",
+                "CREATED",
+                "EXPIRES",
+                "LAST USED",
+            ]);
+            for t in &tokens {
+                let queues = if t.queues.is_empty() {
+                    "*".to_string()
+                } else {
+                    t.queues.join(",")
+                };
+                out.row(vec![
+                    table::text(&t.id),
+                    table::text(&t.name),
+                    table::text(&t.role),
+                    table::text(queues),
+                    table::text(table::time(t.created_ms)),
+                    table::text(table::time_opt(Some(t.expires_ms))),
+                    table::text(table::time_opt(Some(t.last_used_ms))),
+                ]);
+            }
+            out.print();
         }
         TokenCmd::Revoke { id, json } => {
             client.revoke_token(&id).await?;

@@ -4,6 +4,76 @@
 
 use crate::proto::pb;
 
+/// `--json` and `--jsonl` of a list command that has both.
+#[derive(Debug, Clone, Copy, Default, clap::Args)]
+pub struct ListFormat {
+    /// Print JSON: one array.
+    #[arg(long)]
+    pub json: bool,
+    /// Print JSON lines: one object per line, each whole as soon as it is printed.
+    #[arg(long, conflicts_with = "json")]
+    pub jsonl: bool,
+}
+
+impl ListFormat {
+    /// Whether any JSON was asked for.
+    pub fn any_json(self) -> bool {
+        self.json || self.jsonl
+    }
+}
+
+/// Prints the JSON of a list as its items come: ONE array (opened before the first item,
+/// closed by [`JsonList::end`], so it is whole only once the command ends) or, for `--jsonl`,
+/// one object per line.
+pub struct JsonList {
+    lines: bool,
+    started: bool,
+}
+
+impl JsonList {
+    /// A list printed as JSON lines when `lines`, else as one array.
+    pub fn new(lines: bool) -> JsonList {
+        JsonList {
+            lines,
+            started: false,
+        }
+    }
+
+    /// Prints one item.
+    pub fn item(&mut self, v: &serde_json::Value) {
+        let open = match (self.lines, self.started) {
+            (true, _) => "",
+            (false, true) => ",\n",
+            (false, false) => "[",
+        };
+        self.started = true;
+        if self.lines {
+            println!("{v}");
+        } else {
+            print!("{open}{v}");
+        }
+    }
+
+    /// Whether nothing was printed yet.
+    pub fn is_empty(&self) -> bool {
+        !self.started
+    }
+
+    /// Ends the list (closes the array; an empty list is `[]`).
+    pub fn end(self) {
+        if self.lines {
+            return;
+        }
+        let open = if self.started { "" } else { "[" };
+        println!("{open}]");
+    }
+}
+
+/// Prints a whole list as ONE JSON array.
+pub fn print_array(items: Vec<serde_json::Value>) {
+    println!("{}", serde_json::Value::Array(items));
+}
+
 /// A job as JSON for the CLI.
 pub fn job_json(job: &pb::Job) -> serde_json::Value {
     let attempts: Vec<serde_json::Value> = job

@@ -17,8 +17,10 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use super::color;
 use super::parse::{invalid, parse_duration};
-use super::view;
+use super::table;
+use super::view::{self, JsonList, ListFormat};
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::proto::pb;
@@ -87,24 +89,29 @@ struct Shown {
 impl Shown {
     /// Prints what is new in `job`'s attempts: a header for an attempt not seen yet, and the
     /// result and output of one that ended since the last call.
-    fn print_new(&mut self, job: &pb::Job, json: bool) {
+    fn print_new(&mut self, job: &pb::Job, mut json: Option<&mut JsonList>) {
         for a in &job.attempts {
             let key = (a.number, a.started_ms);
             let ended = a.result != "running";
-            if ended && self.ended.insert(key) {
+            let new = if ended && self.ended.insert(key) {
                 self.started.insert(key);
-                print_attempt(job.id, a, json);
-            } else if !ended && self.started.insert(key) {
-                print_attempt(job.id, a, json);
+                true
+            } else {
+                !ended && self.started.insert(key)
+            };
+            if new {
+                match json.as_deref_mut() {
+                    Some(out) => out.item(&attempt_json(job.id, a)),
+                    None => print_attempt(job.id, a),
+                }
             }
         }
     }
 }
 
-/// Prints one attempt: a JSON line, or a header line and (once ended) its output.
-fn print_attempt(job_id: u64, a: &pb::Attempt, json: bool) {
-    if json {
-        let v = serde_json::json!({
+/// One attempt as JSON for `job logs --json`/`--jsonl`.
+fn attempt_json(job_id: u64, a: &pb::Attempt) -> serde_json::Value {
+    serde_json::json!({
             "job_id": job_id,
             "attempt": a.number,
             "node": a.node,
@@ -116,10 +123,11 @@ fn print_attempt(job_id: u64, a: &pb::Attempt, json: bool) {
             "started_ms": a.started_ms,
             "ended_ms": a.ended_ms,
             "output": a.output_tail,
-        });
-        println!("{v}");
-        return;
-    }
+    })
+}
+
+/// Prints one attempt for people: a header line and (once ended) its output.
+fn print_attempt(job_id: u64, a: &pb::Attempt) {
     let node = a.node.map_or_else(|| "-".to_string(), |n| n.to_string());
     let exit = a
         .exit_code
@@ -129,9 +137,14 @@ fn print_attempt(job_id: u64, a: &pb::Attempt, json: bool) {
     } else {
         format!(" ({})", a.error_class)
     };
+    let took = a.ended_ms.map_or(String::new(), |end| {
+        format!("  in {}", table::duration(end.saturating_sub(a.started_ms)))
+    });
     println!(
-        "== job {job_id} attempt {}  node {node}  worker {}  exit {exit}  {}{class}",
-        a.number, a.worker, a.result
+        "== job {job_id} attempt {}  node {node}  worker {}  exit {exit}  {}{class}{took}",
+        a.number,
+        a.worker,
+        color::state(&a.result)
     );
     if !a.error.is_empty() {
         println!("error: {}", a.error);
@@ -146,7 +159,23 @@ fn print_attempt(job_id: u64, a: &pb::Attempt, json: bool) {
 
 /// Runs `job logs`: prints each attempt of job `id` with its output; with `follow`, reads
 /// the job again until it is terminal, printing attempts and outputs as they appear.
-pub async fn logs(client: &Client, id: u64, follow: bool, json: bool) -> Result<()> {
+pub async fn logs(client: &Client, id: u64, follow: bool, format: ListFormat) -> Result<()> {
+    let json = format.any_json();
+    let mut out = json.then(|| JsonList::new(format.jsonl));
+    let read = follow_logs(client, id, follow, out.as_mut()).await;
+    if let Some(out) = out.filter(|out| read.is_ok() || !out.is_empty()) {
+        out.end();
+    }
+    read
+}
+
+/// The loop of [`logs`]: JSON items go to `json` when given.
+async fn follow_logs(
+    client: &Client,
+    id: u64,
+    follow: bool,
+    mut json: Option<&mut JsonList>,
+) -> Result<()> {
     let mut shown = Shown::default();
     loop {
         let job = match client.job(id, false).await {
@@ -158,12 +187,12 @@ pub async fn logs(client: &Client, id: u64, follow: bool, json: bool) -> Result<
             }
             Err(e) => return Err(e),
         };
-        shown.print_new(&job, json);
+        shown.print_new(&job, json.as_deref_mut());
         if !follow || terminal(&job.state) {
-            if job.attempts.is_empty() && !json {
+            if job.attempts.is_empty() && json.is_none() {
                 eprintln!("job {id} is {} with no attempts", job.state);
-            } else if follow && !json {
-                println!("== job {id} {}", job.state);
+            } else if follow && json.is_none() {
+                println!("== job {id} {}", color::state(&job.state));
             }
             return Ok(());
         }
@@ -200,12 +229,12 @@ mod tests {
             attempts: vec![running],
             ..Default::default()
         };
-        shown.print_new(&job, true);
+        shown.print_new(&job, Some(&mut JsonList::new(true)));
         assert_eq!(shown.started.len(), 1);
         assert!(shown.ended.is_empty());
-        shown.print_new(&job, true);
+        shown.print_new(&job, Some(&mut JsonList::new(true)));
         job.attempts = vec![ended, second];
-        shown.print_new(&job, true);
+        shown.print_new(&job, Some(&mut JsonList::new(true)));
         assert_eq!(shown.ended.len(), 2);
         assert_eq!(shown.started.len(), 2);
         assert!(terminal("dead") && !terminal("leased"));

@@ -3,6 +3,8 @@
 use clap::Subcommand;
 
 use super::connect::client;
+use super::table::{self, Table};
+use super::view;
 use crate::error::Result;
 use crate::proto::pb;
 
@@ -31,7 +33,7 @@ pub enum WebhookCmd {
     },
     /// Every webhook, with its delivered, failed, pending and dropped counts.
     List {
-        /// Print JSON lines.
+        /// Print JSON (one array).
         #[arg(long)]
         json: bool,
     },
@@ -58,7 +60,7 @@ pub enum WebhookCmd {
         /// At most this many (1..=100).
         #[arg(long, default_value_t = 20)]
         limit: u32,
-        /// Print JSON lines (with each body).
+        /// Print JSON (one array, with each body).
         #[arg(long)]
         json: bool,
     },
@@ -72,11 +74,41 @@ fn webhook_json(w: &pb::WebhookInfo) -> serde_json::Value {
     })
 }
 
-fn time(ms: u64) -> String {
-    i64::try_from(ms)
-        .ok()
-        .and_then(chrono::DateTime::from_timestamp_millis)
-        .map_or_else(|| ms.to_string(), |t| t.format("%H:%M:%S%.3f").to_string())
+/// Prints a webhook's deliveries: a table, or one JSON array.
+fn deliveries(list: &[pb::WebhookDelivery], json: bool) {
+    if json {
+        let list = list.iter().map(|d| {
+            serde_json::json!({
+                "id": d.id, "topic": d.topic, "state": d.state, "attempts": d.attempts,
+                "created_ms": d.created_ms, "next_ms": d.next_ms,
+                "last_status": d.last_status, "last_error": d.last_error,
+                "body": d.body,
+            })
+        });
+        view::print_array(list.collect());
+        return;
+    }
+    let mut t = Table::new(&[
+        "ID", "CREATED", "TOPIC", "STATE", "ATTEMPTS", "STATUS", "NEXT", "ERROR",
+    ]);
+    for d in list {
+        let status = match d.last_status {
+            0 => "-".to_string(),
+            s => s.to_string(),
+        };
+        let state = t.state(&d.state);
+        t.row(vec![
+            table::num(d.id),
+            table::text(table::time(d.created_ms)),
+            table::text(&d.topic),
+            state,
+            table::num(d.attempts),
+            table::text(status),
+            table::text(table::time_opt(Some(d.next_ms))),
+            table::text(&d.last_error),
+        ]);
+    }
+    t.print();
 }
 
 /// Runs `raftline webhook ...`.
@@ -112,22 +144,34 @@ pub async fn webhook(addr: &[String], command: WebhookCmd) -> Result<()> {
             }
         }
         WebhookCmd::List { json } => {
-            for w in client.list_webhooks().await? {
-                if json {
-                    println!("{}", webhook_json(&w));
-                } else {
-                    println!(
-                        "{:>4}  {}  topics={}  delivered={} failed={} pending={} dropped={}",
-                        w.id,
-                        w.url,
-                        w.topics.join(","),
-                        w.delivered,
-                        w.failed,
-                        w.pending,
-                        w.dropped
-                    );
-                }
+            let hooks = client.list_webhooks().await?;
+            if json {
+                view::print_array(hooks.iter().map(webhook_json).collect());
+                return Ok(());
             }
+            let mut t = Table::new(&[
+                "ID",
+                "URL",
+                "TOPICS",
+                "DELIVERED",
+                "FAILED",
+                "PENDING",
+                "DROPPED",
+                "CREATED",
+            ]);
+            for w in &hooks {
+                t.row(vec![
+                    table::num(w.id),
+                    table::text(&w.url),
+                    table::text(w.topics.join(",")),
+                    table::num(w.delivered),
+                    table::num(w.failed),
+                    table::num(w.pending),
+                    table::num(w.dropped),
+                    table::text(table::time(w.created_ms)),
+                ]);
+            }
+            t.print();
         }
         WebhookCmd::Delete { id, json } => {
             client.delete_webhook(id).await?;
@@ -147,32 +191,7 @@ pub async fn webhook(addr: &[String], command: WebhookCmd) -> Result<()> {
             }
         }
         WebhookCmd::Deliveries { id, limit, json } => {
-            for d in client.webhook_deliveries(id, limit).await? {
-                if json {
-                    let value = serde_json::json!({
-                        "id": d.id, "topic": d.topic, "state": d.state, "attempts": d.attempts,
-                        "created_ms": d.created_ms, "next_ms": d.next_ms,
-                        "last_status": d.last_status, "last_error": d.last_error,
-                        "body": d.body,
-                    });
-                    println!("{value}");
-                } else {
-                    let status = match d.last_status {
-                        0 => "-".to_string(),
-                        s => s.to_string(),
-                    };
-                    println!(
-                        "{:>8}  {}  {:<18} {:<9} attempts={} status={} {}",
-                        d.id,
-                        time(d.created_ms),
-                        d.topic,
-                        d.state,
-                        d.attempts,
-                        status,
-                        d.last_error
-                    );
-                }
-            }
+            deliveries(&client.webhook_deliveries(id, limit).await?, json);
         }
     }
     Ok(())

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
+use super::table::{self, Table};
 use crate::proto::pb;
 
 /// Steps in an order where each comes after its dependencies (file order among equals).
@@ -48,9 +49,19 @@ fn run_ms(w: &pb::Workflow, s: &pb::WorkflowStep) -> Option<u64> {
     Some(s.ended_ms.unwrap_or(w.now_ms).saturating_sub(start))
 }
 
-/// A text view: header, then one line per step in dependency order with its state, start
-/// offset, run time and a bar on a shared time axis; `*` marks the critical path.
+/// A text view: header, then a table of the steps in dependency order with their state,
+/// start offset, run time and a bar on a shared time axis; `*` marks the critical path. States
+/// are coloured when stdout is (see [`super::color`]).
 pub fn text(w: &pb::Workflow) -> String {
+    text_in(w, super::color::stdout())
+}
+
+/// [`text`] without colour (for JSON's `rendered`).
+pub fn text_plain(w: &pb::Workflow) -> String {
+    text_in(w, false)
+}
+
+fn text_in(w: &pb::Workflow, color: bool) -> String {
     let mut out = String::new();
     let end = w.finished_ms.unwrap_or(w.now_ms);
     let span = end.saturating_sub(w.created_ms).max(1);
@@ -60,7 +71,7 @@ pub fn text(w: &pb::Workflow) -> String {
         "workflow {} {:?}: {}{paused}, {} steps, {} running, wall {}, policy {}, max_parallel {}",
         w.id,
         w.name,
-        w.state,
+        super::color::paint_state(&w.state, color),
         w.steps.len(),
         w.running,
         secs(span),
@@ -75,23 +86,14 @@ pub fn text(w: &pb::Workflow) -> String {
         w.critical_path.join(" -> ")
     )
     .unwrap();
-    let width = w
-        .steps
-        .iter()
-        .map(|s| s.name.len())
-        .max()
-        .unwrap_or(4)
-        .max(4);
     const BAR: u64 = 40;
-    writeln!(
-        out,
-        "  {:width$}  {:10} {:>8} {:>8}  TIMELINE",
-        "STEP", "STATE", "START", "RUN"
-    )
-    .unwrap();
+    let mut t = Table::with_color(
+        &["", "STEP", "STATE", "START", "RUN", "TIMELINE", "NOTE"],
+        color,
+    );
     for i in topo(w) {
         let s = &w.steps[i];
-        let mark = if s.on_critical_path { '*' } else { ' ' };
+        let mark = if s.on_critical_path { "*" } else { "" };
         let start = s
             .started_ms
             .map(|t| format!("+{}", secs(t.saturating_sub(w.created_ms))))
@@ -110,21 +112,25 @@ pub fn text(w: &pb::Workflow) -> String {
             }
             None => String::new(),
         };
-        let undo = if s.compensation_state.is_empty() {
-            String::new()
-        } else {
-            format!(" undo: {}", s.compensation_state)
-        };
-        writeln!(
-            out,
-            "{mark} {:width$}  {:10} {:>8} {:>8}  |{bar:<40}|{undo}",
-            s.name, s.state, start, run
-        )
-        .unwrap();
-        if !s.error.is_empty() && !matches!(s.state.as_str(), "succeeded") {
-            writeln!(out, "  {:width$}  ^ {}", "", s.error).unwrap();
+        let mut note = Vec::new();
+        if !s.compensation_state.is_empty() {
+            note.push(format!("undo: {}", s.compensation_state));
         }
+        if !s.error.is_empty() && !matches!(s.state.as_str(), "succeeded") {
+            note.push(s.error.clone());
+        }
+        let state = t.state(&s.state);
+        t.row(vec![
+            table::text(mark),
+            table::text(&s.name),
+            state,
+            table::num(start),
+            table::num(run),
+            table::text(format!("|{bar:<40}|")),
+            table::text(note.join("; ")),
+        ]);
     }
+    writeln!(out, "{}", t.render()).unwrap();
     out
 }
 

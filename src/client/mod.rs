@@ -12,6 +12,7 @@
 //! This module sits below the command line and the node: it imports only the wire types,
 //! the error type and the limits.
 
+mod cursors;
 pub mod retry;
 mod webhooks;
 

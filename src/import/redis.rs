@@ -1,36 +1,25 @@
-//! `raftline import redis`: the command's flags, the `--from` source, the Redis connection
-//! and the list reader (the Stream reader is [`stream`], the BullMQ one [`bullmq`]).
-//!
-//! A list is read with LRANGE in pages of `--batch` elements, never in one reply, from the
-//! tail: with LPUSH producers and BRPOP workers the tail is the oldest element, so jobs are
-//! submitted (and run) in the order the workers would have taken them, and the negative
-//! indexes it reads by stay put while producers push at the head during the import. Elements have
-//! no identity of their own and their indexes shift, so an element's idempotency key is
-//! `list:KEY:<hash>:<n>`: the first 128 bits of the element's SHA-256, and `n`, how many
-//! elements with the same content came before it (from the tail) in this read. A re-run after
-//! the list changed recognises every element it imported before wherever it moved; elements
-//! with identical content count as a multiset (three equal elements are three jobs, and a
-//! fourth pushed later becomes one more; but when, between two runs, a worker pops one of them
-//! and a producer pushes an equal one, the new one is taken for the old). What it cannot read
-//! consistently is a list whose tail moves during the run (workers popping, or RPUSH
-//! producers): an element can then be read twice (a duplicate job only if its content
-//! repeats) or missed (a re-run picks it up). Stop the list's workers for the import;
-//! `--drain` (LMOVE) is the missing answer.
-
+//! `raftline import redis`: the command's flags, the `--from` source, the Redis connection,
+//! and which reader runs: lists ([`list`], read or `--drain`ed), Streams ([`stream`]) and
+//! BullMQ queues ([`bullmq`]). Lists and Streams keep their position in a raftline cursor
+//! named `import:redis:HOST:PORT/DB:SOURCE` (`import/cursor.rs`), so a re-run continues where
+//! the last one stopped (`--from-start` ignores it); idempotency keys remain what prevents
+//! doubles. `--continuous` keeps importing what arrives until SIGINT or SIGTERM, then prints
+//! the summary and exits 0. Reads are paged (LRANGE, XRANGE, XREADGROUP with COUNT), never
+//! one huge reply and never KEYS.
 pub mod bullmq;
+pub mod list;
 pub mod stream;
 
-use std::collections::HashMap;
-use std::io::IsTerminal;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
-use sha2::{Digest, Sha256};
 
 use crate::client::Client;
 use crate::error::{Error, Result};
+use crate::import::cursor::{escape, Position};
 use crate::import::sink::{Sink, Summary};
-use crate::import::Item;
+use crate::import::template::Template;
+use crate::import::{Item, Stop};
 use crate::machine::limits;
 
 /// How long connecting to Redis may take before the source counts as unreachable.
@@ -45,7 +34,7 @@ const SOURCE_KEY_BYTES_MAX: usize = 160;
 const _: () = assert!(SOURCE_KEY_BYTES_MAX + 60 <= limits::IDEMPOTENCY_KEY_BYTES_MAX);
 
 /// `raftline import redis --url redis://HOST:PORT[/DB] --from SOURCE --queue Q`.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct RedisImport {
     /// The Redis server, `redis://[USER:PASSWORD@]HOST:PORT[/DB]` (or `rediss://` for TLS).
     #[arg(long)]
@@ -53,7 +42,7 @@ pub struct RedisImport {
     /// What to import: `list:KEY` (every element), `stream:KEY[:GROUP]` (every entry, or
     /// with a consumer group its pending entries and those after its last-delivered id), or
     /// `bullmq:QUEUE[@PREFIX]` (a BullMQ 5 queue's waiting, paused, prioritized and delayed
-    /// jobs).
+    /// jobs; its failed jobs become dead letters and its repeatables schedules).
     #[arg(long)]
     pub from: String,
     /// The raftline queue the jobs go to (external jobs: a `raftline worker` gets the payload
@@ -75,6 +64,27 @@ pub struct RedisImport {
     /// Print the summary as one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Lists and Streams: ignore the position stored in the cluster by an earlier run and
+    /// read the source from its start (what was imported is answered `duplicate`).
+    #[arg(long)]
+    pub from_start: bool,
+    /// `list:KEY` only: move each element out of the list (LMOVE to the holding list
+    /// `KEY:raftline-importing`) and delete it there once raftline acknowledged its job; a
+    /// holding list left by a crashed run is imported first. Safe while producers and
+    /// workers run.
+    #[arg(long)]
+    pub drain: bool,
+    /// Lists and Streams: make each item a shell job running this command instead of an
+    /// external job with a payload. Split into words once, like a shell; `{}` is the item
+    /// (an element, or a Stream entry's fields as JSON) and `{FIELD}` one field of it, each
+    /// replaced inside its word, never split again. E.g. `mail-one --to {to} --id {}`.
+    #[arg(long, value_name = "TEMPLATE")]
+    pub command_template: Option<String>,
+    /// Lists and Streams: keep importing new items until SIGINT or SIGTERM, then print the
+    /// summary and exit 0 (Streams block in XREAD/XREADGROUP, drained lists in BLMOVE, read
+    /// lists are polled every second).
+    #[arg(long)]
+    pub continuous: bool,
 }
 
 /// A parsed `--from`, resolved against the keys Redis holds.
@@ -213,48 +223,12 @@ pub async fn resolve(con: &mut MultiplexedConnection, from: &str) -> Result<Sour
     })
 }
 
-/// Prints a progress line on stderr (when it is a terminal): items read, of how many, rate.
-pub struct Progress {
-    started: Instant,
-    total: u64,
-    shown: bool,
-}
-
-impl Progress {
-    /// Progress over `total` items (0 when unknown).
-    pub fn new(total: u64, json: bool) -> Progress {
-        Progress {
-            started: Instant::now(),
-            total,
-            shown: !json && std::io::stderr().is_terminal(),
-        }
-    }
-
-    /// Shows that `read` items were read so far.
-    pub fn show(&self, read: u64) {
-        if !self.shown {
-            return;
-        }
-        let secs = self.started.elapsed().as_secs_f64().max(0.001);
-        let rate = read as f64 / secs;
-        let eta = if self.total > read && rate > 0.0 {
-            format!(", eta {:.0} s", (self.total - read) as f64 / rate)
-        } else {
-            String::new()
-        };
-        eprint!("\rimported {read}/{} ({rate:.0}/s{eta})   ", self.total);
-    }
-
-    /// Ends the progress line.
-    pub fn finish(&self) {
-        if self.shown {
-            eprintln!();
-        }
-    }
-}
+/// A progress bar on stderr (when it is a terminal, without `--json`): items read, of how
+/// many, rate and time left (see [`crate::progress`]).
+pub use crate::progress::Progress;
 
 /// Prints, for a dry run, the items a page would submit.
-fn print_dry(items: &[Item], json: bool) {
+pub(crate) fn print_dry(items: &[Item], json: bool) {
     if json {
         return;
     }
@@ -263,78 +237,112 @@ fn print_dry(items: &[Item], json: bool) {
     }
 }
 
-/// Imports a list, page by page, into `sink`, counting into `summary`.
-async fn import_list(
-    con: &mut MultiplexedConnection,
-    key: &str,
-    sink: &Sink<'_>,
-    json: bool,
-    summary: &mut Summary,
-) -> Result<()> {
-    let total: u64 = redis::cmd("LLEN")
-        .arg(key)
-        .query_async(con)
-        .await
-        .map_err(|e| redis_error(key, e))?;
-    let progress = Progress::new(total, json);
-    let mut seen: HashMap<[u8; 16], u64> = HashMap::new();
-    let page = sink.batch as i64;
-    let mut from_tail: i64 = 0;
-    loop {
-        let elements: Vec<Vec<u8>> = redis::cmd("LRANGE")
-            .arg(key)
-            .arg(-(from_tail + page))
-            .arg(-(from_tail + 1))
-            .query_async(con)
-            .await
-            .map_err(|e| redis_error(key, e))?;
-        if elements.is_empty() {
-            break;
+/// The flags that need a kind of source, checked against the one `--from` names.
+fn check_flags(args: &RedisImport, source: &Source) -> Result<()> {
+    let invalid = |field: &str, message: String| {
+        Err(Error::InvalidArgument {
+            field: field.into(),
+            message,
+        })
+    };
+    let from = &args.from;
+    if args.ack && !matches!(source, Source::Stream { group: Some(_), .. }) {
+        return invalid(
+            "ack",
+            format!("--ack needs a consumer group: --from stream:KEY:GROUP, not {from}"),
+        );
+    }
+    if args.drain && !matches!(source, Source::List { .. }) {
+        return invalid(
+            "drain",
+            format!("--drain needs --from list:KEY, not {from}"),
+        );
+    }
+    if let Source::Bullmq(_) = source {
+        if args.command_template.is_some() {
+            return invalid(
+                "command-template",
+                format!("--command-template needs a list or a Stream, not {from}"),
+            );
         }
-        let count = elements.len() as i64;
-        let items: Vec<Item> = elements
-            .into_iter()
-            .rev()
-            .map(|element| list_item(key, element, &mut seen))
-            .collect();
-        if sink.dry_run {
-            print_dry(&items, json);
-        }
-        sink.submit(&items, summary).await?;
-        progress.show(summary.read);
-        from_tail += count;
-        if count < page {
-            break;
+        if args.continuous {
+            return invalid(
+                "continuous",
+                format!("--continuous needs a list or a Stream, not {from}"),
+            );
         }
     }
-    progress.finish();
+    if args.continuous && args.dry_run {
+        return invalid(
+            "continuous",
+            "--continuous and --dry-run exclude each other".into(),
+        );
+    }
     Ok(())
 }
 
-/// The item for one list element: key `list:KEY:<hash>:<n>` (see the module docs).
-pub fn list_item(key: &str, element: Vec<u8>, seen: &mut HashMap<[u8; 16], u64>) -> Item {
-    let digest = Sha256::digest(&element);
-    let mut hash = [0u8; 16];
-    hash.copy_from_slice(&digest[..16]);
-    let n = seen.entry(hash).or_insert(0);
-    let occurrence = *n;
-    *n += 1;
-    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
-    Item {
-        key: format!("list:{key}:{hex}:{occurrence}"),
-        payload: element,
-        tags: Vec::new(),
-        options: Default::default(),
+/// The host, port and database of a Redis URL, without the scheme and any credentials:
+/// `127.0.0.1:6379/0` (6379 and 0 when the URL names none).
+pub fn server_name(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let port_given = host.rsplit_once(':').is_some_and(|(_, p)| !p.contains(']'));
+    let db = path
+        .split(['?', '#'])
+        .next()
+        .filter(|d| !d.is_empty())
+        .unwrap_or("0");
+    if port_given {
+        format!("{host}/{db}")
+    } else {
+        format!("{host}:6379/{db}")
     }
 }
 
+/// The name of the cursor of `source` at `url` (`import/cursor.rs`).
+pub fn cursor_name(url: &str, source: &Source) -> String {
+    let what = match source {
+        Source::List { key } => format!("list:{key}"),
+        Source::Stream { key, group: None } => format!("stream:{key}"),
+        Source::Stream {
+            key,
+            group: Some(g),
+        } => format!("stream:{key}:{g}"),
+        Source::Bullmq(q) => format!("bullmq:{}", q.name),
+    };
+    format!(
+        "import:redis:{}:{}",
+        escape(&server_name(url)),
+        escape(&what)
+    )
+}
+
 /// Runs an import with `client` and counts what it did into `summary` (also when it fails
-/// part-way: what was counted was done). Everything is checked before anything is written:
-/// the URL, the source kind, the key's existence and type, the group.
-pub async fn import(client: &Client, args: &RedisImport, summary: &mut Summary) -> Result<()> {
+/// part-way: what was counted was done). A `--continuous` import runs until `stop`.
+/// Everything is checked before anything is written: the URL, the source kind, the key's
+/// existence and type, the group, the flags against the source, the template.
+pub async fn import_until(
+    client: &Client,
+    args: &RedisImport,
+    stop: &Stop,
+    summary: &mut Summary,
+) -> Result<()> {
     source_kind(&args.from)?;
+    let template = args
+        .command_template
+        .as_deref()
+        .map(Template::parse)
+        .transpose()?;
     let mut con = connect(&args.url).await?;
-    let source = resolve(&mut con, &args.from).await?;
+    let source = match source_kind(&args.from)? {
+        // A drained list is gone once empty (Redis deletes empty lists), and a holding list
+        // may be all that is left: a missing key is an empty list here.
+        ("list", key) if args.drain && key_type(&mut con, key).await? == "none" => {
+            Source::List { key: key.into() }
+        }
+        _ => resolve(&mut con, &args.from).await?,
+    };
     let (Source::List { key }
     | Source::Stream { key, .. }
     | Source::Bullmq(bullmq::Queue { name: key, .. })) = &source;
@@ -348,32 +356,47 @@ pub async fn import(client: &Client, args: &RedisImport, summary: &mut Summary) 
             ),
         });
     }
-    if args.ack && !matches!(source, Source::Stream { group: Some(_), .. }) {
-        return Err(Error::InvalidArgument {
-            field: "ack".into(),
-            message: format!(
-                "--ack needs a consumer group: --from stream:KEY:GROUP, not {}",
-                args.from
-            ),
-        });
-    }
+    check_flags(args, &source)?;
     summary.dry_run = args.dry_run;
     let sink = Sink {
         client,
         queue: args.queue.clone(),
         batch: args.batch as usize,
         dry_run: args.dry_run,
+        template,
     };
+    let name = cursor_name(&args.url, &source);
     match &source {
-        Source::List { key } => import_list(&mut con, key, &sink, args.json, summary).await,
+        Source::List { key } => {
+            let reader = list::ListReader {
+                key,
+                json: args.json,
+                continuous: args.continuous,
+                stop,
+            };
+            if args.drain && !args.dry_run {
+                return reader.drain(&mut con, &sink, summary).await;
+            }
+            let (mut position, stored) =
+                Position::load(client, name, args.from_start, args.dry_run).await?;
+            reader
+                .read(&mut con, &sink, &mut position, stored, summary)
+                .await
+        }
         Source::Stream { key, group } => {
             let reader = stream::StreamReader {
                 key,
                 group: group.as_deref(),
                 ack: args.ack && !args.dry_run,
                 json: args.json,
+                continuous: args.continuous,
+                stop,
             };
-            reader.import(&mut con, &sink, summary).await
+            let (mut position, stored) =
+                Position::load(client, name, args.from_start, args.dry_run).await?;
+            reader
+                .import(&mut con, &sink, &mut position, stored, summary)
+                .await
         }
         Source::Bullmq(queue) => {
             let reader = bullmq::BullReader {
@@ -385,11 +408,21 @@ pub async fn import(client: &Client, args: &RedisImport, summary: &mut Summary) 
     }
 }
 
+/// [`import_until`] without a stop: a one-shot import.
+pub async fn import(client: &Client, args: &RedisImport, summary: &mut Summary) -> Result<()> {
+    import_until(client, args, &Stop::never(), summary).await
+}
+
 /// `raftline import redis`: imports, then prints the summary (one JSON object with
 /// `--json`). On a failure part-way the summary so far goes to stderr before the error.
 pub async fn run(client: &Client, args: RedisImport) -> Result<()> {
     let mut summary = Summary::default();
-    match import(client, &args, &mut summary).await {
+    let stop = if args.continuous {
+        Stop::on_signal()?
+    } else {
+        Stop::never()
+    };
+    match import_until(client, &args, &stop, &mut summary).await {
         Ok(()) => {
             if args.json {
                 let text = serde_json::to_string(&summary)
@@ -461,16 +494,16 @@ mod tests {
         assert!(with("0").is_err());
     }
 
-    /// Equal elements get distinct keys by occurrence; different ones by hash.
+    /// A cursor's name has the server and the source, never the URL's credentials.
     #[test]
-    fn list_item_keys_count_occurrences() {
-        let mut seen = HashMap::new();
-        let a0 = list_item("k", b"a".to_vec(), &mut seen);
-        let b0 = list_item("k", b"b".to_vec(), &mut seen);
-        let a1 = list_item("k", b"a".to_vec(), &mut seen);
-        assert!(a0.key.ends_with(":0") && a1.key.ends_with(":1"));
-        assert_eq!(a0.key[..a0.key.len() - 2], a1.key[..a1.key.len() - 2]);
-        assert_ne!(a0.key, b0.key);
-        assert!(a0.key.starts_with("list:k:"));
+    fn cursor_name_leaves_out_credentials() {
+        assert_eq!(server_name("redis://u:p@h:7/3"), "h:7/3");
+        assert_eq!(server_name("redis://h"), "h:6379/0");
+        assert_eq!(server_name("rediss://:pw@[::1]:6380"), "[::1]:6380/0");
+        let list = Source::List { key: "a b".into() };
+        assert_eq!(
+            cursor_name("redis://x:s3cret@h:7/1", &list),
+            "import:redis:h:7/1:list:a%20b"
+        );
     }
 }

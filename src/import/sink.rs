@@ -2,6 +2,12 @@
 //! split so that no call holds more than one batch (`--batch`) or one API message, and the
 //! answers are counted into a [`Summary`] (created, or already present: a known idempotency
 //! key). Items a job cannot hold are skipped and counted with their reason, never submitted.
+//! With `--command-template` each item becomes a shell job whose argv the template makes
+//! (`template.rs`) instead of an external job with a payload.
+//!
+//! A call the cluster could not answer (UNAVAILABLE: a leader died, an election is under way)
+//! is sent again, up to `SUBMIT_TRIES_MAX` times `SUBMIT_RETRY_MS` apart: every job carries its
+//! idempotency key, so a call that was applied after all is answered `duplicate`, never twice.
 
 use std::collections::BTreeMap;
 
@@ -16,6 +22,12 @@ const BATCH_MESSAGE_SLACK_BYTES: usize = 64 * 1024;
 
 /// How far inside `DELAY_MS_MAX` a run time must be for the importer to submit it.
 const RUN_AT_MARGIN_MS: u64 = 3_600_000;
+
+/// Tries of one `SubmitBatch` call while the cluster answers UNAVAILABLE (about 30 s in all:
+/// longer than an election, short enough that a cluster that is down fails the import).
+const SUBMIT_TRIES_MAX: u32 = 60;
+/// Wait between two tries of one call.
+const SUBMIT_RETRY_MS: u64 = 500;
 
 /// What an import did, printed at its end.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -32,6 +44,12 @@ pub struct Summary {
     pub skipped: BTreeMap<String, u64>,
     /// Stream entries acknowledged (XACK) after their jobs were.
     pub acked: u64,
+    /// List elements the stored cursor showed as imported: read again only to check that the
+    /// list's tail is still what was imported, not submitted.
+    pub behind_cursor: u64,
+    /// List elements moved out of the list (`--drain`) and deleted from the holding list once
+    /// their jobs were acknowledged.
+    pub drained: u64,
     /// Whether this was a dry run (nothing written).
     pub dry_run: bool,
 }
@@ -65,10 +83,17 @@ impl Summary {
                 self.read, self.would_submit
             )
         } else {
-            format!(
+            let mut line = format!(
                 "read {}, created {}, already present {}, skipped {skipped}, acked {}",
                 self.read, self.created, self.already_present, self.acked
-            )
+            );
+            if self.behind_cursor > 0 {
+                line.push_str(&format!(", behind the cursor {}", self.behind_cursor));
+            }
+            if self.drained > 0 {
+                line.push_str(&format!(", drained {}", self.drained));
+            }
+            line
         }
     }
 }
@@ -83,6 +108,8 @@ pub struct Sink<'a> {
     pub batch: usize,
     /// Print instead of submit.
     pub dry_run: bool,
+    /// `--command-template`: shell jobs instead of payloads.
+    pub template: Option<crate::import::template::Template>,
 }
 
 impl Sink<'_> {
@@ -104,15 +131,23 @@ impl Sink<'_> {
         if item.key.len() > limits::IDEMPOTENCY_KEY_BYTES_MAX {
             return Err("idempotency key over IDEMPOTENCY_KEY_BYTES_MAX");
         }
+        let kind = match &self.template {
+            Some(template) => pb::submit_request::Kind::Shell(pb::ShellCommand {
+                argv: template.argv(&item.payload)?,
+                ..Default::default()
+            }),
+            None => pb::submit_request::Kind::Payload(item.payload.clone()),
+        };
         Ok(pb::SubmitRequest {
             queue: self.queue.clone(),
-            kind: Some(pb::submit_request::Kind::Payload(item.payload.clone())),
+            kind: Some(kind),
             idempotency_key: item.key.clone(),
             tags: item.tags.clone(),
             priority: item.options.priority,
             run_at_ms: item.options.run_at_ms,
             max_attempts: item.options.max_attempts,
             backoff: item.options.backoff,
+            dead: item.options.dead.clone(),
             ..Default::default()
         })
     }
@@ -164,7 +199,7 @@ impl Sink<'_> {
             return Ok(());
         }
         let (indexes, jobs): (Vec<usize>, Vec<pb::SubmitRequest>) = chunk.drain(..).unzip();
-        let answers = self.client.submit_batch(jobs).await?;
+        let answers = self.submit_batch(jobs).await?;
         assert_eq!(answers.len(), indexes.len(), "one answer per submitted job");
         for (i, answer) in indexes.into_iter().zip(answers) {
             if answer.duplicate {
@@ -175,5 +210,24 @@ impl Sink<'_> {
             accepted.push(i);
         }
         Ok(())
+    }
+
+    /// One `SubmitBatch` call, sent again while the cluster is unavailable (module doc).
+    async fn submit_batch(&self, jobs: Vec<pb::SubmitRequest>) -> Result<Vec<pb::SubmitResponse>> {
+        let mut tries = 1;
+        loop {
+            match self.client.submit_batch(jobs.clone()).await {
+                Err(crate::error::Error::Unavailable { message, .. })
+                    if tries < SUBMIT_TRIES_MAX =>
+                {
+                    if tries == 1 {
+                        eprintln!("the cluster is unavailable ({message}); trying again");
+                    }
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(SUBMIT_RETRY_MS)).await;
+                }
+                other => return other,
+            }
+        }
     }
 }

@@ -137,6 +137,7 @@ impl Command {
     pub fn action(&self) -> &'static str {
         match self {
             Command::Submit { .. } => "Submit",
+            Command::SubmitDead { .. } => "SubmitDead",
             Command::RegisterNode { .. } => "RegisterNode",
             Command::Lease { .. } => "Lease",
             Command::Heartbeat { .. } => "Heartbeat",
@@ -175,6 +176,7 @@ impl Command {
             Command::TestWebhook { .. } => "TestWebhook",
             Command::WebhookAttempt(_) => "WebhookAttempt",
             Command::NodeHealth { .. } => "NodeHealth",
+            Command::PutCursor { .. } => "PutCursor",
             Command::By { command, .. } => command.action(),
             Command::Operation {
                 kind: super::command::Operation::ChangeMembership,
@@ -190,7 +192,7 @@ impl Command {
     /// What the command applies to, as the audit shows it (a submit's queue).
     pub fn target(&self) -> String {
         match self {
-            Command::Submit { spec, .. } => spec.queue.clone(),
+            Command::Submit { spec, .. } | Command::SubmitDead { spec, .. } => spec.queue.clone(),
             Command::Cancel { job_id } | Command::Requeue { job_id, .. } => format!("job {job_id}"),
             Command::BulkJobs { action, ids } => format!("{action:?} of {} jobs", ids.len()),
             Command::PauseQueue { queue, .. } | Command::SetQueuePolicy { queue, .. } => {
@@ -225,6 +227,7 @@ impl Command {
             Command::RevokeToken { id } => format!("token {id}"),
             Command::CreateWebhook { url, .. } => format!("webhook to {url}"),
             Command::DeleteWebhook { id } | Command::TestWebhook { id } => format!("webhook {id}"),
+            Command::PutCursor { name, .. } => format!("cursor {name}"),
             Command::By { command, .. } => command.target(),
             Command::Operation { target, .. } => target.clone(),
             _ => String::new(),

@@ -349,6 +349,26 @@ pub enum Command {
         /// Down or back up.
         down: bool,
     },
+    /// Puts a cursor's value (an empty value deletes it), if it is at `expected_version`
+    /// (`cursors.rs`).
+    PutCursor {
+        /// The cursor's name.
+        name: String,
+        /// The new value; empty deletes the cursor.
+        #[serde(with = "super::codec::bytes")]
+        value: Vec<u8>,
+        /// The version the caller read (0 = absent); `None` puts whatever the version.
+        expected_version: Option<u64>,
+    },
+    /// Add a job straight to dead letters with the failure it brings from another job system
+    /// (an import, `jobs/dead.rs`): checked and counted like a submit, then dead in the same
+    /// apply; `Submitted` like a submit (a known idempotency key creates nothing).
+    SubmitDead {
+        /// The job.
+        spec: JobSpec,
+        /// How it failed before it came here.
+        dead: super::jobs::DeadLetter,
+    },
 }
 
 /// Operations the audit records (see [`Command::Operation`]).
@@ -391,6 +411,7 @@ impl Command {
                 ))
             }
             Command::PauseQueue { queue, .. } => validate_queue_name("queue", queue),
+            Command::SubmitDead { dead, .. } => dead.check(),
             Command::BulkJobs { ids, .. } => {
                 in_range("ids", ids.len() as u64, 1, limits::BULK_JOBS_MAX as u64)
             }
@@ -456,6 +477,7 @@ impl Command {
                 max_attempts,
             } => super::webhooks::Webhooks::check(url, topics, secret, *max_attempts)
                 .map_err(rejected),
+            Command::PutCursor { name, value, .. } => super::cursors::Cursors::check(name, value),
             _ => Ok(()),
         }
     }
@@ -466,6 +488,9 @@ impl Command {
         FIXED
             + match self {
                 Command::Submit { spec, .. } => spec.weight(),
+                Command::SubmitDead { spec, dead } => {
+                    spec.weight() + dead.error.len() + dead.output_tail.len() + dead.source.len()
+                }
                 Command::Complete { report, .. } => report.output_tail.len() + report.error.len(),
                 Command::Checkpoint { data, .. } => data.len(),
                 Command::Lease {
@@ -484,6 +509,7 @@ impl Command {
                 Command::Emit { payload, .. } | Command::CreateTimer { payload, .. } => {
                     payload.len()
                 }
+                Command::PutCursor { name, value, .. } => name.len() + value.len(),
                 Command::CreateSchedule(s) => match &s.target {
                     super::schedule::Target::Job(j) => j.weight(),
                     super::schedule::Target::Workflow(w) => w.weight(),
@@ -667,6 +693,11 @@ pub enum Response {
     WebhookQueued {
         /// Its id.
         delivery: super::webhooks::DeliveryId,
+    },
+    /// A cursor was put; its new version (0 after a delete).
+    CursorPut {
+        /// The version.
+        version: u64,
     },
 }
 

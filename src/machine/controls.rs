@@ -311,24 +311,37 @@ impl Controls {
         leased: u64,
         is_leased: impl Fn(JobId) -> bool,
     ) -> bool {
-        let Some(c) = self.policies.get(queue) else {
-            return true;
-        };
+        self.closed_by(ctx, queue, leased, is_leased).is_none()
+    }
+
+    /// Which part of the queue's policy refuses one more lease now, if any: `concurrency`,
+    /// `breaker` (open, or half-open with its probe out) or `rate` (no token).
+    pub(super) fn closed_by(
+        &self,
+        ctx: Ctx,
+        queue: &str,
+        leased: u64,
+        is_leased: impl Fn(JobId) -> bool,
+    ) -> Option<&'static str> {
+        let c = self.policies.get(queue)?;
         if let Some(limit) = c.policy.concurrency {
             if leased >= u64::from(limit) {
-                return false;
+                return Some("concurrency");
             }
         }
         match c.breaker {
-            BreakerState::Open { .. } => return false,
+            BreakerState::Open { .. } => return Some("breaker"),
             BreakerState::HalfOpen => {
                 if c.probe.is_some_and(is_leased) {
-                    return false;
+                    return Some("breaker");
                 }
             }
             BreakerState::Closed => {}
         }
-        c.tokens_at(ctx.now_ms) >= MICRO || c.policy.rate.is_none()
+        if c.policy.rate.is_some() && c.tokens_at(ctx.now_ms) < MICRO {
+            return Some("rate");
+        }
+        None
     }
 
     /// A job of `queue` was leased: take a token, mark the probe.

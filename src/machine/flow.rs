@@ -146,6 +146,29 @@ impl Machine {
         })
     }
 
+    /// Queues with ready jobs.
+    pub fn ready_queues(&self) -> impl Iterator<Item = &str> + '_ {
+        self.jobs.index().ready.keys().map(String::as_str)
+    }
+
+    /// Why a lease found nothing to take from `queue` although it has ready jobs and is not
+    /// paused: the part of its policy that refused (`concurrency`, `breaker`, `rate`), or
+    /// `None` when the queue is open or has nothing ready. For the refusal metrics.
+    pub fn lease_refused_by(&self, queue: &str) -> Option<&'static str> {
+        if !self.controls.has_policies()
+            || self.controls.is_paused(queue)
+            || !self.jobs.has_ready(queue)
+        {
+            return None;
+        }
+        let leased = self.jobs.stats(queue).counts[JobState::Leased as usize];
+        self.controls.closed_by(self.ctx(), queue, leased, |id| {
+            self.jobs
+                .get(id)
+                .is_some_and(|j| j.state == JobState::Leased)
+        })
+    }
+
     /// Units of a resource leased jobs hold.
     fn used_by_jobs(&self, name: &str) -> u32 {
         self.jobs

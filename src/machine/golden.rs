@@ -46,6 +46,8 @@
 //!   triggers, timers and `next_due`.
 //! - `policy QUEUE [rate=COUNT/PER_MS] [concurrency=N] [breaker=PCT/WINDOW/COOLDOWN_MS]` (no
 //!   option removes the policy); `control QUEUE` dumps the policy and its state.
+//! - `cursor NAME VALUE [expect=VERSION]` puts a cursor (`-` for an empty value: delete);
+//!   `cursor NAME` dumps it.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -373,6 +375,7 @@ fn print_response(response: &Response, out: &mut String) {
         Response::TriggerCreated { id } => format!("TriggerCreated {id}"),
         Response::WebhookCreated { id } => format!("WebhookCreated {id}"),
         Response::WebhookQueued { delivery } => format!("WebhookQueued {delivery}"),
+        Response::CursorPut { version } => format!("CursorPut {version}"),
         Response::TimerCreated { id, due_ms } => format!("TimerCreated {id} due {due_ms}"),
         Response::Emitted { started, duplicate } => {
             format!("Emitted {started:?} duplicate {duplicate}")
@@ -631,6 +634,15 @@ fn subsystem(words: &[&str]) -> Result<Command, String> {
             }
         }
         ["untimer", id] => Command::CancelTimer { id: num(id) },
+        ["cursor", name, value, rest @ ..] => Command::PutCursor {
+            name: name.to_string(),
+            value: if *value == "-" {
+                vec![]
+            } else {
+                value.as_bytes().to_vec()
+            },
+            expected_version: Opts::parse(rest, &["expect"])?.num("expect"),
+        },
         _ => return Err("unknown command or wrong arguments".into()),
     })
 }
@@ -754,6 +766,17 @@ fn dump_subsystem(m: &Machine, words: &[&str], out: &mut String) -> bool {
         ["schedules"] => dump_schedules(m, out),
         ["events"] => dump_events(m, out),
         ["control", queue] => dump_control(m, queue, out),
+        ["cursor", name] => match m.cursors().get(name) {
+            Some(c) => writeln!(
+                out,
+                "cursor {name} = {:?} version {} updated {}",
+                String::from_utf8_lossy(&c.value),
+                c.version,
+                c.updated_ms
+            )
+            .unwrap(),
+            None => writeln!(out, "cursor {name} absent").unwrap(),
+        },
         _ => return false,
     }
     true

@@ -598,6 +598,18 @@ pub const WEBHOOK_ERROR_BYTES_MAX: usize = 512;
 /// and only its size is given.
 pub const WEBHOOK_PAYLOAD_BYTES_MAX: usize = 4 * 1024;
 
+/// Cursors the cluster holds (`PutCursor`): positions of importers and other clients that
+/// read an outside source; each is a few hundred bytes, so the whole map stays under 50 MB.
+pub const CURSORS_MAX: usize = 10_000;
+/// Bytes of a cursor's name (printable ASCII): room for `import:redis:HOST:PORT/DB:SOURCE`
+/// with a source key of `SOURCE_KEY_BYTES_MAX` (160) and a long host name.
+pub const CURSOR_NAME_BYTES_MAX: usize = 512;
+/// Bytes of a cursor's value: a position (a Stream entry id, an offset and a digest), not data.
+pub const CURSOR_VALUE_BYTES_MAX: usize = 4 * 1024;
+const _: () = assert!(
+    CURSORS_MAX * (CURSOR_NAME_BYTES_MAX + CURSOR_VALUE_BYTES_MAX) < API_MESSAGE_BYTES_MAX * 16
+);
+
 /// A leader that has not heard a member answer its heartbeats for this long reports it down
 /// (`node.down`); it must itself have led this long first.
 pub const NODE_DOWN_MS: u64 = 5_000;

@@ -69,6 +69,7 @@ pub mod codec;
 pub mod cold;
 pub mod command;
 pub mod controls;
+pub mod cursors;
 mod effect;
 pub mod events;
 mod flow;
@@ -147,6 +148,9 @@ pub struct Machine {
     webhooks: webhooks::Webhooks,
     #[serde(skip)]
     alerts: alerts::Alerts,
+    /// Cursors of clients reading outside sources. Encoded after the alerts (format 11).
+    #[serde(skip)]
+    cursors: cursors::Cursors,
 }
 
 impl Machine {
@@ -191,6 +195,23 @@ impl Machine {
             if self.jobs.total() <= 5_000 || n % 64 == 0 {
                 self.check_invariants();
             }
+        }
+        response
+    }
+
+    /// Adds a job straight to dead letters (`jobs/dead.rs`): the submit's checks and answer,
+    /// then, for a job created now (not a known idempotency key), dead in the same apply.
+    fn submit_dead(&mut self, spec: &JobSpec, dead: &jobs::DeadLetter) -> Response {
+        if let Err(r) = dead.check() {
+            return Response::Rejected(r);
+        }
+        let response = self.submit(spec, 0, None);
+        if let Response::Submitted {
+            id,
+            duplicate: false,
+        } = response
+        {
+            self.with_jobs(|jobs, ctx, fx| jobs.bury(ctx, fx, id, dead));
         }
         response
     }
@@ -278,6 +299,12 @@ impl Machine {
             | Command::TestWebhook { .. }
             | Command::WebhookAttempt(_)
             | Command::NodeHealth { .. } => self.webhook_command(command),
+            Command::PutCursor {
+                name,
+                value,
+                expected_version,
+            } => self.cursors.put(ctx, name, value, *expected_version),
+            Command::SubmitDead { spec, dead } => self.submit_dead(spec, dead),
             Command::By { by, command } => {
                 let response = match &**command {
                     Command::By { .. } | Command::Batch(_) => {
@@ -536,6 +563,12 @@ impl Machine {
         self.audit.check_invariants();
         self.webhooks.check_invariants();
         self.alerts.check_invariants();
+        self.cursors.check_invariants();
+    }
+
+    /// Cursors of clients reading outside sources.
+    pub fn cursors(&self) -> &cursors::Cursors {
+        &self.cursors
     }
 
     /// Who made which write.
@@ -557,6 +590,7 @@ impl Machine {
             &self.audit,
             &self.webhooks,
             &self.alerts,
+            &self.cursors,
         ))
     }
 
@@ -574,6 +608,7 @@ impl Machine {
                 &self.audit,
                 &self.webhooks,
                 &self.alerts,
+                &self.cursors,
             ),
             writer,
         )
@@ -628,6 +663,9 @@ impl Machine {
         } else {
             (webhooks::Webhooks::new(), alerts::Alerts::default())
         };
+        if format >= 11 {
+            machine.cursors = decode_from(reader)?;
+        }
         if let Some((tier, at)) = cold {
             machine.attach_cold(tier, at);
         }
@@ -638,8 +676,8 @@ impl Machine {
 
 /// Version of the snapshot encoding; bumped on every incompatible change to [`Machine`]
 /// (7: state grouped by subsystem; 8: API tokens after it; 9: the audit after them;
-/// 10: webhooks after the audit).
-const SNAPSHOT_FORMAT: u32 = 10;
+/// 10: webhooks after the audit; 11: cursors after the alerts).
+const SNAPSHOT_FORMAT: u32 = 11;
 
 /// Oldest snapshot encoding this build reads.
 const SNAPSHOT_FORMAT_OLDEST: u32 = 7;
@@ -816,9 +854,26 @@ mod tests {
         for i in 0..50 {
             m.apply(&submit(i, &format!("q{}", i % 3), (i % 10 + 1) as u32));
         }
+        let put = Command::PutCursor {
+            name: "import:x".into(),
+            value: b"7-0".to_vec(),
+            expected_version: Some(0),
+        };
+        let proposal = Proposal {
+            now_ms: 100,
+            command: put,
+        };
+        assert_eq!(m.apply(&proposal), Response::CursorPut { version: 1 });
         let bytes = m.encode().unwrap();
         assert_eq!(Machine::decode(&bytes).unwrap(), m);
         let other = crate::machine::codec::encode(&(99u32, &m)).unwrap();
         assert!(Machine::decode(&other).is_err());
+        // Format 10 (before cursors) still reads, without cursors.
+        let old =
+            crate::machine::codec::encode(&(10u32, &m, &m.auth, &m.audit, &m.webhooks, &m.alerts))
+                .unwrap();
+        let read = Machine::decode(&old).unwrap();
+        assert!(read.cursors().is_empty());
+        assert_eq!(read.job_count(), m.job_count());
     }
 }

@@ -21,6 +21,18 @@ fn invalid(field: &str, message: &str) -> Error {
     }
 }
 
+/// A submit's `dead` (a job imported already failed) as the machine has it; checked by
+/// [`crate::machine::jobs::DeadLetter::check`].
+pub fn dead_letter(d: pb::DeadLetter) -> crate::machine::jobs::DeadLetter {
+    crate::machine::jobs::DeadLetter {
+        error: d.error,
+        attempts_made: d.attempts_made,
+        output_tail: d.output_tail,
+        failed_at_ms: d.failed_at_ms,
+        source: d.source,
+    }
+}
+
 /// A submit request as the machine's command arguments: (spec, delay_ms, run_at_ms). Field
 /// checks happen in [`JobSpec::validate`]; zero values mean "the default".
 pub fn submit(req: pb::SubmitRequest) -> Result<(JobSpec, u64, Option<u64>), Error> {

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use super::Replica;
 use crate::error::{Error, Result};
-use crate::machine::{Command, Grant, Response, WorkerRef};
+use crate::machine::{Command, Grant, Machine, Response, WorkerRef};
 
 impl Replica {
     /// Leases for `worker`, waiting up to `wait` for a job (long-poll). Proposes a Lease only
@@ -32,7 +32,12 @@ impl Replica {
                     ttl_ms,
                 };
                 match self.propose(command).await? {
-                    Response::Leased(grants) if !grants.is_empty() => return Ok(grants),
+                    Response::Leased(grants) if !grants.is_empty() => {
+                        if grants.len() < max as usize {
+                            self.read(|m| count_lease_refusals(m, queues));
+                        }
+                        return Ok(grants);
+                    }
                     Response::Leased(_) => changes.mark_seen(),
                     Response::Rejected(r) => return Err(r.into()),
                     other => return Err(Error::Internal(format!("unexpected response {other:?}"))),
@@ -40,9 +45,33 @@ impl Replica {
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
+                self.read(|m| count_lease_refusals(m, queues));
                 return Ok(Vec::new());
             }
             let _ = tokio::time::timeout(left, changes.changed()).await;
         }
+    }
+}
+
+/// Counts, for a lease call that ends with fewer jobs than it asked, each asked queue (every
+/// queue with ready jobs when it named none) whose policy held ready jobs back
+/// (`raftline_lease_refusals_total`).
+fn count_lease_refusals(machine: &Machine, queues: &[String]) {
+    let count = |queue: &str| {
+        if let Some(reason) = machine.lease_refused_by(queue) {
+            let labels = vec![
+                ("queue".to_string(), queue.to_string()),
+                ("reason".to_string(), reason.to_string()),
+            ];
+            crate::metrics::EVENTS
+                .lease_refusals
+                .get_or_create(&labels)
+                .inc();
+        }
+    };
+    if queues.is_empty() {
+        machine.ready_queues().for_each(count);
+    } else {
+        queues.iter().for_each(|q| count(q));
     }
 }

@@ -88,6 +88,10 @@ pub const METHODS: &[(&str, &[Role])] = &[
     ("ListWebhooks", OPERATE),
     ("TestWebhook", OPERATE),
     ("ListWebhookDeliveries", OPERATE),
+    // An importer keeps its position in a cursor as it submits: whoever may submit may put,
+    // except a token limited to some queues (a cursor names none; the handler refuses).
+    ("GetCursor", READ),
+    ("PutCursor", SUBMIT),
 ];
 
 tokio::task_local! {
@@ -263,6 +267,10 @@ impl Gate {
             (*left + now.duration_since(*at).as_secs_f64() * f64::from(rate)).min(f64::from(burst));
         *at = now;
         if *left < 1.0 {
+            crate::metrics::EVENTS
+                .api_rate_limited
+                .get_or_create(&crate::metrics::label("token", id))
+                .inc();
             return Err(Status::resource_exhausted(format!(
                 "token {id} is over its rate limit of {rate} calls per second"
             )));

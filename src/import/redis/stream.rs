@@ -14,13 +14,27 @@
 //!   the read and the XACK leaves them pending, so the next run imports them (the cluster
 //!   answers `duplicate`) and acknowledges them then. An XACK takes a pending entry from a
 //!   consumer that may still be working on it: stop the group's consumers first.
+//!
+//! The cursor (`import/cursor.rs`) is the id of the last entry imported, put after each page
+//! raftline acknowledged: a re-run without a group reads after it (XRANGE `(ID`), and with a
+//! group (read-only) after the later of it and the group's last-delivered id; the pending
+//! entries are read again each run (they are few, and answered `duplicate`). With `--ack` the
+//! group itself is the position (its last-delivered id and its pending entries), so no cursor
+//! is put. `--continuous` then waits for new entries with XREAD BLOCK (XREADGROUP BLOCK with
+//! `--ack`), `BLOCK_MS` at a time, until the import is stopped.
+//! A cursor trusts entry ids to grow: entries added later with ids below it (explicit ids, a
+//! Stream deleted and made again) are not read unless `--from-start` is given.
 
 use redis::aio::MultiplexedConnection;
 
 use super::{print_dry, redis_error, Progress};
 use crate::error::{Error, Result};
+use crate::import::cursor::Position;
 use crate::import::sink::{Sink, Summary};
-use crate::import::Item;
+use crate::import::{Item, Stop};
+
+/// How long one blocking read of `--continuous` waits before it looks for a stop.
+pub const BLOCK_MS: u64 = 1_000;
 
 /// The consumer name `--ack` reads undelivered entries as.
 pub const CONSUMER: &str = "raftline-import";
@@ -30,6 +44,20 @@ pub const PENDING_TAG: &str = "redis-pending";
 
 /// One Stream entry as Redis sends it: its id and its fields, name then value.
 type Entry = (String, Vec<Vec<u8>>);
+
+/// An entry id as numbers, for comparing (`0-0` for one that does not parse).
+fn id_order(id: &str) -> (u64, u64) {
+    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+    (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
+}
+
+/// The later of two entry ids.
+fn later(a: String, b: Option<String>) -> String {
+    match b {
+        Some(b) if id_order(&b) > id_order(&a) => b,
+        _ => a,
+    }
+}
 
 /// The group's last-delivered id, or an error naming the key and group when it has none.
 pub async fn check_group(
@@ -101,6 +129,10 @@ pub struct StreamReader<'a> {
     pub ack: bool,
     /// `--json`: no per-item lines in a dry run, no progress line.
     pub json: bool,
+    /// `--continuous`: keep reading until `stop`.
+    pub continuous: bool,
+    /// When to stop.
+    pub stop: &'a Stop,
 }
 
 impl StreamReader<'_> {
@@ -109,8 +141,11 @@ impl StreamReader<'_> {
         &self,
         con: &mut MultiplexedConnection,
         sink: &Sink<'_>,
+        position: &mut Position<'_>,
+        stored: Option<Vec<u8>>,
         summary: &mut Summary,
     ) -> Result<()> {
+        let stored = stored.and_then(|v| String::from_utf8(v).ok());
         let total: u64 = redis::cmd("XLEN")
             .arg(self.key)
             .query_async(con)
@@ -119,7 +154,8 @@ impl StreamReader<'_> {
         let progress = Progress::new(total, self.json);
         match self.group {
             None => {
-                self.range(con, "-".into(), sink, summary, &progress)
+                let after = stored.unwrap_or_else(|| "0-0".into());
+                self.range(con, after, sink, position, summary, &progress)
                     .await?
             }
             Some(group) => {
@@ -128,8 +164,9 @@ impl StreamReader<'_> {
                     self.claim(con, group, sink, summary, &progress).await?;
                 } else {
                     let last = check_group(con, self.key, group).await?;
-                    let start = format!("({last}");
-                    self.range(con, start, sink, summary, &progress).await?;
+                    let after = later(last, stored);
+                    self.range(con, after, sink, position, summary, &progress)
+                        .await?;
                 }
             }
         }
@@ -180,35 +217,71 @@ impl StreamReader<'_> {
         Ok(last)
     }
 
-    /// Every entry from `start` on (`-`, or `(ID` for after ID), XRANGE in pages.
+    /// Every entry after the id `after` (`0-0`: all), XRANGE in pages, then with
+    /// `--continuous` XREAD BLOCK until the stop; the cursor is put after each page.
     async fn range(
         &self,
         con: &mut MultiplexedConnection,
-        mut start: String,
+        mut after: String,
         sink: &Sink<'_>,
+        position: &mut Position<'_>,
         summary: &mut Summary,
         progress: &Progress,
     ) -> Result<()> {
-        loop {
-            let entries: Vec<Entry> = redis::cmd("XRANGE")
-                .arg(self.key)
-                .arg(&start)
-                .arg("+")
-                .arg("COUNT")
-                .arg(sink.batch)
-                .query_async(con)
-                .await
-                .map_err(|e| redis_error(self.key, e))?;
-            let full = entries.len() >= sink.batch;
-            let Some(last) = self.page(con, entries, false, sink, summary).await? else {
-                return Ok(());
+        let mut caught_up = false;
+        while !self.stop.is_set() {
+            let entries = if caught_up {
+                self.read_new(con, &after, sink.batch).await?
+            } else {
+                redis::cmd("XRANGE")
+                    .arg(self.key)
+                    .arg(format!("({after}"))
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(sink.batch)
+                    .query_async(con)
+                    .await
+                    .map_err(|e| redis_error(self.key, e))?
             };
-            progress.show(summary.read);
-            if !full {
-                return Ok(());
+            let full = entries.len() >= sink.batch;
+            if let Some(last) = self.page(con, entries, false, sink, summary).await? {
+                position.save(last.clone().into_bytes()).await?;
+                after = last;
+                progress.show(summary.read);
             }
-            start = format!("({last}");
+            if !full && !caught_up {
+                if !self.continuous {
+                    return Ok(());
+                }
+                caught_up = true;
+            }
         }
+        Ok(())
+    }
+
+    /// `--continuous`: entries after `after`, waiting up to `BLOCK_MS` for one (XREAD).
+    async fn read_new(
+        &self,
+        con: &mut MultiplexedConnection,
+        after: &str,
+        count: usize,
+    ) -> Result<Vec<Entry>> {
+        let reply: Option<Vec<(String, Vec<Entry>)>> = redis::cmd("XREAD")
+            .arg("COUNT")
+            .arg(count)
+            .arg("BLOCK")
+            .arg(BLOCK_MS)
+            .arg("STREAMS")
+            .arg(self.key)
+            .arg(after)
+            .query_async(con)
+            .await
+            .map_err(|e| redis_error(self.key, e))?;
+        Ok(reply
+            .into_iter()
+            .flatten()
+            .flat_map(|(_, entries)| entries)
+            .collect())
     }
 
     /// The group's pending entries (any consumer), XPENDING in pages, each entry read by id.
@@ -273,13 +346,18 @@ impl StreamReader<'_> {
         summary: &mut Summary,
         progress: &Progress,
     ) -> Result<()> {
-        loop {
-            let reply: Option<Vec<(String, Vec<Entry>)>> = redis::cmd("XREADGROUP")
-                .arg("GROUP")
+        let mut caught_up = false;
+        while !self.stop.is_set() {
+            let mut read = redis::cmd("XREADGROUP");
+            read.arg("GROUP")
                 .arg(group)
                 .arg(CONSUMER)
                 .arg("COUNT")
-                .arg(sink.batch)
+                .arg(sink.batch);
+            if caught_up {
+                read.arg("BLOCK").arg(BLOCK_MS);
+            }
+            let reply: Option<Vec<(String, Vec<Entry>)>> = read
                 .arg("STREAMS")
                 .arg(self.key)
                 .arg(">")
@@ -292,17 +370,16 @@ impl StreamReader<'_> {
                 .flat_map(|(_, entries)| entries)
                 .collect();
             let full = entries.len() >= sink.batch;
-            if self
-                .page(con, entries, false, sink, summary)
-                .await?
-                .is_none()
-                || !full
-            {
-                progress.show(summary.read);
-                return Ok(());
-            }
+            self.page(con, entries, false, sink, summary).await?;
             progress.show(summary.read);
+            if !full && !caught_up {
+                if !self.continuous {
+                    return Ok(());
+                }
+                caught_up = true;
+            }
         }
+        Ok(())
     }
 }
 

@@ -36,7 +36,10 @@ use super::store::JobRecords;
 use super::workflow::StepRef;
 
 mod check;
+mod dead;
 mod tier;
+
+pub use dead::DeadLetter;
 
 /// The jobs subsystem: every job held, its indexes, and idempotency keys.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,7 +10,8 @@ use crate::machine::{limits, BulkAction, Command, Response as Applied};
 use crate::proto::{from_wire, pb, to_wire};
 
 /// A submit request checked and turned into its command; nothing is proposed.
-fn submit_command(req: pb::SubmitRequest) -> Result<Command, Error> {
+fn submit_command(mut req: pb::SubmitRequest) -> Result<Command, Error> {
+    let dead = req.dead.take().map(from_wire::dead_letter);
     let (spec, delay_ms, run_at_ms) = from_wire::submit(req)?;
     spec.validate()?;
     check_range("delay_ms", delay_ms, limits::DELAY_MS_MAX)?;
@@ -23,6 +24,17 @@ fn submit_command(req: pb::SubmitRequest) -> Result<Command, Error> {
         if let Some(at) = at {
             check_range(field, at, horizon.min(limits::WALL_MS_MAX))?;
         }
+    }
+    if let Some(dead) = dead {
+        dead.check()?;
+        if delay_ms != 0 || run_at_ms.is_some() {
+            return Err(Error::InvalidArgument {
+                field: "dead".into(),
+                message: "a job created dead does not start; leave delay_ms and run_at_ms unset"
+                    .into(),
+            });
+        }
+        return Ok(Command::SubmitDead { spec, dead });
     }
     Ok(Command::Submit {
         spec,

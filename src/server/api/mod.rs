@@ -36,6 +36,7 @@ macro_rules! propose_expect {
 }
 
 mod backup;
+mod cursors;
 mod events;
 mod jobs;
 mod locks;
@@ -757,5 +758,22 @@ impl pb::api_server::Api for ApiService {
     ) -> Result<Response<pb::ListWebhookDeliveriesResponse>, Status> {
         caller(&req)?.check_all_queues("token")?;
         reply(webhooks::list_deliveries(self, req.into_inner()).await)
+    }
+
+    async fn get_cursor(
+        &self,
+        req: Request<pb::GetCursorRequest>,
+    ) -> Result<Response<pb::CursorInfo>, Status> {
+        reply(cursors::get_cursor(self, req.into_inner()).await)
+    }
+
+    async fn put_cursor(
+        &self,
+        req: Request<pb::PutCursorRequest>,
+    ) -> Result<Response<pb::CursorInfo>, Status> {
+        // A cursor belongs to no queue, and moving another importer's ahead makes it skip
+        // items: not for a token limited to some queues.
+        caller(&req)?.check_all_queues("cursor")?;
+        reply(cursors::put_cursor(self, req.into_inner()).await)
     }
 }

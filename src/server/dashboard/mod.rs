@@ -2,12 +2,17 @@
 //! that reads and drives the cluster through the REST API with the viewer's own token.
 //!
 //! The model: the server holds no dashboard state and makes no decision for the page. `GET /`
-//! is `index.html`; `/ui/app.js` and `/ui/app.css` are the rest of it, embedded with
-//! `include_str!` so the binary needs no files and no Node toolchain, and nothing is fetched
-//! from the internet at run time. The page asks for a token (or takes `#token=...` once), keeps
-//! it in `sessionStorage` and sends it as `authorization: Bearer` on every `/v1/` call, so the
-//! roles and queue scopes of the REST API (and so of gRPC) are the dashboard's: a viewer sees,
-//! an operator may also pause queues, requeue dead letters and trigger schedules.
+//! is `index.html`; `/ui/app.js`, `/ui/controls.js` and `/ui/app.css` are the rest of it,
+//! embedded with `include_str!` so the binary needs no files and no Node toolchain, and nothing
+//! is fetched from the internet at run time. The page asks for a token (or takes `#token=...`
+//! once), keeps it in `sessionStorage` and sends it as `authorization: Bearer` on every `/v1/`
+//! call, so the roles and queue scopes of the REST API (and so of gRPC) are the dashboard's: a
+//! viewer sees, an operator may also pause queues, edit their policies (rate limit,
+//! concurrency, breaker), requeue dead letters, trigger schedules and control workflows (pause,
+//! resume, cancel, retry or skip a step). The page shows those buttons only to a token that may
+//! use them, which it learns from one read only operators and admins may make (`ListWebhooks`;
+//! a test below keeps that read's roles the same as the actions'); the server still decides
+//! every action.
 //!
 //! Live updates: `GET /ui/changes` ([`changes`]) is a Server-Sent Events stream that says
 //! "applied N" whenever this node applies new log entries, at most
@@ -24,11 +29,12 @@
 //! membership call's read-only `progress` action, which only admin tokens may make (NodeStatus
 //! carries no per-member progress), so other roles see this node's own apply lag only; rates
 //! are differences of this node's `/metrics` counters as the page sampled them (none for the
-//! first few seconds, and they restart when the node does); queue policies are shown, not
-//! edited; workflows are not controlled from the page; the workflow list stops at 1,000; the
-//! page is English only. Each open tab holds its stream's connection and a browser's keep-alive
-//! ones (two or three in all) out of the HTTP port's `HTTP_CONNECTIONS_MAX` (64), which
-//! `/metrics` scrapes and REST clients share: a few dozen open tabs on one node can crowd them.
+//! first few seconds, and they restart when the node does); a token limited to some queues
+//! sees the action buttons of every queue (and gets a 403 for the others); the workflow list
+//! stops at 1,000; the page is English only. Each open tab holds its stream's connection and a
+//! browser's keep-alive ones (two or three in all) out of the HTTP port's
+//! `HTTP_CONNECTIONS_MAX` (64), which `/metrics` scrapes and REST clients share: a few dozen
+//! open tabs on one node can crowd them.
 
 pub mod changes;
 
@@ -43,8 +49,11 @@ use crate::raft::Replica;
 
 /// The page.
 const INDEX_HTML: &str = include_str!("assets/index.html");
-/// The whole client: views, routing, the change stream, exports.
+/// The client: views, routing, the change stream, exports.
 const APP_JS: &str = include_str!("assets/app.js");
+/// The operator's controls: the role probe, confirmations, the queue policy dialog, workflow
+/// control (loaded before `app.js`).
+const CONTROLS_JS: &str = include_str!("assets/controls.js");
 /// Its style sheet.
 const APP_CSS: &str = include_str!("assets/app.css");
 
@@ -59,6 +68,10 @@ pub fn router(api: super::rest::ApiCall, replica: Arc<Replica>) -> Router {
         .route(
             "/ui/app.js",
             get(|| async { asset(APP_JS, "text/javascript; charset=utf-8") }),
+        )
+        .route(
+            "/ui/controls.js",
+            get(|| async { asset(CONTROLS_JS, "text/javascript; charset=utf-8") }),
         )
         .route(
             "/ui/app.css",
@@ -90,4 +103,33 @@ fn asset(body: &'static str, content_type: &'static str) -> axum::response::Resp
         body,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::server::auth::allowed;
+
+    /// The page shows its action buttons to a token that may call `ListWebhooks`
+    /// (`controls.js`, `probeRole`): that read must allow exactly the roles of every action
+    /// the page offers, or it would hide buttons that work or show ones that never do.
+    #[test]
+    fn role_probe_matches_the_actions() {
+        let probe = allowed("ListWebhooks").expect("ListWebhooks in METHODS");
+        for action in [
+            "PauseQueue",
+            "ResumeQueue",
+            "SetQueuePolicy",
+            "ControlWorkflow",
+            "RetryJob",
+            "CancelJob",
+            "BulkJobs",
+            "ControlSchedule",
+        ] {
+            assert_eq!(
+                allowed(action),
+                Some(probe),
+                "{action} allows other roles than ListWebhooks, the dashboard's role probe"
+            );
+        }
+    }
 }

@@ -248,6 +248,13 @@ pub const V1: &[Route] = &[
         "ListWebhookDeliveries",
         "A webhook's deliveries",
     ),
+    r("GET", "/v1/cursors/{name}", "GetCursor", "A cursor's value"),
+    r(
+        "PUT",
+        "/v1/cursors/{name}",
+        "PutCursor",
+        "Put a cursor's value (empty deletes it)",
+    ),
 ];
 
 /// A matched route and the path's `{field}` values.

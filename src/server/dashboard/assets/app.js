@@ -17,10 +17,6 @@ let pending = false;
 let streamAbort = null;
 let cursors = []; // job paging: the after_id of each earlier page
 let renders = 0;
-// A bulk requeue takes two clicks: the first arms it for a while (kept across re-renders).
-let armed = null;
-const ARMED_MS = 10000;
-const isArmed = (queue) => armed !== null && armed.queue === queue && Date.now() < armed.until;
 
 const $ = (sel) => document.querySelector(sel);
 
@@ -277,11 +273,7 @@ const views = {
     load: () => api("GET", "/v1/queues"),
     render(d) {
       const n = (k) => ({ key: k, label: k[0].toUpperCase() + k.slice(1).replace("_", " "), num: true });
-      const policy = (q) => [
-        q.rate_count ? `rate ${q.rate_count}/${span(q.rate_per_ms)}` : "",
-        q.concurrency ? `concurrency ${q.concurrency}` : "",
-        q.breaker_threshold_pct ? `breaker ${q.breaker_threshold_pct}% of ${q.breaker_window}` : "",
-      ].filter(Boolean).join(", ");
+      shownQueues = d.queues;
       const total = (k) => d.queues.reduce((a, q) => a + q[k], 0);
       return "<h1>Queues</h1>" + cards(STATES.map((s) => [s, esc(total(s)), `total-${s}`])) + table("Queues", [
         { key: "queue", label: "Queue", html: (q) => `<a href="#/jobs?queue=${encodeURIComponent(q.queue)}">${esc(q.queue)}</a>` },
@@ -289,10 +281,10 @@ const views = {
         n("scheduled"), n("ready"), n("leased"), n("succeeded"), n("dead"), n("cancelled"), n("deadline_missed"),
         { key: "leased_rate", label: "First leases/s", num: true, raw: (q) => perSecond(`raftline_job_wait_seconds_count{queue="${q.queue}"}`) },
         { key: "ended_rate", label: "Ended/s", num: true, raw: (q) => perSecond(`raftline_job_run_seconds_count{queue="${q.queue}"}`) },
-        { key: "policy", label: "Policy", raw: policy },
+        { key: "policy", label: "Policy", raw: policyText, html: policyHtml },
         { key: "breaker", label: "Breaker", raw: (q) => q.breaker_state, html: (q) => badge(q.breaker_state) + (q.recent_outcomes ? ` <span class="muted">${q.recent_failures}/${q.recent_outcomes} failed</span>` : "") },
-        { key: "actions", label: "", raw: () => "", html: (q) => `<button type="button" data-action="${q.paused ? "resume" : "pause"}" data-queue="${esc(q.queue)}">${q.paused ? "Resume" : "Pause"}</button>` },
-      ], d.queues, (q) => `data-queue="${esc(q.queue)}" data-paused="${q.paused}"`);
+        { key: "actions", label: "", raw: () => "", html: (q) => op(`<button type="button" data-action="${q.paused ? "resume" : "pause"}" data-queue="${esc(q.queue)}">${q.paused ? "Resume" : "Pause"}</button> `) + policyButton(q) },
+      ], d.queues, (q) => `data-queue="${esc(q.queue)}" data-paused="${q.paused}" ${policyAttrs(q)}`);
     },
   },
 
@@ -322,8 +314,8 @@ const views = {
     load: (p, id) => api("GET", `/v1/jobs/${encodeURIComponent(id)}`),
     render(j) {
       const finished = ["succeeded", "dead", "cancelled"].includes(j.state);
-      const buttons = (finished || j.state === "scheduled" ? `<button type="button" data-action="retry" data-id="${j.id}">Retry</button> ` : "")
-        + (finished ? "" : `<button type="button" class="danger" data-action="cancel" data-id="${j.id}">Cancel</button>`);
+      const buttons = op((finished || j.state === "scheduled" ? `<button type="button" data-action="retry" data-id="${j.id}">Retry</button> ` : "")
+        + (finished ? "" : `<button type="button" class="danger" data-action="cancel" data-id="${j.id}">Cancel</button>`));
       const kv = [
         ["State", badge(j.state)], ["Queue", `<a href="#/jobs?queue=${encodeURIComponent(j.queue)}">${esc(j.queue)}</a>`],
         ["Command", `<code>${esc(argv(j))}</code>`], ["Priority", esc(j.priority)],
@@ -380,13 +372,12 @@ const views = {
       const byQueue = table("Dead by queue", [
         { key: "queue", label: "Queue" },
         { key: "dead", label: "Dead", num: true },
-        { key: "actions", label: "", raw: () => "", html: (q) => (isArmed(q.queue)
-          ? `<button type="button" class="danger" data-action="requeue-all" data-queue="${esc(q.queue)}" data-count="${q.dead}">Click again to requeue ${q.dead} dead jobs of ${esc(q.queue)}</button>`
-          : `<button type="button" data-action="requeue-all" data-queue="${esc(q.queue)}" data-count="${q.dead}">Requeue all ${q.dead}</button>`) },
+        { key: "actions", label: "", raw: () => "", html: (q) => op(confirmButton(`requeue-all:${q.queue}`, `Requeue all ${q.dead}`,
+          `Click again to requeue ${q.dead} dead jobs of ${q.queue}`, `data-action="requeue-all" data-queue="${esc(q.queue)}"`)) },
       ], d.queues, (q) => `data-queue="${esc(q.queue)}" data-dead="${q.dead}"`);
       const cols = [...jobCols.filter((c) => c.key !== "finished"),
         { key: "died", label: "Died", html: (j) => when(j.finished_ms), raw: (j) => iso(j.finished_ms) },
-        { key: "actions", label: "", raw: () => "", html: (j) => `<button type="button" data-action="retry" data-id="${j.id}">Requeue</button>` }];
+        { key: "actions", label: "", raw: () => "", html: (j) => op(`<button type="button" data-action="retry" data-id="${j.id}">Requeue</button>`) }];
       const more = d.jobs.next_after_id ? `<p><button type="button" data-action="page-next" data-after="${d.jobs.next_after_id}">More</button></p>` : "";
       return byQueue + "<h2>Dead jobs</h2>" + table("Dead jobs", cols, d.jobs.jobs, jobRow) + more;
     },
@@ -427,8 +418,10 @@ const views = {
         { key: "ended", label: "Ended", html: (s) => when(s.ended_ms), raw: (s) => iso(s.ended_ms) },
         { key: "duration", label: "Ran for", raw: (s) => (s.started_ms ? span((s.ended_ms || w.now_ms) - s.started_ms) : "") },
         { key: "error", label: "Error" },
+        { key: "actions", label: "", raw: () => "", html: (s) => stepButtons(w, s) },
       ], w.steps, (s) => `data-step="${esc(s.name)}" data-state="${esc(s.state)}"`);
-      return `<h1>Workflow ${w.id} <span class="muted">${esc(w.name)}</span> ${badge(w.state)}</h1>` + cards([
+      return `<h1>Workflow ${w.id} <span class="muted">${esc(w.name)}</span> ${badge(w.state)}${w.paused ? " " + badge("paused") : ""}</h1>`
+        + `<p class="tools" data-workflow="${w.id}" data-state="${esc(w.state)}" data-paused="${w.paused}">${workflowButtons(w)}</p>` + cards([
         ["Steps", esc(w.steps.length)], ["Running", esc(w.running)], ["Critical path", esc(span(w.critical_path_ms))],
         ["Created", when(w.created_ms)], ["Finished", when(w.finished_ms)],
       ]) + `<p class="muted">Critical path: ${esc(w.critical_path.join(" → ") || "—")}</p>`
@@ -451,7 +444,7 @@ const views = {
         { key: "next", label: "Next fire", html: (s) => when(s.next_fire_ms, s.tz || "UTC"), raw: (s) => iso(s.next_fire_ms) },
         { key: "runs_started", label: "Runs started", num: true },
         { key: "last", label: "Last run", raw: (s) => (last(s) ? `${last(s).outcome} ${last(s).state}`.trim() : ""), html: (s) => (last(s) ? `${when(last(s).at_ms)} ${esc(last(s).outcome)} ${badge(last(s).state)}` : "") },
-        { key: "actions", label: "", raw: () => "", html: (s) => `<button type="button" data-action="trigger" data-id="${s.id}">Trigger now</button>` },
+        { key: "actions", label: "", raw: () => "", html: (s) => op(`<button type="button" data-action="trigger" data-id="${s.id}">Trigger now</button>`) },
       ], d.schedules, (s) => `data-id="${s.id}" data-name="${esc(s.name)}"`);
     },
   },
@@ -461,7 +454,7 @@ const views = {
     load: (p, id) => api("GET", `/v1/schedules/${encodeURIComponent(id)}`),
     render(s) {
       const runs = [...s.history].reverse();
-      return `<h1>Schedule ${esc(s.name)} <button type="button" data-action="trigger" data-id="${s.id}">Trigger now</button></h1>` + cards([
+      return `<h1>Schedule ${esc(s.name)} ${op(`<button type="button" data-action="trigger" data-id="${s.id}">Trigger now</button>`)}</h1>` + cards([
         ["Cron", esc(s.cron)], ["Zone", esc(s.tz || "UTC")], ["Next fire", when(s.next_fire_ms, s.tz || "UTC")],
         ["Runs started", esc(s.runs_started)], ["Catch-up", esc(s.catch_up)], ["Overlap", esc(s.overlap)],
       ]) + `<p>Runs: <code>${esc(s.target)}</code></p>` + table("History", [
@@ -669,17 +662,24 @@ async function refresh() {
     fresh = false;
     const loaded = view.load(r.params, r.arg);
     staleReads = false;
+    const role = probeRole();
     const data = await loaded;
+    await role;
     if (mine !== seq) return;
     tables = [];
     $("#body").innerHTML = view.render(data, r.params);
+    if ($("#policy-dialog").open) policyNow();
     renders += 1;
     document.body.dataset.renders = renders;
     document.body.dataset.view = r.view;
     $("#updated").textContent = `updated ${new Date().toLocaleTimeString()} · times in ${zone}`;
     showError(null);
   } catch (e) {
-    if (mine === seq) showError(e);
+    if (mine === seq) {
+      showError(e);
+      // A view that never loaded says so rather than "loading…" (one that did keeps its data).
+      if ($("#body").textContent.includes("loading…")) $("#body").innerHTML = '<p class="muted">not loaded</p>';
+    }
   } finally {
     staleReads = false;
     if (mine === seq) {
@@ -713,13 +713,8 @@ async function act(b) {
   if (a === "export") return exportTable(Number(b.dataset.table), b.dataset.format);
   if (a === "page-next") { cursors.push(route.params.after || ""); return go(route.view, { ...route.params, after: b.dataset.after }); }
   if (a === "page-prev") return go(route.view, { ...route.params, after: cursors.pop() || undefined });
-  if (a === "requeue-all" && !isArmed(b.dataset.queue)) {
-    armed = { queue: b.dataset.queue, until: Date.now() + ARMED_MS };
-    b.textContent = `Click again to requeue ${b.dataset.count} dead jobs of ${b.dataset.queue}`;
-    b.classList.add("danger");
-    return;
-  }
-  if (a === "requeue-all") armed = null;
+  if (a === "policy") return openPolicy(b.dataset.queue);
+  if (arming(b)) return;
   b.disabled = true;
   showError(null, "action");
   try {
@@ -744,6 +739,8 @@ async function act(b) {
     } else if (a === "trigger") {
       const r = await api("POST", `/v1/schedules/${b.dataset.id}/control`, { op: "trigger" });
       note = `schedule ${b.dataset.id} triggered: ${r.started} run(s) started`;
+    } else if (controlActions[a]) {
+      note = await controlActions[a](b);
     }
     flash(note);
     fresh = true;
@@ -833,6 +830,7 @@ function takeToken() {
 
 function start() {
   takeToken();
+  startControls();
   $("#login-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
     token = $("#token").value.trim();
@@ -856,7 +854,7 @@ function start() {
     if (b) act(b);
   });
   document.addEventListener("submit", (ev) => {
-    if (ev.target.id === "login-form") return;
+    if (ev.target.id === "login-form" || ev.target.id === "policy-form") return;
     ev.preventDefault();
     const params = Object.fromEntries([...new FormData(ev.target)].filter(([, v]) => v !== ""));
     cursors = [];
