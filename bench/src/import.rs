@@ -1,9 +1,10 @@
 //! import: `raftline import redis` of a list of `--jobs` small elements (1,000,000 by default)
 //! from a local `redis-server` into the bench's cluster, run as the real CLI in a child
 //! process: items per second, and the importer's peak RSS (its `ru_maxrss` from `wait4`),
-//! which the import's bounded memory must keep under 200 MiB at a million elements. Then a
-//! second run of the same import: everything is answered as already present, nothing is
-//! created (its rate is the re-run's).
+//! which the import's bounded memory must keep under 200 MiB at a million elements. Then the
+//! same import twice more: from the cursor it kept in the cluster (nothing left to read past
+//! it), and with `--from-start` (everything read and sent again, every item answered as
+//! already present, nothing created).
 
 use std::io::Write;
 use std::path::Path;
@@ -98,7 +99,7 @@ struct Run {
 }
 
 /// Runs the import as a child and reaps it with `wait4` for its peak RSS.
-fn import(b: &Bench, port: u16, key: &str) -> Result<Run, String> {
+fn import(b: &Bench, port: u16, key: &str, extra: &[&str]) -> Result<Run, String> {
     let bin = raftline_jepsen::cluster::raftline_bin()?;
     let c = b
         .cluster
@@ -126,6 +127,7 @@ fn import(b: &Bench, port: u16, key: &str) -> Result<Run, String> {
         "bench-import",
         "--json",
     ])
+    .args(extra)
     .stdout(Stdio::piped())
     .stderr(Stdio::inherit());
     let started = Instant::now();
@@ -175,8 +177,13 @@ pub async fn run(b: &mut Bench, dir: &Path, port: u16, n: u64) {
         "import     {n} list elements pushed to redis in {:.1} s",
         filled.elapsed().as_secs_f64()
     );
-    for (round, what) in [(1, "first run"), (2, "re-run")] {
-        let run = match tokio::task::block_in_place(|| import(b, port, key)) {
+    let rounds: [(u32, &str, &[&str]); 3] = [
+        (1, "first run", &[]),
+        (2, "re-run from the cursor", &[]),
+        (3, "re-run --from-start", &["--from-start"]),
+    ];
+    for (round, what, extra) in rounds {
+        let run = match tokio::task::block_in_place(|| import(b, port, key, extra)) {
             Ok(r) => r,
             Err(e) => {
                 println!("import     {what}: {e}");

@@ -28,7 +28,8 @@
 //! - rest: submit over the REST API against gRPC submit, 16 clients, alternating rounds
 //!   (`rest.rs`).
 //! - import: `raftline import redis` of a 1,000,000-element list from a local redis-server:
-//!   items/s and the importer's peak RSS, then the same import again (`import.rs`).
+//!   items/s and the importer's peak RSS, then the same import again from its cursor and from
+//!   the start (`import.rs`).
 //! - security: W1 and W2 with auth and TLS on (this cluster) against a second cluster with
 //!   both off, in alternating rounds, printed as ratios (`security.rs`).
 //!

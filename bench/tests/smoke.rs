@@ -130,7 +130,9 @@ fn import_quick_run_prints_both_runs() {
     }
     for line in [
         "import     first run: 10000 elements",
-        "import     re-run: 10000 elements",
+        "import     re-run from the cursor: 10000 elements",
+        "import     re-run --from-start: 10000 elements",
+        "\"already_present\":10000",
         "importer peak RSS",
     ] {
         assert!(
