@@ -7,76 +7,18 @@
 //! where a missing tool fails it.
 
 mod common;
+mod redis_server;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::{Command, Stdio};
 
 use common::*;
 use raftline::client::Client;
 use raftline::import::redis::{import, RedisImport};
 use raftline::import::sink::Summary;
 use raftline::proto::pb;
-
-/// A `redis-server` child on a free port, without persistence, in a temp dir.
-struct Redis {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Redis {
-    /// Starts one on a free port.
-    async fn start(binary: &Path) -> Redis {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let port = free_port();
-        let child = Command::new(binary)
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn redis-server");
-        let redis = Redis {
-            child,
-            port,
-            _dir: dir,
-        };
-        let url = redis.url();
-        wait_for("redis-server to answer", Duration::from_secs(10), || {
-            let url = url.clone();
-            async move { raftline::import::redis::connect(&url).await.ok() }
-        })
-        .await;
-        redis
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-
-    /// Runs one command, panicking on an error reply.
-    async fn cmd<T: redis::FromRedisValue>(&self, args: &[&str]) -> T {
-        let mut con = raftline::import::redis::connect(&self.url())
-            .await
-            .expect("connect");
-        let mut cmd = redis::cmd(args[0]);
-        for a in &args[1..] {
-            cmd.arg(*a);
-        }
-        cmd.query_async(&mut con).await.expect("redis command")
-    }
-}
+use redis_server::Redis;
 
 /// Whether `program --version` runs.
 fn runs(program: &str) -> bool {
@@ -194,10 +136,10 @@ fn ids(v: &serde_json::Value) -> Vec<String> {
 /// its bounds is refused at the edge.
 #[tokio::test(flavor = "multi_thread")]
 async fn import_bullmq_from_the_real_client() {
-    let Some((fixture, redis_bin)) = tools() else {
+    let Some((fixture, _)) = tools() else {
         return;
     };
-    let redis = Redis::start(&redis_bin).await;
+    let redis = Redis::start().await.expect("redis-server was found above");
     let made = fill(&fixture, &redis.url(), "mail");
     // Two hashes the client would never write: garbage data, and an id without a hash.
     redis

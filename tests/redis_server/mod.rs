@@ -1,4 +1,5 @@
-//! A `redis-server` child for the import tests (`import_redis.rs`, `import_redis_crash.rs`).
+//! A `redis-server` child for the import tests (`import_redis.rs`, `import_redis_crash.rs`,
+//! `import_bullmq.rs`).
 #![allow(dead_code)]
 
 use std::path::Path;

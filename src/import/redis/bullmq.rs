@@ -149,6 +149,23 @@ pub enum Found {
 }
 
 /// Why a hash is skipped: its field `field` is missing or garbage.
+/// One page of a sorted set with scores: `page` members from rank `start`.
+async fn zrange_page(
+    con: &mut MultiplexedConnection,
+    key: &str,
+    start: i64,
+    page: i64,
+) -> Result<Vec<(String, f64)>> {
+    redis::cmd("ZRANGE")
+        .arg(key)
+        .arg(start)
+        .arg(start + page - 1)
+        .arg("WITHSCORES")
+        .query_async(con)
+        .await
+        .map_err(|e| redis_error(key, e))
+}
+
 fn garbage(field: &str) -> String {
     format!("bullmq job hash with missing or garbage `{field}`")
 }
@@ -398,14 +415,7 @@ impl BullReader<'_> {
         let page = sink.batch as i64;
         let mut start: i64 = 0;
         loop {
-            let members: Vec<(String, f64)> = redis::cmd("ZRANGE")
-                .arg(&key)
-                .arg(start)
-                .arg(start + page - 1)
-                .arg("WITHSCORES")
-                .query_async(con)
-                .await
-                .map_err(|e| redis_error(&key, e))?;
+            let members = zrange_page(con, &key, start, page).await?;
             if members.is_empty() {
                 return Ok(());
             }

@@ -188,12 +188,7 @@ impl ListReader<'_> {
         stored: Option<Vec<u8>>,
         summary: &mut Summary,
     ) -> Result<()> {
-        let total: u64 = redis::cmd("LLEN")
-            .arg(self.key)
-            .query_async(con)
-            .await
-            .map_err(|e| redis_error(self.key, e))?;
-        let progress = Progress::new(total, self.json);
+        let progress = Progress::new(llen(con, self.key).await?, self.json);
         let page = sink.batch as i64;
         let mut tail = Tail::new();
         if let Some((n, digest)) = stored.as_deref().and_then(parse_cursor) {
@@ -243,12 +238,7 @@ impl ListReader<'_> {
     ) -> Result<()> {
         let holding = format!("{}{HOLDING_SUFFIX}", self.key);
         let batch_key = format!("{}{BATCH_ID_SUFFIX}", self.key);
-        let total: u64 = redis::cmd("LLEN")
-            .arg(self.key)
-            .query_async(con)
-            .await
-            .map_err(|e| redis_error(self.key, e))?;
-        let progress = Progress::new(total, self.json);
+        let progress = Progress::new(llen(con, self.key).await?, self.json);
         loop {
             self.import_holding(con, sink, &holding, &batch_key, summary)
                 .await?;
@@ -405,6 +395,15 @@ fn batch_id() -> Result<String> {
 
 fn is_batch_id(id: &str) -> bool {
     id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The list's length (LLEN).
+async fn llen(con: &mut MultiplexedConnection, key: &str) -> Result<u64> {
+    redis::cmd("LLEN")
+        .arg(key)
+        .query_async(con)
+        .await
+        .map_err(|e| redis_error(key, e))
 }
 
 #[cfg(test)]

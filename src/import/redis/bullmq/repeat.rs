@@ -37,7 +37,7 @@ use std::collections::{BTreeMap, HashMap};
 use redis::aio::MultiplexedConnection;
 
 use super::super::redis_error;
-use super::{backoff, json_field, priority, Queue};
+use super::{backoff, json_field, priority, zrange_page, Queue};
 use crate::error::Result;
 use crate::import::sink::{Sink, Summary};
 use crate::machine::limits;
@@ -214,14 +214,7 @@ impl Repeatables<'_> {
         // Schedules already in the cluster, name -> (cron, zone); read once, when needed.
         let mut known: Option<BTreeMap<String, (String, String)>> = None;
         loop {
-            let members: Vec<(String, f64)> = redis::cmd("ZRANGE")
-                .arg(&key)
-                .arg(start)
-                .arg(start + page - 1)
-                .arg("WITHSCORES")
-                .query_async(con)
-                .await
-                .map_err(|e| redis_error(&key, e))?;
+            let members = zrange_page(con, &key, start, page).await?;
             let count = members.len() as i64;
             let mut pipe = redis::pipe();
             for (member, score) in &members {
