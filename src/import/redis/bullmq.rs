@@ -445,7 +445,8 @@ impl BullReader<'_> {
 mod tests {
     use super::*;
 
-    fn hash(fields: &[(&str, &str)]) -> HashMap<String, String> {
+    /// A job hash from field pairs (also for `repeat`'s tests).
+    pub(super) fn hash(fields: &[(&str, &str)]) -> HashMap<String, String> {
         fields
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -303,14 +303,8 @@ impl Repeatables<'_> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::hash;
     use super::*;
-
-    fn hash(fields: &[(&str, &str)]) -> HashMap<String, String> {
-        fields
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
 
     fn job_of(req: &pb::CreateScheduleRequest) -> &pb::SubmitRequest {
         match &req.target {
