@@ -260,6 +260,39 @@ async fn import_redis_stream_group_ack() {
         .await
         .expect("group again");
     assert_eq!((s.read, s.created, s.already_present), (1, 0, 1), "{s:?}");
+
+    // `--all`: a group's Stream from its first entry, not only after the last-delivered id.
+    let a: String = redis.cmd(&["XADD", "ev:all", "*", "n", "a"]).await;
+    redis
+        .cmd::<String>(&["XADD", "ev:all", "*", "n", "b"])
+        .await;
+    redis
+        .cmd::<()>(&["XGROUP", "CREATE", "ev:all", "g", &a])
+        .await;
+    let s = run(&client, &args(&redis, "stream:ev:all:g", "sa"))
+        .await
+        .expect("group");
+    assert_eq!(
+        (s.read, s.created),
+        (1, 1),
+        "after the last-delivered id: {s:?}"
+    );
+    let mut all = args(&redis, "stream:ev:all:g", "sa");
+    (all.all, all.from_start) = (true, true);
+    let s = run(&client, &all).await.expect("--all");
+    assert_eq!(
+        (s.read, s.created, s.already_present),
+        (2, 1, 1),
+        "every entry: {s:?}"
+    );
+    assert!(jobs_of(&client, "sa")
+        .await
+        .contains_key(&format!("stream:ev:all:{a}")));
+    all.ack = true;
+    match run(&client, &all).await {
+        Err(Error::InvalidArgument { field, .. }) => assert_eq!(field, "all"),
+        other => panic!("--all with --ack: {other:?}"),
+    }
 }
 
 /// The queue's jobs as (idempotency key, argv) of shell jobs.
@@ -431,8 +464,11 @@ async fn import_redis_bad_input() {
     inject.command_template = Some(r#"sh -c "echo {}""#.into());
     let mut dry = args(&redis, "list:work", "bad");
     (dry.dry_run, dry.continuous) = (true, true);
+    let mut all = args(&redis, "list:work", "bad");
+    all.all = true;
     for (a, field) in [
         (drain, "drain"),
+        (all, "all"),
         (inject, "command-template"),
         (dry, "continuous"),
     ] {

@@ -61,6 +61,11 @@ pub struct RedisImport {
     /// `raftline-import`, so a crash in between leaves them pending for the next run.
     #[arg(long)]
     pub ack: bool,
+    /// `stream:KEY:GROUP` only, read-only: every entry of the Stream (after the stored
+    /// position, if any), not only those after the group's last-delivered id; the group's
+    /// pending entries are still read first and tagged `redis-pending`.
+    #[arg(long)]
+    pub all: bool,
     /// Print the summary as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -252,6 +257,18 @@ fn check_flags(args: &RedisImport, source: &Source) -> Result<()> {
             format!("--ack needs a consumer group: --from stream:KEY:GROUP, not {from}"),
         );
     }
+    if args.all && !matches!(source, Source::Stream { group: Some(_), .. }) {
+        return invalid(
+            "all",
+            format!("--all needs a consumer group: --from stream:KEY:GROUP, not {from}"),
+        );
+    }
+    if args.all && args.ack {
+        return invalid(
+            "all",
+            "--all reads past the group and --ack reads through it: they exclude each other".into(),
+        );
+    }
     if args.drain && !matches!(source, Source::List { .. }) {
         return invalid(
             "drain",
@@ -388,6 +405,7 @@ pub async fn import_until(
                 key,
                 group: group.as_deref(),
                 ack: args.ack && !args.dry_run,
+                all: args.all,
                 json: args.json,
                 continuous: args.continuous,
                 stop,

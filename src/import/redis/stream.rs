@@ -7,7 +7,7 @@
 //! - Without a group: every entry, XRANGE in pages of `--batch`.
 //! - With a group, read-only: first the group's pending entries (XPENDING, any consumer:
 //!   delivered, never acknowledged), tagged `redis-pending`, then the entries after the
-//!   group's last-delivered id. Nothing in Redis changes.
+//!   group's last-delivered id (every entry with `--all`). Nothing in Redis changes.
 //! - With a group and `--ack`: pending entries as above, each XACKed once raftline has
 //!   acknowledged its job; then the undelivered entries are read with XREADGROUP as consumer
 //!   [`CONSUMER`] (which makes them pending to it), submitted, and XACKed. A crash between
@@ -127,6 +127,9 @@ pub struct StreamReader<'a> {
     pub group: Option<&'a str>,
     /// XACK what raftline acknowledged (a group, not a dry run).
     pub ack: bool,
+    /// `--all` (a group, read-only): every entry after the stored position, not only those
+    /// after the group's last-delivered id.
+    pub all: bool,
     /// `--json`: no per-item lines in a dry run, no progress line.
     pub json: bool,
     /// `--continuous`: keep reading until `stop`.
@@ -164,7 +167,11 @@ impl StreamReader<'_> {
                     self.claim(con, group, sink, summary, &progress).await?;
                 } else {
                     let last = check_group(con, self.key, group).await?;
-                    let after = later(last, stored);
+                    let after = if self.all {
+                        stored.unwrap_or_else(|| "0-0".into())
+                    } else {
+                        later(last, stored)
+                    };
                     self.range(con, after, sink, position, summary, &progress)
                         .await?;
                 }
