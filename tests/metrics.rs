@@ -90,6 +90,11 @@ async fn metrics_match_the_api_after_a_scripted_run() {
     );
     let applied = get(&samples, "raftline_raft_last_applied", &[]).unwrap();
     assert!(applied >= index as f64, "{applied} < {index}");
+    let committed = get(&samples, "raftline_raft_committed_index", &[]).unwrap();
+    assert!(
+        committed >= index as f64,
+        "committed {committed} < applied {index}"
+    );
     let submits = get(
         &samples,
         "raftline_applied_commands_total",

@@ -144,6 +144,8 @@ pub struct RaftStatus {
     pub last_applied: u64,
     /// Index of the last log entry.
     pub last_log_index: u64,
+    /// Index of the last entry known committed.
+    pub committed_index: u64,
     /// Index covered by the last snapshot.
     pub snapshot_index: u64,
     /// Index up to which the log was purged.
@@ -416,6 +418,7 @@ impl Replica {
             term: m.current_term,
             last_applied: m.last_applied.map_or(0, |l| l.index),
             last_log_index: m.last_log_index.unwrap_or(0),
+            committed_index: self.log.committed_index(),
             snapshot_index: m.snapshot.map_or(0, |l| l.index),
             purged_index: m.purged.map_or(0, |l| l.index),
             members: membership

@@ -142,6 +142,12 @@ impl WalLogStore {
         self.syncs.count.load(Ordering::Relaxed)
     }
 
+    /// Index of the last entry this node knows committed (as openraft last told the store;
+    /// 0 before any).
+    pub fn committed_index(&self) -> u64 {
+        lock(&self.inner).map_or(0, |i| i.state.committed.map_or(0, |l| l.index))
+    }
+
     /// Total microseconds spent in those syncs.
     pub fn fsync_micros(&self) -> u64 {
         self.syncs.micros.load(Ordering::Relaxed)

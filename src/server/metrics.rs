@@ -86,6 +86,13 @@ fn raft(r: &mut Registry, replica: &Replica) {
         "Index of the last log entry",
         last,
     );
+    let committed = int(s.committed_index);
+    gauge(
+        r,
+        "raftline_raft_committed_index",
+        "Index of the last entry this node knows committed",
+        committed,
+    );
     let snap = int(s.snapshot_index);
     gauge(
         r,
