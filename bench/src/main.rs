@@ -115,11 +115,11 @@ struct Bench {
 
 impl Bench {
     async fn fsyncs(&self) -> u64 {
-        self.metric_sum("raftline_log_fsyncs_total").await as u64
+        self.metric_sum("raftline_log_fsyncs").await as u64
     }
 
     async fn flush_secs(&self) -> f64 {
-        self.metric_sum("raftline_log_flush_seconds_total").await
+        self.metric_sum("raftline_log_fsync_seconds_sum").await
     }
 
     async fn metric_sum(&self, name: &str) -> f64 {
