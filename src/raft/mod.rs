@@ -100,7 +100,8 @@ async fn snapshot_by_log_bytes(
     every: u64,
     snapshot_file: std::path::PathBuf,
 ) {
-    let mut metrics = raft.metrics();
+    // Looked at every `check`, not on each metrics report (several per write).
+    let metrics = raft.metrics();
     let mut last_snapshot = metrics.borrow().snapshot;
     let mut base = log.appended_bytes();
     let check = Duration::from_millis(crate::machine::limits::SNAPSHOT_BYTES_CHECK_MS);
@@ -108,10 +109,11 @@ async fn snapshot_by_log_bytes(
     // it is asked again after a while until a snapshot actually appears.
     let mut asked: Option<Instant> = None;
     loop {
-        if let Ok(Err(_)) = tokio::time::timeout(check, metrics.changed()).await {
+        tokio::time::sleep(check).await;
+        if metrics.has_changed().is_err() {
             return;
         }
-        let snapshot = metrics.borrow_and_update().snapshot;
+        let snapshot = metrics.borrow().snapshot;
         if snapshot != last_snapshot {
             last_snapshot = snapshot;
             base = log.appended_bytes();
@@ -162,19 +164,32 @@ pub struct RaftStatus {
 }
 
 /// Notifications of Raft state changes, see [`Replica::changes`].
-pub struct Changes(tokio::sync::watch::Receiver<openraft::RaftMetrics<u64, PeerNode>>);
+///
+/// It wakes once per applied batch of entries and on each change of vote, role, leader or
+/// membership; not on every Raft event (an append, a flush, a follower's progress each
+/// report openraft's metrics, several times per write), which woke every waiter on every node
+/// several times per write.
+pub struct Changes {
+    applies: tokio::sync::watch::Receiver<u64>,
+    server: tokio::sync::watch::Receiver<openraft::metrics::RaftServerMetrics<u64, PeerNode>>,
+}
 
 impl Changes {
     /// Waits for the next change after the last one seen.
     pub async fn changed(&mut self) {
-        if self.0.changed().await.is_err() {
+        let changed = tokio::select! {
+            r = self.applies.changed() => r.is_ok(),
+            r = self.server.changed() => r.is_ok(),
+        };
+        if !changed {
             std::future::pending::<()>().await;
         }
     }
 
     /// Marks the current state as seen.
     pub fn mark_seen(&mut self) {
-        self.0.borrow_and_update();
+        self.applies.borrow_and_update();
+        self.server.borrow_and_update();
     }
 }
 
@@ -194,6 +209,9 @@ enum ForwardReply {
 /// old node can't misread a new one during a rolling upgrade.
 pub const PEER_PROTOCOL: u32 = 1;
 
+/// How often [`Replica::failed`] looks whether Raft stopped on a fatal error.
+const FAILED_POLL_MS: u64 = 50;
+
 /// The metadata key that carries [`PEER_PROTOCOL`].
 pub const PEER_PROTOCOL_HEADER: &str = "raftline-peer-protocol";
 
@@ -211,6 +229,8 @@ pub struct Replica {
     id: u64,
     raft: Raft<TypeConfig>,
     applied: SharedApplied,
+    /// Changes after each applied batch (`Changes`).
+    applies: tokio::sync::watch::Receiver<u64>,
     log: WalLogStore,
     request_timeout: Duration,
     election_timeout_max: u64,
@@ -266,6 +286,7 @@ impl Replica {
             ))
         })?;
         let applied = sm.applied();
+        let applies = sm.applies();
         let local_ip = config.peer_source_ip(id);
         let heard = network::Heard::default();
         let network = network::Network {
@@ -289,6 +310,7 @@ impl Replica {
             batcher,
             raft,
             applied,
+            applies,
             log,
             request_timeout,
             election_timeout_max: config.election_timeout_max_ms,
@@ -358,7 +380,10 @@ impl Replica {
     /// A watch that fires whenever this node's Raft state changes (an entry applied, a leader
     /// elected).
     pub fn changes(&self) -> Changes {
-        Changes(self.raft.metrics())
+        Changes {
+            applies: self.applies.clone(),
+            server: self.raft.server_metrics(),
+        }
     }
 
     /// A digest of the applied state (FNV-1a 64 of its encoding, hex) and the log index it
@@ -677,12 +702,15 @@ impl Replica {
     /// Completes when Raft has stopped on a fatal error (a failing or full disk, a broken
     /// invariant), with its description. Pending forever while Raft runs normally.
     pub async fn failed(&self) -> String {
-        let mut metrics = self.raft.metrics();
+        // Polled, not woken by every metrics report (several per write).
+        let metrics = self.raft.metrics();
+        let mut every = tokio::time::interval(Duration::from_millis(FAILED_POLL_MS));
         loop {
-            if let Err(e) = &metrics.borrow_and_update().running_state {
+            every.tick().await;
+            if let Err(e) = &metrics.borrow().running_state {
                 return e.to_string();
             }
-            if metrics.changed().await.is_err() {
+            if metrics.has_changed().is_err() {
                 return "raft stopped unexpectedly".to_string();
             }
         }

@@ -63,6 +63,8 @@ pub struct StateMachineStore {
     dir: PathBuf,
     /// Where finished jobs are kept (the state's, loaded with each snapshot).
     cold: Cold,
+    /// Bumped after every apply and snapshot install: what [`super::Changes`] waits on.
+    applies: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 fn snap_read_err(e: impl std::error::Error + 'static) -> StorageError<NodeId> {
@@ -82,6 +84,7 @@ impl StateMachineStore {
             current: Arc::default(),
             dir: dir.to_path_buf(),
             cold: cold_store::open(&db).map_err(snap_read_err)?,
+            applies: Arc::new(tokio::sync::watch::channel(0).0),
         };
         let path = dir.join(snapshot_file::FILE);
         let loaded = if path.exists() {
@@ -157,6 +160,17 @@ impl StateMachineStore {
     /// The shared applied state.
     pub fn applied(&self) -> SharedApplied {
         self.applied.clone()
+    }
+
+    /// A watch that changes after each apply of committed entries and each snapshot install
+    /// (once per applied batch, not per Raft event).
+    pub fn applies(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.applies.subscribe()
+    }
+
+    /// Wakes what waits on [`Self::applies`]; called with the state lock released.
+    fn applied_changed(&self) {
+        self.applies.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// The snapshot file, opened for reading, with its meta.
@@ -302,6 +316,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             };
             responses.push(response);
         }
+        drop(applied);
+        self.applied_changed();
         Ok(responses)
     }
 
@@ -370,6 +386,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         .await
         .map_err(snap_write_err)??;
         *self.current.lock().expect("snapshot lock poisoned") = Some(meta.clone());
+        self.applied_changed();
         tracing::info!(snapshot = %meta.snapshot_id, "installed snapshot");
         Ok(())
     }
