@@ -183,7 +183,8 @@ pub struct WalLogStore {
     inner: Arc<Mutex<Inner>>,
     flusher: mpsc::Sender<Completion>,
     /// Taken by the flusher between its first callback and the rest of a group; a test holds
-    /// it to queue a group deterministically.
+    /// it to queue a group deterministically (only tests read it here).
+    #[cfg_attr(not(test), allow(dead_code))]
     gate: Arc<Mutex<()>>,
     syncs: Arc<Syncs>,
     /// This node's id: a committed vote for it is read back uncommitted (see `read_vote`).
