@@ -372,6 +372,13 @@ impl Replica {
         has
     }
 
+    /// Index of the last entry applied to the state that reads see. It moves before
+    /// [`Changes`] fires for it, whereas openraft's metrics (`status`) catch up only after.
+    pub fn applied_index(&self) -> u64 {
+        let applied = self.applied.read().expect("state lock poisoned");
+        applied.last_applied.map_or(0, |l| l.index)
+    }
+
     /// Whether this node is the leader, as far as it knows.
     pub fn is_leader(&self) -> bool {
         self.raft.metrics().borrow().current_leader == Some(self.id)

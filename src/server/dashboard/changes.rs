@@ -143,7 +143,9 @@ impl Watch {
         loop {
             // Marked before the read, so a change after the read wakes the wait below.
             self.changes.mark_seen();
-            let applied = self.replica.status().last_applied;
+            // From the applied state, not openraft's metrics: they are updated after the
+            // apply that wakes this wait, so reading them here could miss the last change.
+            let applied = self.replica.applied_index();
             if self.sent != Some(applied) {
                 let due = self.last_sent + EVENT_GAP;
                 if Instant::now() < due {
