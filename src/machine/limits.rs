@@ -483,11 +483,6 @@ pub const WAL_META_BYTES_MAX: u64 = 64 * 1024;
 /// Append callbacks queued for the log's flusher before `append` waits for room; one sync
 /// completes all of them (group commit).
 pub const WAL_FLUSH_QUEUE_MAX: usize = 4096;
-/// Newest log entries a node keeps decoded in memory for replication to read (the leader
-/// sends what it just appended); older ones are read from the segment files.
-pub const WAL_RECENT_ENTRIES_MAX: usize = 4096;
-/// Most encoded bytes of those entries.
-pub const WAL_RECENT_BYTES_MAX: usize = 32 << 20;
 const _: () = assert!(WAL_RECORD_BYTES_MAX <= u32::MAX as u64);
 
 /// Bytes of a user name in `run_as`.

@@ -9,10 +9,9 @@
 //!
 //! Durability:
 //! - `append` writes the entries (into the page cache) and hands openraft's callback to ONE
-//!   flusher thread over a bounded channel. The flusher takes every callback queued meanwhile,
-//!   does one `fdatasync` of the active segment for all of them (group commit), then completes
-//!   them. (A thread of its own, not a task that hands each sync to a blocking thread: that
-//!   cost two more wake-ups per write on every node.) A callback is sent only after its bytes were written, and
+//!   flusher task over a bounded channel. The flusher takes every callback queued meanwhile,
+//!   does one `fdatasync` of the active segment for all of them (group commit) on a blocking
+//!   thread, then completes them. A callback is sent only after its bytes were written, and
 //!   completed only after a sync that began after that, so no callback fires before its
 //!   entries are on stable storage. Older segments were synced when the log rolled past them.
 //! - `save_vote` and `purge` write meta durably before they return; `truncate` cuts and syncs
@@ -26,8 +25,8 @@
 //! Invariants: the purged index in `meta` equals the index of [`State::last_purged`] (both in
 //! one atomic write); every entry read back carries the index it was stored under.
 //!
-//! Blocking: group-commit syncs run on the flusher thread; the vote, purge and truncate
-//! writes on blocking threads. Appends write into the page cache and reads use `pread`, inline under a std
+//! Blocking: group-commit syncs and the vote, purge and truncate writes run on blocking
+//! threads. Appends write into the page cache and reads use `pread`, inline under a std
 //! mutex (short). The exception is a roll inside `append`, once per `WAL_SEGMENT_BYTES`: it
 //! syncs the old segment and creates the new one (`sync_all`, directory fsync) inline.
 //!
@@ -50,7 +49,7 @@ use tokio::sync::mpsc;
 use super::wal::{self, Wal};
 use super::TypeConfig;
 use crate::machine::codec;
-use crate::machine::limits::{WAL_FLUSH_QUEUE_MAX, WAL_RECENT_BYTES_MAX, WAL_RECENT_ENTRIES_MAX};
+use crate::machine::limits::WAL_FLUSH_QUEUE_MAX;
 
 type NodeId = u64;
 type Entry = openraft::Entry<TypeConfig>;
@@ -74,86 +73,6 @@ pub struct State {
 struct Inner {
     wal: Wal,
     state: State,
-    /// The newest entries appended, consecutive, so the leader's replication reads what it
-    /// just appended without reading the file and decoding it again (most of its log reads).
-    /// At most `WAL_RECENT_ENTRIES_MAX` entries and `WAL_RECENT_BYTES_MAX` encoded bytes.
-    recent: Recent,
-}
-
-/// The cache of [`Inner::recent`].
-#[derive(Default)]
-struct Recent {
-    entries: std::collections::VecDeque<(Entry, usize)>,
-    bytes: usize,
-}
-
-impl Recent {
-    /// Adds `entry` (encoded in `len` bytes), which follows the newest one held (or else
-    /// replaces them all), and drops the oldest past the bounds.
-    fn push(&mut self, entry: Entry, len: usize) {
-        let follows = self
-            .entries
-            .back()
-            .is_none_or(|(e, _)| e.log_id.index + 1 == entry.log_id.index);
-        if !follows {
-            self.clear();
-        }
-        self.bytes += len;
-        self.entries.push_back((entry, len));
-        while self.entries.len() > WAL_RECENT_ENTRIES_MAX || self.bytes > WAL_RECENT_BYTES_MAX {
-            match self.entries.pop_front() {
-                Some((_, len)) => self.bytes -= len,
-                None => break,
-            }
-        }
-    }
-
-    /// Forgets entries at or after `index` (a truncation).
-    fn cut_from(&mut self, index: u64) {
-        while self
-            .entries
-            .back()
-            .is_some_and(|(e, _)| e.log_id.index >= index)
-        {
-            if let Some((_, len)) = self.entries.pop_back() {
-                self.bytes -= len;
-            }
-        }
-    }
-
-    /// Forgets entries at or before `index` (a purge).
-    fn drop_upto(&mut self, index: u64) {
-        while self
-            .entries
-            .front()
-            .is_some_and(|(e, _)| e.log_id.index <= index)
-        {
-            if let Some((_, len)) = self.entries.pop_front() {
-                self.bytes -= len;
-            }
-        }
-    }
-
-    fn clear(&mut self) {
-        self.entries.clear();
-        self.bytes = 0;
-    }
-
-    /// The entries `start..end`, if all of them are held.
-    fn range(&self, start: u64, end: u64) -> Option<Vec<Entry>> {
-        let first = self.entries.front()?.0.log_id.index;
-        let last = self.entries.back()?.0.log_id.index;
-        if start < first || end > last + 1 || start >= end {
-            return None;
-        }
-        let from = (start - first) as usize;
-        Some(
-            self.entries
-                .range(from..from + (end - start) as usize)
-                .map(|(e, _)| e.clone())
-                .collect(),
-        )
-    }
 }
 
 /// Counters of durable points, shared with the flusher.
@@ -182,10 +101,6 @@ impl Syncs {
 pub struct WalLogStore {
     inner: Arc<Mutex<Inner>>,
     flusher: mpsc::Sender<Completion>,
-    /// Taken by the flusher between its first callback and the rest of a group; a test holds
-    /// it to queue a group deterministically (only tests read it here).
-    #[cfg_attr(not(test), allow(dead_code))]
-    gate: Arc<Mutex<()>>,
     syncs: Arc<Syncs>,
     /// This node's id: a committed vote for it is read back uncommitted (see `read_vote`).
     node_id: NodeId,
@@ -204,32 +119,18 @@ fn vote_err(e: impl std::error::Error + 'static) -> StorageError<NodeId> {
 }
 
 impl WalLogStore {
-    /// Opens (or creates) the log in `dir` and starts its flusher thread, which ends when the
-    /// last clone of the store is dropped. A damaged log or meta file is refused naming the
-    /// file and offset.
+    /// Opens (or creates) the log in `dir` and starts its flusher task (needs a tokio
+    /// runtime). A damaged log or meta file is refused naming the file and offset.
     pub fn open(dir: &Path, node_id: NodeId) -> Result<WalLogStore, wal::Error> {
         let wal = Wal::open(dir)?;
         let state = decode_state(&wal)?;
-        let inner = Arc::new(Mutex::new(Inner {
-            wal,
-            state,
-            recent: Recent::default(),
-        }));
+        let inner = Arc::new(Mutex::new(Inner { wal, state }));
         let syncs = Arc::new(Syncs::default());
-        let gate = Arc::new(Mutex::new(()));
         let (tx, rx) = mpsc::channel(WAL_FLUSH_QUEUE_MAX);
-        let (i, s, g) = (inner.clone(), syncs.clone(), gate.clone());
-        std::thread::Builder::new()
-            .name("raftline-wal-sync".into())
-            .spawn(move || flusher(&i, rx, &s, &g))
-            .map_err(|source| wal::Error::Io {
-                path: dir.to_path_buf(),
-                source,
-            })?;
+        tokio::spawn(flusher(inner.clone(), rx, syncs.clone()));
         Ok(WalLogStore {
             inner,
             flusher: tx,
-            gate,
             syncs,
             node_id,
         })
@@ -264,23 +165,12 @@ impl WalLogStore {
         done: Completion,
     ) -> Result<(), StorageError<NodeId>> {
         let mut records = Vec::new();
-        let mut kept = Vec::new();
         for entry in entries {
             let bytes = codec::encode(&entry).map_err(write_err)?;
-            kept.push((entry, bytes.len()));
-            records.push((kept[kept.len() - 1].0.log_id.index, bytes));
+            records.push((entry.log_id.index, bytes));
         }
         let bytes: usize = records.iter().map(|(_, r)| r.len()).sum();
-        {
-            let mut inner = self.lock()?;
-            if let Err(e) = inner.wal.append(records) {
-                inner.recent.clear();
-                return Err(write_err(e));
-            }
-            for (entry, len) in kept {
-                inner.recent.push(entry, len);
-            }
-        }
+        self.lock()?.wal.append(records).map_err(write_err)?;
         self.syncs
             .appended
             .fetch_add(bytes as u64, Ordering::Relaxed);
@@ -357,41 +247,30 @@ fn decode_state(wal: &Wal) -> Result<State, wal::Error> {
     Ok(state)
 }
 
-/// Syncs the active segment: Ok or what went wrong.
-fn sync_active(inner: &Mutex<Inner>, syncs: &Syncs) -> Result<(), String> {
+/// Syncs the active segment on a blocking thread: Ok or what went wrong.
+async fn sync_active(inner: &Mutex<Inner>, syncs: &Syncs) -> Result<(), String> {
     let handle = lock(inner)?.wal.sync_handle();
     let Some(file) = handle else {
         return Ok(());
     };
     let started = Instant::now();
-    let result = wal::sync_data(&file);
+    let result = tokio::task::spawn_blocking(move || wal::sync_data(&file)).await;
     syncs.record(started);
-    result.map_err(|e| format!("syncing the raft log: {e}"))
+    match result {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("syncing the raft log: {e}")),
+        Err(e) => Err(format!("syncing the raft log: {e}")),
+    }
 }
 
-/// The flusher thread: completes append callbacks; every callback queued while a sync ran
-/// shares the next one.
-fn flusher(
-    inner: &Mutex<Inner>,
-    mut rx: mpsc::Receiver<Completion>,
-    syncs: &Syncs,
-    gate: &Mutex<()>,
-) {
+/// Completes append callbacks: every callback queued while a sync ran shares the next one.
+async fn flusher(inner: Arc<Mutex<Inner>>, mut rx: mpsc::Receiver<Completion>, syncs: Arc<Syncs>) {
     let mut batch = Vec::new();
     let mut failed: Option<String> = None;
-    while let Some(first) = rx.blocking_recv() {
-        batch.push(first);
-        let held = gate.lock().unwrap_or_else(|e| e.into_inner());
-        while batch.len() < WAL_FLUSH_QUEUE_MAX {
-            let Ok(next) = rx.try_recv() else {
-                break;
-            };
-            batch.push(next);
-        }
-        drop(held);
+    while rx.recv_many(&mut batch, WAL_FLUSH_QUEUE_MAX).await > 0 {
         let result = match &failed {
             Some(reason) => Err(format!("an earlier sync failed: {reason}")),
-            None => sync_active(inner, syncs),
+            None => sync_active(&inner, &syncs).await,
         };
         if let Err(reason) = &result {
             tracing::error!(%reason, "raft log sync failed; failing every later append");
@@ -418,13 +297,7 @@ impl RaftLogReader<TypeConfig> for WalLogStore {
             Bound::Excluded(i) => *i,
             Bound::Unbounded => u64::MAX,
         };
-        let records = {
-            let inner = self.lock()?;
-            if let Some(entries) = inner.recent.range(start, end) {
-                return Ok(entries);
-            }
-            inner.wal.read_range(start..end).map_err(read_err)?
-        };
+        let records = self.lock()?.wal.read_range(start..end).map_err(read_err)?;
         let mut entries = Vec::with_capacity(records.len());
         for (index, bytes) in records {
             let entry: Entry = codec::decode(&bytes).map_err(read_err)?;
@@ -515,11 +388,8 @@ impl RaftLogStorage<TypeConfig> for WalLogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
-        self.blocking(move |inner| {
-            inner.recent.cut_from(log_id.index);
-            inner.wal.truncate_from(log_id.index).map_err(write_err)
-        })
-        .await
+        self.blocking(move |inner| inner.wal.truncate_from(log_id.index).map_err(write_err))
+            .await
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
@@ -539,7 +409,6 @@ impl RaftLogStorage<TypeConfig> for WalLogStore {
                 .wal
                 .purge_upto(log_id.index, bytes)
                 .map_err(write_err)?;
-            inner.recent.drop_upto(log_id.index);
             inner.state = state;
             Ok(())
         })
@@ -600,16 +469,11 @@ mod tests {
     /// Appends queued while no sync runs share one sync (group commit), every one of them is
     /// completed with Ok after it, and a reopen reads them all back.
     #[tokio::test]
-    // The gate is a std mutex the flusher thread takes; holding it across the appends' awaits
-    // is the point (this runtime has one thread, and the flusher is not on it).
-    #[allow(clippy::await_holding_lock)]
     async fn wal_store_group_commit_one_sync_for_queued_appends() {
         let dir = tempfile::tempdir().unwrap();
         let store = WalLogStore::open(dir.path(), 1).unwrap();
         let mut waits = Vec::new();
-        // Held, the gate keeps the flusher from taking a group until all 20 are queued.
-        let gate = store.gate.clone();
-        let held = gate.lock().unwrap();
+        // On this single-threaded runtime the flusher runs only once the test awaits.
         for index in 0..20 {
             let (tx, rx) = oneshot::channel();
             let done: Completion = Box::new(move |r| {
@@ -618,7 +482,6 @@ mod tests {
             store.append_then([blank(index)], done).await.unwrap();
             waits.push(rx);
         }
-        drop(held);
         for rx in waits {
             assert!(rx.await.unwrap(), "append completed with an error");
         }
@@ -635,37 +498,5 @@ mod tests {
         let read = store.try_get_log_entries(..).await.unwrap();
         let indexes: Vec<u64> = read.iter().map(|e| e.log_id.index).collect();
         assert_eq!(indexes, (0..21).collect::<Vec<u64>>());
-    }
-
-    fn at(term: u64, index: u64) -> Entry {
-        Entry::new_blank(LogId::new(CommittedLeaderId::new(term, 0), index))
-    }
-
-    /// Reads served from the recent-entries cache agree with the files through a truncation
-    /// (a follower's conflicting tail replaced by another term's entries) and a purge, and
-    /// after a reopen (empty cache).
-    #[tokio::test]
-    async fn wal_store_recent_cache_follows_truncate_and_purge() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = WalLogStore::open(dir.path(), 1).unwrap();
-        append_synced(&store, (0..10).map(|i| at(1, i)).collect()).await;
-        store.truncate(at(1, 5).log_id).await.unwrap();
-        append_synced(&store, (5..8).map(|i| at(2, i)).collect()).await;
-        store.purge(at(1, 2).log_id).await.unwrap();
-        let ids = |es: Vec<Entry>| -> Vec<(u64, u64)> {
-            es.iter()
-                .map(|e| (e.log_id.leader_id.term, e.log_id.index))
-                .collect()
-        };
-        let want: Vec<(u64, u64)> = (3..8).map(|i| (if i < 5 { 1 } else { 2 }, i)).collect();
-        assert_eq!(ids(store.try_get_log_entries(3..8).await.unwrap()), want);
-        assert_eq!(ids(store.try_get_log_entries(..).await.unwrap()), want);
-        assert_eq!(
-            ids(store.try_get_log_entries(6..=7).await.unwrap()),
-            vec![(2, 6), (2, 7)]
-        );
-        drop(store);
-        let mut store = WalLogStore::open(dir.path(), 1).unwrap();
-        assert_eq!(ids(store.try_get_log_entries(3..8).await.unwrap()), want);
     }
 }
