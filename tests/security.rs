@@ -828,16 +828,40 @@ async fn each_token_has_its_own_rate_limit() {
         ..Settings::default()
     })
     .await;
-    let viewer = token(&c, "viewer", &[], 0).await;
-    let ca = c.access.ca_file.clone();
-    let as_viewer = raftline::client::Client::with_access(
-        &[c.node(1).api.clone()],
-        &raftline::client::Access {
-            token: Some(viewer),
-            ca_file: ca,
-        },
-    )
-    .expect("client");
+    // The start-up polls (`wait_leader`) spend the admin token's own bucket, so its calls
+    // here wait for the bucket to refill; that refusal is the behaviour under test too.
+    let admin = c.client_of(&[1]);
+    let mut secrets = Vec::new();
+    for name in ["viewer", "other"] {
+        let secret = common::wait_for("the admin token's bucket", Duration::from_secs(10), || {
+            let admin = &admin;
+            async move {
+                let request = pb::CreateTokenRequest {
+                    name: format!("test-{name}"),
+                    role: "viewer".into(),
+                    ..Default::default()
+                };
+                match admin.create_token(request).await {
+                    Ok(t) => Some(t.secret),
+                    Err(raftline::error::Error::ResourceExhausted(_)) => None,
+                    Err(e) => panic!("create token: {e:?}"),
+                }
+            }
+        })
+        .await;
+        secrets.push(secret);
+    }
+    let on_node_1 = |secret: &str| {
+        raftline::client::Client::with_access(
+            &[c.node(1).api.clone()],
+            &raftline::client::Access {
+                token: Some(secret.to_string()),
+                ca_file: c.access.ca_file.clone(),
+            },
+        )
+        .expect("client")
+    };
+    let as_viewer = on_node_1(&secrets[0]);
     let mut refused = None;
     for _ in 0..30 {
         if let Err(e) = as_viewer.queues(true).await {
@@ -851,7 +875,8 @@ async fn each_token_has_its_own_rate_limit() {
         }
         other => panic!("30 calls in a row past a burst of 5: {other:?}"),
     }
-    c.client_of(&[1])
+    // A token that has not called yet has its whole burst, whatever the first one spent.
+    on_node_1(&secrets[1])
         .queues(true)
         .await
         .expect("another token is served");
