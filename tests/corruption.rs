@@ -96,6 +96,32 @@ fn cut_tail(path: PathBuf, bytes: u64) -> PathBuf {
     path
 }
 
+/// Zeros the last `bytes` written bytes of `path` (up to its last non-zero byte), keeping its
+/// length: the end of an append that never reached the disk, in a preallocated WAL segment.
+/// Returns `path`.
+fn tear_tail(path: PathBuf, bytes: u64) -> PathBuf {
+    use std::os::unix::fs::FileExt;
+    let content = std::fs::read(&path).unwrap();
+    let used = content
+        .iter()
+        .rposition(|b| *b != 0)
+        .map_or(0, |p| p as u64 + 1);
+    assert!(
+        used > bytes,
+        "{} has only {used} bytes written",
+        path.display()
+    );
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.write_all_at(&vec![0; bytes as usize], used - bytes)
+        .unwrap();
+    println!(
+        "  zeroed {bytes} bytes of {} before byte {used} ({} bytes long)",
+        path.display(),
+        content.len()
+    );
+    path
+}
+
 /// The newest WAL segment of a node dir.
 fn last_segment(dir: &Path) -> PathBuf {
     let mut segments: Vec<PathBuf> = std::fs::read_dir(dir.join("wal"))
@@ -137,6 +163,11 @@ fn cases() -> Vec<Case> {
             name: "wal segment, truncated tail",
             expect: Expect::Recovered,
             damage: |dir, _| cut_tail(last_segment(dir), 5),
+        },
+        Case {
+            name: "wal segment, last record torn in its preallocated space",
+            expect: Expect::Recovered,
+            damage: |dir, _| tear_tail(last_segment(dir), 5),
         },
         Case {
             name: "wal meta (vote), one flipped bit",

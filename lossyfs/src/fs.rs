@@ -933,6 +933,43 @@ impl Filesystem for LossyFs {
         }
     }
 
+    /// `fallocate` mode 0 (allocate, extending the size) is modelled as an unsynced size
+    /// change, like an extending `truncate`: the new bytes read as zeros and the size is lost
+    /// in a crash unless the file is synced after. Which blocks back it is the backing
+    /// filesystem's business. Other modes (keep size, punch hole, ...) get EOPNOTSUPP.
+    fn fallocate(
+        &mut self,
+        _req: &Request<'_>,
+        ino: u64,
+        _fh: u64,
+        offset: i64,
+        length: i64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        if mode != 0 {
+            return reply.error(libc::EOPNOTSUPP);
+        }
+        let (Ok(offset), Ok(length)) = (u64::try_from(offset), u64::try_from(length)) else {
+            return reply.error(libc::EINVAL);
+        };
+        let Some(end) = offset.checked_add(length) else {
+            return reply.error(libc::EFBIG);
+        };
+        let mut st = self.lock();
+        let result = st.attr(ino).and_then(|attr| {
+            if end > attr.size {
+                st.truncate(ino, end)
+            } else {
+                Ok(())
+            }
+        });
+        match result {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
     fn statfs(&mut self, _req: &Request<'_>, _ino: u64, reply: ReplyStatfs) {
         let root = self.lock().path(ROOT);
         let result = root.and_then(|p| {

@@ -25,7 +25,8 @@
 //! - Unlink, rmdir and rename-away are durable at once (a crash never brings a removed name
 //!   back); a rename over an existing name is durable at once (real filesystems leave the old
 //!   or the new file; this model has no copy of the old one). Mode, owner and times are
-//!   written straight through. Extended attributes, special files, `fallocate` and
+//!   written straight through. Extended attributes, special files, `fallocate` other than
+//!   mode 0 (allocate and extend, modelled as an extending `truncate`) and
 //!   `RENAME_EXCHANGE`/`RENAME_NOREPLACE` are not supported.
 //! - No torn writes: a write is kept or dropped whole, and every unsynced write of a file is
 //!   dropped together (a real disk may keep some of them, in any order). No reordering

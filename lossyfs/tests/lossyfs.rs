@@ -140,6 +140,37 @@ fn lossyfs_fdatasync_persists_appends() {
     assert_eq!(read(&m.path("log")), b"record-1;");
 }
 
+/// `fallocate` (mode 0) extends a file with zeros; the new size is durable only once the
+/// file is synced, and records written into the preallocated space later are durable only
+/// with an fdatasync of their own (the WAL's preallocated segments).
+#[test]
+fn lossyfs_fallocate_extends_with_zeros_until_a_crash() {
+    use std::os::unix::fs::FileExt;
+    let Some(m) = Mount::new(1 << 20) else { return };
+    let fallocate = |f: &File, len: i64| {
+        // SAFETY: fallocate on a descriptor we own.
+        let rc = unsafe { libc::fallocate(f.as_raw_fd(), 0, 0, len) };
+        assert_eq!(rc, 0, "fallocate: {}", std::io::Error::last_os_error());
+    };
+    let unsynced = write_file(&m.path("a"), b"head");
+    let synced = write_file(&m.path("b"), b"head");
+    for f in [&unsynced, &synced] {
+        f.sync_all().expect("fsync");
+    }
+    fsync_dir(&m.dir);
+    for f in [&unsynced, &synced] {
+        fallocate(f, 64);
+    }
+    assert_eq!(read(&m.path("a")), [&b"head"[..], &[0; 60]].concat());
+    synced.write_all_at(b"rec1", 4).expect("write");
+    synced.sync_data().expect("fdatasync");
+    synced.write_all_at(b"rec2", 8).expect("write");
+    drop((unsynced, synced));
+    m.crash();
+    assert_eq!(read(&m.path("a")), b"head", "the unsynced size is dropped");
+    assert_eq!(read(&m.path("b")), [&b"headrec1"[..], &[0; 56]].concat());
+}
+
 /// Data only pushed out with sync_file_range (what sled's flush does) is lost in a crash.
 #[test]
 fn lossyfs_sync_file_range_is_not_durable() {

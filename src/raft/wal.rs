@@ -10,6 +10,12 @@
 //!   index (u64 LE), CRC-32 of those 20 bytes (u32 LE). Records follow back to back:
 //!   `[len u32 LE][crc32 u32 LE of payload][payload]`, payload = `[index u64 LE][bytes]`.
 //!   Indexes are contiguous within a segment and across segments.
+//! - A segment is preallocated to the segment size when it is created (`fallocate`), so its
+//!   unused end reads as zeros: a zero byte where a record would start, with only zeros after
+//!   it, is the end of the segment's records. Records write into blocks the file already has,
+//!   so each append's `fdatasync` is a data flush with no file length or block allocation to
+//!   commit (etcd does the same). Where the filesystem cannot preallocate, or less than twice
+//!   a segment is free, the file grows with its appends instead: both read the same.
 //! - `meta`: magic `RLWALMET`, version (u32 LE), payload length (u32 LE), CRC-32 of the
 //!   payload (u32 LE), payload = `[purged flag u8][purged index u64 LE][owner's state]`. The
 //!   owner's state is opaque here (the store keeps vote, committed and purged log ids in it).
@@ -36,7 +42,7 @@
 //! ## Open: torn tails and damage
 //!
 //! [`Wal::open`] reads every segment in order and checks every header and every record's
-//! checksum. A torn tail (the last segment ends in an incomplete record, a record running
+//! checksum; zeros after the last record are preallocated space and stay. A torn tail (the last segment ends in an incomplete record, a record running
 //! past the end of the file, or a checksum-failing record followed only by zeros) is what a
 //! crash during unsynced appends leaves: it is cut away (`set_len` + sync) and logged. Any
 //! other damage (a bad header, a bad record followed by more data, a record out of index
@@ -54,9 +60,8 @@
 //!
 //! CAVEATS (not implemented): a damaged length in the very last record (nothing follows to
 //! tell) is taken for a torn tail and that record is cut, though it may have been
-//! acknowledged (its peers send it again); no preallocation of segments; no
-//! lock against two processes opening the same directory (sled locks its own files; wiring
-//! the WAL in needs a lock of its own).
+//! acknowledged (its peers send it again); no lock against two processes opening the same
+//! directory (sled locks its own files; wiring the WAL in needs a lock of its own).
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
@@ -202,12 +207,50 @@ fn sync_dir(dir: &Path) -> Result<()> {
     super::durable::sync_dir(dir).map_err(io_at(dir))
 }
 
+/// Reserves a segment's blocks up front (`fallocate`, the file's length becomes `bytes`,
+/// reading as zeros), so an append writes into blocks the file already has: its `fdatasync`
+/// then has no file length or block allocation to commit with it, and stays a data flush
+/// (etcd preallocates its segments for the same reason). Skipped, leaving a file that grows
+/// with its appends, where the filesystem cannot (FUSE, some network filesystems) or when
+/// less than twice `bytes` is free, so preallocation never is what fills a disk. A failure
+/// part-way may leave the file longer, with zeros, which is still a valid segment.
+fn preallocate(file: &File, bytes: u64) {
+    use std::os::unix::io::AsRawFd;
+    let Ok(len) = libc::off_t::try_from(bytes) else {
+        return;
+    };
+    // SAFETY: fstatvfs fills the struct it is given, on a descriptor we own.
+    let free = unsafe {
+        let mut vfs: libc::statvfs = std::mem::zeroed();
+        if libc::fstatvfs(file.as_raw_fd(), &mut vfs) != 0 {
+            return;
+        }
+        vfs.f_bavail.saturating_mul(vfs.f_frsize)
+    };
+    if free / 2 < bytes {
+        return;
+    }
+    // SAFETY: fallocate (mode 0: allocate and extend) on a descriptor we own.
+    if unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len) } != 0 {
+        tracing::debug!(error = %io::Error::last_os_error(), "write-ahead log: no preallocation");
+    }
+}
+
+/// Whether `bytes` are all zeros: the unused, preallocated end of a segment.
+fn zeros(bytes: &[u8]) -> bool {
+    bytes.iter().all(|b| *b == 0)
+}
+
 /// Checks the records of a segment's bytes: their offsets and where the valid data ends
 /// (before a torn tail, which only the last segment may have).
 fn scan_records(path: &Path, bytes: &[u8], first: u64, is_last: bool) -> Result<(Vec<u64>, u64)> {
     let mut offsets = Vec::new();
     let mut at = HEADER_BYTES as usize;
     while at < bytes.len() {
+        if bytes[at] == 0 && zeros(&bytes[at..]) {
+            // Preallocated space: no record was written here (or none reached the disk).
+            break;
+        }
         match parse_record(&bytes[at..]) {
             Ok((index, payload)) => {
                 let expected = first + offsets.len() as u64;
@@ -279,7 +322,7 @@ fn load_segment(path: &Path, first: u64, is_last: bool) -> Result<Segment> {
     file.read_exact_at(&mut bytes, 0).map_err(io_at(path))?;
     check_segment_header(path, &bytes[..HEADER_BYTES as usize], first)?;
     let (offsets, end) = scan_records(path, &bytes, first, is_last)?;
-    if end < len {
+    if end < len && !zeros(&bytes[end as usize..]) {
         tracing::warn!(
             file = %path.display(),
             offset = end,
@@ -524,6 +567,7 @@ impl Wal {
             .map_err(io_at(&tmp))?;
         file.write_all_at(&segment_header(first), 0)
             .map_err(io_at(&tmp))?;
+        preallocate(&file, self.segment_bytes);
         file.sync_all().map_err(io_at(&tmp))?;
         fs::rename(&tmp, &path).map_err(io_at(&path))?;
         sync_dir(&self.dir)?;
@@ -594,6 +638,8 @@ impl Wal {
                 let keep = (index - back.first) as usize;
                 let cut = back.offsets[keep];
                 back.file.set_len(cut).map_err(io_at(&back.path))?;
+                // The cut dropped the blocks after it; zeros read back where they were.
+                preallocate(&back.file, self.segment_bytes);
                 back.file.sync_all().map_err(io_at(&back.path))?;
                 back.offsets.truncate(keep);
                 back.end = cut;
@@ -767,12 +813,14 @@ mod tests {
             wal.sync().unwrap();
         }
         let last = segment_files(dir.path()).pop().unwrap();
-        let len = fs::metadata(&last).unwrap().len();
+        // The last 3 bytes of the last record never reached the disk: zeros, in the
+        // segment's preallocated space.
+        let used = used_len(&last);
         OpenOptions::new()
             .write(true)
             .open(&last)
             .unwrap()
-            .set_len(len - 3)
+            .write_all_at(&[0; 3], used - 3)
             .unwrap();
         let mut wal = Wal::open(dir.path()).unwrap();
         assert_eq!(wal.read_range(0..100).unwrap(), entries(0..9));
@@ -782,29 +830,84 @@ mod tests {
         assert_eq!(wal.read_range(0..100).unwrap(), entries(0..12));
     }
 
-    /// Garbage (or zeros) appended after the last record is a torn tail too.
+    /// The length of a file up to its last non-zero byte: a segment's written records.
+    fn used_len(path: &Path) -> u64 {
+        let bytes = fs::read(path).unwrap();
+        bytes
+            .iter()
+            .rposition(|b| *b != 0)
+            .map_or(0, |p| p as u64 + 1)
+    }
+
+    /// Garbage after the last record is a torn tail too: it is cut. Zeros there are the
+    /// segment's preallocated space: kept, and the next append goes where they start.
     #[test]
     fn wal_garbage_tail_is_cut() {
-        for tail in [
-            &b"garbage that is no record"[..],
-            &[0u8; 40][..],
-            &[1, 2, 3][..],
+        for (tail, cut) in [
+            (&b"garbage that is no record"[..], true),
+            (&[0u8; 40][..], false),
+            (&[1, 2, 3][..], true),
         ] {
             let dir = tempfile::tempdir().unwrap();
             {
-                let mut wal = Wal::open(dir.path()).unwrap();
+                let mut wal = Wal::open_with(dir.path(), 4096).unwrap();
                 wal.append(entries(0..4)).unwrap();
                 wal.sync().unwrap();
             }
             let last = segment_files(dir.path()).pop().unwrap();
-            let mut bytes = fs::read(&last).unwrap();
-            let len = bytes.len() as u64;
-            bytes.extend_from_slice(tail);
-            fs::write(&last, bytes).unwrap();
-            let wal = Wal::open(dir.path()).unwrap();
+            let used = used_len(&last);
+            let file = OpenOptions::new().write(true).open(&last).unwrap();
+            file.write_all_at(tail, used).unwrap();
+            let len = fs::metadata(&last).unwrap().len();
+            let mut wal = Wal::open_with(dir.path(), 4096).unwrap();
             assert_eq!(wal.read_range(0..100).unwrap(), entries(0..4));
-            assert_eq!(fs::metadata(&last).unwrap().len(), len);
+            let after = fs::metadata(&last).unwrap().len();
+            assert_eq!(after, if cut { used } else { len }, "{tail:?}");
+            wal.append(entries(4..6)).unwrap();
+            wal.sync().unwrap();
+            drop(wal);
+            let wal = Wal::open_with(dir.path(), 4096).unwrap();
+            assert_eq!(wal.read_range(0..100).unwrap(), entries(0..6));
         }
+    }
+
+    /// Where the filesystem can, a new segment is preallocated to the segment size, and a
+    /// log of several preallocated segments (zeros after each one's records) reopens whole.
+    #[test]
+    fn wal_segments_are_preallocated() {
+        let dir = tempfile::tempdir().unwrap();
+        let probe = File::create(dir.path().join("probe")).unwrap();
+        // SAFETY: fallocate on a descriptor we own.
+        let can =
+            unsafe { libc::fallocate(std::os::fd::AsRawFd::as_raw_fd(&probe), 0, 0, 4096) } == 0;
+        drop(probe);
+        fs::remove_file(dir.path().join("probe")).unwrap();
+        {
+            let mut wal = Wal::open_with(dir.path(), 300).unwrap();
+            wal.append(entries(0..30)).unwrap();
+            wal.sync().unwrap();
+        }
+        let files = segment_files(dir.path());
+        assert!(files.len() > 2, "{files:?}");
+        if can {
+            // Every segment holds its 300 bytes; the newest, part full, holds zeros after.
+            for f in &files {
+                let len = fs::metadata(f).unwrap().len();
+                assert!(len >= 300, "{}: {len} bytes", f.display());
+            }
+            let last = files.last().unwrap();
+            assert!(used_len(last) < fs::metadata(last).unwrap().len());
+        } else {
+            println!("fallocate not supported here: segments grow with their appends");
+        }
+        let mut wal = Wal::open_with(dir.path(), 300).unwrap();
+        assert_eq!(wal.read_range(0..100).unwrap(), entries(0..30));
+        wal.truncate_from(25).unwrap();
+        wal.append(entries(25..40)).unwrap();
+        wal.sync().unwrap();
+        drop(wal);
+        let wal = Wal::open_with(dir.path(), 300).unwrap();
+        assert_eq!(wal.read_range(0..100).unwrap(), entries(0..40));
     }
 
     /// A flipped byte inside a record that has more records after it is refused, naming the
