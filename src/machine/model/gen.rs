@@ -18,6 +18,8 @@ use rand_chacha::ChaCha8Rng;
 use crate::machine::command::{Command, JobChanges, Proposal, Report, Response, Settings};
 use crate::machine::controls::{BreakerConfig, QueuePolicy, Rate};
 use crate::machine::job::{Backoff, ErrorClass, JobId, JobKind, JobSpec, NodeRun};
+use crate::machine::jobs::DeadLetter;
+use crate::machine::limits;
 use crate::machine::resources::Need;
 use crate::machine::schedule::{CatchUp, Overlap, ScheduleOp, ScheduleSpec, Target};
 use crate::machine::workflow::{
@@ -319,6 +321,9 @@ impl Gen {
     }
 
     fn submit(&mut self) -> Command {
+        if self.chance(12) {
+            return self.submit_dead();
+        }
         let spec = self.spec();
         let delay_ms = if self.chance(4) {
             self.ms(0, 60_000)
@@ -333,6 +338,46 @@ impl Gen {
             spec,
             delay_ms,
             run_at_ms,
+        }
+    }
+
+    /// A job imported straight into dead letters, now and then with a field over its bound,
+    /// a failure time after the submit's or an unknown one.
+    fn submit_dead(&mut self) -> Command {
+        let spec = self.spec();
+        let error = if self.chance(20) {
+            "e".repeat(limits::ERROR_BYTES_MAX + 1)
+        } else {
+            format!("failed elsewhere {}", self.rng.random_range(0..100))
+        };
+        let output_tail = if self.chance(20) {
+            "o".repeat(limits::OUTPUT_TAIL_BYTES_MAX + 1)
+        } else {
+            "stack trace".into()
+        };
+        let attempts_made = if self.chance(20) {
+            limits::MAX_ATTEMPTS_MAX + 1
+        } else {
+            self.rng.random_range(0..=5)
+        };
+        let failed_at_ms = match self.rng.random_range(0..3) {
+            0 => None,
+            1 => Some(self.now.saturating_sub(self.ms(0, 3_600_000))),
+            _ => Some(self.now + self.ms(1, 60_000)),
+        };
+        Command::SubmitDead {
+            spec,
+            dead: DeadLetter {
+                error,
+                attempts_made,
+                output_tail,
+                failed_at_ms,
+                source: if self.chance(2) {
+                    "bullmq".into()
+                } else {
+                    String::new()
+                },
+            },
         }
     }
 

@@ -15,7 +15,8 @@
 //! **Behaviour fingerprint**: each stream hashes (FNV-1a, 64 bits) the `Debug` text of every
 //! response in order and a summary of the final state read through public readers (never the
 //! snapshot bytes, whose layout may change). `testscripts/model.digests` holds the fingerprints
-//! of the default streams, made on the code before the restructuring; the test compares them.
+//! of the default streams, made on the code before the restructuring and made again when the
+//! generator learned `SubmitDead` (the streams changed, not the machine); the test compares them.
 //! `RAFTLINE_GOLDEN_UPDATE=1` rewrites the file (after a deliberate change of behaviour).
 //!
 //! Running it:
