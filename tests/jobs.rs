@@ -4,7 +4,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 use raftline::proto::pb;
@@ -637,5 +637,65 @@ async fn submit_batch_and_complete_and_lease() {
             err.contains("--concurrency") && err.contains("1..=256"),
             "{err}"
         );
+    }
+}
+
+/// Waiting workers that race for one job keep watching after they lose: a job that becomes
+/// ready while a losing worker's lease is in flight is leased at once, not when that
+/// worker's long-poll ends. Four workers wait up to 20 s each on the leader, on a fresh queue;
+/// two jobs are submitted back to back; two workers must get one each within 5 s. Repeated
+/// with a gap between the jobs swept over the rounds, since the second one lands inside the
+/// losers' round trip only some of the time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_workers_miss_no_job_that_arrives_while_they_race() {
+    let c = Cluster::start(Settings::default()).await;
+    let leader = c.wait_leader(None).await;
+    let client = c.client_of(&[leader]);
+    for round in 0..60u64 {
+        let queue = format!("race-{round}");
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut waiters = Vec::new();
+        for w in 0..4 {
+            let (worker, queue, tx) = (c.client_of(&[leader]), queue.clone(), tx.clone());
+            waiters.push(tokio::spawn(async move {
+                let lease = pb::LeaseRequest {
+                    worker_id: format!("racer-{w}"),
+                    queues: vec![queue],
+                    max: 1,
+                    wait_ms: 20_000,
+                    ..Default::default()
+                };
+                let got = worker.lease(lease).await.map(|r| r.jobs.len());
+                let _ = tx.send(got);
+            }));
+        }
+        // Pacing, not a wait for a condition: the outcome must hold whether or not the workers
+        // are parked yet; parked ones make the race this test is about likelier.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let started = Instant::now();
+        for i in 0..2u8 {
+            let job = pb::SubmitRequest {
+                queue: queue.clone(),
+                kind: Some(pb::submit_request::Kind::Payload(vec![i])),
+                ..Default::default()
+            };
+            client.submit(job).await.expect("submit");
+            tokio::time::sleep(Duration::from_micros(50 * round)).await;
+        }
+        let mut leased = 0;
+        while leased < 2 {
+            let left = Duration::from_secs(5).saturating_sub(started.elapsed());
+            match tokio::time::timeout(left, rx.recv()).await {
+                Ok(Some(Ok(n))) => leased += n,
+                Ok(other) => panic!("round {round}: a waiting worker failed: {other:?}"),
+                Err(_) => panic!(
+                    "round {round}: {leased} of 2 jobs leased after 5 s with four workers \
+                     waiting: a job that arrived during a lost race was not seen"
+                ),
+            }
+        }
+        for w in waiters {
+            w.abort();
+        }
     }
 }

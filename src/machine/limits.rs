@@ -532,6 +532,12 @@ pub const CONNECTION_IDLE_MS_MAX: u64 = 3_600_000;
 /// RESOURCE_EXHAUSTED (the worker backs off and retries), so parked streams can't pile up.
 pub const LEASE_WAITERS_MAX: usize = 1_024;
 
+/// Empty leases in a row after which a long-poll waits for a change that comes after its
+/// last lease. Until then it looks again at every change, also one applied while its lease
+/// was in flight (a job that arrived as it lost a race for another); past it, a replica that
+/// still shows jobs its leader has leased out proposes once per new change, not per apply.
+pub const LEASE_EMPTY_IN_A_ROW_MAX: u32 = 3;
+
 /// Bytes of a token id (16 hex digits today).
 pub const TOKEN_ID_BYTES_MAX: usize = 64;
 

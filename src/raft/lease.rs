@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use super::Replica;
 use crate::error::{Error, Result};
-use crate::machine::{Command, Grant, Machine, Response, WorkerRef};
+use crate::machine::{limits, Command, Grant, Machine, Response, WorkerRef};
 
 impl Replica {
     /// Leases for `worker`, waiting up to `wait` for a job (long-poll). Proposes a Lease only
@@ -22,8 +22,11 @@ impl Replica {
     ) -> Result<Vec<Grant>> {
         let deadline = Instant::now() + wait;
         let mut changes = self.changes();
+        let mut empty_in_a_row = 0;
         loop {
-            if self.read(|m| m.leasable(queues, capabilities, worker.node.is_some())) {
+            if !self.read(|m| m.leasable(queues, capabilities, worker.node.is_some())) {
+                empty_in_a_row = 0;
+            } else {
                 let command = Command::Lease {
                     worker: worker.clone(),
                     queues: queues.to_vec(),
@@ -38,7 +41,15 @@ impl Replica {
                         }
                         return Ok(grants);
                     }
-                    Response::Leased(_) => changes.mark_seen(),
+                    Response::Leased(_) => {
+                        // Changes applied while this lease was in flight are not dropped (a
+                        // job may have come in as this worker lost the race for another):
+                        // the loop looks again at the next one, within a bound.
+                        empty_in_a_row += 1;
+                        if empty_in_a_row >= limits::LEASE_EMPTY_IN_A_ROW_MAX {
+                            changes.mark_seen();
+                        }
+                    }
                     Response::Rejected(r) => return Err(r.into()),
                     other => return Err(Error::Internal(format!("unexpected response {other:?}"))),
                 }
