@@ -39,6 +39,24 @@ struct Collector {
     spans: Arc<Mutex<Vec<Span>>>,
 }
 
+impl Collector {
+    /// Waits up to 30 s for a received span that `matches`; returns it.
+    async fn wait_span(&self, what: &str, matches: impl Fn(&Span) -> bool) -> Span {
+        let what = format!("{what} at the collector");
+        common::wait_for(&what, Duration::from_secs(30), || {
+            let found = self
+                .spans
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|s| matches(s))
+                .cloned();
+            async move { found }
+        })
+        .await
+    }
+}
+
 fn text(v: &Option<opentelemetry_proto::tonic::common::v1::AnyValue>) -> String {
     match v.as_ref().and_then(|v| v.value.as_ref()) {
         Some(Value::StringValue(s)) => s.clone(),
@@ -106,22 +124,11 @@ async fn spans_reach_an_otlp_collector() {
         .expect("submit");
     common::wait_finished(&client, &[id], Duration::from_secs(60)).await;
 
-    let spans = collector.spans.clone();
-    let attempt = common::wait_for(
-        "the job's attempt span at the collector",
-        Duration::from_secs(30),
-        || {
-            let spans = spans.clone();
-            async move {
-                let spans = spans.lock().unwrap();
-                spans
-                    .iter()
-                    .find(|s| s.name == "attempt" && s.attr("job") == Some(&id.to_string()))
-                    .cloned()
-            }
-        },
-    )
-    .await;
+    let attempt = collector
+        .wait_span("the job's attempt span", |s| {
+            s.name == "attempt" && s.attr("job") == Some(&id.to_string())
+        })
+        .await;
     assert_eq!(attempt.service, "raftline");
     assert_eq!(attempt.attr("queue"), Some("traced"), "{attempt:?}");
     assert_eq!(attempt.attr("attempt"), Some("1"), "{attempt:?}");
@@ -133,19 +140,9 @@ async fn spans_reach_an_otlp_collector() {
     );
     // Each node exports its own batches: the node that served the submit may send its span
     // after the node that ran the job sent the attempt.
-    common::wait_for(
-        "the submit's rpc span at the collector",
-        Duration::from_secs(30),
-        || {
-            let spans = spans.clone();
-            async move {
-                let spans = spans.lock().unwrap();
-                spans
-                    .iter()
-                    .any(|s| s.name == "rpc" && s.attr("path") == Some("/raftline.v1.Api/Submit"))
-                    .then_some(())
-            }
-        },
-    )
-    .await;
+    collector
+        .wait_span("the submit's rpc span", |s| {
+            s.name == "rpc" && s.attr("path") == Some("/raftline.v1.Api/Submit")
+        })
+        .await;
 }
