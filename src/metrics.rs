@@ -51,6 +51,10 @@ pub struct Events {
     /// API calls refused because the caller's token was over its calls-per-second limit, by
     /// token id (bounded by `TOKENS_MAX`; the bootstrap token is `admin`).
     pub api_rate_limited: Family<Labels, Counter>,
+    /// AppendEntries this node sent its followers as leader, by kind: `entries`, `empty`
+    /// (heartbeats and commit notices), `ridden` (commit notices left out because the next
+    /// entries carried them, `raft/network.rs`).
+    pub peer_appends: Family<Labels, Counter>,
 }
 
 /// The one set of event metrics.
@@ -64,6 +68,7 @@ pub static EVENTS: LazyLock<Events> = LazyLock::new(|| Events {
     job_wait_seconds: Family::new_with_constructor(job_time),
     lease_refusals: Family::default(),
     api_rate_limited: Family::default(),
+    peer_appends: Family::default(),
 });
 
 /// One label.
@@ -131,6 +136,12 @@ impl Events {
             "raftline_api_rate_limited",
             "API calls refused for a token over its calls-per-second limit, by token id",
             self.api_rate_limited.clone(),
+        );
+        r.register(
+            "raftline_peer_appends",
+            "AppendEntries sent to followers, by kind: entries, empty (heartbeats, commit \
+             notices), ridden (commit notices left out: the next entries carried them)",
+            self.peer_appends.clone(),
         );
     }
 }

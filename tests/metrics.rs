@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::{http_get, Cluster, Settings};
+use raftline::proto::pb;
 
 /// The samples of one scrape: (name, labels) to value.
 type Samples = BTreeMap<(String, BTreeMap<String, String>), f64>;
@@ -223,4 +224,46 @@ async fn rate_limit_refusals_are_counted() {
         limited >= refused as f64,
         "{limited} counted, {refused} refused"
     );
+}
+
+/// At one client, openraft's notice of each new commit index rides on the next write's entry
+/// instead of being a peer call of its own (`raftline_peer_appends_total{kind="ridden"}` on
+/// the leader), and followers still apply every write, the last one too, with nothing after
+/// it to carry its commit.
+#[tokio::test(flavor = "multi_thread")]
+async fn commit_notices_ride_on_the_next_entry() {
+    const WRITES: usize = 200;
+    let c = Cluster::start(Settings::default()).await;
+    let leader = c.wait_leader(None).await;
+    let client = c.client_of(&[leader]);
+    let appends = |s: &Samples, kind: &str| {
+        get(s, "raftline_peer_appends_total", &[("kind", kind)]).unwrap_or(0.0)
+    };
+    let before = parse(&http_get(&c.node(leader).http, "/metrics").await);
+    for _ in 0..WRITES {
+        let req = pb::SubmitRequest {
+            queue: "ride".into(),
+            kind: Some(pb::submit_request::Kind::Payload(vec![b'x'; 64])),
+            ..Default::default()
+        };
+        client.submit(req).await.unwrap();
+    }
+    let after = parse(&http_get(&c.node(leader).http, "/metrics").await);
+    let sent = |kind: &str| appends(&after, kind) - appends(&before, kind);
+    assert!(
+        sent("entries") >= WRITES as f64,
+        "{} appends with entries for {WRITES} writes",
+        sent("entries")
+    );
+    assert!(
+        sent("ridden") >= 1.0,
+        "no commit notice rode on an entry over {WRITES} writes at one client \
+         (entries {}, empty {})",
+        sent("entries"),
+        sent("empty")
+    );
+    let index = c.status(leader).await.unwrap().last_applied;
+    for id in c.ids() {
+        c.wait_applied(id, index).await;
+    }
 }

@@ -107,6 +107,15 @@ pub const APPEND_ENTRIES_MAX: u64 = 8;
 /// load the heartbeat interval openraft allows an RPC is not enough for eight large entries,
 /// so a longer request is cut and openraft told of a partial success (`raft/network.rs`).
 pub const APPEND_BYTES_MAX: usize = 512 << 10;
+/// How long a leader holds openraft's notice of a new commit index to a follower, waiting
+/// for an entry to carry it instead (`raft/network.rs`): the gap between a client's answer
+/// and its next write at one client is a few hundred microseconds. When no entry comes, the
+/// notice goes out this much later, so an idle follower applies the last write at most this
+/// much later than the leader's answer.
+pub const COMMIT_NOTICE_LINGER_US: u64 = 1_000;
+/// A commit notice rides on the next entry only to a follower that accepted entries on the
+/// same connection this recently; to any other it goes at once.
+pub const COMMIT_NOTICE_RIDE_WINDOW_MS: u64 = 10;
 
 /// Concurrent API requests served by one node; further ones queue in the server.
 pub const API_CONCURRENCY_MAX: usize = 1024;

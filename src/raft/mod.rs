@@ -293,6 +293,7 @@ impl Replica {
             local_ip,
             tls: tls.clone(),
             heard: heard.clone(),
+            log_tail: Some(log.tail()),
         };
         let raft = Raft::new(id, Arc::new(raft_config), network, log.clone(), sm)
             .await

@@ -44,7 +44,7 @@ use std::time::Instant;
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{LogId, LogState, RaftLogReader, StorageError, StorageIOError, Vote};
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::wal::{self, Wal};
 use super::TypeConfig;
@@ -104,6 +104,9 @@ pub struct WalLogStore {
     syncs: Arc<Syncs>,
     /// This node's id: a committed vote for it is read back uncommitted (see `read_vote`).
     node_id: NodeId,
+    /// Index of the last entry written (0 for none), told to whoever watches the log grow
+    /// (the network's commit notices, `network.rs`).
+    tail: Arc<watch::Sender<u64>>,
 }
 
 fn write_err(e: impl std::error::Error + 'static) -> StorageError<NodeId> {
@@ -124,6 +127,7 @@ impl WalLogStore {
     pub fn open(dir: &Path, node_id: NodeId) -> Result<WalLogStore, wal::Error> {
         let wal = Wal::open(dir)?;
         let state = decode_state(&wal)?;
+        let tail = Arc::new(watch::Sender::new(wal.last_index().unwrap_or(0)));
         let inner = Arc::new(Mutex::new(Inner { wal, state }));
         let syncs = Arc::new(Syncs::default());
         let (tx, rx) = mpsc::channel(WAL_FLUSH_QUEUE_MAX);
@@ -133,7 +137,13 @@ impl WalLogStore {
             flusher: tx,
             syncs,
             node_id,
+            tail,
         })
+    }
+
+    /// Watches the index of the last entry written (written, not yet synced).
+    pub fn tail(&self) -> watch::Receiver<u64> {
+        self.tail.subscribe()
     }
 
     /// Count of durable points: one per group commit (one `fdatasync`) and one per meta write
@@ -170,7 +180,11 @@ impl WalLogStore {
             records.push((entry.log_id.index, bytes));
         }
         let bytes: usize = records.iter().map(|(_, r)| r.len()).sum();
+        let last = records.last().map(|(index, _)| *index);
         self.lock()?.wal.append(records).map_err(write_err)?;
+        if let Some(last) = last {
+            self.tail.send_replace(last);
+        }
         self.syncs
             .appended
             .fetch_add(bytes as u64, Ordering::Relaxed);
@@ -389,7 +403,9 @@ impl RaftLogStorage<TypeConfig> for WalLogStore {
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
         self.blocking(move |inner| inner.wal.truncate_from(log_id.index).map_err(write_err))
-            .await
+            .await?;
+        self.tail.send_replace(log_id.index.saturating_sub(1));
+        Ok(())
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
